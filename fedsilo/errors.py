@@ -1,0 +1,95 @@
+"""The one exception hierarchy of fedsilo.
+
+::
+
+    FedsiloError                  every error we raise on purpose; carries a one-line message
+    ├── ConfigError               a config or job file is wrong (file, key)
+    ├── DataError                 a table, column or value in a silo's database is wrong
+    ├── PolicyError               a silo's local policy refuses the request
+    ├── ProtocolError             a peer sent a malformed, oversized, out-of-order or replayed message
+    ├── AuthError                 the caller is not who the silo is configured to answer
+    ├── CryptoError               a key is too small, a ciphertext does not decrypt, a seal fails
+    ├── JobError                  a job cannot run or failed (carries the reason)
+    │   └── SiloUnavailable       a silo did not answer within its deadline
+    └── NotFound                  a job, model, alignment or dataset that does not exist
+
+gRPC status codes and CLI exit codes are derived from this tree in exactly one place each:
+:func:`grpc_status_for` here, and ``fedsilo.cli.main`` via :data:`EXIT_CODES`.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class FedsiloError(Exception):
+    """Base class: ``str(err)`` is a complete one-line message for a user."""
+
+    exit_code = 1
+
+
+class ConfigError(FedsiloError):
+    exit_code = 2
+
+
+class DataError(FedsiloError):
+    exit_code = 3
+
+
+class PolicyError(FedsiloError):
+    exit_code = 4
+
+
+class ProtocolError(FedsiloError):
+    exit_code = 5
+
+
+class AuthError(FedsiloError):
+    exit_code = 6
+
+
+class CryptoError(FedsiloError):
+    exit_code = 7
+
+
+class JobError(FedsiloError):
+    exit_code = 8
+
+
+class SiloUnavailable(JobError):
+    exit_code = 9
+
+
+class NotFound(FedsiloError):
+    exit_code = 10
+
+
+_GRPC_STATUS: list[tuple[type[FedsiloError], grpc.StatusCode]] = [
+    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (DataError, grpc.StatusCode.FAILED_PRECONDITION),
+    (PolicyError, grpc.StatusCode.PERMISSION_DENIED),
+    (ProtocolError, grpc.StatusCode.INVALID_ARGUMENT),
+    (AuthError, grpc.StatusCode.UNAUTHENTICATED),
+    (CryptoError, grpc.StatusCode.INVALID_ARGUMENT),
+    (SiloUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (JobError, grpc.StatusCode.ABORTED),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+]
+
+
+def grpc_status_for(err: FedsiloError) -> grpc.StatusCode:
+    """The status code a servicer aborts with for ``err`` (most specific class wins)."""
+    for cls, code in _GRPC_STATUS:
+        if isinstance(err, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def error_from_status(code: grpc.StatusCode, details: str) -> FedsiloError:
+    """Rebuild the domain error a silo raised from the status it answered with."""
+    for cls, status in _GRPC_STATUS:
+        if status == code and cls is not SiloUnavailable:
+            return cls(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return SiloUnavailable(details)
+    return JobError(details)

@@ -1,0 +1,172 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Frame(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: StepHeader
+    chunk: bytes
+    def __init__(self, header: _Optional[_Union[StepHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class StepHeader(_message.Message):
+    __slots__ = ("job_id", "method", "seq", "total_bytes")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BYTES_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    method: str
+    seq: int
+    total_bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., method: _Optional[str] = ..., seq: _Optional[int] = ..., total_bytes: _Optional[int] = ...) -> None: ...
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DatasetInfo(_message.Message):
+    __slots__ = ("name", "rows", "id_column", "features", "label")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ID_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rows: int
+    id_column: str
+    features: _containers.RepeatedScalarFieldContainer[str]
+    label: str
+    def __init__(self, name: _Optional[str] = ..., rows: _Optional[int] = ..., id_column: _Optional[str] = ..., features: _Optional[_Iterable[str]] = ..., label: _Optional[str] = ...) -> None: ...
+
+class DescribeResponse(_message.Message):
+    __slots__ = ("party", "api_version", "software_version", "datasets", "policy_json")
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    API_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    POLICY_JSON_FIELD_NUMBER: _ClassVar[int]
+    party: str
+    api_version: str
+    software_version: str
+    datasets: _containers.RepeatedCompositeFieldContainer[DatasetInfo]
+    policy_json: str
+    def __init__(self, party: _Optional[str] = ..., api_version: _Optional[str] = ..., software_version: _Optional[str] = ..., datasets: _Optional[_Iterable[_Union[DatasetInfo, _Mapping]]] = ..., policy_json: _Optional[str] = ...) -> None: ...
+
+class OpenJobRequest(_message.Message):
+    __slots__ = ("job_id", "spec_json", "resume")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SPEC_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    spec_json: str
+    resume: bool
+    def __init__(self, job_id: _Optional[str] = ..., spec_json: _Optional[str] = ..., resume: _Optional[bool] = ...) -> None: ...
+
+class OpenJobResponse(_message.Message):
+    __slots__ = ("session_public_key", "accepted_json")
+    SESSION_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_JSON_FIELD_NUMBER: _ClassVar[int]
+    session_public_key: bytes
+    accepted_json: str
+    def __init__(self, session_public_key: _Optional[bytes] = ..., accepted_json: _Optional[str] = ...) -> None: ...
+
+class SetPeersRequest(_message.Message):
+    __slots__ = ("job_id", "session_public_keys")
+    class SessionPublicKeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSION_PUBLIC_KEYS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    session_public_keys: _containers.ScalarMap[str, bytes]
+    def __init__(self, job_id: _Optional[str] = ..., session_public_keys: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+
+class SetPeersResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CloseJobRequest(_message.Message):
+    __slots__ = ("job_id", "failed", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    failed: bool
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., failed: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CloseJobResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("spec_toml", "resume", "job_id")
+    SPEC_TOML_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    spec_toml: str
+    resume: bool
+    job_id: str
+    def __init__(self, spec_toml: _Optional[str] = ..., resume: _Optional[bool] = ..., job_id: _Optional[str] = ...) -> None: ...
+
+class GetJobRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class JobStatus(_message.Message):
+    __slots__ = ("job_id", "name", "state", "reason", "result_json", "created_at", "updated_at")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    state: str
+    reason: str
+    result_json: str
+    created_at: str
+    updated_at: str
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., reason: _Optional[str] = ..., result_json: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJobsResponse(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelRecord(_message.Message):
+    __slots__ = ("model_id", "record_json")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    RECORD_JSON_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    record_json: str
+    def __init__(self, model_id: _Optional[str] = ..., record_json: _Optional[str] = ...) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelRecord]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelRecord, _Mapping]]] = ...) -> None: ...

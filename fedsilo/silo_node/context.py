@@ -1,0 +1,48 @@
+"""Everything a step may use at a silo: config, data, own tables, ledger, open sessions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.silo_node.config import SiloConfig
+from fedsilo.silo_node.data import SiloData
+from fedsilo.silo_node.session import JobSession, SessionTable
+from fedsilo.silo_node.store import Ledger, SiloStore
+
+__all__ = ["SiloContext"]
+
+_ROLES = ("active", "passive", "member")
+
+
+@dataclass
+class SiloContext:
+    config: SiloConfig
+    data: SiloData
+    store: SiloStore
+    ledger: Ledger
+    sessions: SessionTable = field(default_factory=SessionTable)
+
+    @property
+    def party(self) -> str:
+        return self.config.party
+
+    def open_session(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> JobSession:
+        """Check the job against this silo's policy and open its session; nothing runs on refusal."""
+        mine = spec.get("parties", {}).get(self.party)
+        if not isinstance(mine, dict):
+            raise PolicyError(f"job '{job_id}' does not name party '{self.party}'")
+        role, dataset = str(mine.get("role", "")), str(mine.get("dataset", ""))
+        if role not in _ROLES:
+            raise ProtocolError(f"job '{job_id}' gives '{self.party}' an unknown role '{role}'")
+        if dataset not in self.config.datasets:
+            raise PolicyError(f"silo '{self.party}' has no dataset '{dataset}' for job '{job_id}'")
+        for entry in spec.get("steps", []):
+            self.config.policy.check_protocol(str(entry.get("kind", "")), role)
+        columns = mine.get("columns")
+        if columns is not None:
+            self.config.policy.check_columns(dataset, list(columns))
+        session = JobSession(job_id=job_id, spec=spec, role=role, dataset=dataset, resume=resume)
+        self.sessions.add(session)
+        return session

@@ -1,0 +1,125 @@
+"""The silo node's gRPC server: a thin adapter from RPCs to ``SiloContext`` and steps."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from fedsilo import __version__, settings
+from fedsilo.errors import ProtocolError
+from fedsilo.grpc_errors import abort_on_error
+from fedsilo.protos import fedsilo_pb2 as pb
+from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
+from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.dispatch import load_step_modules, run_step
+from fedsilo.wire import chunks, join_chunks, pack_step, unpack_step
+
+__all__ = ["API_VERSION", "SiloServicer", "build_server", "server_options"]
+
+log = logging.getLogger(__name__)
+API_VERSION = "fedsilo.v1"
+
+
+def server_options() -> list[tuple[str, Any]]:
+    """Message size limits set on purpose (see settings) for every fedsilo server."""
+    return [
+        ("grpc.max_receive_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
+    ]
+
+
+class SiloServicer(pb_grpc.SiloServiceServicer):
+    def __init__(self, ctx: SiloContext) -> None:
+        self.ctx = ctx
+
+    @abort_on_error
+    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.DescribeResponse:
+        datasets = [pb.DatasetInfo(name=d.name, rows=d.rows, id_column=d.id_column,
+                                   features=list(d.features), label=d.label or "")
+                    for d in self.ctx.data.describe()]
+        return pb.DescribeResponse(party=self.ctx.party, api_version=API_VERSION,
+                                   software_version=__version__, datasets=datasets,
+                                   policy_json=json.dumps(self.ctx.config.policy.to_dict()))
+
+    @abort_on_error
+    def OpenJob(self, request: pb.OpenJobRequest, context: grpc.ServicerContext) -> pb.OpenJobResponse:
+        spec = _json_object(request.spec_json, "job spec")
+        session = self.ctx.open_session(request.job_id, spec, resume=request.resume)
+        accepted = {"party": self.ctx.party, "role": session.role, "dataset": session.dataset}
+        return pb.OpenJobResponse(session_public_key=session.keys.public_bytes,
+                                  accepted_json=json.dumps(accepted))
+
+    @abort_on_error
+    def SetPeers(self, request: pb.SetPeersRequest, context: grpc.ServicerContext) -> pb.SetPeersResponse:
+        session = self.ctx.sessions.get(request.job_id)
+        session.keys.set_peers({k: v for k, v in request.session_public_keys.items()
+                                if k != self.ctx.party})
+        return pb.SetPeersResponse()
+
+    @abort_on_error
+    def CloseJob(self, request: pb.CloseJobRequest, context: grpc.ServicerContext) -> pb.CloseJobResponse:
+        self.ctx.sessions.close(request.job_id)
+        return pb.CloseJobResponse()
+
+    def Step(self, request_iterator: Iterator[pb.Frame], context: grpc.ServicerContext) -> Iterator[pb.Frame]:
+        reply = self._step(request_iterator, context)
+        for part in chunks(reply):
+            yield pb.Frame(chunk=part)
+
+    @abort_on_error
+    def _step(self, request_iterator: Iterator[pb.Frame], context: grpc.ServicerContext) -> bytes:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("header"):
+            raise ProtocolError("a step must start with a header frame")
+        head = first.header
+        if head.total_bytes > settings.MAX_LOGICAL_MESSAGE_BYTES:
+            raise ProtocolError("step payload exceeds the logical size limit")
+        session = self.ctx.sessions.get(head.job_id)
+        data = join_chunks((_chunk(f) for f in request_iterator), expected=head.total_bytes)
+        payload = unpack_step(data, request=True, party=self.ctx.party)
+        reply = run_step(self.ctx, session, head.method, head.seq, payload)
+        return pack_step(reply, request=False)
+
+
+def _chunk(frame: pb.Frame) -> bytes:
+    if not frame.HasField("chunk"):
+        raise ProtocolError("a step has exactly one header frame, then chunks")
+    return frame.chunk
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ProtocolError(f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} is not a JSON object")
+    return value
+
+
+def build_server(ctx: SiloContext, *, credentials: grpc.ServerCredentials | None,
+                 interceptors: list[grpc.ServerInterceptor] | None = None) -> tuple[grpc.Server, int]:
+    """A started silo server on ``ctx.config.listen``; ``credentials=None`` means plaintext."""
+    load_step_modules()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
+                         options=server_options(), interceptors=interceptors or [])
+    pb_grpc.add_SiloServiceServicer_to_server(SiloServicer(ctx), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    if credentials is None:
+        port = server.add_insecure_port(ctx.config.listen)
+    else:
+        port = server.add_secure_port(ctx.config.listen, credentials)
+    if port == 0:
+        raise OSError(f"silo '{ctx.party}' cannot listen on {ctx.config.listen}")
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("fedsilo.v1.SiloService", health_pb2.HealthCheckResponse.SERVING)
+    log.info("silo %s listening on %s (port %d)", ctx.party, ctx.config.listen, port)
+    return server, port

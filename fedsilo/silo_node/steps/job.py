@@ -1,0 +1,14 @@
+"""Protocol-independent steps: the no-op job used to check a consortium end to end."""
+
+from __future__ import annotations
+
+from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.session import JobSession
+from fedsilo.silo_node.steps import StepReply, StepRequest, step
+
+
+@step("job.echo")
+def echo(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Answer with the party, its role and the size of the job's dataset: proves the path works."""
+    rows = ctx.data.row_count(session.dataset)
+    return StepReply(meta={"party": ctx.party, "role": session.role, "rows": rows})

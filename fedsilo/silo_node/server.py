@@ -45,7 +45,7 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
                     for d in self.ctx.data.describe()]
         return pb.DescribeResponse(party=self.ctx.party, api_version=API_VERSION,
                                    software_version=__version__, datasets=datasets,
-                                   policy_json=json.dumps(self.ctx.config.policy.to_dict()))
+                                   policy_json=_policy_json(self.ctx))
 
     @abort_on_error
     def OpenJob(self, request: pb.OpenJobRequest, context: grpc.ServicerContext) -> pb.OpenJobResponse:
@@ -85,6 +85,18 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
         payload = unpack_step(data, request=True, party=self.ctx.party)
         reply = run_step(self.ctx, session, head.method, head.seq, payload)
         return pack_step(reply, request=False)
+
+
+def _policy_json(ctx: SiloContext) -> str:
+    """The silo's policy as published JSON (sets as sorted lists)."""
+    policy = ctx.config.policy
+    return json.dumps({
+        "protocols": sorted(policy.protocols), "roles": sorted(policy.roles),
+        "min_intersection": policy.min_intersection, "min_paillier_bits": policy.min_paillier_bits,
+        "min_rows_per_statistic": policy.min_rows_per_statistic,
+        "release_feature_names": policy.release_feature_names,
+        "allowed_columns": {k: sorted(v) for k, v in policy.allowed_columns.items()},
+    })
 
 
 def _chunk(frame: pb.Frame) -> bytes:

@@ -1,0 +1,136 @@
+"""The ``fedsilo`` command line.
+
+Every domain error ends here as one line on stderr and the exit code of its class
+(``fedsilo.errors``); a user never sees a traceback for bad input. ``--debug`` shows it anyway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fedsilo import __version__
+from fedsilo.errors import FedsiloError
+
+__all__ = ["build_parser", "main"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _lazy(module: str, name: str) -> Handler:
+    """Import a command's module only when it runs: `fedsilo --help` stays fast."""
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        fn: Handler = getattr(importlib.import_module(f"fedsilo.cli.{module}"), name)
+        return fn(args)
+
+    return run
+
+
+def _silo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    silo = sub.add_parser("silo", help="run or check a silo node").add_subparsers(
+        dest="action", required=True)
+    serve = silo.add_parser("serve", help="serve this silo's datasets to the consortium")
+    serve.add_argument("--config", type=Path, required=True, help="silo TOML config")
+    serve.set_defaults(func=_lazy("silo_cmd", "serve"))
+    check = silo.add_parser("check", help="validate the config and datasets, then exit")
+    check.add_argument("--config", type=Path, required=True, help="silo TOML config")
+    check.set_defaults(func=_lazy("silo_cmd", "check"))
+    describe = silo.add_parser("describe", help="ask a running silo what it offers (via coordinator config)")
+    describe.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
+    describe.set_defaults(func=_lazy("run_cmd", "describe"))
+
+
+def _coordinator(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    coord = sub.add_parser("coordinator", help="run the coordinator service").add_subparsers(
+        dest="action", required=True)
+    serve = coord.add_parser("serve", help="serve the coordinator API (jobs, models)")
+    serve.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
+    serve.set_defaults(func=_lazy("run_cmd", "serve_coordinator_cmd"))
+
+
+def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = sub.add_parser("run", help="run a job (PSI, train, evaluate, score) from a TOML spec")
+    run.add_argument("job", type=Path, help="job TOML spec")
+    run.add_argument("--resume", metavar="JOB_ID", help="resume a failed job from its checkpoints")
+    run.add_argument("--coordinator", metavar="ADDR",
+                     help="submit to a running coordinator instead of running in this process")
+    run.set_defaults(func=_lazy("run_cmd", "run"))
+    jobs = sub.add_parser("jobs", help="list jobs, or show one")
+    jobs.add_argument("job_id", nargs="?", help="show this job with its events")
+    jobs.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
+    jobs.set_defaults(func=_lazy("run_cmd", "jobs"))
+    models = sub.add_parser("models", help="list registered models, or show one")
+    models.add_argument("action", nargs="?", choices=["show"], help="show one model")
+    models.add_argument("model_id", nargs="?")
+    models.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
+    models.set_defaults(func=_lazy("run_cmd", "models"))
+
+
+def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    certs = sub.add_parser("certs", help="consortium CA and party certificates").add_subparsers(
+        dest="action", required=True)
+    init = certs.add_parser("init", help="create the consortium CA in DIR")
+    init.add_argument("dir", type=Path)
+    init.add_argument("--name", default="fedsilo consortium CA")
+    init.set_defaults(func=_lazy("certs_cmd", "init"))
+    issue = certs.add_parser("issue", help="issue a certificate for a party (silo or coordinator)")
+    issue.add_argument("dir", type=Path, help="folder holding the CA")
+    issue.add_argument("name", help="party name (its identity)")
+    issue.add_argument("--host", action="append", default=None, help="extra DNS name or IP")
+    issue.add_argument("--force", action="store_true", help="overwrite an existing key")
+    issue.set_defaults(func=_lazy("certs_cmd", "issue"))
+
+
+def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    audit = sub.add_parser("audit", help="print or verify a silo's audit ledger")
+    audit.add_argument("action", nargs="?", choices=["verify"], help="check the hash chain")
+    audit.add_argument("--silo", type=Path, required=True, help="silo TOML config")
+    audit.add_argument("--job", help="only this job's entries")
+    audit.set_defaults(func=_lazy("audit_cmd", "audit"))
+
+
+def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    demo = sub.add_parser("demo", help="run a whole consortium on this machine on bundled data")
+    demo.add_argument("--workdir", type=Path, default=Path("fedsilo-demo"),
+                      help="folder for databases, certificates, scores and the report")
+    demo.add_argument("--insecure-small-keys", action="store_true",
+                      help="INSECURE: 1024-bit Paillier keys, for a faster look only")
+    demo.set_defaults(func=_lazy("demo", "demo"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedsilo",
+        description="Privacy-preserving cross-silo analytics: PSI, SecureBoost, federated LR.")
+    parser.add_argument("--version", action="version", version=f"fedsilo {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_demo, _silo, _coordinator, _jobs, _certs, _audit):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except FedsiloError as err:
+        if args.debug:
+            raise
+        print(f"fedsilo: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("fedsilo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The coordinator's client for one silo node: deadlines on every call, retries only when safe."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from fedsilo import settings
+from fedsilo.errors import SiloUnavailable
+from fedsilo.grpc_errors import raise_from_rpc
+from fedsilo.protos import fedsilo_pb2 as pb
+from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
+from fedsilo.wire import StepPayload, chunks, join_chunks, pack_step, unpack_step
+
+__all__ = ["SiloClient", "channel_options"]
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
+        ("grpc.keepalive_time_ms", 20_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+
+
+class SiloClient:
+    """Talks to the silo ``party`` over ``channel`` (injected: tests pass a loopback channel)."""
+
+    def __init__(self, party: str, channel: grpc.Channel) -> None:
+        self.party = party
+        self.channel = channel
+        self._stub = pb_grpc.SiloServiceStub(channel)
+        self._health = health_pb2_grpc.HealthStub(channel)
+
+    def _idempotent(self, fn: Any, request: Any) -> Any:
+        """Retry an idempotent call with exponential backoff on UNAVAILABLE only."""
+        delay = settings.RETRY_BACKOFF_S
+        for attempt in range(settings.IDEMPOTENT_RETRIES):
+            try:
+                return fn(request, timeout=settings.CONTROL_DEADLINE_S)
+            except grpc.RpcError as err:
+                last = err.code() == grpc.StatusCode.UNAVAILABLE
+                if not last or attempt == settings.IDEMPOTENT_RETRIES - 1:
+                    raise raise_from_rpc(err, self.party) from None
+                time.sleep(delay)
+                delay *= 2
+        raise SiloUnavailable(f"silo '{self.party}' unavailable")  # pragma: no cover
+
+    def health(self) -> str:
+        resp = self._idempotent(self._health.Check, health_pb2.HealthCheckRequest(service=""))
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+
+    def describe(self) -> pb.DescribeResponse:
+        return self._idempotent(self._stub.Describe, pb.DescribeRequest())
+
+    def _call(self, fn: Any, request: Any, deadline: float) -> Any:
+        try:
+            return fn(request, timeout=deadline)
+        except grpc.RpcError as err:
+            raise raise_from_rpc(err, self.party) from None
+
+    def open_job(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> tuple[bytes, dict[str, Any]]:
+        req = pb.OpenJobRequest(job_id=job_id, spec_json=json.dumps(spec), resume=resume)
+        resp = self._call(self._stub.OpenJob, req, settings.CONTROL_DEADLINE_S)
+        return resp.session_public_key, json.loads(resp.accepted_json or "{}")
+
+    def set_peers(self, job_id: str, keys: dict[str, bytes]) -> None:
+        req = pb.SetPeersRequest(job_id=job_id, session_public_keys=keys)
+        self._call(self._stub.SetPeers, req, settings.CONTROL_DEADLINE_S)
+
+    def close_job(self, job_id: str, *, failed: bool = False, reason: str = "") -> None:
+        req = pb.CloseJobRequest(job_id=job_id, failed=failed, reason=reason)
+        self._call(self._stub.CloseJob, req, settings.CONTROL_DEADLINE_S)
+
+    def step(self, job_id: str, method: str, seq: int, payload: StepPayload,
+             *, deadline: float = settings.STEP_DEADLINE_S) -> StepPayload:
+        """One protocol step (not retried: steps change silo state)."""
+        data = pack_step(payload, request=True)
+
+        def frames() -> Iterator[pb.Frame]:
+            yield pb.Frame(header=pb.StepHeader(job_id=job_id, method=method, seq=seq,
+                                                total_bytes=len(data)))
+            for part in chunks(data):
+                yield pb.Frame(chunk=part)
+
+        try:
+            reply = join_chunks(f.chunk for f in self._stub.Step(frames(), timeout=deadline))
+        except grpc.RpcError as err:
+            raise raise_from_rpc(err, self.party) from None
+        return unpack_step(reply, request=False, party=self.party)

@@ -1,0 +1,94 @@
+"""One running job at the coordinator: its silo clients, step sequence numbers and relay."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedsilo import settings
+from fedsilo.coordinator.client import SiloClient
+from fedsilo.coordinator.config import JobSpec
+from fedsilo.coordinator.store import JobStore
+from fedsilo.errors import FedsiloError, JobError
+from fedsilo.progress import NullProgress, Progress
+from fedsilo.wire import Envelope, StepPayload
+
+__all__ = ["Call", "JobRun"]
+
+#: (method, meta, inbox envelopes) for one silo in :meth:`JobRun.call_many`
+Call = tuple[str, dict[str, Any], list[Envelope]]
+
+
+@dataclass
+class JobRun:
+    job_id: str
+    spec: JobSpec
+    clients: dict[str, SiloClient]
+    store: JobStore
+    progress: Progress = field(default_factory=NullProgress)
+    resume: bool = False
+    #: outputs of earlier steps (e.g. the alignment name PSI produced), for later steps
+    results: dict[str, Any] = field(default_factory=dict)
+    relayed_bytes: int = 0
+    _seq: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def parties(self) -> list[str]:
+        return sorted(self.spec.parties)
+
+    def role(self, party: str) -> str:
+        return str(self.spec.parties[party]["role"])
+
+    def with_role(self, role: str) -> list[str]:
+        return self.spec.parties_with_role(role)
+
+    def active(self) -> str:
+        actives = self.with_role("active")
+        if len(actives) != 1:
+            raise JobError(f"job '{self.spec.name}' needs exactly one active party (label holder)")
+        return actives[0]
+
+    def _next_seq(self, party: str) -> int:
+        with self._lock:
+            self._seq[party] = self._seq.get(party, 0) + 1
+            return self._seq[party]
+
+    def call(self, party: str, method: str, meta: dict[str, Any] | None = None,
+             inbox: list[Envelope] | None = None, *,
+             deadline: float = settings.STEP_DEADLINE_S) -> StepPayload:
+        """Run one step at ``party``, relaying ``inbox`` (sealed envelopes addressed to it)."""
+        envelopes = list(inbox or [])
+        for env in envelopes:
+            if env.recipient != party:
+                raise JobError(f"relay error: envelope for '{env.recipient}' sent to '{party}'")
+        with self._lock:
+            self.relayed_bytes += sum(len(e.sealed) for e in envelopes)
+        return self.clients[party].step(self.job_id, method, self._next_seq(party),
+                                        StepPayload(meta=dict(meta or {}), envelopes=envelopes),
+                                        deadline=deadline)
+
+    def call_many(self, calls: dict[str, Call]) -> dict[str, StepPayload]:
+        """Run steps at several silos concurrently; the first failure is raised."""
+        if len(calls) == 1:
+            (party, (method, meta, inbox)), = calls.items()
+            return {party: self.call(party, method, meta, inbox)}
+        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+            futures = {p: pool.submit(self.call, p, m, meta, inbox)
+                       for p, (m, meta, inbox) in calls.items()}
+            errors: list[FedsiloError] = []
+            out: dict[str, StepPayload] = {}
+            for party, fut in futures.items():
+                try:
+                    out[party] = fut.result()
+                except FedsiloError as err:
+                    errors.append(err)
+        if errors:
+            raise errors[0]
+        return out
+
+    def log(self, message: str) -> None:
+        self.store.add_event(self.job_id, message)
+        self.progress.note(message)

@@ -1,0 +1,96 @@
+"""Run a job end to end: open sessions, exchange session keys, run each step's driver.
+
+States move queued -> running -> succeeded | failed (with the reason). Whatever happens, the job
+ends in a final state and the silos' sessions are closed; a coordinator that dies mid-job leaves
+a running row that the next start marks failed (``JobStore.fail_interrupted``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fedsilo.coordinator.client import SiloClient
+from fedsilo.coordinator.config import JobSpec
+from fedsilo.coordinator.jobrun import JobRun
+from fedsilo.coordinator.protocols import get_driver
+from fedsilo.coordinator.store import JobRecord, JobStore
+from fedsilo.errors import FedsiloError, JobError
+from fedsilo.progress import NullProgress, Progress
+
+__all__ = ["run_job"]
+
+log = logging.getLogger(__name__)
+
+
+def _parallel(parties: list[str], fn: Callable[[str], Any]) -> dict[str, Any]:
+    with ThreadPoolExecutor(max_workers=max(1, len(parties))) as pool:
+        futures = {p: pool.submit(fn, p) for p in parties}
+        return {p: f.result() for p, f in futures.items()}
+
+
+def _open_sessions(run: JobRun) -> None:
+    wire = run.spec.to_wire(run.job_id)
+    opened = _parallel(run.parties,
+                       lambda p: run.clients[p].open_job(run.job_id, wire, resume=run.resume))
+    keys = {p: key for p, (key, _accepted) in opened.items()}
+    _parallel(run.parties, lambda p: run.clients[p].set_peers(run.job_id, keys))
+    run.log(f"sessions open at {', '.join(run.parties)}")
+
+
+def _close_sessions(run: JobRun, *, failed: bool, reason: str) -> None:
+    for party in run.parties:
+        try:
+            run.clients[party].close_job(run.job_id, failed=failed, reason=reason)
+        except FedsiloError as err:  # a dead silo must not hide the job's own outcome
+            log.warning("could not close job %s at %s: %s", run.job_id, party, err)
+
+
+def _run_steps(run: JobRun) -> dict[str, Any]:
+    outputs: dict[str, Any] = {}
+    for index, step in enumerate(run.spec.steps):
+        kind = str(step["kind"])
+        drive = get_driver(kind)
+        run.log(f"step {index + 1}/{len(run.spec.steps)}: {kind}")
+        out = drive(run, step)
+        outputs[f"{index + 1}:{kind}"] = out
+        run.results[kind] = out
+    outputs["relayed_bytes"] = run.relayed_bytes
+    return outputs
+
+
+def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
+            progress: Progress | None = None, job_id: str | None = None,
+            resume: bool = False) -> JobRecord:
+    """Run ``spec`` to a final state and return its record; a failure raises JobError."""
+    missing = sorted(set(spec.parties) - set(clients))
+    if missing:
+        raise JobError(f"no client for party '{missing[0]}'")
+    for step in spec.steps:
+        get_driver(str(step["kind"]))  # unknown kinds fail before anything runs
+    if resume and job_id:
+        store.get_job(job_id)
+    else:
+        job_id = store.create_job(spec.name, spec.to_wire(""), job_id)
+    run = JobRun(job_id=job_id, spec=spec, clients=clients, store=store,
+                 progress=progress or NullProgress(), resume=resume)
+    store.set_state(job_id, "running")
+    try:
+        _open_sessions(run)
+        outputs = _run_steps(run)
+    except FedsiloError as err:
+        store.set_state(job_id, "failed", reason=str(err))
+        run.log(f"failed: {err}")
+        _close_sessions(run, failed=True, reason=str(err))
+        raise JobError(f"job '{job_id}' failed: {err}") from err
+    except BaseException as err:
+        reason = f"internal error: {type(err).__name__}: {err}"
+        store.set_state(job_id, "failed", reason=reason)
+        _close_sessions(run, failed=True, reason=reason)
+        raise
+    store.set_state(job_id, "succeeded", result=outputs)
+    run.log("succeeded")
+    _close_sessions(run, failed=False, reason="")
+    return store.get_job(job_id)

@@ -1,0 +1,188 @@
+"""The coordinator's own database: jobs, their events, and the model registry.
+
+The coordinator stores only what it may know: job specs (no addresses of secrets), states,
+reasons, counts and the metrics a label holder released. It never stores ids, features, labels,
+gradients or keys (a test searches this database for raw ids).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    insert,
+    select,
+    update,
+)
+
+from fedsilo.errors import NotFound
+
+__all__ = ["JOB_STATES", "JobRecord", "JobStore", "ModelRecord"]
+
+JOB_STATES = ("queued", "running", "succeeded", "failed")
+
+_meta = MetaData()
+_jobs = Table(
+    "fedsilo_jobs", _meta,
+    Column("job_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("spec_json", Text, nullable=False),
+    Column("result_json", Text, nullable=False, default="{}"),
+    Column("progress_json", Text, nullable=False, default="{}"),
+    Column("created_at", String(40), nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+_events = Table(
+    "fedsilo_job_events", _meta,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False, index=True),
+    Column("at", String(40), nullable=False),
+    Column("message", Text, nullable=False),
+)
+_models = Table(
+    "fedsilo_models", _meta,
+    Column("model_id", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(40), nullable=False),
+    Column("job_id", String(64), nullable=False),
+    Column("record_json", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    job_id: str
+    name: str
+    state: str
+    reason: str
+    spec: dict[str, Any]
+    result: dict[str, Any]
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    model_id: str
+    version: int
+    name: str
+    kind: str
+    job_id: str
+    record: dict[str, Any]
+    created_at: str
+
+
+class JobStore:
+    """Jobs and models in a SQLAlchemy database (SQLite by default)."""
+
+    def __init__(self, url_or_engine: str | Engine) -> None:
+        self.engine = (create_engine(url_or_engine) if isinstance(url_or_engine, str)
+                       else url_or_engine)
+        _meta.create_all(self.engine)
+
+    def create_job(self, name: str, spec: dict[str, Any], job_id: str | None = None) -> str:
+        job_id = job_id or f"{name[:40]}-{uuid.uuid4().hex[:8]}"
+        stamp = now()
+        with self.engine.begin() as conn:
+            conn.execute(insert(_jobs).values(
+                job_id=job_id, name=name, state="queued", reason="", spec_json=json.dumps(spec),
+                result_json="{}", progress_json="{}", created_at=stamp, updated_at=stamp))
+        return job_id
+
+    def set_state(self, job_id: str, state: str, *, reason: str = "",
+                  result: dict[str, Any] | None = None) -> None:
+        assert state in JOB_STATES
+        values: dict[str, Any] = {"state": state, "reason": reason, "updated_at": now()}
+        if result is not None:
+            values["result_json"] = json.dumps(result)
+        with self.engine.begin() as conn:
+            conn.execute(update(_jobs).where(_jobs.c.job_id == job_id).values(**values))
+
+    def add_event(self, job_id: str, message: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(_events).values(job_id=job_id, at=now(), message=message))
+
+    def events(self, job_id: str) -> list[tuple[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_events.c.at, _events.c.message)
+                                .where(_events.c.job_id == job_id).order_by(_events.c.seq))
+            return [(r.at, r.message) for r in rows]
+
+    def get_job(self, job_id: str) -> JobRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_jobs).where(_jobs.c.job_id == job_id)).first()
+        if row is None:
+            raise NotFound(f"no job '{job_id}'")
+        return _job(row)
+
+    def list_jobs(self) -> list[JobRecord]:
+        with self.engine.connect() as conn:
+            return [_job(r) for r in conn.execute(select(_jobs).order_by(_jobs.c.created_at))]
+
+    def fail_interrupted(self, reason: str) -> list[str]:
+        """Mark jobs left queued/running by a dead coordinator as failed; returns their ids."""
+        with self.engine.begin() as conn:
+            ids = [r.job_id for r in conn.execute(
+                select(_jobs.c.job_id).where(_jobs.c.state.in_(("queued", "running"))))]
+            if ids:
+                conn.execute(update(_jobs).where(_jobs.c.job_id.in_(ids))
+                             .values(state="failed", reason=reason, updated_at=now()))
+        return ids
+
+    def register_model(self, *, name: str, kind: str, job_id: str, record: dict[str, Any]) -> ModelRecord:
+        """Add a model; its version counts models of the same name (1, 2, ...)."""
+        with self.engine.begin() as conn:
+            versions = conn.execute(select(_models.c.version).where(_models.c.name == name)).all()
+            version = max((v[0] for v in versions), default=0) + 1
+            model_id = f"{name[:40]}-v{version}"
+            stamp = now()
+            conn.execute(insert(_models).values(
+                model_id=model_id, version=version, name=name, kind=kind, job_id=job_id,
+                record_json=json.dumps(record), created_at=stamp))
+        return ModelRecord(model_id, version, name, kind, job_id, record, stamp)
+
+    def update_model(self, model_id: str, record: dict[str, Any]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(_models).where(_models.c.model_id == model_id)
+                         .values(record_json=json.dumps(record)))
+
+    def get_model(self, model_id: str) -> ModelRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_models).where(_models.c.model_id == model_id)).first()
+        if row is None:
+            raise NotFound(f"no model '{model_id}'")
+        return _model(row)
+
+    def list_models(self) -> list[ModelRecord]:
+        with self.engine.connect() as conn:
+            return [_model(r) for r in conn.execute(select(_models).order_by(_models.c.created_at))]
+
+
+def _job(row: Any) -> JobRecord:
+    return JobRecord(row.job_id, row.name, row.state, row.reason, json.loads(row.spec_json),
+                     json.loads(row.result_json), row.created_at, row.updated_at)
+
+
+def _model(row: Any) -> ModelRecord:
+    return ModelRecord(row.model_id, row.version, row.name, row.kind, row.job_id,
+                       json.loads(row.record_json), row.created_at)

@@ -54,6 +54,17 @@ MIN_SECURE_AGGREGATION_SILOS: int = 3
 # --- PSI -----------------------------------------------------------------------------------------
 #: ids per PSI batch on the wire and in memory (32 bytes per blinded point).
 PSI_BATCH_IDS: int = 200_000
+#: ids per task sent to a worker process when blinding. Small enough that the cores share a batch
+#: evenly (200k ids -> ~50 tasks), large enough that IPC (128 KiB of points) is negligible next to
+#: ~25 µs of curve arithmetic per id.
+PSI_WORK_CHUNK_IDS: int = 4096
+#: which vetted X25519 implementation blinds points: "openssl" (``cryptography``) or "libsodium"
+#: (PyNaCl). Both are constant time; OpenSSL measured ~25 µs/op against libsodium's ~29 µs/op on
+#: the project machine (``bench/bench_psi.py --primitives``), so it is the default.
+PSI_X25519_BACKEND: str = "openssl"
+#: bytes, longest id accepted after UTF-8 encoding; longer values are refused as bad data rather
+#: than hashed, because no real customer key is that long and a huge one is a data-layer bug.
+PSI_MAX_ID_BYTES: int = 1024
 
 # --- policy defaults (a silo's config may only tighten them) ------------------------------------
 #: rows, smallest intersection a silo accepts by default.

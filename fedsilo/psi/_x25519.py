@@ -1,0 +1,180 @@
+"""The curve arithmetic of ECDH-PSI: hash ids to X25519 u-coordinates and blind them.
+
+Group. X25519 (RFC 7748) through a vetted, constant-time library: OpenSSL via ``cryptography`` or
+libsodium via PyNaCl (``settings.PSI_X25519_BACKEND``). PyNaCl exposes no Ristretto255 functions,
+so the prime-order group is not reachable through a vetted binding here; X25519 is the
+twist-secure alternative the design allows. A "point" is a 32-byte u-coordinate. A random u lies on
+Curve25519 or on its quadratic twist; both have a large prime-order subgroup (~2^252) and small
+cofactors (8 and 4) that X25519's clamping (scalars are multiples of 8) strips. Blinding is
+``X25519(k, u)``, the u-coordinate of ``[k]P``; because x-only multiplication is well defined on
+curve and twist, ``X25519(a, X25519(b, u)) == X25519(b, X25519(a, u))`` (tested).
+
+Hash to point. ``u = SHA-512(DOMAIN || len(context) || context || utf8(id))[:32]`` with bit 255
+cleared (X25519 ignores it). ``context`` is per job (job id and a salt), so blinded values of two
+jobs cannot be linked even by a party that kept its secret. The hash never leaves the worker that
+computes it: only blinded points come out.
+
+Low order. A u of small order makes X25519 output all zeros; both libraries refuse it. An id hashes
+to one with probability ~2^-250 (:class:`CryptoError`); a peer that sends one is misbehaving
+(:class:`ProtocolError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+
+import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from nacl.bindings import crypto_scalarmult
+from nacl.exceptions import RuntimeError as NaclRuntimeError
+from nacl.utils import random as nacl_random
+
+from fedsilo import parallel, settings
+from fedsilo.errors import ConfigError, CryptoError, ProtocolError
+
+__all__ = ["POINT_BYTES", "blind", "hash_and_blind", "hash_to_points", "new_secret", "points_array"]
+
+POINT_BYTES = 32
+_DOMAIN = b"fedsilo/psi/v1/hash-to-x25519\x00"
+
+Multiplier = Callable[[bytes], bytes]
+
+
+class _LowOrder(Exception):
+    """Internal: a scalar multiplication gave the all-zero point."""
+
+
+def new_secret() -> bytes:
+    """A fresh 32-byte X25519 scalar from the OS CSPRNG (libsodium ``randombytes``)."""
+    return nacl_random(POINT_BYTES)
+
+
+def _openssl(secret: bytes) -> Multiplier:
+    key = X25519PrivateKey.from_private_bytes(secret)
+    exchange, load = key.exchange, X25519PublicKey.from_public_bytes
+
+    def mul(point: bytes) -> bytes:
+        try:
+            return exchange(load(point))
+        except ValueError:
+            raise _LowOrder from None
+
+    return mul
+
+
+def _libsodium(secret: bytes) -> Multiplier:
+    def mul(point: bytes) -> bytes:
+        try:
+            return crypto_scalarmult(secret, point)
+        except NaclRuntimeError:
+            raise _LowOrder from None
+
+    return mul
+
+
+_BACKENDS: dict[str, Callable[[bytes], Multiplier]] = {"openssl": _openssl, "libsodium": _libsodium}
+
+
+def _multiplier(secret: bytes, backend: str | None) -> Multiplier:
+    """The scalar multiplication by ``secret`` of the chosen (or configured) backend."""
+    name = backend or settings.PSI_X25519_BACKEND
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown PSI_X25519_BACKEND {name!r} (openssl or libsodium)")
+    if len(secret) != POINT_BYTES:
+        raise CryptoError(f"a PSI secret is {POINT_BYTES} bytes, got {len(secret)}")
+    return _BACKENDS[name](secret)
+
+
+def _domain_prefix(context: bytes) -> bytes:
+    return _DOMAIN + struct.pack(">I", len(context)) + context
+
+
+def _u_from_digest(digest: bytes) -> bytes:
+    return digest[:31] + bytes([digest[31] & 0x7F])
+
+
+# --- worker functions (top level, bytes in and out: cheap to ship to a spawned process) --------
+
+
+def _hash_chunk(context: bytes, blob: bytes, ends: np.ndarray) -> bytes:
+    prefix = _domain_prefix(context)
+    out, start = [], 0
+    for end in ends.tolist():
+        out.append(_u_from_digest(hashlib.sha512(prefix + blob[start:end]).digest()))
+        start = end
+    return b"".join(out)
+
+
+def _hash_blind_chunk(
+    secret: bytes, context: bytes, blob: bytes, ends: np.ndarray, backend: str
+) -> bytes:
+    """Hash then blind a chunk of packed ids; the unblinded hash never leaves this function."""
+    mul = _multiplier(secret, backend)
+    try:
+        return b"".join(mul(p) for p in _iter_points(_hash_chunk(context, blob, ends)))
+    except _LowOrder:
+        raise CryptoError("an id hashed to a low-order point (probability ~2^-250)") from None
+
+
+def _blind_chunk(secret: bytes, points: bytes, backend: str) -> bytes:
+    """Blind a chunk of a peer's points; a low-order point means the peer is misbehaving."""
+    mul = _multiplier(secret, backend)
+    try:
+        return b"".join(mul(p) for p in _iter_points(points))
+    except _LowOrder:
+        raise ProtocolError("peer sent a low-order curve point") from None
+
+
+def _iter_points(points: bytes) -> list[bytes]:
+    return [points[i : i + POINT_BYTES] for i in range(0, len(points), POINT_BYTES)]
+
+
+# --- public, array-level API -------------------------------------------------------------------
+
+
+def points_array(raw: bytes) -> np.ndarray:
+    """Concatenated 32-byte points as an ``(n, 32) uint8`` array (no copy)."""
+    return np.frombuffer(raw, dtype=np.uint8).reshape(-1, POINT_BYTES)
+
+
+def check_points(points: np.ndarray) -> np.ndarray:
+    """A peer's points as a C-contiguous ``(n, 32) uint8`` array, or a ProtocolError."""
+    if points.dtype != np.uint8 or points.ndim != 2 or points.shape[1] != POINT_BYTES:
+        raise ProtocolError(
+            f"PSI points must be an (n, {POINT_BYTES}) uint8 array, got {points.dtype} "
+            f"{points.shape}"
+        )
+    return np.ascontiguousarray(points)
+
+
+def _spans(n: int) -> list[tuple[int, int]]:
+    step = max(1, settings.PSI_WORK_CHUNK_IDS)
+    return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def hash_to_points(blob: bytes, ends: np.ndarray, context: bytes) -> np.ndarray:
+    """Unblinded points of packed ids, in this process. For tests and known answers only."""
+    return points_array(_hash_chunk(context, blob, ends))
+
+
+def hash_and_blind(
+    secret: bytes, blob: bytes, ends: np.ndarray, context: bytes, backend: str | None = None
+) -> np.ndarray:
+    """``X25519(secret, H(id))`` for packed ids, on all cores; ``(n, 32) uint8``."""
+    name = backend or settings.PSI_X25519_BACKEND
+    chunks = []
+    for start, stop in _spans(len(ends)):
+        lo = int(ends[start - 1]) if start else 0
+        part = ends[start:stop] - lo
+        chunks.append((secret, context, blob[lo : int(ends[stop - 1])], part, name))
+    return points_array(b"".join(parallel.map_chunks(_hash_blind_chunk, chunks)))
+
+
+def blind(secret: bytes, points: np.ndarray, backend: str | None = None) -> np.ndarray:
+    """``X25519(secret, u)`` for each of a peer's points, on all cores; ``(n, 32) uint8``."""
+    pts = check_points(points)
+    name = backend or settings.PSI_X25519_BACKEND
+    chunks = [(secret, pts[a:b].tobytes(), name) for a, b in _spans(len(pts))]
+    return points_array(b"".join(parallel.map_chunks(_blind_chunk, chunks)))

@@ -1,0 +1,326 @@
+"""PSI as pure code: curve known answers, hostile inputs, and whole protocols run in-process."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from fedsilo import settings
+from fedsilo.errors import CryptoError, DataError, PolicyError, ProtocolError
+from fedsilo.message import Message, decode, encode
+from fedsilo.psi import Follower, Leader, new_shuffle_seed, read_seed, seed_message
+from fedsilo.psi import _x25519 as x
+from fedsilo.psi._ids import pack_ids
+from fedsilo.psi._match import seeded_permutation
+
+CTX = b"job-test/salt-1"
+
+# RFC 7748 section 5.2, first test vector.
+RFC_SCALAR = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
+RFC_U = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
+RFC_OUT = bytes.fromhex("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+LOW_ORDER = [
+    bytes(32),
+    (1).to_bytes(32, "little"),
+    bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+]
+
+
+def pts(*raw: bytes) -> np.ndarray:
+    return x.points_array(b"".join(raw))
+
+
+# --- curve ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["openssl", "libsodium"])
+def test_rfc7748_known_answer(backend: str) -> None:
+    assert x.blind(RFC_SCALAR, pts(RFC_U), backend).tobytes() == RFC_OUT
+
+
+def test_backends_agree_and_blinding_commutes() -> None:
+    blob, ends = pack_ids([f"id-{i}" for i in range(64)])
+    points = x.hash_to_points(blob, ends, CTX)
+    a, b = x.new_secret(), x.new_secret()
+    ab = x.blind(b, x.blind(a, points, "openssl"), "libsodium")
+    ba = x.blind(a, x.blind(b, points, "libsodium"), "openssl")
+    assert np.array_equal(ab, ba)
+    assert not np.array_equal(x.blind(a, points), points)
+
+
+def test_hash_to_point_known_answer_and_domain_separation() -> None:
+    blob, ends = pack_ids(["alice", "bøb"])
+    got = x.hash_to_points(blob, ends, CTX)
+    prefix = b"fedsilo/psi/v1/hash-to-x25519\x00" + struct.pack(">I", len(CTX)) + CTX
+    want = bytearray(hashlib.sha512(prefix + "bøb".encode()).digest()[:32])
+    want[31] &= 0x7F
+    assert got[1].tobytes() == bytes(want)
+    assert (got[:, 31] & 0x80 == 0).all()
+    other = x.hash_to_points(blob, ends, b"another job")
+    assert not (got == other).all(axis=1).any()
+
+
+def test_hash_and_blind_equals_hash_then_blind() -> None:
+    blob, ends = pack_ids(["a", "bb", "ccc"])
+    secret = x.new_secret()
+    assert np.array_equal(
+        x.hash_and_blind(secret, blob, ends, CTX),
+        x.blind(secret, x.hash_to_points(blob, ends, CTX)),
+    )
+
+
+def test_parallel_chunks_match_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    blob, ends = pack_ids([f"row{i}" for i in range(300)])
+    secret = x.new_secret()
+    inline = x.hash_and_blind(secret, blob, ends, CTX)
+    monkeypatch.setattr(settings, "PSI_WORK_CHUNK_IDS", 64)  # 5 tasks in the process pool
+    assert np.array_equal(x.hash_and_blind(secret, blob, ends, CTX), inline)
+    halves = np.concatenate([x.blind(secret, inline[:200]), x.blind(secret, inline[200:])])
+    assert np.array_equal(x.blind(secret, inline), halves)
+
+
+@pytest.mark.parametrize("point", LOW_ORDER)
+@pytest.mark.parametrize("backend", ["openssl", "libsodium"])
+def test_low_order_points_from_a_peer_are_refused(point: bytes, backend: str) -> None:
+    with pytest.raises(ProtocolError, match="low-order"):
+        x.blind(x.new_secret(), pts(RFC_U, point), backend)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((3, 31), np.uint8),
+        np.zeros((3, 32), np.int16),
+        np.zeros(96, np.uint8),
+        np.zeros((2, 32), "S1"),
+    ],
+)
+def test_malformed_points_are_refused(bad: np.ndarray) -> None:
+    with pytest.raises(ProtocolError):
+        x.blind(x.new_secret(), bad)
+
+
+def test_secret_of_wrong_length_is_refused() -> None:
+    with pytest.raises(CryptoError):
+        x.blind(b"short", pts(RFC_U))
+
+
+# --- ids --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ids, what",
+    [
+        (["a", None], "NoneType"),
+        (["a", 7], "int"),
+        (["a", b"bytes"], "bytes"),
+        (["a", ""], "empty"),
+        (["a", "\ud800"], "Unicode"),
+        (["a", "x" * (settings.PSI_MAX_ID_BYTES + 1)], "longer"),
+    ],
+)
+def test_bad_ids_are_refused_with_their_row(ids: list[object], what: str) -> None:
+    with pytest.raises(DataError, match=f"row 11 .*{what}|{what}.*") as err:
+        pack_ids(ids, first_row=10)
+    assert "row 11" in str(err.value)
+
+
+# --- whole protocol, in process, relayed as bytes --------------------------------------------
+
+
+class Relay:
+    """The coordinator's part: move encoded messages between parties and keep every byte."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    def __call__(self, msg: Message) -> Message:
+        raw = encode(msg)
+        self.seen.append(raw)
+        return decode(raw)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(map(len, self.seen))
+
+
+def batches(ids: list[str], size: int) -> list[list[str]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def run_psi(
+    leader_ids: list[str],
+    follower_ids: dict[str, list[str]],
+    *,
+    reveal_to: tuple[str, ...] = (),
+    cardinality_only: bool = False,
+    batch: int = 7,
+    mins: dict[str, int] | None = None,
+    relay: Relay | None = None,
+) -> tuple[object, dict[str, object]]:
+    """Drive a leader and followers batch by batch exactly as the coordinator will."""
+    relay = relay or Relay()
+    mins = mins or {}
+    seed = new_shuffle_seed() if cardinality_only else None
+    leader = Leader(
+        context=CTX,
+        followers=list(follower_ids),
+        cardinality_only=cardinality_only,
+        reveal_to=reveal_to,
+        min_intersection=mins.get("leader", 1),
+    )
+    followers = {
+        name: Follower(
+            context=CTX,
+            cardinality_only=cardinality_only,
+            shuffle_seed=read_seed(relay(seed_message(seed))) if seed else None,
+            min_intersection=mins.get(name, 1),
+        )
+        for name in follower_ids
+    }
+    for name, ids in follower_ids.items():
+        out = [followers[name].blind_own(b) for b in batches(ids, batch)]
+        for msg in [o for o in out if o is not None] + followers[name].close_own():
+            leader.on_follower(name, relay(msg))
+    own = [leader.blind_own(b) for b in batches(leader_ids, batch)] + [leader.close_own()]
+    for msg in own:
+        for name, f in followers.items():
+            for back in f.on_leader(relay(msg)):
+                leader.on_follower(name, relay(back))
+    result = leader.finish()
+    return result, {n: f.on_result(relay(result.outbox[n])) for n, f in followers.items()}
+
+
+def make_sets(seed: int, n: int = 60) -> tuple[list[str], dict[str, list[str]], set[str]]:
+    rng = random.Random(seed)
+    universe = [f"cust-{i:05d}-é" for i in range(3 * n)]
+    leader = rng.sample(universe, n)
+    f1 = rng.sample(universe, n)
+    f2 = rng.sample(universe, n + 13)
+    return leader, {"f1": f1, "f2": f2}, set(leader) & set(f1) & set(f2)
+
+
+def test_three_parties_align_exactly_like_a_plaintext_intersection() -> None:
+    leader_ids, fol, want = make_sets(1)
+    relay = Relay()
+    res, out = run_psi(leader_ids, fol, reveal_to=("f1",), relay=relay)
+    assert res.count == len(want) > 0
+    aligned = [leader_ids[r] for r in res.rows]
+    assert set(aligned) == want
+    assert [fol["f1"][r] for r in out["f1"].rows] == aligned  # same order at both
+    assert out["f2"].rows is None and out["f2"].count == len(want)
+    assert aligned != sorted(aligned)  # the agreed order is not the id order
+    for raw in relay.seen:  # the relay never carries an id or its unblinded hash
+        for i in leader_ids[:20]:
+            assert i.encode() not in raw
+        blob, ends = pack_ids(leader_ids[:20])
+        for h in x.hash_to_points(blob, ends, CTX):
+            assert h.tobytes()[:16] not in raw
+
+
+def test_two_parties_all_shared_and_none_shared() -> None:
+    ids = [f"x{i}" for i in range(30)]
+    res, out = run_psi(ids, {"f": list(reversed(ids))}, reveal_to=("f",))
+    assert res.count == 30 and sorted(ids[r] for r in res.rows) == sorted(ids)
+    assert [ids[::-1][r] for r in out["f"].rows] == [ids[r] for r in res.rows]
+    res, _ = run_psi(ids, {"f": [f"y{i}" for i in range(30)]}, mins={"leader": 0, "f": 0})
+    assert res.count == 0
+
+
+@given(st.integers(0, 10_000), st.integers(1, 9))
+@hsettings(max_examples=15, deadline=None)
+def test_property_any_batching_gives_the_plaintext_intersection(seed: int, batch: int) -> None:
+    leader_ids, fol, want = make_sets(seed, n=25)
+    res, _ = run_psi(leader_ids, fol, batch=batch, mins={"leader": 0, "f1": 0, "f2": 0})
+    assert {leader_ids[r] for r in res.rows} == want
+
+
+def test_cardinality_mode_reveals_only_the_count() -> None:
+    leader_ids, fol, want = make_sets(2)
+    res, out = run_psi(leader_ids, fol, cardinality_only=True)
+    assert res.count == len(want) and res.rows is None
+    assert all(o.count == len(want) and o.rows is None for o in out.values())
+    assert set(res.outbox["f1"].arrays) == set()
+
+
+def test_seeded_permutation_is_shared_and_a_permutation() -> None:
+    seed = new_shuffle_seed()
+    p = seeded_permutation(1000, seed)
+    assert np.array_equal(p, seeded_permutation(1000, seed))
+    assert np.array_equal(np.sort(p), np.arange(1000))
+    assert not np.array_equal(p, seeded_permutation(1000, new_shuffle_seed()))
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+
+def test_duplicate_ids_at_a_follower_are_refused_before_anything_is_learned() -> None:
+    with pytest.raises(DataError, match="duplicate"):
+        run_psi(["a", "b"], {"f": ["a", "c", "a"]})
+
+
+def test_duplicate_ids_at_the_leader_are_refused() -> None:
+    with pytest.raises(DataError, match="duplicate"):
+        run_psi(["a", "b", "a"], {"f": ["a", "c"]})
+
+
+def test_duplicates_in_cardinality_mode_are_refused() -> None:
+    with pytest.raises(DataError, match="duplicate"):
+        run_psi(["a", "b"], {"f": ["c", "c"]}, cardinality_only=True)
+
+
+def test_empty_sets_are_refused() -> None:
+    with pytest.raises(DataError, match="no ids"):
+        run_psi(["a"], {"f": []})
+    with pytest.raises(DataError, match="no ids"):
+        run_psi([], {"f": ["a"]})
+
+
+@pytest.mark.parametrize("who", ["leader", "f1", "f2"])
+def test_an_intersection_below_any_partys_minimum_is_refused(who: str) -> None:
+    leader_ids, fol, want = make_sets(3)
+    mins = {"leader": 1, "f1": 1, "f2": 1, who: len(want) + 1}
+    with pytest.raises(PolicyError, match=f"minimum of {len(want) + 1}"):
+        run_psi(leader_ids, fol, mins=mins)
+
+
+def test_a_follower_checks_its_own_minimum_on_the_result() -> None:
+    f = Follower(context=CTX, min_intersection=5)
+    f.blind_own(["a", "b"])
+    f.close_own()
+    with pytest.raises(PolicyError):
+        f.on_result(Message("psi.cardinality", meta={"count": 4}))
+
+
+def test_out_of_order_and_foreign_messages_are_refused() -> None:
+    leader = Leader(context=CTX, followers=["f"])
+    f = Follower(context=CTX)
+    first = f.blind_own(["a", "b"])
+    second = f.blind_own(["c"])
+    assert first is not None and second is not None
+    with pytest.raises(ProtocolError, match="out of order"):
+        leader.on_follower("f", second)
+    with pytest.raises(ProtocolError, match="not a follower"):
+        leader.on_follower("mallory", first)
+    with pytest.raises(ProtocolError, match="unexpected"):
+        leader.on_follower("f", Message("psi.alignment"))
+    with pytest.raises(ProtocolError, match="incomplete|not closed"):
+        leader.finish()
+    with pytest.raises(ProtocolError, match="bad 'offset'"):
+        leader.on_follower("f", Message("psi.blinded", meta={"offset": "0"}, arrays=first.arrays))
+
+
+def test_a_forged_alignment_is_refused() -> None:
+    f = Follower(context=CTX)
+    f.blind_own(["a", "b"])
+    f.close_own()
+    for rows in (np.array([0, 5], np.uint32), np.array([1, 1], np.uint32), np.array([-1], np.int8)):
+        with pytest.raises(ProtocolError):
+            f.on_result(Message("psi.alignment", meta={"count": len(rows)}, arrays={"rows": rows}))

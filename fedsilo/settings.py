@@ -71,3 +71,16 @@ PSI_MAX_ID_BYTES: int = 1024
 DEFAULT_MIN_INTERSECTION: int = 100
 #: rows, smallest number of records behind any statistic a silo releases.
 DEFAULT_MIN_ROWS_PER_STATISTIC: int = 10
+
+# --- silo data layer (silo_node/data.py, silo_node/store.py) -----------------------------------
+#: values sampled per column when a column's type cannot be checked exactly in SQL (a query
+#: source on a database other than SQLite); enough to catch a text column, cheap on 10M rows.
+VALIDATE_SAMPLE_ROWS: int = 1000
+#: ids per ``IN (...)`` list when looking up a batch of rows by id: below SQLite's 32,766 and
+#: PostgreSQL's 65,535 bound-parameter limits, and short enough for the planner to use an index.
+LOOKUP_IDS_PER_QUERY: int = 5_000
+#: seconds a SQLite connection waits for another writer (e.g. a long alignment insert) before
+#: giving up; the ledger must not fail because an alignment is being written.
+SQLITE_BUSY_TIMEOUT_S: float = 60.0
+#: attempts to append a ledger entry when another process took the same sequence number.
+LEDGER_APPEND_RETRIES: int = 5

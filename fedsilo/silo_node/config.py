@@ -1,0 +1,376 @@
+"""A silo's TOML config, read once at start into frozen dataclasses.
+
+Why so strict: the config carries the silo's local *policy*. A misspelt key (``min_intersecton``)
+that was silently ignored would leave the default in force, i.e. quietly weaken what the operator
+meant to enforce. So every unknown key is an error, every error is one line naming the file and the
+key, and a policy value may only be *tighter* than the defaults in :mod:`fedsilo.settings`.
+
+Policy is deny-by-default: without ``[policy] protocols`` and ``roles`` the silo takes part in
+nothing. Columns a job may use default to the dataset's declared features.
+
+Relative paths (SQLite database file, TLS files) are resolved against the config file's folder,
+so a config works the same whatever the current directory of the process.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from fedsilo import settings
+from fedsilo.errors import ConfigError, PolicyError
+
+__all__ = [
+    "KNOWN_PROTOCOLS",
+    "KNOWN_ROLES",
+    "DatasetConfig",
+    "PolicyConfig",
+    "SiloConfig",
+    "TlsConfig",
+    "load_silo_config",
+]
+
+#: protocol names a policy may allow (the ``kind`` of a job step).
+KNOWN_PROTOCOLS: frozenset[str] = frozenset({"psi", "secureboost", "lr", "hlr", "hxgb", "score"})
+#: roles a silo may take in a job: label holder, feature holder, horizontal member.
+KNOWN_ROLES: frozenset[str] = frozenset({"active", "passive", "member"})
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+_IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_DATASET_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
+_TOP_KEYS = frozenset({"party", "listen", "database", "tls", "datasets", "policy"})
+_TLS_KEYS = frozenset({"ca", "cert", "key", "coordinator", "insecure_plaintext"})
+_DATASET_KEYS = frozenset({"table", "query", "id_column", "features", "label"})
+_POLICY_KEYS = frozenset({
+    "protocols", "roles", "min_intersection", "min_paillier_bits", "min_rows_per_statistic",
+    "release_feature_names", "allowed_columns",
+})
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """mTLS files of the silo, or the loudly named plaintext mode (tests, demos on loopback)."""
+
+    insecure_plaintext: bool = False
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    #: certificate identity (CN / SAN) of the only client this silo answers.
+    coordinator: str | None = None
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Where a dataset lives: exactly one of ``table`` (maybe ``schema.table``) or ``query``."""
+
+    name: str
+    id_column: str
+    features: tuple[str, ...]
+    label: str | None = None
+    table: str | None = None
+    schema: str | None = None
+    query: str | None = None
+
+    @property
+    def source(self) -> str:
+        """How error messages name the source: ``table 'x'`` or ``query``."""
+        if self.table is not None:
+            return f"table '{self.table}'"
+        return "query"
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The silo's local policy. Every check raises :class:`PolicyError` with the reason."""
+
+    protocols: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    min_intersection: int = settings.DEFAULT_MIN_INTERSECTION
+    min_paillier_bits: int = settings.PAILLIER_MIN_SECURE_BITS
+    min_rows_per_statistic: int = settings.DEFAULT_MIN_ROWS_PER_STATISTIC
+    release_feature_names: bool = False
+    #: dataset name -> columns a job may read (already defaulted to the declared features).
+    allowed_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
+
+    def check_protocol(self, name: str, role: str | None = None) -> None:
+        """Refuse a protocol (and role, when given) this silo did not opt into."""
+        if name not in self.protocols:
+            raise PolicyError(f"policy does not allow protocol '{name[:40]}'")
+        if role is not None and role not in self.roles:
+            raise PolicyError(f"policy does not allow role '{role[:40]}' (protocol '{name}')")
+
+    def check_columns(self, dataset: str, columns: Sequence[str]) -> None:
+        """Refuse columns outside the dataset's allowed list (unknown datasets included)."""
+        allowed = self.allowed_columns.get(dataset)
+        if allowed is None:
+            raise PolicyError(f"policy does not allow dataset '{dataset[:60]}'")
+        denied = [c for c in columns if c not in allowed]
+        if denied:
+            raise PolicyError(
+                f"policy does not allow column(s) {', '.join(repr(c[:60]) for c in denied[:5])} "
+                f"of dataset '{dataset}'")
+
+    def check_paillier_bits(self, bits: int) -> None:
+        if bits < self.min_paillier_bits:
+            raise PolicyError(
+                f"policy requires Paillier keys of at least {self.min_paillier_bits} bits, "
+                f"job uses {bits}")
+
+    def check_intersection(self, n: int) -> None:
+        if n < self.min_intersection:
+            raise PolicyError(
+                f"intersection of {n} rows is below this silo's minimum of {self.min_intersection}")
+
+    def check_rows_per_statistic(self, n: int) -> None:
+        if n < self.min_rows_per_statistic:
+            raise PolicyError(
+                f"a statistic over {n} rows is below this silo's minimum of "
+                f"{self.min_rows_per_statistic}")
+
+
+@dataclass(frozen=True)
+class SiloConfig:
+    party: str
+    listen: str
+    database_url: str
+    datasets: dict[str, DatasetConfig]
+    policy: PolicyConfig
+    tls: TlsConfig
+    path: Path
+
+    @property
+    def file_label(self) -> str:
+        """Short name of the config file, used as the prefix of every error about it."""
+        return self.path.name
+
+
+def load_silo_config(path: str | Path) -> SiloConfig:
+    """Read and check ``path``; raise :class:`ConfigError` (one line: file and key) if wrong."""
+    path = Path(path).resolve()
+    label = path.name
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{label}: file not found ({path})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{label}: cannot read ({err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{label}: not valid TOML ({err})") from None
+    return _Parser(label, path.parent).silo(raw, path)
+
+
+class _Parser:
+    """Turns the raw TOML dict into dataclasses; every ``fail`` names the file and key."""
+
+    def __init__(self, label: str, base: Path) -> None:
+        self.label = label
+        self.base = base
+
+    def fail(self, where: str, what: str) -> ConfigError:
+        return ConfigError(f"{self.label}: {where} {what}")
+
+    # --- primitives -----------------------------------------------------------------------------
+    def keys(self, where: str, table: Any, allowed: frozenset[str]) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.fail(where, "must be a table")
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise self.fail(where, f"has unknown key '{unknown[0]}' (allowed: "
+                                   f"{', '.join(sorted(allowed))})")
+        return table
+
+    def string(self, where: str, key: str, value: Any,
+               pattern: re.Pattern[str] | None = None) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(where, f"'{key}' must be a non-empty string")
+        if pattern is not None and not pattern.match(value):
+            raise self.fail(where, f"'{key}' = {value!r} is not a valid name ({pattern.pattern})")
+        return value
+
+    def strings(self, where: str, key: str, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise self.fail(where, f"'{key}' must be a list of non-empty strings")
+        if len(set(value)) != len(value):
+            dup = next(v for v in value if value.count(v) > 1)
+            raise self.fail(where, f"'{key}' lists '{dup}' twice")
+        return tuple(value)
+
+    def integer(self, where: str, key: str, value: Any, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, f"'{key}' must be an integer")
+        if value < minimum:
+            raise self.fail(where, f"'{key}' = {value} is below the default {minimum}; "
+                                   "a silo config may only tighten policy")
+        return value
+
+    def boolean(self, where: str, key: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(where, f"'{key}' must be true or false")
+        return value
+
+    def file(self, where: str, key: str, value: Any) -> Path:
+        p = self.base / self.string(where, key, value)
+        if not p.is_file():
+            raise self.fail(where, f"'{key}' file not found: {p}")
+        return p
+
+    # --- sections -------------------------------------------------------------------------------
+    def silo(self, raw: dict[str, Any], path: Path) -> SiloConfig:
+        self.keys("top level", raw, _TOP_KEYS)
+        for key in ("party", "listen", "database", "tls"):
+            if key not in raw:
+                raise self.fail("top level", f"needs '{key}'")
+        datasets = self.datasets(raw.get("datasets", {}))
+        return SiloConfig(
+            party=self.string("top level", "party", raw["party"], _NAME_RE),
+            listen=self.listen(raw["listen"]),
+            database_url=self.database(raw["database"]),
+            datasets=datasets,
+            policy=self.policy(raw.get("policy", {}), datasets),
+            tls=self.tls(raw["tls"]),
+            path=path,
+        )
+
+    def listen(self, value: Any) -> str:
+        text = self.string("top level", "listen", value)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise self.fail("top level", f"'listen' = {text!r} must be HOST:PORT")
+        return text
+
+    def database(self, value: Any) -> str:
+        """Parse the SQLAlchemy URL; a relative SQLite file is made relative to the config."""
+        text = self.string("top level", "database", value)
+        try:
+            url = make_url(text)
+        except ArgumentError as err:
+            raise self.fail("top level", f"'database' is not a SQLAlchemy URL ({err})") from None
+        db = url.database
+        if url.get_backend_name() == "sqlite" and db and db != ":memory:" \
+                and not db.startswith("file:") and not Path(db).is_absolute():
+            url = url.set(database=str(self.base / db))
+        return url.render_as_string(hide_password=False)
+
+    def tls(self, value: Any) -> TlsConfig:
+        where = "[tls]"
+        table = self.keys(where, value, _TLS_KEYS)
+        insecure = self.boolean(where, "insecure_plaintext", table.get("insecure_plaintext", False))
+        coordinator = table.get("coordinator")
+        if coordinator is not None:
+            coordinator = self.string(where, "coordinator", coordinator)
+        if insecure:
+            extra = sorted({"ca", "cert", "key"} & set(table))
+            if extra:
+                raise self.fail(where, f"'{extra[0]}' conflicts with insecure_plaintext = true")
+            return TlsConfig(insecure_plaintext=True, coordinator=coordinator)
+        for key in ("ca", "cert", "key", "coordinator"):
+            if key not in table:
+                raise self.fail(where, f"needs '{key}' (or insecure_plaintext = true)")
+        return TlsConfig(
+            ca=self.file(where, "ca", table["ca"]),
+            cert=self.file(where, "cert", table["cert"]),
+            key=self.file(where, "key", table["key"]),
+            coordinator=coordinator,
+        )
+
+    def datasets(self, value: Any) -> dict[str, DatasetConfig]:
+        if not isinstance(value, dict):
+            raise self.fail("[datasets]", "must be a table of [datasets.NAME] tables")
+        out = {}
+        for name, table in value.items():
+            if not _DATASET_RE.match(name):
+                raise self.fail(f"[datasets.{name}]",
+                                f"is not a valid name ({_DATASET_RE.pattern})")
+            out[name] = self.dataset(name, table)
+        return out
+
+    def dataset(self, name: str, value: Any) -> DatasetConfig:
+        where = f"[datasets.{name}]"
+        table = self.keys(where, value, _DATASET_KEYS)
+        if ("table" in table) == ("query" in table):
+            raise self.fail(where, "needs exactly one of 'table' or 'query'")
+        for key in ("id_column", "features"):
+            if key not in table:
+                raise self.fail(where, f"needs '{key}'")
+        id_column = self.string(where, "id_column", table["id_column"])
+        features = self.strings(where, "features", table["features"])
+        if not features:
+            raise self.fail(where, "'features' must list at least one column")
+        label = self.string(where, "label", table["label"]) if "label" in table else None
+        for col in (id_column, label):
+            if col is not None and col in features:
+                raise self.fail(where, f"'{col}' cannot be both a feature and the id or label")
+        if label is not None and label == id_column:
+            raise self.fail(where, "'label' and 'id_column' must differ")
+        schema, tname, query = None, None, None
+        if "table" in table:
+            schema, tname = self.table_name(where, table["table"])
+        else:
+            query = self.string(where, "query", table["query"]).strip().rstrip(";").strip()
+        return DatasetConfig(name=name, id_column=id_column, features=features, label=label,
+                             table=tname, schema=schema, query=query)
+
+    def table_name(self, where: str, value: Any) -> tuple[str | None, str]:
+        """``table`` or ``schema.table``; both parts plain identifiers (quoted in SQL anyway)."""
+        text = self.string(where, "table", value)
+        parts = text.split(".")
+        if len(parts) > 2 or not all(_IDENT_RE.match(p) for p in parts):
+            raise self.fail(where, f"'table' = {text!r} must be NAME or SCHEMA.NAME "
+                                   f"({_IDENT_RE.pattern})")
+        if parts[-1].lower().startswith("fedsilo_"):
+            raise self.fail(where, f"'table' = {text!r} uses the reserved prefix 'fedsilo_'")
+        return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+    def policy(self, value: Any, datasets: dict[str, DatasetConfig]) -> PolicyConfig:
+        where = "[policy]"
+        t = self.keys(where, value, _POLICY_KEYS)
+        protocols = self.strings(where, "protocols", t.get("protocols", []))
+        self.known(where, "protocols", protocols, KNOWN_PROTOCOLS)
+        roles = self.strings(where, "roles", t.get("roles", []))
+        self.known(where, "roles", roles, KNOWN_ROLES)
+        return PolicyConfig(
+            protocols=frozenset(protocols),
+            roles=frozenset(roles),
+            min_intersection=self.integer(where, "min_intersection", t.get(
+                "min_intersection", settings.DEFAULT_MIN_INTERSECTION),
+                settings.DEFAULT_MIN_INTERSECTION),
+            min_paillier_bits=self.integer(where, "min_paillier_bits", t.get(
+                "min_paillier_bits", settings.PAILLIER_MIN_SECURE_BITS),
+                settings.PAILLIER_MIN_SECURE_BITS),
+            min_rows_per_statistic=self.integer(where, "min_rows_per_statistic", t.get(
+                "min_rows_per_statistic", settings.DEFAULT_MIN_ROWS_PER_STATISTIC),
+                settings.DEFAULT_MIN_ROWS_PER_STATISTIC),
+            release_feature_names=self.boolean(
+                where, "release_feature_names", t.get("release_feature_names", False)),
+            allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
+        )
+
+    def known(self, where: str, key: str, values: Sequence[str], known: frozenset[str]) -> None:
+        for v in values:
+            if v not in known:
+                raise self.fail(where, f"'{key}' has unknown value '{v}' "
+                                       f"(known: {', '.join(sorted(known))})")
+
+    def allowed_columns(self, value: Any, datasets: dict[str, DatasetConfig],
+                        ) -> dict[str, frozenset[str]]:
+        """Per dataset: the listed columns (a subset of the features) or all features."""
+        where = "[policy] allowed_columns"
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be a table {dataset = [columns]}")
+        out = {name: frozenset(ds.features) for name, ds in datasets.items()}
+        for name, cols in value.items():
+            if name not in datasets:
+                raise self.fail(where, f"names unknown dataset '{name}'")
+            listed = self.strings(where, name, cols)
+            extra = [c for c in listed if c not in datasets[name].features]
+            if extra:
+                raise self.fail(where, f"'{name}' lists '{extra[0]}', not a declared feature")
+            out[name] = frozenset(listed)
+        return out

@@ -1,0 +1,506 @@
+"""The silo's own tables: alignments, model parts, checkpoints, scores and the audit ledger.
+
+Everything a silo produces stays in its own database (see DESIGN.md, "Data at a silo"), next to
+the data it came from. All internal tables carry the prefix ``fedsilo_``; score tables are named by
+the job and checked against ``[A-Za-z_][A-Za-z0-9_]*``.
+
+Why each table looks the way it does:
+
+- **alignments** are written in one transaction (header and every row), so a crash or a
+  concurrent reader never sees half an alignment; an existing name is only replaced on request.
+- **model parts** and **checkpoints** are JSON text: nothing executable is ever stored.
+- **scores** have the primary key ``(id, model_version)`` and are written with insert-or-ignore,
+  one transaction per chunk, so a scoring job killed half-way is resumed by writing again.
+- the **ledger** is a SHA-256 hash chain over a canonical JSON of every entry; an entry is
+  committed before the message it records leaves the silo (the dispatcher's job). Editing or
+  deleting a row in the middle breaks :meth:`Ledger.verify`. Truncating the *tail* cannot be seen
+  from the chain alone: compare :meth:`Ledger.head` with a copy kept elsewhere.
+
+Tables are created by :meth:`SiloStore.create_tables`, which ``open_silo`` calls only after the
+silo's datasets validated, so a bad config writes nothing to the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from fedsilo import settings
+from fedsilo.errors import DataError, JobError, NotFound
+
+__all__ = [
+    "ALIGNMENTS",
+    "ALIGNMENT_ROWS",
+    "GENESIS_HASH",
+    "AlignmentInfo",
+    "Ledger",
+    "LedgerEntry",
+    "ModelPart",
+    "SiloStore",
+    "check_table_name",
+    "metadata",
+]
+
+#: longest job id, model id, alignment name, step name... the store accepts.
+_MAX_NAME = 200
+_TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+#: ``prev_hash`` of the first ledger entry.
+GENESIS_HASH = "0" * 64
+
+metadata = MetaData()
+
+ALIGNMENTS = Table(
+    "fedsilo_alignment", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(_MAX_NAME), nullable=False, unique=True),
+    Column("job_id", String(_MAX_NAME), nullable=False),
+    Column("dataset", String(_MAX_NAME), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+ALIGNMENT_ROWS = Table(
+    "fedsilo_alignment_row", metadata,
+    Column("alignment_id", Integer, primary_key=True, autoincrement=False),
+    Column("position", Integer, primary_key=True, autoincrement=False),
+    Column("row_id", Text, nullable=False),
+    # lets a join from the data table find a row by id; unique: an id is aligned once
+    Index("ix_fedsilo_alignment_row_id", "alignment_id", "row_id", unique=True),
+)
+MODEL_PARTS = Table(
+    "fedsilo_model_part", metadata,
+    Column("model_id", String(_MAX_NAME), primary_key=True),
+    Column("kind", String(_MAX_NAME), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+)
+CHECKPOINTS = Table(
+    "fedsilo_checkpoint", metadata,
+    Column("job_id", String(_MAX_NAME), primary_key=True),
+    Column("key", String(_MAX_NAME), primary_key=True),
+    Column("payload", Text, nullable=False),
+    Column("updated_at", String(40), nullable=False),
+)
+LEDGER = Table(
+    "fedsilo_ledger", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),
+    Column("job_id", String(_MAX_NAME), nullable=False, index=True),
+    Column("step", String(_MAX_NAME), nullable=False),
+    Column("peer", String(_MAX_NAME), nullable=False),
+    Column("kind", String(_MAX_NAME), nullable=False),
+    Column("nbytes", BigInteger, nullable=False),
+    Column("reveals", Text, nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _name(what: str, value: str) -> str:
+    """Refuse names the columns cannot hold rather than letting the database truncate or fail."""
+    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
+        raise DataError(f"{what} must be a string of 1 to {_MAX_NAME} characters")
+    return value
+
+
+def _to_json(what: str, payload: dict[str, Any]) -> str:
+    """Strict JSON (no NaN / Infinity), so any other language can read it back."""
+    if not isinstance(payload, dict):
+        raise DataError(f"{what} payload must be a JSON object")
+    try:
+        return json.dumps(payload, sort_keys=True, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as err:
+        raise DataError(f"{what} payload is not JSON-serialisable ({err})") from None
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def check_table_name(name: str) -> str:
+    """A score table name: a plain identifier, not one of our internal ``fedsilo_`` tables."""
+    if not isinstance(name, str) or not _TABLE_NAME_RE.match(name) or len(name) > 63:
+        raise DataError(f"table name {str(name)[:80]!r} must match {_TABLE_NAME_RE.pattern} "
+                        "(at most 63 characters)")
+    if name.lower().startswith("fedsilo_"):
+        raise DataError(f"table name '{name}' uses the reserved prefix 'fedsilo_'")
+    return name
+
+
+@dataclass(frozen=True)
+class AlignmentInfo:
+    name: str
+    job_id: str
+    dataset: str
+    rows: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ModelPart:
+    model_id: str
+    kind: str
+    payload: dict[str, Any]
+    created_at: str
+
+
+class SiloStore:
+    """The silo's own tables, over the same engine as its data (one DB, joins in SQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._score_tables: dict[str, Table] = {}
+        self._lock = threading.Lock()
+        self._ledger: Ledger | None = None
+
+    def create_tables(self) -> None:
+        """Create missing ``fedsilo_`` tables. Call only after the datasets validated."""
+        metadata.create_all(self.engine)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The one ledger of this store (one per process keeps appends serialised)."""
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = Ledger(self.engine)
+            return self._ledger
+
+    # --- alignments -----------------------------------------------------------------------------
+    def save_alignment(self, name: str, job_id: str, dataset: str, row_ids: Iterable[str], *,
+                       replace: bool = False) -> AlignmentInfo:
+        """Store the PSI row order for ``name`` atomically: all rows or nothing becomes visible.
+
+        ``row_ids`` are normalised ids (``fedsilo.silo_node.data.normalise_id``) in the agreed
+        order; it may be a generator, consumed in chunks of ``settings.WRITE_CHUNK_ROWS``.
+        """
+        _name("alignment name", name), _name("job id", job_id), _name("dataset", dataset)
+        created = _now()
+        with self.engine.begin() as conn:
+            old = conn.execute(select(ALIGNMENTS.c.id).where(ALIGNMENTS.c.name == name)).scalar()
+            if old is not None and not replace:
+                raise JobError(f"alignment '{name}' already exists (pass replace=True to replace)")
+            if old is not None:
+                conn.execute(delete(ALIGNMENT_ROWS).where(ALIGNMENT_ROWS.c.alignment_id == old))
+                conn.execute(delete(ALIGNMENTS).where(ALIGNMENTS.c.id == old))
+            try:
+                res = conn.execute(insert(ALIGNMENTS).values(
+                    name=name, job_id=job_id, dataset=dataset, rows=0, created_at=created))
+            except IntegrityError:
+                raise JobError(f"alignment '{name}' was created concurrently") from None
+            aid = int(res.inserted_primary_key[0])  # type: ignore[index]
+            rows = self._insert_alignment_rows(conn, aid, name, row_ids)
+            conn.execute(update(ALIGNMENTS).where(ALIGNMENTS.c.id == aid).values(rows=rows))
+        return AlignmentInfo(name, job_id, dataset, rows, created)
+
+    @staticmethod
+    def _insert_alignment_rows(conn: Any, aid: int, name: str, row_ids: Iterable[str]) -> int:
+        position = 0
+        for chunk in _chunks(row_ids, settings.WRITE_CHUNK_ROWS):
+            if not all(isinstance(r, str) for r in chunk):
+                raise DataError(f"alignment '{name}': row ids must be strings")
+            params = [{"alignment_id": aid, "position": position + i, "row_id": r}
+                      for i, r in enumerate(chunk)]
+            try:
+                conn.execute(insert(ALIGNMENT_ROWS), params)
+            except IntegrityError:
+                raise DataError(f"alignment '{name}' lists the same id twice") from None
+            position += len(chunk)
+        return position
+
+    def alignment_info(self, name: str) -> AlignmentInfo:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(ALIGNMENTS).where(ALIGNMENTS.c.name == name)).first()
+        if row is None:
+            raise NotFound(f"alignment '{name[:80]}' does not exist")
+        return AlignmentInfo(row.name, row.job_id, row.dataset, row.rows, row.created_at)
+
+    def list_alignments(self) -> list[AlignmentInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ALIGNMENTS).order_by(ALIGNMENTS.c.name)).all()
+        return [AlignmentInfo(r.name, r.job_id, r.dataset, r.rows, r.created_at) for r in rows]
+
+    def delete_alignment(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            aid = conn.execute(select(ALIGNMENTS.c.id).where(ALIGNMENTS.c.name == name)).scalar()
+            if aid is None:
+                raise NotFound(f"alignment '{name[:80]}' does not exist")
+            conn.execute(delete(ALIGNMENT_ROWS).where(ALIGNMENT_ROWS.c.alignment_id == aid))
+            conn.execute(delete(ALIGNMENTS).where(ALIGNMENTS.c.id == aid))
+
+    def iter_alignment_ids(self, name: str, chunk_rows: int = settings.READ_CHUNK_ROWS,
+                           ) -> Iterator[list[str]]:
+        """The aligned ids in stored order, in chunks (e.g. to score exactly the intersection)."""
+        aid = self._alignment_id(name)
+        stmt = (select(ALIGNMENT_ROWS.c.row_id).where(ALIGNMENT_ROWS.c.alignment_id == aid)
+                .order_by(ALIGNMENT_ROWS.c.position))
+        with self.engine.connect() as conn:
+            for part in conn.execution_options(yield_per=chunk_rows).execute(stmt).partitions():
+                yield [r[0] for r in part]
+
+    def _alignment_id(self, name: str) -> int:
+        with self.engine.connect() as conn:
+            aid = conn.execute(select(ALIGNMENTS.c.id).where(ALIGNMENTS.c.name == name)).scalar()
+        if aid is None:
+            raise NotFound(f"alignment '{name[:80]}' does not exist")
+        return int(aid)
+
+    # --- model parts and checkpoints ------------------------------------------------------------
+    def save_model_part(self, model_id: str, kind: str, payload: dict[str, Any], *,
+                        replace: bool = False) -> None:
+        """Store this silo's part of a model as JSON (thresholds it owns, its key ids, ...)."""
+        _name("model id", model_id), _name("model kind", kind)
+        text = _to_json(f"model '{model_id}'", payload)
+        with self.engine.begin() as conn:
+            exists = conn.execute(select(MODEL_PARTS.c.model_id)
+                                  .where(MODEL_PARTS.c.model_id == model_id)).first()
+            if exists and not replace:
+                raise JobError(f"model part '{model_id}' already exists at this silo")
+            conn.execute(delete(MODEL_PARTS).where(MODEL_PARTS.c.model_id == model_id))
+            conn.execute(insert(MODEL_PARTS).values(model_id=model_id, kind=kind, payload=text,
+                                                    created_at=_now()))
+
+    def load_model_part(self, model_id: str) -> ModelPart:
+        with self.engine.connect() as conn:
+            stmt = select(MODEL_PARTS).where(MODEL_PARTS.c.model_id == model_id)
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFound(f"model part '{model_id[:80]}' does not exist at this silo")
+        return ModelPart(row.model_id, row.kind, json.loads(row.payload), row.created_at)
+
+    def list_model_parts(self) -> list[tuple[str, str, str]]:
+        """``(model_id, kind, created_at)`` of every stored part, without payloads."""
+        stmt = select(MODEL_PARTS.c.model_id, MODEL_PARTS.c.kind, MODEL_PARTS.c.created_at)
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(stmt.order_by(MODEL_PARTS.c.model_id))]
+
+    def save_checkpoint(self, job_id: str, key: str, payload: dict[str, Any]) -> None:
+        """Replace the checkpoint ``(job_id, key)``; a resumed job reads the latest one."""
+        _name("job id", job_id), _name("checkpoint key", key)
+        text = _to_json(f"checkpoint '{key}'", payload)
+        where = (CHECKPOINTS.c.job_id == job_id) & (CHECKPOINTS.c.key == key)
+        with self.engine.begin() as conn:
+            conn.execute(delete(CHECKPOINTS).where(where))
+            conn.execute(insert(CHECKPOINTS).values(job_id=job_id, key=key, payload=text,
+                                                    updated_at=_now()))
+
+    def load_checkpoint(self, job_id: str, key: str) -> dict[str, Any] | None:
+        """The stored payload, or ``None`` when the job never checkpointed ``key``."""
+        where = (CHECKPOINTS.c.job_id == job_id) & (CHECKPOINTS.c.key == key)
+        with self.engine.connect() as conn:
+            text = conn.execute(select(CHECKPOINTS.c.payload).where(where)).scalar()
+        return None if text is None else dict(json.loads(text))
+
+    # --- scores ---------------------------------------------------------------------------------
+    def ensure_score_table(self, table_name: str) -> Table:
+        """Create the score table if missing; refuse an existing table of another shape."""
+        check_table_name(table_name)
+        with self._lock:
+            if table_name in self._score_tables:
+                return self._score_tables[table_name]
+            table = _score_table(table_name)
+            insp = inspect(self.engine)
+            if insp.has_table(table_name):
+                cols = {c["name"] for c in insp.get_columns(table_name)}
+                pk = set(insp.get_pk_constraint(table_name).get("constrained_columns") or [])
+                if cols != {c.name for c in table.columns} or pk != {"id", "model_version"}:
+                    raise DataError(f"table '{table_name}' exists and is not a fedsilo score "
+                                    "table (id, score, model_version, scored_at)")
+            else:
+                table.create(self.engine, checkfirst=True)
+            self._score_tables[table_name] = table
+            return table
+
+    def write_scores(self, table_name: str,
+                     rows: Sequence[tuple[str, float, str, datetime | str]]) -> None:
+        """Insert ``(id, score, model_version, scored_at)`` rows; already stored keys are kept.
+
+        One transaction per ``settings.WRITE_CHUNK_ROWS`` rows: writing a chunk twice (a resumed
+        job) leaves one row per (id, model_version), and the first score written wins.
+        """
+        table = self.ensure_score_table(table_name)
+        stmt = _insert_ignore(self.engine.dialect.name, table)
+        for chunk in _chunks(rows, settings.WRITE_CHUNK_ROWS):
+            params = [_score_params(r) for r in chunk]
+            with self.engine.begin() as conn:
+                conn.execute(stmt, params)
+
+    def scored_ids(self, table_name: str, model_version: str) -> set[str]:
+        table = self.ensure_score_table(table_name)
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(table.c.id)
+                                    .where(table.c.model_version == model_version)).scalars())
+
+    def score_count(self, table_name: str, model_version: str) -> int:
+        """How many ids already carry a score of ``model_version`` (resume without a set)."""
+        table = self.ensure_score_table(table_name)
+        stmt = select(func.count()).select_from(table).where(table.c.model_version == model_version)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+
+
+def _score_table(name: str) -> Table:
+    return Table(
+        name, MetaData(),
+        Column("id", Text, primary_key=True),
+        Column("score", Float, nullable=False),
+        Column("model_version", String(_MAX_NAME), primary_key=True),
+        Column("scored_at", DateTime(timezone=True), nullable=False),
+    )
+
+
+def _insert_ignore(dialect: str, table: Table) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect's own spelling."""
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=["id", "model_version"])
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table).on_conflict_do_nothing(index_elements=["id", "model_version"])
+    raise DataError(f"writing scores is not supported on database dialect '{dialect}'")
+
+
+def _score_params(row: tuple[str, float, str, datetime | str]) -> dict[str, Any]:
+    ident, score, version, at = row
+    if not isinstance(ident, str) or not isinstance(version, str):
+        raise DataError("score rows need a string id and a string model version")
+    when = datetime.fromisoformat(at) if isinstance(at, str) else at
+    if not isinstance(when, datetime):
+        raise DataError("scored_at must be a datetime or an ISO 8601 string")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return {"id": ident, "score": float(score), "model_version": version, "scored_at": when}
+
+
+# --- audit ledger -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LedgerEntry:
+    seq: int
+    job_id: str
+    step: str
+    peer: str
+    kind: str
+    nbytes: int
+    reveals: str
+    created_at: str
+    prev_hash: str
+    hash: str
+
+    def canonical(self) -> bytes:
+        """The bytes the hash covers: every field but ``hash``, as sorted compact ASCII JSON."""
+        fields = {k: getattr(self, k) for k in (
+            "seq", "job_id", "step", "peer", "kind", "nbytes", "reveals", "created_at",
+            "prev_hash")}
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=True).encode("ascii")
+
+    def computed_hash(self) -> str:
+        return hashlib.sha256(self.canonical()).hexdigest()
+
+
+def _entry(row: Any) -> LedgerEntry:
+    return LedgerEntry(int(row.seq), row.job_id, row.step, row.peer, row.kind, int(row.nbytes),
+                       row.reveals, row.created_at, row.prev_hash, row.hash)
+
+
+class Ledger:
+    """Append-only, hash-chained record of every message this silo sent, and what it revealed.
+
+    Appends are serialised by a lock (threads of this process) and by the primary key on
+    ``seq`` (another process racing for the same number fails and retries), so the chain stays
+    linear. There is deliberately no update or delete method.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+
+    def append(self, job_id: str, step: str, peer: str, kind: str, nbytes: int,
+               reveals: str) -> LedgerEntry:
+        """Commit one entry and return it; the caller sends the message only afterwards."""
+        for what, value in (("job id", job_id), ("step", step), ("peer", peer), ("kind", kind)):
+            _name(f"ledger {what}", value)
+        with self._lock:
+            for attempt in range(settings.LEDGER_APPEND_RETRIES):
+                try:
+                    return self._append_once(job_id, step, peer, kind, int(nbytes), str(reveals))
+                except (IntegrityError, OperationalError):
+                    time.sleep(settings.RETRY_BACKOFF_S * (2 ** attempt))
+        raise DataError("could not append to the audit ledger (database busy)")
+
+    def _append_once(self, job_id: str, step: str, peer: str, kind: str, nbytes: int,
+                     reveals: str) -> LedgerEntry:
+        with self.engine.begin() as conn:
+            last = conn.execute(select(LEDGER.c.seq, LEDGER.c.hash)
+                                .order_by(LEDGER.c.seq.desc()).limit(1)).first()
+            seq, prev = (1, GENESIS_HASH) if last is None else (int(last.seq) + 1, last.hash)
+            draft = LedgerEntry(seq, job_id, step, peer, kind, nbytes, reveals, _now(), prev, "")
+            entry = LedgerEntry(**{**draft.__dict__, "hash": draft.computed_hash()})
+            conn.execute(insert(LEDGER).values(**entry.__dict__))
+        return entry
+
+    def entries(self, job_id: str | None = None) -> list[LedgerEntry]:
+        stmt = select(LEDGER).order_by(LEDGER.c.seq)
+        if job_id is not None:
+            stmt = stmt.where(LEDGER.c.job_id == job_id)
+        with self.engine.connect() as conn:
+            return [_entry(r) for r in conn.execute(stmt)]
+
+    def head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the last entry (``(0, GENESIS_HASH)`` when empty): keep a copy
+        elsewhere to detect a truncated tail."""
+        with self.engine.connect() as conn:
+            last = conn.execute(select(LEDGER.c.seq, LEDGER.c.hash)
+                                .order_by(LEDGER.c.seq.desc()).limit(1)).first()
+        return (0, GENESIS_HASH) if last is None else (int(last.seq), last.hash)
+
+    def verify(self) -> tuple[bool, int | None]:
+        """Walk the chain in order: ``(True, None)`` or ``(False, first bad seq)``.
+
+        A row is bad if its seq is not the next number, its ``prev_hash`` is not the previous
+        row's hash, or its own hash does not match its fields. Streams: memory stays bounded.
+        """
+        expected_seq, expected_prev = 1, GENESIS_HASH
+        stmt = select(LEDGER).order_by(LEDGER.c.seq)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(yield_per=settings.READ_CHUNK_ROWS).execute(stmt)
+            for row in result:
+                entry = _entry(row)
+                if (entry.seq != expected_seq or entry.prev_hash != expected_prev
+                        or entry.computed_hash() != entry.hash):
+                    return False, entry.seq
+                expected_seq, expected_prev = entry.seq + 1, entry.hash
+        return True, None

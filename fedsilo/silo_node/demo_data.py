@@ -1,0 +1,198 @@
+"""Load CSV files into a silo database, and lay out the bundled three-party demo consortium.
+
+``load_csv_into_table`` is what an operator trying fedsilo (and every test) needs first: a table
+in a real database. It streams the file twice (once to infer column types, once to insert in
+chunks) so memory stays bounded however large the CSV is.
+
+``write_demo_consortium`` turns the bundled data (``fedsilo/data/demo_*.csv.gz``, made by
+``scripts/make_demo_data.py`` from the UCI credit-card default data) into one SQLite database and
+one silo TOML per party: ``bank`` (label holder), ``bureau`` and ``lender``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import islice
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Engine,
+    Float,
+    MetaData,
+    Table,
+    Text,
+    create_engine,
+    insert,
+)
+from sqlalchemy.types import TypeEngine
+
+from fedsilo import settings
+from fedsilo.errors import DataError
+
+__all__ = ["DEMO_PARTIES", "load_csv_into_table", "write_demo_consortium"]
+
+#: party -> (table, label column or None, features); ids are ``customer_id`` everywhere.
+DEMO_PARTIES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+    "bank": ("customers", "default",
+             ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6")),
+    "bureau": ("credit_files", None,
+               ("LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE",
+                "BILL_AMT1", "BILL_AMT2", "BILL_AMT3")),
+    "lender": ("accounts", None,
+               ("BILL_AMT4", "BILL_AMT5", "BILL_AMT6", "PAY_AMT1", "PAY_AMT2", "PAY_AMT3",
+                "PAY_AMT4", "PAY_AMT5", "PAY_AMT6")),
+}
+DEMO_DATASET = "customers"
+#: the bundled CSVs (package data, see ``scripts/make_demo_data.py``).
+DEMO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+DEMO_ID_COLUMN = "customer_id"
+
+
+@contextmanager
+def _open_csv(path: Path) -> Iterator[TextIO]:
+    """A text handle on a plain or gzip-compressed CSV."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
+            yield fh
+    else:
+        with path.open(encoding="utf-8", newline="") as fh:
+            yield fh
+
+
+def _kind(value: str, current: str) -> str:
+    """Widen a column's inferred kind (int < float < text) to admit ``value``."""
+    if value == "" or current == "text":
+        return current
+    try:
+        int(value)
+        return current
+    except ValueError:
+        pass
+    try:
+        float(value)
+        return "float"
+    except ValueError:
+        return "text"
+
+
+def _infer(path: Path) -> tuple[list[str], list[str]]:
+    with _open_csv(path) as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            raise DataError(f"{path.name}: empty CSV file")
+        kinds = ["int"] * len(header)
+        for row in reader:
+            kinds = [_kind(v, k) for v, k in zip(row, kinds, strict=False)]
+    return header, kinds
+
+
+def _convert(value: str, kind: str) -> Any:
+    if value == "":
+        return None
+    return int(value) if kind == "int" else float(value) if kind == "float" else value
+
+
+def load_csv_into_table(engine: Engine, table: str, csv_path: str | Path, id_column: str, *,
+                        primary_key: bool = True,
+                        chunk_rows: int = settings.WRITE_CHUNK_ROWS) -> int:
+    """Create ``table`` from a (possibly ``.gz``) CSV with a header row; return rows loaded.
+
+    Column types are inferred (integer, float or text; empty cells are NULL). The id column is
+    the primary key unless ``primary_key=False`` (tests that need duplicate ids). An existing
+    table is an error: nothing is replaced silently.
+    """
+    path = Path(csv_path)
+    header, kinds = _infer(path)
+    if id_column not in header:
+        raise DataError(f"{path.name}: no column '{id_column}' (has {', '.join(header[:10])})")
+    types: dict[str, type[TypeEngine[Any]]] = {"int": BigInteger, "float": Float, "text": Text}
+    columns = [Column(name, types[kind], primary_key=primary_key and name == id_column)
+               for name, kind in zip(header, kinds, strict=True)]
+    target = Table(table, MetaData(), *columns)
+    target.create(engine)
+    loaded = 0
+    with _open_csv(path) as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        while True:
+            chunk = [dict(zip(header, (_convert(v, k) for v, k in zip(row, kinds, strict=True)),
+                              strict=True))
+                     for row in islice(reader, chunk_rows)]
+            if not chunk:
+                return loaded
+            with engine.begin() as conn:
+                conn.execute(insert(target), chunk)
+            loaded += len(chunk)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_str(value: str) -> str:
+    """A TOML basic string (JSON escapes are valid TOML escapes)."""
+    return json.dumps(value)
+
+
+def _toml_list(values: tuple[str, ...] | list[str]) -> str:
+    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
+
+
+def _silo_toml(party: str, port: int, tls: bool) -> str:
+    table, label, features = DEMO_PARTIES[party]
+    out = io.StringIO()
+    out.write(f"# demo silo '{party}' (written by fedsilo.silo_node.demo_data)\n")
+    out.write(f"party = {_toml_str(party)}\nlisten = \"127.0.0.1:{port}\"\n")
+    out.write(f"database = \"sqlite:///{party}.db\"\n\n[tls]\n")
+    if tls:
+        out.write(f'ca = "certs/ca.pem"\ncert = "certs/{party}.pem"\nkey = "certs/{party}.key"\n'
+                  'coordinator = "coordinator"\n')
+    else:
+        out.write("insecure_plaintext = true\n")
+    out.write(f"\n[datasets.{DEMO_DATASET}]\ntable = {_toml_str(table)}\n"
+              f"id_column = {_toml_str(DEMO_ID_COLUMN)}\nfeatures = {_toml_list(features)}\n")
+    if label:
+        out.write(f"label = {_toml_str(label)}\n")
+    roles = '["active", "passive"]' if label else '["passive"]'
+    out.write(f'\n[policy]\nprotocols = ["psi", "secureboost", "lr", "score"]\nroles = {roles}\n'
+              "# the demo shows feature names in importance reports; real silos decide\n"
+              "release_feature_names = true\n")
+    return out.getvalue()
+
+
+def write_demo_consortium(workdir: Path, *, tls: bool) -> dict[str, Path]:
+    """One SQLite database and one silo TOML per demo party in ``workdir``; party -> TOML path.
+
+    With ``tls=True`` the configs point at ``certs/ca.pem``, ``certs/<party>.pem`` and
+    ``certs/<party>.key`` under ``workdir``, which must exist before a config is loaded.
+    Ports are free loopback ports at the time of writing.
+    """
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    configs = {}
+    for party, (table, _, _) in DEMO_PARTIES.items():
+        db = workdir / f"{party}.db"
+        if db.exists():
+            raise DataError(f"{db} already exists; use an empty folder for the demo")
+        engine = create_engine(f"sqlite:///{db}")
+        try:
+            load_csv_into_table(engine, table, DEMO_DATA_DIR / f"demo_{party}.csv.gz",
+                                DEMO_ID_COLUMN)
+        finally:
+            engine.dispose()
+        path = workdir / f"{party}.toml"
+        path.write_text(_silo_toml(party, _free_port(), tls), encoding="utf-8")
+        configs[party] = path
+    return configs

@@ -1,0 +1,172 @@
+"""mTLS for fedsilo's gRPC: credentials, the server identity check, the caller identity check.
+
+The scheme
+----------
+Every party holds a certificate from the consortium CA (:mod:`fedsilo.crypto.certs`) whose
+common name is its party name and whose SAN carries ``<party>.fedsilo.invalid``.
+
+*The coordinator verifies each silo* (client side). It dials the silo's configured address (an
+IP is fine) with :func:`channel_credentials`, trusting only the consortium CA, and with
+:func:`identity_options` (``grpc.ssl_target_name_override = <party>.fedsilo.invalid``). gRPC
+then accepts the server only if its certificate chains to the CA *and* names that party, so a
+certificate issued to another member of the consortium cannot stand in for the silo, whatever
+address it answers at.
+
+*The silo authorises the caller* (server side). :func:`server_credentials` requires and verifies
+a client certificate from the consortium CA (``require_client_auth=True``): a caller without
+one, or with one from another CA, fails the TLS handshake and never reaches a servicer. The
+:class:`IdentityInterceptor` then reads the verified certificate's common name
+(:func:`peer_identity`) and lets through only the identities the silo is configured to answer
+(its coordinator); any other member of the consortium is refused with ``UNAUTHENTICATED``
+(``AuthError``) before a handler runs, the health service included.
+
+Plaintext exists only behind the config option ``insecure_plaintext``; nothing here builds an
+insecure channel.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fedsilo.crypto.certs import TlsFiles, identity_dns_name, verify_files
+from fedsilo.errors import AuthError, ConfigError, grpc_status_for
+
+__all__ = [
+    "IdentityInterceptor",
+    "channel_credentials",
+    "identity_options",
+    "peer_identity",
+    "server_credentials",
+]
+
+log = logging.getLogger(__name__)
+PathLike = str | os.PathLike[str]
+
+
+def _material(ca: PathLike, cert: PathLike, key: PathLike) -> tuple[bytes, bytes, bytes]:
+    """PEM bytes of (ca, cert, key), after checking they fit together (one-line errors)."""
+    files = TlsFiles(ca=Path(ca), cert=Path(cert), key=Path(key))
+    verify_files(files)
+    try:
+        return files.ca.read_bytes(), files.cert.read_bytes(), files.key.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"cannot read TLS file {err.filename}: {err.strerror}") from None
+
+
+def server_credentials(*, ca: PathLike, cert: PathLike, key: PathLike) -> grpc.ServerCredentials:
+    """Server side: present ``cert``, and require a client certificate issued by ``ca``."""
+    ca_pem, cert_pem, key_pem = _material(ca, cert, key)
+    return grpc.ssl_server_credentials(
+        [(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=True
+    )
+
+
+def channel_credentials(*, ca: PathLike, cert: PathLike, key: PathLike) -> grpc.ChannelCredentials:
+    """Client side: present ``cert`` and trust only servers whose certificate ``ca`` issued.
+
+    Use with :func:`identity_options` so the server must also prove *which* party it is.
+    """
+    ca_pem, cert_pem, key_pem = _material(ca, cert, key)
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
+    )
+
+
+def identity_options(party: str) -> list[tuple[str, Any]]:
+    """Channel options that make the TLS name check demand ``party``'s certificate.
+
+    The target address can then be anything that routes (an IP, a container name); the
+    identity verified is the party's, not the host's.
+    """
+    name = identity_dns_name(party)
+    return [("grpc.ssl_target_name_override", name), ("grpc.default_authority", name)]
+
+
+def peer_identity(context: grpc.ServicerContext) -> str | None:
+    """The verified client certificate's common name, or None without an authenticated peer."""
+    if context.peer_identities() is None:
+        return None
+    auth = context.auth_context()
+    if auth.get("transport_security_type") != [b"ssl"]:
+        return None
+    names = auth.get("x509_common_name") or []
+    if len(names) != 1:
+        return None
+    try:
+        return names[0].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+Behavior = Callable[..., Any]
+
+
+class IdentityInterceptor(grpc.ServerInterceptor):
+    """Refuses every call whose verified caller identity is not in ``allowed``.
+
+    Works on all four RPC shapes: the check runs in the handler's own thread, with the call's
+    context, before the servicer's method is entered. ``exempt`` names full method paths
+    (``/package.Service/Method``) open to any authenticated consortium member; empty by default
+    (deny by default).
+    """
+
+    def __init__(self, allowed: Iterable[str], *, exempt: Iterable[str] = ()) -> None:
+        self._allowed = frozenset(allowed)
+        self._exempt = frozenset(exempt)
+        if not self._allowed:
+            raise ConfigError("an identity check with no allowed identity would refuse everyone")
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None or method in self._exempt:
+            return handler
+        return _wrap(handler, lambda context: self._check(context, method))
+
+    def _check(self, context: grpc.ServicerContext, method: str) -> None:
+        caller = peer_identity(context)
+        if caller in self._allowed:
+            return
+        err = AuthError(
+            "no authenticated caller identity"
+            if caller is None
+            else f"caller {caller!r} is not an identity this server answers"
+        )
+        log.warning("refused %s from %s (%s): %s", method, caller, context.peer(), err)
+        context.abort(grpc_status_for(err), str(err))
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, check: Callable[[grpc.ServicerContext], None]
+) -> grpc.RpcMethodHandler:
+    """The same handler with ``check(context)`` run before the behaviour."""
+
+    def guard(behavior: Behavior) -> Behavior:
+        def guarded(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+            check(context)
+            return behavior(request_or_iterator, context)
+
+        return guarded
+
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(guard(handler.unary_unary), **codec)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(guard(handler.unary_stream), **codec)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(guard(handler.stream_unary), **codec)
+    assert handler.stream_stream is not None
+    return grpc.stream_stream_rpc_method_handler(guard(handler.stream_stream), **codec)

@@ -1,0 +1,38 @@
+"""Data helpers shared by the tree and SecureBoost tests (vertical splits from ../shared/data)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass
+class Vertical:
+    """Guest (label holder) and host columns of one vertical data set, aligned by row."""
+
+    y: np.ndarray
+    guest: np.ndarray
+    host: np.ndarray
+    train: np.ndarray
+    test: np.ndarray
+
+    @property
+    def joined(self) -> np.ndarray:
+        return np.hstack([self.guest, self.host])
+
+
+def load_vertical(name: str, rows: int | None = None) -> Vertical:
+    """``name`` is ``breast`` or ``default_credit``; stratified 80/20 split with seed 42."""
+    guest = np.loadtxt(DATA / f"{name}_hetero_guest.csv", delimiter=",", skiprows=1)
+    host = np.loadtxt(DATA / f"{name}_hetero_host.csv", delimiter=",", skiprows=1)
+    assert np.array_equal(guest[:, 0], host[:, 0])
+    if rows is not None:
+        guest, host = guest[:rows], host[:rows]
+    y = guest[:, 1]
+    train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=42)
+    return Vertical(y=y, guest=guest[:, 2:], host=host[:, 1:], train=train, test=test)

@@ -14,6 +14,8 @@ from fedsilo.silo_node.store import Ledger, SiloStore
 __all__ = ["SiloContext"]
 
 _ROLES = ("active", "passive", "member")
+#: job-level step kinds that are part of every protocol, not protocols a policy opts into
+_JOB_STEPS = frozenset({"noop", "split", "evaluate"})
 
 
 @dataclass
@@ -39,7 +41,9 @@ class SiloContext:
         if dataset not in self.config.datasets:
             raise PolicyError(f"silo '{self.party}' has no dataset '{dataset}' for job '{job_id}'")
         for entry in spec.get("steps", []):
-            self.config.policy.check_protocol(str(entry.get("kind", "")), role)
+            kind = str(entry.get("kind", ""))
+            if kind not in _JOB_STEPS:
+                self.config.policy.check_protocol(kind, role)
         columns = mine.get("columns")
         if columns is not None:
             self.config.policy.check_columns(dataset, list(columns))

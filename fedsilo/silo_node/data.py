@@ -95,7 +95,8 @@ class DatasetInfo:
 
 
 def _numeric_type(t: Any) -> bool:
-    numeric = isinstance(t, sqltypes.Integer | sqltypes.Numeric)
+    # SQLAlchemy 2.1 no longer derives Float from Numeric: name all three.
+    numeric = isinstance(t, sqltypes.Integer | sqltypes.Numeric | sqltypes.Float)
     return numeric and not isinstance(t, sqltypes.Boolean)
 
 
@@ -231,10 +232,14 @@ class SiloData:
         yield from self._aligned(dataset, alignment_name, list(columns), chunk_rows)
 
     def load_aligned(self, dataset: str, alignment_name: str, columns: Sequence[str],
-                     chunk_rows: int = settings.READ_CHUNK_ROWS) -> np.ndarray:
-        """All aligned rows as one ``(rows, len(columns))`` float64 array, filled chunk by chunk."""
+                     chunk_rows: int = settings.READ_CHUNK_ROWS, *,
+                     positions: tuple[int, int] | None = None) -> np.ndarray:
+        """Aligned rows as one ``(rows, len(columns))`` float64 array, filled chunk by chunk.
+
+        ``positions=(start, stop)`` reads only aligned rows ``[start, stop)`` (batch scoring).
+        """
         self.config.policy.check_columns(dataset, list(columns))
-        return self._fill(dataset, alignment_name, list(columns), chunk_rows)
+        return self._fill(dataset, alignment_name, list(columns), chunk_rows, positions)
 
     def load_aligned_labels(self, dataset: str, alignment_name: str,
                             chunk_rows: int = settings.READ_CHUNK_ROWS) -> np.ndarray:
@@ -245,11 +250,14 @@ class SiloData:
         return self._fill(dataset, alignment_name, [ds.label], chunk_rows)[:, 0]
 
     def _fill(self, dataset: str, alignment_name: str, columns: list[str],
-              chunk_rows: int) -> np.ndarray:
+              chunk_rows: int, positions: tuple[int, int] | None = None) -> np.ndarray:
         rows = self._alignment(dataset, alignment_name)[1]
+        if positions is not None:
+            start, stop = max(0, positions[0]), min(rows, positions[1])
+            rows = max(0, stop - start)
         out = np.empty((rows, len(columns)), dtype=np.float64)
         at = 0
-        for chunk in self._aligned(dataset, alignment_name, columns, chunk_rows):
+        for chunk in self._aligned(dataset, alignment_name, columns, chunk_rows, positions):
             out[at:at + len(chunk)] = chunk
             at += len(chunk)
         return out
@@ -267,7 +275,8 @@ class SiloData:
         return int(row.id), int(row.rows)
 
     def _aligned(self, dataset: str, alignment_name: str, columns: list[str],
-                 chunk_rows: int) -> Iterator[np.ndarray]:
+                 chunk_rows: int, positions: tuple[int, int] | None = None,
+                 ) -> Iterator[np.ndarray]:
         ds = self.dataset(dataset)
         aid, rows = self._alignment(dataset, alignment_name)
         src = self.source(ds)
@@ -277,6 +286,10 @@ class SiloData:
                 .where(ar.c.alignment_id == aid)
                 .order_by(ar.c.position))
         expected = 0
+        if positions is not None:
+            start, stop = max(0, positions[0]), min(rows, positions[1])
+            stmt = stmt.where(ar.c.position >= start, ar.c.position < stop)
+            expected, rows = start, max(start, stop)
         with self.engine.connect() as conn:
             for part in conn.execution_options(yield_per=chunk_rows).execute(stmt).partitions():
                 expected = _check_positions(part, expected, alignment_name, ds.name)

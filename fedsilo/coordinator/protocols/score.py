@@ -1,0 +1,71 @@
+"""Driver of the `score` step: federated batch scoring into the label holder's database.
+
+::
+
+    [[steps]]
+    kind = "score"
+    model = "default-risk-secureboost-v1"   # or the model trained earlier in the same job
+    alignment = "to-score"                 # or the alignment the job's psi step made
+    table = "risk_scores"
+    chunk_rows = 10000
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedsilo import settings
+from fedsilo.coordinator.jobrun import JobRun
+from fedsilo.coordinator.protocols import driver
+from fedsilo.coordinator.protocols.split import alignment_of
+from fedsilo.errors import ConfigError, JobError
+
+__all__ = ["predict_range", "resolve_model"]
+
+
+def resolve_model(run: JobRun, step: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """``(registry id, kind, record)`` of the model a step names or the job just trained."""
+    model_id = step.get("model")
+    if not model_id:
+        trained = [v for v in run.results.values() if isinstance(v, dict) and "model" in v]
+        if not trained:
+            raise ConfigError(f"step '{step['kind']}' needs 'model' (or a training step before it)")
+        model_id = trained[-1]["model"]
+    model = run.store.get_model(str(model_id))
+    return model.model_id, model.kind, model.record
+
+
+def predict_range(run: JobRun, record: dict[str, Any], method: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """One federated prediction over ``meta``'s range, finished by ``method`` at the label holder."""
+    active = run.active()
+    holders = [p for p, part in record["parts"].items() if p != active and p in run.parties]
+    missing = sorted(set(record["parts"]) - set(run.parties))
+    if missing and record.get("kind") in ("secureboost", "lr"):
+        raise JobError(f"model needs party '{missing[0]}', which is not in this job")
+    inbox = []
+    if holders and record.get("federated_prediction", True):
+        parts = run.call_many({p: ("predict.part", meta, []) for p in holders})
+        inbox = [env for reply in parts.values() for env in reply.outbox_for(active)]
+    return run.call(active, method, meta, inbox).meta
+
+
+@driver("score")
+def run_score(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
+    model_id, kind, record = resolve_model(run, step)
+    record = {**record, "kind": kind}
+    alignment = alignment_of(run, step)
+    table = str(step.get("table", "scores"))
+    base = {"model_id": record["parts"][run.active()], "alignment": alignment, "table": table,
+            "version": model_id}
+    chunk = int(step.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
+    plan = run.call(run.active(), "score.plan", {**base, "chunk_rows": chunk}).meta
+    pending = plan["pending"]
+    task = run.progress.task(f"scoring {plan['rows']} rows with {model_id}", total=len(pending))
+    written = 0
+    for start, stop in pending:
+        written += predict_range(run, record, "score.chunk", {**base, "start": start, "stop": stop})["written"]
+        task.advance()
+    task.finish()
+    run.log(f"scored {written} rows into {table} (resumed past {plan['already_scored']})")
+    return {"model": model_id, "table": table, "rows": plan["rows"], "written": written,
+            "already_scored": plan["already_scored"]}

@@ -1,0 +1,107 @@
+"""Batch scoring steps: plan the chunks still to do, predict a chunk, write it.
+
+Idempotent and resumable: scores go to ``(id, score, model_version, scored_at)`` rows keyed by
+``(id, model_version)``, one transaction per chunk, insert-or-ignore. A rerun after a crash asks
+for the plan again and skips every chunk already complete.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+
+from fedsilo import settings
+from fedsilo.errors import ProtocolError
+from fedsilo.leakage import register_kind
+from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.predict import get_predictor, load_part, read_range
+from fedsilo.silo_node.session import JobSession
+from fedsilo.silo_node.steps import StepReply, StepRequest, step
+
+__all__ = ["PART_KIND"]
+
+PART_KIND = register_kind(
+    "predict.part",
+    reveals="for the rows being scored, what the label holder needs to finish the model's "
+    "prediction from this silo's part (per model kind: the side each row takes at the tree "
+    "nodes this silo owns, or this silo's partial linear score)",
+)
+
+
+def _range(meta: dict[str, object]) -> tuple[str, str, int, int]:
+    try:
+        model_id, alignment = str(meta["model_id"]), str(meta["alignment"])
+        start, stop = int(meta["start"]), int(meta["stop"])  # type: ignore[call-overload]
+    except (KeyError, TypeError, ValueError):
+        raise ProtocolError("prediction step needs model_id, alignment, start and stop") from None
+    if not 0 <= start <= stop:
+        raise ProtocolError("prediction range is empty or negative")
+    return model_id, alignment, start, stop
+
+
+@step("predict.part")
+def predict_part(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """At a silo holding part of the model: its contribution for a range of aligned rows."""
+    model_id, alignment, start, stop = _range(req.meta)
+    kind, payload = load_part(ctx, model_id)
+    predictor = get_predictor(kind)
+    if predictor.part is None:
+        raise ProtocolError(f"model kind '{kind}' has no per-silo prediction part")
+    X = read_range(ctx, session, payload, alignment, start, stop)
+    msg = predictor.part(payload, X)
+    msg.kind = PART_KIND
+    return StepReply(outbox={p: msg for p in session.party_with_role("active")})
+
+
+def predict_scores(ctx: SiloContext, session: JobSession, req: StepRequest) -> np.ndarray:
+    """At the label holder: the model's scores for the requested range (shared with evaluate)."""
+    model_id, alignment, start, stop = _range(req.meta)
+    kind, payload = load_part(ctx, model_id)
+    X = read_range(ctx, session, payload, alignment, start, stop)
+    parts = {sender: msg.expect(PART_KIND) for sender, msg in req.inbox.items()}
+    scores = np.asarray(get_predictor(kind).combine(payload, X, parts), dtype=np.float64)
+    if scores.shape != (stop - start,):
+        raise ProtocolError(f"predictor returned {scores.shape} scores for {stop - start} rows")
+    return scores
+
+
+@step("score.plan")
+def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """The chunks of the alignment that are not completely scored yet for this model version."""
+    alignment, table, version = str(req.meta["alignment"]), str(req.meta["table"]), str(req.meta["version"])
+    chunk = int(req.meta.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
+    ctx.store.ensure_score_table(table)
+    done = ctx.store.scored_ids(table, version)
+    pending, start = [], 0
+    for ids in ctx.store.iter_alignment_ids(alignment, chunk_rows=chunk):
+        if not all(i in done for i in ids):
+            pending.append([start, start + len(ids)])
+        start += len(ids)
+    return StepReply(meta={"rows": start, "pending": pending, "already_scored": len(done)})
+
+
+@step("score.chunk")
+def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Predict one chunk and write it in one transaction (insert-or-ignore)."""
+    _model_id, alignment, start, stop = _range(req.meta)
+    scores = predict_scores(ctx, session, req)
+    ids = _ids_in_range(ctx, alignment, start, stop)
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    version = str(req.meta["version"])
+    rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
+    ctx.store.write_scores(str(req.meta["table"]), rows)
+    return StepReply(meta={"written": len(rows)})
+
+
+def _ids_in_range(ctx: SiloContext, alignment: str, start: int, stop: int) -> list[str]:
+    out: list[str] = []
+    at = 0
+    for ids in ctx.store.iter_alignment_ids(alignment):
+        lo, hi = max(start - at, 0), min(stop - at, len(ids))
+        if lo < hi:
+            out.extend(ids[lo:hi])
+        at += len(ids)
+        if at >= stop:
+            break
+    return out

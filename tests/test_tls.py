@@ -89,7 +89,7 @@ def _code(call: object) -> grpc.StatusCode:
     return info.value.code()
 
 
-# --- over the wire ---------------------------------------------------------------------------
+# --- over the wire -------------------------------------------------------------------------------
 
 
 def test_right_identity_gets_in(silo: str, pki: dict[str, certs.TlsFiles]) -> None:
@@ -161,7 +161,7 @@ def test_interceptor_needs_someone_to_allow() -> None:
         tls.IdentityInterceptor(allowed=set())
 
 
-# --- files and certificate contents --------------------------------------------------------
+# --- files and certificate contents --------------------------------------------------------------
 
 
 def test_keys_are_private_files(tmp_path: Path) -> None:

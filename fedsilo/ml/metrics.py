@@ -211,37 +211,25 @@ def lift_table(
     group = _rank_groups(s, bins)
     counts = np.bincount(group, minlength=bins)
     positives = np.bincount(group, weights=y, minlength=bins).astype(np.int64)
-    base_rate = float(y.mean())
-    total_pos = int(y.sum())
+    cum_n, cum_pos = np.cumsum(counts), np.cumsum(positives)
+    base_rate, total_pos = float(y.mean()), int(y.sum())
     rows: list[dict[str, Any]] = []
     for g in range(bins):
-        cum_n, cum_pos = int(counts[: g + 1].sum()), int(positives[: g + 1].sum())
-        row: dict[str, Any] = {
-            "decile": g + 1,
-            "rows": None,
-            "positives": None,
-            "rate": None,
-            "lift": None,
-            "cum_gain": None,
-            "cum_lift": None,
-            "score_min": None,
-            "score_max": None,
-        }
+        row: dict[str, Any] = {"decile": g + 1, **dict.fromkeys(_LIFT_KEYS)}
         if counts[g] >= max(min_rows, 1):
-            rate = positives[g] / counts[g]
+            rate = float(positives[g] / counts[g])
             in_group = s[group == g]
-            row.update(
-                rows=int(counts[g]),
-                positives=int(positives[g]),
-                rate=float(rate),
-                lift=float(rate / base_rate),
-                cum_gain=cum_pos / total_pos,
-                cum_lift=float((cum_pos / cum_n) / base_rate),
-                score_min=float(in_group.min()),
-                score_max=float(in_group.max()),
-            )
+            row.update(zip(_LIFT_KEYS, (
+                int(counts[g]), int(positives[g]), rate, rate / base_rate,
+                float(cum_pos[g] / total_pos), float(cum_pos[g] / cum_n[g] / base_rate),
+                float(in_group.min()), float(in_group.max()),
+            ), strict=True))  # fmt: skip
         rows.append(row)
     return rows
+
+
+_LIFT_KEYS = ("rows", "positives", "rate", "lift", "cum_gain", "cum_lift", "score_min",
+              "score_max")  # fmt: skip
 
 
 def _rank_groups(s: FloatArray, bins: int) -> IntArray:
@@ -268,35 +256,21 @@ def precision_recall_at(
     for t in thresholds:
         flag = s >= t
         n_flag = int(flag.sum())
-        row: dict[str, Any] = {
-            "threshold": float(t),
-            "flagged": None,
-            "tp": None,
-            "fp": None,
-            "fn": None,
-            "tn": None,
-            "precision": None,
-            "recall": None,
-            "f1": None,
-        }
+        row: dict[str, Any] = {"threshold": float(t), **dict.fromkeys(_PR_KEYS)}
         if min(n_flag, y.size - n_flag) >= min_rows:
             tp = int(y[flag].sum())
             fp, fn = n_flag - tp, n_pos - tp
-            precision = tp / n_flag if n_flag else None
-            recall = tp / n_pos if n_pos else None
-            f1 = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else None
-            row.update(
-                flagged=n_flag,
-                tp=tp,
-                fp=fp,
-                fn=fn,
-                tn=y.size - n_flag - fn,
-                precision=precision,
-                recall=recall,
-                f1=f1,
-            )
+            row.update(zip(_PR_KEYS, (
+                n_flag, tp, fp, fn, y.size - n_flag - fn,
+                tp / n_flag if n_flag else None,
+                tp / n_pos if n_pos else None,
+                2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else None,
+            ), strict=True))  # fmt: skip
         rows.append(row)
     return rows
+
+
+_PR_KEYS = ("flagged", "tp", "fp", "fn", "tn", "precision", "recall", "f1")
 
 
 # --- calibration ---------------------------------------------------------------------------------

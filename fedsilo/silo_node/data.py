@@ -221,15 +221,17 @@ class SiloData:
 
     # --- aligned reads --------------------------------------------------------------------------
     def read_aligned(self, dataset: str, alignment_name: str, columns: Sequence[str],
-                     chunk_rows: int = settings.READ_CHUNK_ROWS) -> Iterator[np.ndarray]:
+                     chunk_rows: int = settings.READ_CHUNK_ROWS, *,
+                     positions: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
         """``columns`` of the aligned rows, in alignment order, as float64 chunks (NaN = NULL).
 
         The columns must be allowed by the silo's policy (checked here, so no step can forget).
+        ``positions=(start, stop)`` reads only aligned rows ``[start, stop)`` (clipped).
         """
         self.config.policy.check_columns(dataset, list(columns))
         if not columns:
             raise DataError("read_aligned needs at least one column")
-        yield from self._aligned(dataset, alignment_name, list(columns), chunk_rows)
+        yield from self._aligned(dataset, alignment_name, list(columns), chunk_rows, positions)
 
     def load_aligned(self, dataset: str, alignment_name: str, columns: Sequence[str],
                      chunk_rows: int = settings.READ_CHUNK_ROWS, *,
@@ -242,20 +244,19 @@ class SiloData:
         return self._fill(dataset, alignment_name, list(columns), chunk_rows, positions)
 
     def load_aligned_labels(self, dataset: str, alignment_name: str,
-                            chunk_rows: int = settings.READ_CHUNK_ROWS) -> np.ndarray:
+                            chunk_rows: int = settings.READ_CHUNK_ROWS, *,
+                            positions: tuple[int, int] | None = None) -> np.ndarray:
         """The label of every aligned row, in alignment order, as a 1-D float64 array of 0/1."""
         ds = self.dataset(dataset)
         if ds.label is None:
             raise DataError(f"dataset '{ds.name}' has no label column")
-        return self._fill(dataset, alignment_name, [ds.label], chunk_rows)[:, 0]
+        return self._fill(dataset, alignment_name, [ds.label], chunk_rows, positions)[:, 0]
 
     def _fill(self, dataset: str, alignment_name: str, columns: list[str],
-              chunk_rows: int, positions: tuple[int, int] | None = None) -> np.ndarray:
-        rows = self._alignment(dataset, alignment_name)[1]
-        if positions is not None:
-            start, stop = max(0, positions[0]), min(rows, positions[1])
-            rows = max(0, stop - start)
-        out = np.empty((rows, len(columns)), dtype=np.float64)
+              chunk_rows: int, positions: tuple[int, int] | None) -> np.ndarray:
+        """Preallocate and fill: peak memory is the result plus one chunk, not two copies."""
+        start, stop = _window(self._alignment(dataset, alignment_name)[1], positions)
+        out = np.empty((stop - start, len(columns)), dtype=np.float64)
         at = 0
         for chunk in self._aligned(dataset, alignment_name, columns, chunk_rows, positions):
             out[at:at + len(chunk)] = chunk
@@ -275,27 +276,28 @@ class SiloData:
         return int(row.id), int(row.rows)
 
     def _aligned(self, dataset: str, alignment_name: str, columns: list[str],
-                 chunk_rows: int, positions: tuple[int, int] | None = None,
+                 chunk_rows: int, positions: tuple[int, int] | None,
                  ) -> Iterator[np.ndarray]:
+        """LEFT JOIN alignment -> data ordered by position: a vanished row shows as NULL id."""
         ds = self.dataset(dataset)
         aid, rows = self._alignment(dataset, alignment_name)
+        start, stop = _window(rows, positions)
         src = self.source(ds)
         ar = ALIGNMENT_ROWS
         stmt = (select(ar.c.position, src.c[ds.id_column], *[src.c[c] for c in columns])
                 .select_from(ar.outerjoin(src, self._id_equals(ds, src, ar.c.row_id)))
                 .where(ar.c.alignment_id == aid)
                 .order_by(ar.c.position))
-        expected = 0
-        if positions is not None:
-            start, stop = max(0, positions[0]), min(rows, positions[1])
+        if (start, stop) != (0, rows):
             stmt = stmt.where(ar.c.position >= start, ar.c.position < stop)
-            expected, rows = start, max(start, stop)
+        expected = start
         with self.engine.connect() as conn:
             for part in conn.execution_options(yield_per=chunk_rows).execute(stmt).partitions():
                 expected = _check_positions(part, expected, alignment_name, ds.name)
                 yield _to_float(part, 2, ds.name)
-        if expected != rows:
-            raise DataError(f"alignment '{alignment_name}' has {rows} rows, read {expected}")
+        if expected != stop:
+            raise DataError(f"alignment '{alignment_name}' has {stop - start} rows in range, "
+                            f"read {expected - start}")
 
     # --- batch look-ups -------------------------------------------------------------------------
     def load_rows(self, dataset: str, ids: Sequence[str], columns: Sequence[str]) -> np.ndarray:
@@ -329,6 +331,14 @@ class SiloData:
             cond = func.trim(cast(col, String)).in_(list(ids))
         stmt = select(col, *[src.c[c] for c in columns]).select_from(src).where(cond)
         return {normalise_id(r[0]): tuple(r[1:]) for r in conn.execute(stmt)}
+
+
+def _window(rows: int, positions: tuple[int, int] | None) -> tuple[int, int]:
+    """``[start, stop)`` of an alignment of ``rows`` rows, clipped to it."""
+    if positions is None:
+        return 0, rows
+    start = min(max(0, int(positions[0])), rows)
+    return start, max(start, min(rows, int(positions[1])))
 
 
 def _is_canonical_int(value: str) -> bool:

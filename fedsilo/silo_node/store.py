@@ -188,8 +188,17 @@ class SiloStore:
         self._ledger: Ledger | None = None
 
     def create_tables(self) -> None:
-        """Create missing ``fedsilo_`` tables. Call only after the datasets validated."""
+        """Create missing ``fedsilo_`` tables. Call only after the datasets validated.
+
+        On SQLite this also switches the file to WAL journaling (persistent): a long chunked read
+        (PSI over 10M ids) must not block the ledger append of a concurrent step, and in the
+        default rollback journal an open reader blocks every writer.
+        """
         metadata.create_all(self.engine)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "",
+                                                                                     ":memory:"):
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
     @property
     def ledger(self) -> Ledger:
@@ -261,12 +270,18 @@ class SiloStore:
             conn.execute(delete(ALIGNMENT_ROWS).where(ALIGNMENT_ROWS.c.alignment_id == aid))
             conn.execute(delete(ALIGNMENTS).where(ALIGNMENTS.c.id == aid))
 
-    def iter_alignment_ids(self, name: str, chunk_rows: int = settings.READ_CHUNK_ROWS,
-                           ) -> Iterator[list[str]]:
-        """The aligned ids in stored order, in chunks (e.g. to score exactly the intersection)."""
+    def iter_alignment_ids(self, name: str, chunk_rows: int = settings.READ_CHUNK_ROWS, *,
+                           positions: tuple[int, int] | None = None) -> Iterator[list[str]]:
+        """The aligned ids in stored order, in chunks (e.g. to score exactly the intersection).
+
+        ``positions=(start, stop)`` yields only positions ``[start, stop)``, read by primary key.
+        """
         aid = self._alignment_id(name)
+        pos = ALIGNMENT_ROWS.c.position
         stmt = (select(ALIGNMENT_ROWS.c.row_id).where(ALIGNMENT_ROWS.c.alignment_id == aid)
-                .order_by(ALIGNMENT_ROWS.c.position))
+                .order_by(pos))
+        if positions is not None:
+            stmt = stmt.where(pos >= int(positions[0]), pos < int(positions[1]))
         with self.engine.connect() as conn:
             for part in conn.execution_options(yield_per=chunk_rows).execute(stmt).partitions():
                 yield [r[0] for r in part]

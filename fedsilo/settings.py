@@ -54,10 +54,10 @@ MIN_SECURE_AGGREGATION_SILOS: int = 3
 # --- PSI -----------------------------------------------------------------------------------------
 #: ids per PSI batch on the wire and in memory (32 bytes per blinded point).
 PSI_BATCH_IDS: int = 200_000
-#: ids per task sent to a worker process when blinding. Small enough that the cores share a batch
-#: evenly (200k ids -> ~50 tasks), large enough that IPC (128 KiB of points) is negligible next to
-#: ~25 µs of curve arithmetic per id.
-PSI_WORK_CHUNK_IDS: int = 4096
+#: ids per task sent to a worker process when blinding. Small enough that the cores finish a batch
+#: together (a task is ~50 ms, so the last one idles a core briefly), large enough that IPC (64 KiB
+#: of points) is negligible next to ~25 µs of curve arithmetic per id.
+PSI_WORK_CHUNK_IDS: int = 2048
 #: which vetted X25519 implementation blinds points: "openssl" (``cryptography``) or "libsodium"
 #: (PyNaCl). Both are constant time; OpenSSL measured ~25 µs/op against libsodium's ~29 µs/op on
 #: the project machine (``bench/bench_psi.py --primitives``), so it is the default.

@@ -71,19 +71,21 @@ def test_hash_and_blind_equals_hash_then_blind() -> None:
     blob, ends = pack_ids(["a", "bb", "ccc"])
     secret = x.new_secret()
     assert np.array_equal(
-        x.hash_and_blind(secret, blob, ends, CTX),
+        x.hash_and_blind(secret, ["a", "bb", "ccc"], CTX),
         x.blind(secret, x.hash_to_points(blob, ends, CTX)),
     )
 
 
 def test_parallel_chunks_match_inline(monkeypatch: pytest.MonkeyPatch) -> None:
-    blob, ends = pack_ids([f"row{i}" for i in range(300)])
+    ids = [f"row{i}" for i in range(300)]
     secret = x.new_secret()
-    inline = x.hash_and_blind(secret, blob, ends, CTX)
+    inline = x.hash_and_blind(secret, ids, CTX)
     monkeypatch.setattr(settings, "PSI_WORK_CHUNK_IDS", 64)  # 5 tasks in the process pool
-    assert np.array_equal(x.hash_and_blind(secret, blob, ends, CTX), inline)
+    assert np.array_equal(x.hash_and_blind(secret, ids, CTX), inline)
     halves = np.concatenate([x.blind(secret, inline[:200]), x.blind(secret, inline[200:])])
     assert np.array_equal(x.blind(secret, inline), halves)
+    with pytest.raises(DataError, match="row 1140 is empty"):  # raised in a worker, row kept
+        x.hash_and_blind(secret, ids[:200] + [""] + ids[200:], CTX, first_row=940)
 
 
 @pytest.mark.parametrize("point", LOW_ORDER)

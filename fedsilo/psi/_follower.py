@@ -28,7 +28,6 @@ from fedsilo.errors import DataError, PolicyError, ProtocolError
 from fedsilo.message import Message
 
 from . import _messages as m
-from ._ids import pack_ids
 from ._match import fingerprints, has_duplicates, seeded_permutation
 from ._x25519 import blind, hash_and_blind, new_secret
 
@@ -84,8 +83,7 @@ class Follower:
         """Hash and blind a batch of own ids; the message to send now (None: held until closed)."""
         if self._own_closed:
             raise ProtocolError("own ids already closed")
-        blob, ends = pack_ids(ids, first_row=self._own_count)
-        points = hash_and_blind(self._secret, blob, ends, self.context)
+        points = hash_and_blind(self._secret, ids, self.context, first_row=self._own_count)
         offset, self._own_count = self._own_count, self._own_count + len(points)
         if self.cardinality_only:
             self._own_points.append(points)

@@ -29,7 +29,6 @@ from fedsilo.message import Message
 
 from . import _messages as m
 from ._follower import check_min
-from ._ids import pack_ids
 from ._match import check_fingerprints, fingerprints, has_duplicates, match, seeded_permutation
 from ._x25519 import blind, hash_and_blind, new_secret
 
@@ -94,8 +93,7 @@ class Leader:
         """Hash and blind one batch of own ids: the ``psi.blinded`` for every follower."""
         if self._own_closed:
             raise ProtocolError("own ids already closed")
-        blob, ends = pack_ids(ids, first_row=self._own_count)
-        points = hash_and_blind(self._secret, blob, ends, self.context)
+        points = hash_and_blind(self._secret, ids, self.context, first_row=self._own_count)
         offset, self._own_count = self._own_count, self._own_count + len(points)
         return m.blinded_message(points, offset)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -33,6 +33,8 @@ from nacl.utils import random as nacl_random
 
 from fedsilo import parallel, settings
 from fedsilo.errors import ConfigError, CryptoError, ProtocolError
+
+from ._ids import pack_ids
 
 __all__ = ["POINT_BYTES", "blind", "hash_and_blind", "hash_to_points", "new_secret", "points_array"]
 
@@ -108,12 +110,13 @@ def _hash_chunk(context: bytes, blob: bytes, ends: np.ndarray) -> bytes:
 
 
 def _hash_blind_chunk(
-    secret: bytes, context: bytes, blob: bytes, ends: np.ndarray, backend: str
+    secret: bytes, context: bytes, ids: list[object], first_row: int, backend: str
 ) -> bytes:
-    """Hash then blind a chunk of packed ids; the unblinded hash never leaves this function."""
+    """Check, hash and blind a chunk of ids; the unblinded hash never leaves this function."""
+    blob, ends = pack_ids(ids, first_row)
     mul = _multiplier(secret, backend)
     try:
-        return b"".join(mul(p) for p in _iter_points(_hash_chunk(context, blob, ends)))
+        return b"".join([mul(p) for p in _iter_points(_hash_chunk(context, blob, ends))])
     except _LowOrder:
         raise CryptoError("an id hashed to a low-order point (probability ~2^-250)") from None
 
@@ -122,7 +125,7 @@ def _blind_chunk(secret: bytes, points: bytes, backend: str) -> bytes:
     """Blind a chunk of a peer's points; a low-order point means the peer is misbehaving."""
     mul = _multiplier(secret, backend)
     try:
-        return b"".join(mul(p) for p in _iter_points(points))
+        return b"".join([mul(p) for p in _iter_points(points)])
     except _LowOrder:
         raise ProtocolError("peer sent a low-order curve point") from None
 
@@ -160,15 +163,19 @@ def hash_to_points(blob: bytes, ends: np.ndarray, context: bytes) -> np.ndarray:
 
 
 def hash_and_blind(
-    secret: bytes, blob: bytes, ends: np.ndarray, context: bytes, backend: str | None = None
+    secret: bytes,
+    ids: Sequence[object],
+    context: bytes,
+    first_row: int = 0,
+    backend: str | None = None,
 ) -> np.ndarray:
-    """``X25519(secret, H(id))`` for packed ids, on all cores; ``(n, 32) uint8``."""
+    """``X25519(secret, H(id))`` for a batch of ids, on all cores; ``(n, 32) uint8``.
+
+    Workers also check and encode the ids (:func:`pack_ids`), so this process only slices the
+    list: the cores never wait for it. A bad id raises :class:`DataError` naming its row.
+    """
     name = backend or settings.PSI_X25519_BACKEND
-    chunks = []
-    for start, stop in _spans(len(ends)):
-        lo = int(ends[start - 1]) if start else 0
-        part = ends[start:stop] - lo
-        chunks.append((secret, context, blob[lo : int(ends[stop - 1])], part, name))
+    chunks = [(secret, context, list(ids[a:b]), first_row + a, name) for a, b in _spans(len(ids))]
     return points_array(b"".join(parallel.map_chunks(_hash_blind_chunk, chunks)))
 
 

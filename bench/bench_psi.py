@@ -1,0 +1,230 @@
+"""PSI benchmark: fedsilo's ECDH-PSI against openmined-psi on the same ids, one process run.
+
+    python bench/bench_psi.py [--sizes 100000,1000000] [--openmined-ds raw,bloom] [--primitives]
+
+Both parties of each implementation run in this process on the same random string ids (n per
+party, 50% overlap, shuffled), both revealing the intersection: fedsilo in alignment mode with the
+follower told its rows, openmined-psi with ``reveal_intersection=True`` (its client learns it).
+
+Columns. ``elem/s`` is n / wall time. ``peak RSS`` is the kernel's high-water mark (``VmHWM``,
+reset through ``/proc/*/clear_refs`` before each run): ``main`` is this process, which holds BOTH
+parties' ids and state (so it bounds each party from above), ``worker`` the largest worker of the
+shared pool (fedsilo only; openmined-psi is single threaded). ``held`` is the per-party PSI state
+at its peak (leader / follower). ``B/elem`` is every byte the relay carries (encoded messages;
+sealing adds 40 bytes per message) over the 2n elements of both sets; openmined-psi counts its
+serialized setup, request and response. ``×`` is openmined's wall time over fedsilo's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fedsilo import parallel, settings
+from fedsilo.message import Message, decode, encode
+from fedsilo.psi import Follower, Leader
+from fedsilo.psi import _x25519 as x
+from fedsilo.psi._ids import pack_ids
+
+CTX = b"bench/psi"
+
+
+@dataclass
+class Row:
+    name: str
+    n: int
+    found: int
+    wall: float
+    rss_main: int
+    rss_worker: int
+    held: str
+    nbytes: int
+
+
+# --- data and memory ----------------------------------------------------------------------------
+
+
+def make_ids(n: int, seed: int = 7) -> tuple[list[str], list[str], int]:
+    """Two shuffled sets of n unique random-looking string ids sharing n/2 of them."""
+    k = np.arange(n // 2 * 3 + n % 2 * 2, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    universe = [f"C{v:016x}" for v in k.tolist()]
+    shared, only_a, only_b = n // 2, universe[n // 2 : n], universe[n : n + n - n // 2]
+    rng = np.random.default_rng(seed)
+    a = universe[:shared] + only_a
+    b = universe[:shared] + only_b
+    return [a[i] for i in rng.permutation(n)], [b[i] for i in rng.permutation(n)], shared
+
+
+def _pids() -> list[int]:
+    return [os.getpid()] + worker_pids()
+
+
+def worker_pids() -> list[int]:
+    procs = getattr(parallel.pool(), "_processes", None) or {}
+    return list(procs)
+
+
+def reset_hwm() -> None:
+    """Reset the RSS high-water mark of this process and the pool's workers (Linux >= 4.0)."""
+    for pid in _pids():
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def hwm(pid: int) -> int:
+    """``VmHWM`` of ``pid`` in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+# --- fedsilo ------------------------------------------------------------------------------------
+
+
+class Relay:
+    """The coordinator's part: messages cross as encoded bytes, and every byte is counted."""
+
+    def __init__(self) -> None:
+        self.nbytes = 0
+
+    def __call__(self, msg: Message) -> Message:
+        raw = encode(msg)
+        self.nbytes += len(raw)
+        return decode(raw)
+
+
+def batches(ids: list[str]) -> Iterator[list[str]]:
+    step = settings.PSI_BATCH_IDS
+    for i in range(0, len(ids), step):
+        yield ids[i : i + step]
+
+
+def run_fedsilo(a: list[str], b: list[str]) -> tuple[int, str, int]:
+    """Leader holds ``a``, one follower ``b``; returns (count, held state, bytes relayed)."""
+    relay = Relay()
+    leader = Leader(context=CTX, followers=["f"], reveal_to=["f"], min_intersection=1)
+    follower = Follower(context=CTX, min_intersection=1)
+    peak = [0, 0]
+
+    def note() -> None:
+        peak[0], peak[1] = max(peak[0], leader.held_bytes), max(peak[1], follower.held_bytes)
+
+    for batch in batches(b):
+        msg = follower.blind_own(batch)
+        assert msg is not None
+        leader.on_follower("f", relay(msg))
+        note()
+    for msg in follower.close_own():
+        leader.on_follower("f", relay(msg))
+    for own in [*map(leader.blind_own, batches(a)), leader.close_own()]:
+        for back in follower.on_leader(relay(own)):
+            leader.on_follower("f", relay(back))
+        note()
+    result = leader.finish()
+    mine = follower.on_result(relay(result.outbox["f"]))
+    assert mine.rows is not None and [b[i] for i in mine.rows] == [a[i] for i in result.rows]
+    held = f"{peak[0] / 2**20:.0f}/{peak[1] / 2**20:.0f} MiB"
+    return result.count, held, relay.nbytes
+
+
+# --- openmined-psi --------------------------------------------------------------------------------
+
+
+def run_openmined(a: list[str], b: list[str], ds_name: str) -> tuple[int, str, int]:
+    """Client holds ``a`` and learns the intersection; server holds ``b``."""
+    import private_set_intersection.python as psi
+
+    ds = {"raw": psi.DataStructure.RAW, "gcs": psi.DataStructure.GCS}.get(
+        ds_name, psi.DataStructure.BLOOM_FILTER
+    )
+    client = psi.client.CreateWithNewKey(True)
+    server = psi.server.CreateWithNewKey(True)
+    setup = server.CreateSetupMessage(1e-9, len(a), b, ds)
+    request = client.CreateRequest(a)
+    response = server.ProcessRequest(request)
+    found = client.GetIntersection(setup, response)
+    nbytes = sum(len(m.SerializeToString()) for m in (setup, request, response))
+    return len(found), "-", nbytes
+
+
+# --- driver ---------------------------------------------------------------------------------------
+
+
+def measure(name: str, n: int, fn: Callable[[], tuple[int, str, int]]) -> Row:
+    reset_hwm()
+    start = time.perf_counter()
+    found, held, nbytes = fn()
+    wall = time.perf_counter() - start
+    workers = [hwm(p) for p in worker_pids()] if name == "fedsilo" else [0]
+    return Row(name, n, found, wall, hwm(os.getpid()), max(workers), held, nbytes)
+
+
+def primitives(count: int = 20_000) -> None:
+    """Per-operation cost of hash-then-blind and of blinding on each backend, one core."""
+    blob, ends = pack_ids([f"C{i:016x}" for i in range(count)])
+    secret = x.new_secret()
+    points = x.hash_to_points(blob, ends, CTX).tobytes()
+    start = time.perf_counter()
+    x._hash_chunk(CTX, blob, ends)
+    print(f"hash-to-point   {(time.perf_counter() - start) / count * 1e6:6.1f} µs/op")
+    for backend in ("openssl", "libsodium"):
+        start = time.perf_counter()
+        x._blind_chunk(secret, points, backend)
+        per_op = (time.perf_counter() - start) / count * 1e6
+        print(f"X25519 {backend:9s} {per_op:6.1f} µs/op")
+
+
+def print_table(rows: list[Row]) -> None:
+    head = f"{'impl':<16}{'n×n':>17}{'found':>9}{'wall s':>9}{'elem/s':>10}"
+    head += f"{'RSS main':>10}{'RSS wkr':>9}{'held L/F':>14}{'B/elem':>8}{'×':>7}"
+    print(head)
+    fed = {r.n: r.wall for r in rows if r.name == "fedsilo"}
+    for r in rows:
+        ratio = f"{r.wall / fed[r.n]:.2f}" if r.n in fed else "-"
+        print(
+            f"{r.name:<16}{f'{r.n:,}×{r.n:,}':>17}{r.found:>9,}{r.wall:>9.1f}{r.n / r.wall:>10,.0f}"
+            f"{r.rss_main / 2**20:>7.0f}MiB{r.rss_worker / 2**20:>6.0f}MiB{r.held:>14}"
+            f"{r.nbytes / (2 * r.n):>8.1f}{ratio:>7}"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sizes", default="100000", help="comma-separated n per party")
+    ap.add_argument("--openmined-ds", default="raw", help="raw, gcs, bloom (comma-separated)")
+    ap.add_argument("--skip-openmined", action="store_true")
+    ap.add_argument("--primitives", action="store_true", help="per-op cost of each X25519 backend")
+    args = ap.parse_args()
+    if args.primitives:
+        primitives()
+        return
+    warm = [f"w{i}" for i in range(parallel.workers() * settings.PSI_WORK_CHUNK_IDS)]
+    x.hash_and_blind(x.new_secret(), warm, CTX)  # start the pool's workers before timing
+    print(
+        f"cores: {os.cpu_count()}, workers: {parallel.workers()}, batch: {settings.PSI_BATCH_IDS}"
+    )
+    rows: list[Row] = []
+    for n in (int(s) for s in args.sizes.split(",")):
+        a, b, shared = make_ids(n)
+        rows.append(measure("fedsilo", n, lambda a=a, b=b: run_fedsilo(a, b)))
+        for ds in [] if args.skip_openmined else args.openmined_ds.split(","):
+            rows.append(
+                measure(f"openmined-{ds}", n, lambda a=a, b=b, ds=ds: run_openmined(a, b, ds))
+            )
+        assert all(
+            r.found == shared for r in rows if r.n == n and not r.name.endswith(("gcs", "bloom"))
+        )
+        print_table(rows)
+
+
+if __name__ == "__main__":
+    main()

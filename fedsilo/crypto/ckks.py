@@ -9,9 +9,10 @@ coordinator adds them with :func:`sum_ciphertexts`, and every silo decrypts the 
 :func:`decrypt_vector`.
 
 CKKS is approximate: a decrypted sum differs from the true sum by about 1e-8 absolute (scale
-2**40). :func:`encode_fixed` / :func:`decode_fixed` remove that noise: inputs are rounded to a
+2**40) plus about 2**-50 of the vector's magnitude. :func:`encode_fixed` / :func:`decode_fixed`
+(and :func:`round_exact` for vectors of integers) remove that noise: inputs are rounded to a
 multiple of ``2**-frac_bits`` before encryption, so the true sum is on that grid and rounding the
-decrypted sum recovers it *exactly*, as long as the noise stays far below half a grid step (checked,
+decrypted sum recovers it *exactly* while the sum stays below ``EXACT_LIMIT`` grid steps (checked,
 :class:`~fedsilo.errors.CryptoError` otherwise). Exact sums make every silo's result bit-identical
 and independent of summation order, and no CKKS noise (which carries information about the secret
 key) survives decryption.
@@ -32,6 +33,7 @@ from fedsilo import settings
 from fedsilo.errors import CryptoError, ProtocolError
 
 __all__ = [
+    "EXACT_LIMIT",
     "FIXED_FRAC_BITS",
     "decode_fixed",
     "decrypt_vector",
@@ -40,6 +42,7 @@ __all__ = [
     "load_context",
     "make_context",
     "public_context_bytes",
+    "round_exact",
     "secret_context_bytes",
     "slot_count",
     "sum_ciphertexts",
@@ -51,6 +54,9 @@ FIXED_FRAC_BITS: int = 20
 #: bytes, ceiling for one serialised ciphertext or context accepted from a peer (a fresh 8192-degree
 #: ciphertext is ~330 kB, a secret context with relinearisation keys ~2 MB).
 _MAX_CIPHERTEXT_BYTES = 1 << 20
+#: largest magnitude (in grid steps) a decrypted sum may have and still be rounded exactly; see
+#: :func:`round_exact`.
+EXACT_LIMIT: int = 2**42
 _MAX_CONTEXT_BYTES = 1 << 24
 
 
@@ -180,10 +186,26 @@ def decode_fixed(decrypted: np.ndarray, frac_bits: int = FIXED_FRAC_BITS) -> np.
 
     The noise must be below a quarter grid step (it is ~1e-3 of one with the default settings);
     anything larger means mismatched keys, a tampered ciphertext, or an input off the grid.
+    Sums must stay below ``EXACT_LIMIT`` grid steps (:func:`round_exact`).
     """
     scale = float(2**frac_bits)
-    scaled = np.asarray(decrypted, dtype=np.float64) * scale
-    snapped = np.round(scaled)
-    if scaled.size and float(np.max(np.abs(scaled - snapped))) > 0.25:
+    return round_exact(np.asarray(decrypted, dtype=np.float64) * scale) / scale
+
+
+def round_exact(decrypted: np.ndarray) -> np.ndarray:
+    """Round a decrypted sum of integers to those integers exactly (``int64``).
+
+    CKKS error is ~2e-8 absolute plus ~2**-50 of the vector's magnitude (double-precision
+    decoding): measured 0.002 at 1e12 and 0.25 at 1e14. Below ``EXACT_LIMIT`` it stays under
+    0.02, so rounding is exact; larger sums, or an error above a quarter, raise
+    :class:`~fedsilo.errors.CryptoError` instead of returning a wrong integer.
+    """
+    values = np.asarray(decrypted, dtype=np.float64)
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.all(np.isfinite(values)) or float(np.max(np.abs(values))) > EXACT_LIMIT:
+        raise CryptoError("CKKS sum too large to decode exactly")
+    snapped = np.round(values)
+    if float(np.max(np.abs(values - snapped))) > 0.25:
         raise CryptoError("CKKS sum is off the fixed-point grid: noise too large or tampered")
-    return snapped / scale
+    return snapped.astype(np.int64)

@@ -220,6 +220,14 @@ def test_missing_sqlite_file_is_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.db").exists()
 
 
+def test_unreachable_database(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "postgresql+psycopg://nobody:secret@127.0.0.1:1/x")
+    with pytest.raises(DataError) as info:
+        open_silo(config)
+    assert str(info.value).startswith("silo.toml: cannot connect to the database (")
+    assert "secret" not in str(info.value) and "\n" not in str(info.value)
+
+
 def test_validate_counts_and_creates_tables_only_afterwards(
         engine: Engine, db_url: str, tmp_path: Path) -> None:
     std_table(engine)

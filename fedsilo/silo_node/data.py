@@ -135,12 +135,21 @@ class SiloData:
         return dict(self._rows)
 
     def _check_database_exists(self) -> None:
-        """A missing SQLite file would be created empty by connecting; say so instead."""
+        """Say "no database" as such, not as a failure of the first dataset.
+
+        A missing SQLite file would be created empty by connecting, so it is checked first.
+        """
         url = make_url(self.config.database_url)
         db = url.database
         if url.get_backend_name() == "sqlite" and db and db != ":memory:" \
                 and not db.startswith("file:") and not Path(db).is_file():
             raise DataError(f"{self.config.file_label}: database file not found: {db}")
+        try:
+            with self.engine.connect():
+                pass
+        except SQLAlchemyError as err:
+            raise DataError(f"{self.config.file_label}: cannot connect to the database "
+                            f"({_db_reason(err)})") from None
 
     def describe(self) -> list[DatasetInfo]:
         return [DatasetInfo(ds.name, self.row_count(ds.name), ds.id_column, ds.features, ds.label)

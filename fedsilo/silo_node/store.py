@@ -446,6 +446,14 @@ class LedgerEntry:
         return hashlib.sha256(self.canonical()).hexdigest()
 
 
+def _is_contention(err: IntegrityError | OperationalError) -> bool:
+    """Another writer took the sequence number or holds the lock: worth retrying."""
+    if isinstance(err, IntegrityError):
+        return True
+    text = str(err.orig).lower()
+    return "locked" in text or "busy" in text
+
+
 def _entry(row: Any) -> LedgerEntry:
     return LedgerEntry(int(row.seq), row.job_id, row.step, row.peer, row.kind, int(row.nbytes),
                        row.reveals, row.created_at, row.prev_hash, row.hash)
@@ -472,7 +480,9 @@ class Ledger:
             for attempt in range(settings.LEDGER_APPEND_RETRIES):
                 try:
                     return self._append_once(job_id, step, peer, kind, int(nbytes), str(reveals))
-                except (IntegrityError, OperationalError):
+                except (IntegrityError, OperationalError) as err:
+                    if not _is_contention(err):
+                        raise DataError(f"cannot append to the audit ledger ({err.orig})") from None
                     time.sleep(settings.RETRY_BACKOFF_S * (2 ** attempt))
         raise DataError("could not append to the audit ledger (database busy)")
 

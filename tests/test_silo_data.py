@@ -596,3 +596,25 @@ def test_demo_consortium(tmp_path: Path) -> None:
     tls = load_silo_config(secure["bank"]).tls
     assert (tls.ca, tls.cert, tls.key, tls.coordinator) == (
         certs / "ca.pem", certs / "bank.pem", certs / "bank.key", "coordinator")
+
+
+# --- public API -----------------------------------------------------------------------------------
+
+def test_exported_names() -> None:
+    from fedsilo.silo_node import config, data, demo_data, store
+
+    assert sorted(data.__all__) == ["DatasetInfo", "OpenedSilo", "SiloData", "make_engine",
+                                    "normalise_id", "open_silo"]
+    assert sorted(store.__all__) == ["ALIGNMENTS", "ALIGNMENT_ROWS", "AlignmentInfo",
+                                     "GENESIS_HASH", "Ledger", "LedgerEntry", "ModelPart",
+                                     "SiloStore", "check_table_name", "metadata"]
+    assert sorted(config.__all__) == ["DatasetConfig", "KNOWN_PROTOCOLS", "KNOWN_ROLES",
+                                      "PolicyConfig", "SiloConfig", "TlsConfig",
+                                      "load_silo_config"]
+    assert sorted(demo_data.__all__) == ["DEMO_PARTIES", "load_csv_into_table",
+                                         "write_demo_consortium"]
+    for module in (config, data, demo_data, store):
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
+    # nothing executable is ever stored: the store never imports pickle
+    assert "pickle" not in Path(store.__file__).read_text()

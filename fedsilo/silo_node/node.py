@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 
 from fedsilo.crypto import tls
 from fedsilo.errors import ConfigError
 from fedsilo.silo_node.config import SiloConfig, load_silo_config
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.data import SiloData
+from fedsilo.silo_node.data import make_engine as make_data_engine
+from fedsilo.silo_node.data import open_silo
 from fedsilo.silo_node.server import build_server
-from fedsilo.silo_node.store import SiloStore
 
 __all__ = ["SiloNode", "open_context", "start_silo"]
 
@@ -43,17 +43,14 @@ class SiloNode:
 
 
 def make_engine(config: SiloConfig) -> Engine:
-    return create_engine(config.database_url, pool_pre_ping=True)
+    """The silo's engine (SQLite busy timeout set: ledger appends wait for long writes)."""
+    return make_data_engine(config.database_url)
 
 
 def open_context(config: SiloConfig) -> SiloContext:
     """Validate the datasets, then create the silo's own tables; raises on bad data."""
-    engine = make_engine(config)
-    data = SiloData(engine, config)
-    data.validate()
-    store = SiloStore(engine)
-    store.create_tables()
-    return SiloContext(config=config, data=data, store=store, ledger=store.ledger)
+    opened = open_silo(config)
+    return SiloContext(config=config, data=opened.data, store=opened.store, ledger=opened.ledger)
 
 
 def _security(config: SiloConfig) -> tuple[grpc.ServerCredentials | None, list[grpc.ServerInterceptor]]:

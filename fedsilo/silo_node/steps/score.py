@@ -95,13 +95,5 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> Step
 
 
 def _ids_in_range(ctx: SiloContext, alignment: str, start: int, stop: int) -> list[str]:
-    out: list[str] = []
-    at = 0
-    for ids in ctx.store.iter_alignment_ids(alignment):
-        lo, hi = max(start - at, 0), min(stop - at, len(ids))
-        if lo < hi:
-            out.extend(ids[lo:hi])
-        at += len(ids)
-        if at >= stop:
-            break
-    return out
+    return [i for chunk in ctx.store.iter_alignment_ids(alignment, positions=(start, stop))
+            for i in chunk]

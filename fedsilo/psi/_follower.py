@@ -62,8 +62,6 @@ class Follower:
         min_intersection: int = settings.DEFAULT_MIN_INTERSECTION,
         secret: bytes | None = None,
     ) -> None:
-        if cardinality_only and shuffle_seed is None:
-            raise ValueError("cardinality mode needs the followers' shared shuffle seed")
         self.context = context
         self.cardinality_only = cardinality_only
         self.min_intersection = min_intersection
@@ -76,6 +74,12 @@ class Follower:
         self._leader_fp: list[np.ndarray] = []  # cardinality mode
         self._leader_count = 0
         self._leader_total: int | None = None
+
+    def set_shuffle_seed(self, seed: bytes) -> None:
+        """The followers' shared seed (cardinality mode), if it was not known at construction."""
+        if not self.cardinality_only or self._seed not in (None, seed):
+            raise ProtocolError("unexpected PSI shuffle seed")
+        self._seed = seed
 
     # --- own ids --------------------------------------------------------------------------------
 
@@ -130,7 +134,8 @@ class Follower:
         self._leader_total = total
         if not self.cardinality_only:
             return []
-        assert self._seed is not None
+        if self._seed is None:
+            raise ProtocolError("the followers' shuffle seed never arrived")
         fp = np.concatenate(self._leader_fp) if self._leader_fp else np.zeros((0, 16), np.uint8)
         self._leader_fp = []
         return _batches(fp[seeded_permutation(total, self._seed)], m.double_message)

@@ -1,0 +1,258 @@
+"""PSI at a silo: thin steps around :mod:`fedsilo.psi` (the leader is the job's active silo).
+
+The coordinator drives rounds of ``psi.pump``. In each round a silo takes the messages relayed to
+it, answers them, blinds its next batch of ids (read from its database in batches of
+``settings.PSI_BATCH_IDS``) and sends at most one message per peer. A silo blinds a new batch only
+while at most one message waits for each peer, so memory stays at a few batches besides what
+:mod:`fedsilo.psi` holds (16-32 bytes per id, see its roles).
+
+Row numbers in PSI are positions in the dataset's id order (``SiloData.iter_ids`` orders by id).
+To store the alignment a silo reads its ids again and picks the aligned rows; a dataset whose row
+count changed in between is refused. Nothing is stored until every party's minimum intersection
+is met, and an alignment stored by a job that then fails is deleted again (``psi.abort``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedsilo import settings
+from fedsilo.errors import DataError, NotFound, PolicyError, ProtocolError
+from fedsilo.message import Message
+from fedsilo.psi import SHUFFLE_SEED as SEED_KIND
+from fedsilo.psi import Follower, Leader, new_shuffle_seed, read_seed, seed_message
+from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.session import JobSession
+from fedsilo.silo_node.steps import StepReply, StepRequest, step
+
+MODES = ("alignment", "cardinality")
+
+
+@dataclass
+class PsiState:
+    """One silo's PSI of one job: its role object, own id stream and per-peer outbox queues."""
+
+    role: Leader | Follower
+    leader: str
+    followers: list[str]
+    alignment: str | None
+    replace: bool
+    ids: Iterator[list[str]] | None
+    queues: dict[str, deque[Message]] = field(default_factory=dict)
+    own_count: int = 0
+    leader_rows: np.ndarray | None = None
+    stored: bool = False
+
+    @property
+    def peers(self) -> list[str]:
+        return self.followers if isinstance(self.role, Leader) else [self.leader]
+
+
+# --- starting ------------------------------------------------------------------------------------
+
+
+def _parse_start(session: JobSession, meta: dict[str, Any]) -> tuple[str, bool, list[str], str]:
+    """(mode, replace, reveal_to, alignment name) from the coordinator's meta, checked."""
+    mode, name, reveal = meta.get("mode"), meta.get("alignment"), meta.get("reveal", [])
+    if mode not in MODES or not isinstance(name, str) or not name:
+        raise ProtocolError("psi.start needs a mode (alignment|cardinality) and an alignment name")
+    passive = session.party_with_role("passive")
+    if not isinstance(reveal, list) or not set(reveal) <= set(passive):
+        raise ProtocolError("psi.start 'reveal' must list passive parties of the job")
+    return str(mode), bool(meta.get("replace", False)), [str(r) for r in reveal], name
+
+
+def _context(session: JobSession, name: str) -> bytes:
+    """Per-job hashing context: ids hashed for one job cannot be linked to another job's."""
+    return f"fedsilo-psi|job={session.job_id}|alignment={name}".encode()
+
+
+def _check_name_free(ctx: SiloContext, name: str, replace: bool) -> None:
+    if replace:
+        return
+    try:
+        ctx.store.alignment_info(name)
+    except NotFound:
+        return
+    raise PolicyError(f"alignment '{name}' already exists at '{ctx.party}' (set replace = true)")
+
+
+def _make_role(
+    ctx: SiloContext, session: JobSession, mode: str, reveal: list[str], name: str
+) -> Leader | Follower:
+    context, minimum = _context(session, name), ctx.config.policy.min_intersection
+    if session.role == "active":
+        return Leader(
+            context=context,
+            followers=session.party_with_role("passive"),
+            cardinality_only=mode == "cardinality",
+            reveal_to=reveal,
+            min_intersection=minimum,
+        )
+    if session.role == "passive":
+        return Follower(
+            context=context, cardinality_only=mode == "cardinality", min_intersection=minimum
+        )
+    raise ProtocolError(f"PSI has no part for role '{session.role}'")
+
+
+@step("psi.start")
+def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Set up this silo's role. In cardinality mode the first follower deals the shuffle seed."""
+    mode, replace, reveal, name = _parse_start(session, req.meta)
+    leaders, followers = session.party_with_role("active"), session.party_with_role("passive")
+    if len(leaders) != 1 or not followers or len(leaders) + len(followers) != len(session.parties):
+        raise ProtocolError("PSI needs one active party and one or more passive parties only")
+    leader = leaders[0]
+    stores = mode == "alignment" and (session.role == "active" or ctx.party in reveal)
+    if stores:
+        _check_name_free(ctx, name, replace)
+    role = _make_role(ctx, session, mode, reveal, name)
+    ids = ctx.data.iter_ids(session.dataset, chunk_rows=settings.PSI_BATCH_IDS)
+    state = PsiState(role, leader, followers, name if stores else None, replace, ids)
+    state.queues = {p: deque() for p in state.peers}
+    session.state["psi"] = state
+    outbox: dict[str, Message] = {}
+    if isinstance(role, Follower) and role.cardinality_only and followers[0] == ctx.party:
+        seed = new_shuffle_seed()
+        role.set_shuffle_seed(seed)
+        outbox = {p: seed_message(seed) for p in followers[1:]}
+    return StepReply(meta={"started": True}, outbox=outbox)
+
+
+# --- rounds --------------------------------------------------------------------------------------
+
+
+def _state(session: JobSession) -> PsiState:
+    state = session.state.get("psi")
+    if not isinstance(state, PsiState):
+        raise ProtocolError("PSI step before psi.start")
+    return state
+
+
+def _take_inbox(state: PsiState, inbox: dict[str, Message]) -> None:
+    """Feed each relayed message to the role; answers go to the back of the sender's queue."""
+    for sender, msg in inbox.items():
+        if isinstance(state.role, Leader):
+            state.role.on_follower(sender, msg)
+        elif msg.kind == SEED_KIND and sender in state.followers:
+            state.role.set_shuffle_seed(read_seed(msg))
+        elif sender == state.leader:
+            state.queues[sender].extend(state.role.on_leader(msg))
+        else:
+            raise ProtocolError(f"unexpected PSI message from '{sender}'")
+
+
+def _blind_next(state: PsiState) -> None:
+    """Blind the next batch of own ids (or close the stream) and queue it for every peer."""
+    assert state.ids is not None
+    batch = next(state.ids, None)
+    if batch is None:
+        state.ids = None
+        closing = state.role.close_own()
+        out = closing if isinstance(closing, list) else [closing]
+    else:
+        msg = state.role.blind_own(batch)
+        state.own_count += len(batch)
+        out = [msg] if msg is not None else []
+    for peer in state.peers:
+        state.queues[peer].extend(out)
+
+
+@step("psi.pump")
+def pump(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """One round: take the inbox, blind the next own batch if the queues allow, send one each."""
+    state = _state(session)
+    _take_inbox(state, req.inbox)
+    if state.ids is not None and all(len(q) <= 1 for q in state.queues.values()):
+        _blind_next(state)
+    outbox = {p: q.popleft() for p, q in state.queues.items() if q}
+    idle = state.ids is None and not any(state.queues.values())
+    return StepReply(meta={"idle": idle, "own_ids": state.own_count}, outbox=outbox)
+
+
+# --- results -------------------------------------------------------------------------------------
+
+
+def _ids_at(ctx: SiloContext, session: JobSession, rows: np.ndarray, total: int) -> list[str]:
+    """The ids at row numbers ``rows`` (in that order), read again from the dataset."""
+    order = np.argsort(rows, kind="stable")
+    wanted = rows[order]
+    picked: list[str] = []
+    seen, k = 0, 0
+    for chunk in ctx.data.iter_ids(session.dataset, chunk_rows=settings.READ_CHUNK_ROWS):
+        while k < len(wanted) and wanted[k] < seen + len(chunk):
+            picked.append(chunk[int(wanted[k]) - seen])
+            k += 1
+        seen += len(chunk)
+    if seen != total or k != len(wanted):
+        raise DataError(f"dataset '{session.dataset}' changed while PSI ran; run it again")
+    out = [""] * len(rows)
+    for i, j in enumerate(order.tolist()):
+        out[j] = picked[i]
+    return out
+
+
+def _save(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray) -> None:
+    assert state.alignment is not None
+    ids = _ids_at(ctx, session, rows, state.own_count)
+    ctx.store.save_alignment(
+        state.alignment, session.job_id, session.dataset, ids, replace=state.replace
+    )
+    state.stored = True
+
+
+@step("psi.finish")
+def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """At the leader: intersect, check every party's minimum, send each follower its result."""
+    state = _state(session)
+    if not isinstance(state.role, Leader) or state.ids is not None:
+        raise ProtocolError("psi.finish is for the leader, after its ids are sent")
+    result = state.role.finish()
+    state.leader_rows = result.rows
+    return StepReply(meta={"count": result.count}, outbox=dict(result.outbox))
+
+
+@step("psi.result")
+def result(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """At a follower: check the leader's result against own policy; store the alignment if told."""
+    state = _state(session)
+    if not isinstance(state.role, Follower):
+        raise ProtocolError("psi.result is for followers")
+    if len(req.inbox) != 1 or state.leader not in req.inbox:
+        raise ProtocolError("psi.result expects the leader's result")
+    outcome = state.role.on_result(req.inbox[state.leader])
+    if outcome.rows is not None and state.alignment is not None:
+        _save(ctx, session, state, outcome.rows)
+    session.state.pop("psi", None)
+    return StepReply(meta={"count": outcome.count, "stored": state.stored})
+
+
+@step("psi.commit")
+def commit(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """At the leader, once every follower took its result: store the leader's alignment."""
+    state = _state(session)
+    if isinstance(state.role, Leader) and state.leader_rows is not None and state.alignment:
+        _save(ctx, session, state, state.leader_rows)
+    session.state.pop("psi", None)
+    return StepReply(meta={"stored": state.stored})
+
+
+@step("psi.abort")
+def abort(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """After a failed PSI: delete the alignment this job stored here, if any; drop the state."""
+    name, deleted = req.meta.get("alignment"), False
+    if isinstance(name, str) and name:
+        try:
+            deleted = ctx.store.alignment_info(name).job_id == session.job_id
+            if deleted:
+                ctx.store.delete_alignment(name)
+        except NotFound:
+            pass
+    session.state.pop("psi", None)
+    return StepReply(meta={"deleted": deleted})

@@ -1,0 +1,196 @@
+"""PSI end to end: three silos on real gRPC (SQLite, and PostgreSQL), string ids with partial
+overlap in shuffled order, checked against a plaintext intersection; and a search of everything
+the coordinator handled (relayed bytes, logs, its database) for raw ids or unblinded hashes."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from support import Consortium, SiloSpec
+
+from fedsilo.coordinator.client import SiloClient
+from fedsilo.coordinator.orchestrator import run_job
+from fedsilo.errors import JobError
+from fedsilo.psi import _x25519 as x
+from fedsilo.psi._ids import pack_ids
+from fedsilo.wire import StepPayload, pack_step
+
+PARTIES = {"bank": "active", "bureau": "passive", "telco": "passive"}
+UNIVERSE = [f"C-{i:05d}-{'éß'[i % 2]}" for i in range(400)]
+SETS = {"bank": UNIVERSE[0:300], "bureau": UNIVERSE[50:350], "telco": UNIVERSE[100:400]}
+SHARED = set(UNIVERSE[100:300])
+
+
+def write_csv(path: Path, ids: list[str], label: bool) -> Path:
+    rng = random.Random(path.name)
+    rows = ids[:]
+    rng.shuffle(rows)
+    head = "id,f1" + (",y" if label else "")
+    lines = [f"{i},{rng.random():.4f}" + (f",{rng.randint(0, 1)}" if label else "") for i in rows]
+    path.write_text("\n".join([head, *lines]) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_urls(request: pytest.FixtureRequest) -> Iterator[dict[str, str | None]]:
+    """Per party: None (a SQLite file) or a URL to its own fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield dict.fromkeys(PARTIES)
+        return
+    server = request.getfixturevalue("pg_server")
+    admin = create_engine(server)
+    schemas = {p: f"t_{uuid.uuid4().hex[:12]}" for p in PARTIES}
+    with admin.begin() as conn:
+        for schema in schemas.values():
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    base = make_url(server)
+    yield {
+        p: base.update_query_dict({"options": f"-csearch_path={s}"}).render_as_string(
+            hide_password=False
+        )
+        for p, s in schemas.items()
+    }
+    with admin.begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+        for schema in schemas.values():
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def consortium(tmp_path: Path, db_urls: dict[str, str | None]) -> Iterator[Consortium]:
+    c = Consortium(tmp_path)
+    for party, ids in SETS.items():
+        csv = write_csv(tmp_path / f"{party}.csv", ids, label=party == "bank")
+        c.add_silo(
+            SiloSpec(
+                party, csv, ["f1"], label="y" if party == "bank" else None, db_url=db_urls[party]
+            )
+        )
+    c.start_all()
+    yield c
+    c.stop_all()
+    for node in c.nodes.values():
+        node.ctx.store.engine.dispose()
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every byte the coordinator sends to or receives from a silo's Step RPC."""
+    seen: list[bytes] = []
+    real = SiloClient.step
+
+    def step(
+        self: SiloClient, job_id: str, method: str, seq: int, payload: StepPayload, **kw: float
+    ) -> StepPayload:
+        seen.append(pack_step(payload, request=True))
+        reply = real(self, job_id, method, seq, payload, **kw)
+        seen.append(pack_step(reply, request=False))
+        return reply
+
+    monkeypatch.setattr(SiloClient, "step", step)
+    return seen
+
+
+def stored(c: Consortium, party: str, name: str) -> list[str]:
+    return [i for chunk in c.nodes[party].ctx.store.iter_alignment_ids(name) for i in chunk]
+
+
+def psi_job(c: Consortium, **step: object):
+    return c.job(PARTIES, [{"kind": "psi", "alignment": "shared", **step}], name="psi-t")
+
+
+def test_three_silos_align_exactly(
+    consortium: Consortium, wire: list[bytes], caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = consortium.store()
+    record = run_job(psi_job(consortium), clients=consortium.clients(), store=store)
+    assert record.state == "succeeded"
+    assert record.result["1:psi"]["count"] == len(SHARED)
+    assert record.result["1:psi"]["stored_at"] == sorted(PARTIES)
+    bank = stored(consortium, "bank", "shared")
+    assert set(bank) == SHARED and len(bank) == len(SHARED)
+    assert stored(consortium, "bureau", "shared") == bank == stored(consortium, "telco", "shared")
+    assert bank != sorted(bank)  # the agreed order is random, not the id order
+
+    # nothing the coordinator touched holds an id or an unblinded hash of one
+    ctx = f"fedsilo-psi|job={record.job_id}|alignment=shared".encode()
+    hashes = x.hash_to_points(*pack_ids(UNIVERSE), ctx)
+    needles = [i.encode() for i in UNIVERSE] + [h.tobytes()[:12] for h in hashes]
+    needles += [h.tobytes()[:12].hex().encode() for h in hashes]
+    haystacks = {
+        "relayed bytes": b"".join(wire),
+        "logs": caplog.text.encode(),
+        "job database": (tmp_path / "coord.db").read_bytes(),
+        "job record": repr(store.get_job(record.job_id)).encode(),
+    }
+    assert len(wire) > 10
+    for where, hay in haystacks.items():
+        leaks = [n for n in needles if n in hay]
+        assert not leaks, f"{where} holds {len(leaks)} ids or hashes, e.g. {leaks[0]!r}"
+
+
+def test_cardinality_mode_stores_nothing(consortium: Consortium) -> None:
+    store = consortium.store()
+    record = run_job(
+        psi_job(consortium, mode="cardinality"), clients=consortium.clients(), store=store
+    )
+    out = record.result["1:psi"]
+    assert out["count"] == len(SHARED) and out["stored_at"] == [] and out["alignment"] is None
+    assert all(not n.ctx.store.list_alignments() for n in consortium.nodes.values())
+
+
+def test_reveal_to_leader_only(consortium: Consortium) -> None:
+    record = run_job(
+        psi_job(consortium, reveal="leader"), clients=consortium.clients(), store=consortium.store()
+    )
+    assert record.result["1:psi"]["stored_at"] == ["bank"]
+    assert set(stored(consortium, "bank", "shared")) == SHARED
+    assert not consortium.nodes["telco"].ctx.store.list_alignments()
+
+
+def test_minimum_intersection_refusal_leaves_no_alignment(tmp_path: Path) -> None:
+    c = Consortium(tmp_path)
+    for party, ids in SETS.items():
+        policy = "min_intersection = 500\n" if party == "telco" else ""
+        csv = write_csv(tmp_path / f"{party}.csv", ids, label=party == "bank")
+        c.add_silo(
+            SiloSpec(party, csv, ["f1"], label="y" if party == "bank" else None, policy=policy)
+        )
+    c.start_all()
+    try:
+        with pytest.raises(JobError, match="minimum of 500 set by telco"):
+            run_job(psi_job(c), clients=c.clients(), store=c.store())
+        assert all(not n.ctx.store.list_alignments() for n in c.nodes.values())
+    finally:
+        c.stop_all()
+
+
+def test_a_silo_that_goes_away_mid_protocol_fails_the_job_cleanly(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clients = consortium.clients()
+    real = SiloClient.step
+    calls = {"n": 0}
+
+    def step(
+        self: SiloClient, job_id: str, method: str, seq: int, payload: StepPayload, **kw: float
+    ) -> StepPayload:
+        if method == "psi.pump" and self.party == "telco":
+            calls["n"] += 1
+            if calls["n"] == 2:
+                consortium.stop("telco")
+        return real(self, job_id, method, seq, payload, **kw)
+
+    monkeypatch.setattr(SiloClient, "step", step)
+    with pytest.raises(JobError, match="telco"):
+        run_job(psi_job(consortium), clients=clients, store=consortium.store())
+    assert all(not n.ctx.store.list_alignments() for n in consortium.nodes.values())

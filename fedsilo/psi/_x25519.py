@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -41,6 +42,8 @@ __all__ = ["POINT_BYTES", "blind", "hash_and_blind", "hash_to_points", "new_secr
 POINT_BYTES = 32
 _DOMAIN = b"fedsilo/psi/v1/hash-to-x25519\x00"
 
+#: multiplies every 32-byte point of a buffer by one secret scalar (a whole chunk per call: the
+#: per-point Python overhead is a list comprehension step, ~1 µs next to ~25 µs of arithmetic)
 Multiplier = Callable[[bytes], bytes]
 
 
@@ -57,9 +60,9 @@ def _openssl(secret: bytes) -> Multiplier:
     key = X25519PrivateKey.from_private_bytes(secret)
     exchange, load = key.exchange, X25519PublicKey.from_public_bytes
 
-    def mul(point: bytes) -> bytes:
+    def mul(points: bytes) -> bytes:
         try:
-            return exchange(load(point))
+            return b"".join([exchange(load(points[i : i + 32])) for i in range(0, len(points), 32)])
         except ValueError:
             raise _LowOrder from None
 
@@ -67,9 +70,11 @@ def _openssl(secret: bytes) -> Multiplier:
 
 
 def _libsodium(secret: bytes) -> Multiplier:
-    def mul(point: bytes) -> bytes:
+    def mul(points: bytes) -> bytes:
         try:
-            return crypto_scalarmult(secret, point)
+            return b"".join(
+                [crypto_scalarmult(secret, points[i : i + 32]) for i in range(0, len(points), 32)]
+            )
         except NaclRuntimeError:
             raise _LowOrder from None
 
@@ -93,20 +98,14 @@ def _domain_prefix(context: bytes) -> bytes:
     return _DOMAIN + struct.pack(">I", len(context)) + context
 
 
-def _u_from_digest(digest: bytes) -> bytes:
-    return digest[:31] + bytes([digest[31] & 0x7F])
-
-
-# --- worker functions (top level, bytes in and out: cheap to ship to a spawned process) --------
-
-
 def _hash_chunk(context: bytes, blob: bytes, ends: np.ndarray) -> bytes:
-    prefix = _domain_prefix(context)
-    out, start = [], 0
-    for end in ends.tolist():
-        out.append(_u_from_digest(hashlib.sha512(prefix + blob[start:end]).digest()))
-        start = end
-    return b"".join(out)
+    """``u = SHA-512(prefix || id)[:32]`` with bit 255 cleared, for packed ids."""
+    prefix, sha = _domain_prefix(context), hashlib.sha512
+    bounds = [0, *ends.tolist()]
+    digests = [sha(prefix + blob[a:b]).digest()[:32] for a, b in pairwise(bounds)]
+    points = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, POINT_BYTES).copy()
+    points[:, 31] &= 0x7F
+    return points.tobytes()
 
 
 def _hash_blind_chunk(
@@ -116,7 +115,7 @@ def _hash_blind_chunk(
     blob, ends = pack_ids(ids, first_row)
     mul = _multiplier(secret, backend)
     try:
-        return b"".join([mul(p) for p in _iter_points(_hash_chunk(context, blob, ends))])
+        return mul(_hash_chunk(context, blob, ends))
     except _LowOrder:
         raise CryptoError("an id hashed to a low-order point (probability ~2^-250)") from None
 
@@ -125,13 +124,9 @@ def _blind_chunk(secret: bytes, points: bytes, backend: str) -> bytes:
     """Blind a chunk of a peer's points; a low-order point means the peer is misbehaving."""
     mul = _multiplier(secret, backend)
     try:
-        return b"".join([mul(p) for p in _iter_points(points)])
+        return mul(points)
     except _LowOrder:
         raise ProtocolError("peer sent a low-order curve point") from None
-
-
-def _iter_points(points: bytes) -> list[bytes]:
-    return [points[i : i + POINT_BYTES] for i in range(0, len(points), POINT_BYTES)]
 
 
 # --- public, array-level API -------------------------------------------------------------------

@@ -326,3 +326,24 @@ def test_a_forged_alignment_is_refused() -> None:
     for rows in (np.array([0, 5], np.uint32), np.array([1, 1], np.uint32), np.array([-1], np.int8)):
         with pytest.raises(ProtocolError):
             f.on_result(Message("psi.alignment", meta={"count": len(rows)}, arrays={"rows": rows}))
+
+
+def test_exported_names_are_the_ones_we_mean() -> None:
+    import fedsilo.psi
+
+    assert set(fedsilo.psi.__all__) == {
+        "ALIGNMENT",
+        "BLINDED",
+        "CARDINALITY",
+        "DOUBLE",
+        "END",
+        "SHUFFLE_SEED",
+        "Follower",
+        "FollowerResult",
+        "Leader",
+        "LeaderResult",
+        "new_shuffle_seed",
+        "read_seed",
+        "seed_message",
+    }
+    assert all(hasattr(fedsilo.psi, name) for name in fedsilo.psi.__all__)

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from support import Consortium, SiloSpec
 
+from fedsilo import settings
 from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError
@@ -194,3 +195,19 @@ def test_a_silo_that_goes_away_mid_protocol_fails_the_job_cleanly(
     with pytest.raises(JobError, match="telco"):
         run_job(psi_job(consortium), clients=clients, store=consortium.store())
     assert all(not n.ctx.store.list_alignments() for n in consortium.nodes.values())
+
+
+@pytest.mark.parametrize("mode", ["alignment", "cardinality"])
+def test_many_small_batches_through_the_relay(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Batches of 64 ids: many relay rounds, queues and back-pressure, several shuffled batches."""
+    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 64)
+    monkeypatch.setattr(settings, "PSI_WORK_CHUNK_IDS", 16)  # several pool tasks per batch
+    record = run_job(
+        psi_job(consortium, mode=mode), clients=consortium.clients(), store=consortium.store()
+    )
+    assert record.result["1:psi"]["count"] == len(SHARED)
+    if mode == "alignment":
+        bank = stored(consortium, "bank", "shared")
+        assert set(bank) == SHARED and stored(consortium, "telco", "shared") == bank

@@ -136,3 +136,23 @@ HLR_TOL: float = 1e-3
 #: values, longest vector in one horizontal secure sum (features + 1): bounds the ciphertexts a
 #: coordinator or silo accepts for one round.
 HLR_MAX_VECTOR_LENGTH: int = 100_000
+
+# --- SecureBoost (vertical XGBoost with Paillier; fedsilo/ml/secureboost.py) ---------------------
+#: fractional bits of the fixed-point gradients and hessians (2**-30 ~ 1e-9, finer than the
+#: float32 gradients XGBoost itself uses). Capped per job so that sums stay exact in float64
+#: (``fedsilo.ml.tree.precision_bits``); every slot of a packed ciphertext costs this many bits.
+SECUREBOOST_PRECISION_BITS: int = 30
+#: bits, floor of the DJN exponent x in the obfuscator hs^x. The exponent is 2x the key's strength
+#: (224 for 2048-bit keys, 256 for 3072) and never below this; see fedsilo/crypto/paillier.py.
+PAILLIER_DJN_EXPONENT_BITS: int = 224
+#: bits per digit of the fixed-base tables: 12 keeps tables at ~45 MB per process for a 2048-bit
+#: key (2^12 entries x 19 digits x 2 primes x 256 bytes); 13-14 were at most 8% faster for 2-4x
+#: the memory (bench/bench_paillier.py).
+PAILLIER_TABLE_WINDOW_BITS: int = 12
+#: rows per obfuscator task sent to the process pool (amortises task overhead, bounds memory).
+SECUREBOOST_ENCRYPT_CHUNK_ROWS: int = 4096
+#: rows per histogram task at a passive party.
+SECUREBOOST_HIST_CHUNK_ROWS: int = 8192
+#: trees, largest n_estimators a job may ask for; bins, largest max_bin.
+SECUREBOOST_MAX_TREES: int = 1000
+SECUREBOOST_MAX_BIN: int = 1024

@@ -344,8 +344,18 @@ class Tree:
         return tree
 
 
-_TREE_FIELDS = ("left", "right", "parent", "depth", "feature", "bin", "default_left", "value",
-                "gain", "cover")  # fmt: skip
+_TREE_FIELDS = (
+    "left",
+    "right",
+    "parent",
+    "depth",
+    "feature",
+    "bin",
+    "default_left",
+    "value",
+    "gain",
+    "cover",
+)
 
 
 def binned_go_left(

@@ -1,0 +1,300 @@
+"""Encrypted gradient histograms: encryption at the label holder, bin sums at a passive party.
+
+The three heavy loops of SecureBoost, each spread over :func:`fedsilo.parallel.pool` with
+top-level functions taking bytes, numpy arrays and ints (the pool is shared and spawn-based):
+
+1. :func:`encrypt_gradients` (label holder): ``g·2^W + h`` per sampled row, encrypted with
+   obfuscators an :class:`ObfuscatorStock` computed ahead in the pool (CRT + fixed-base path of
+   :mod:`fedsilo.crypto.paillier`). Ciphertexts travel as one fixed-width big-endian blob
+   (``ciphertext_bytes`` per row).
+2. :func:`encrypted_histogram` (passive party): per (feature, bin) product of the node's row
+   ciphertexts = encryption of the bin's ``(G, H)``. Raw integers only (no exponent alignment).
+   Two savings: an empty bin is not sent (its sums are 0 and the label holder would see that
+   from the decryption anyway), and the most populated slot of each feature is not computed: the
+   label holder knows the node's totals and recovers it by subtraction. Then ``k`` bins are
+   packed per ciphertext (Horner, see the packing proof in :mod:`fedsilo.crypto.paillier`).
+3. :func:`decode_histogram` (label holder): CRT decryption of the packed ciphertexts, balanced
+   digit unpacking, the omitted slots by subtraction; returns exact ``int64`` sums.
+
+The histogram of the larger child of a node is never requested: :class:`fedsilo.ml.tree.TreeGrower`
+derives it from the parent in plaintext at the label holder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from gmpy2 import mpz
+
+from fedsilo import parallel, settings
+from fedsilo.crypto import paillier
+from fedsilo.crypto.paillier import PrivateKey, PublicKey
+from fedsilo.errors import ProtocolError
+from fedsilo.message import pack_uints, unpack_uints
+from fedsilo.ml.tree import HistLayout
+
+__all__ = [
+    "EncryptedHistogram",
+    "ObfuscatorStock",
+    "PackingSpec",
+    "decode_histogram",
+    "encrypt_gradients",
+    "encrypted_histogram",
+]
+
+
+@dataclass(frozen=True)
+class PackingSpec:
+    """Plaintext layout of a job: fixed-point bits, slot width, pairs per ciphertext."""
+
+    precision_bits: int
+    slot_bits: int
+    pairs_per_ciphertext: int
+
+    @classmethod
+    def for_job(cls, key_bits: int, max_rows: int, precision_bits: int) -> PackingSpec:
+        w = paillier.slot_bits(precision_bits, max_rows)
+        return cls(precision_bits, w, paillier.slots_per_ciphertext(key_bits, w))
+
+    def to_meta(self) -> dict[str, int]:
+        return {
+            "precision_bits": self.precision_bits,
+            "slot_bits": self.slot_bits,
+            "pairs_per_ciphertext": self.pairs_per_ciphertext,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], key_bits: int) -> PackingSpec:
+        try:
+            spec = cls(
+                *(int(meta[k]) for k in ("precision_bits", "slot_bits", "pairs_per_ciphertext"))
+            )
+        except (KeyError, TypeError, ValueError):
+            raise ProtocolError("bad SecureBoost packing parameters") from None
+        if not (
+            1 <= spec.precision_bits < spec.slot_bits
+            and 2 * spec.slot_bits * spec.pairs_per_ciphertext <= key_bits - 1
+        ):
+            raise ProtocolError("SecureBoost packing parameters overflow the key")
+        return spec
+
+
+# --- 1. encryption (label holder) --------------------------------------------------------------
+
+
+def _key_from(p: int, q: int, hs: int) -> PrivateKey:
+    return PrivateKey(public=PublicKey(mpz(p) * mpz(q)), p=mpz(p), q=mpz(q), hs=mpz(hs))
+
+
+def _obfuscator_task(p: int, q: int, hs: int, count: int, width: int) -> bytes:
+    """Worker: ``count`` fresh obfuscators as fixed-width bytes (tables cached per process)."""
+    key = _key_from(p, q, hs)
+    return pack_uints(paillier.obfuscators(key, paillier.tables_for(key), count), width)
+
+
+class ObfuscatorStock:
+    """Obfuscators computed ahead in the pool, each handed out once.
+
+    Why: they are most of the cost of encryption and do not depend on the gradients, so the
+    label holder orders the next tree's (:meth:`prefetch`) before it waits for histograms.
+    """
+
+    def __init__(self, key: PrivateKey) -> None:
+        self.key = key
+        self._futures: list[Future[bytes]] = []
+        self._ready: list[Any] = []
+
+    def prefetch(self, count: int) -> None:
+        """Start computing ``count`` more obfuscators in the background."""
+        width = self.key.public.ciphertext_bytes
+        args = (int(self.key.p), int(self.key.q), int(self.key.hs))
+        for a, b in parallel.split_evenly(
+            count, _n_tasks(count, settings.SECUREBOOST_ENCRYPT_CHUNK_ROWS)
+        ):
+            if b > a:
+                self._futures.append(parallel.pool().submit(_obfuscator_task, *args, b - a, width))
+
+    def take(self, count: int) -> list[Any]:
+        """``count`` obfuscators, removed from the stock (computed now if none are left)."""
+        width = self.key.public.ciphertext_bytes
+        while len(self._ready) < count and self._futures:
+            self._ready += unpack_uints(self._futures.pop(0).result(), width)
+        if len(self._ready) < count:
+            self.prefetch(count - len(self._ready))
+            return self.take(count)
+        out, self._ready = self._ready[:count], self._ready[count:]
+        return out
+
+
+def encrypt_gradients(
+    stock: ObfuscatorStock, spec: PackingSpec, grad: np.ndarray, hess: np.ndarray
+) -> bytes:
+    """Encrypt fixed-point ``(g, h)`` rows as one blob of fixed-width ciphertexts."""
+    public = stock.key.public
+    plain = [(g << spec.slot_bits) + h for g, h in zip(grad.tolist(), hess.tolist(), strict=True)]
+    return pack_uints(
+        paillier.encrypt_with(public, plain, stock.take(len(plain))), public.ciphertext_bytes
+    )
+
+
+def _n_tasks(n: int, chunk_rows: int) -> int:
+    """Enough tasks to keep every worker busy, none larger than ``chunk_rows``."""
+    return max(parallel.workers(), -(-n // max(1, chunk_rows)))
+
+
+# --- 2. bin sums (passive party) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncryptedHistogram:
+    """One node's encrypted histogram of one party, as sent to the label holder.
+
+    ``present`` marks the slots whose sums are packed in ``packed`` (in slot order),
+    ``omitted[f]`` is the slot of feature ``f`` left out for subtraction (-1 if none).
+    """
+
+    present: np.ndarray
+    omitted: np.ndarray
+    packed: bytes
+
+
+def _bin_products(
+    n2: int, ct: bytes, width: int, bins: np.ndarray, ptr: np.ndarray, present: np.ndarray
+) -> tuple[np.ndarray, bytes]:
+    """Worker: products of the chunk's ciphertexts per present slot (slots, packed products)."""
+    mod = mpz(n2)
+    cs = unpack_uints(ct, width)
+    slots_out, prods = [], []
+    for f in range(bins.shape[1]):
+        col = bins[:, f].astype(np.int64) + ptr[f]
+        order = np.argsort(col, kind="stable")
+        sorted_slots = col[order]
+        starts = np.flatnonzero(np.diff(sorted_slots, prepend=-1))
+        ends = np.append(starts[1:], len(order))
+        for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+            slot = int(sorted_slots[a])
+            if not present[slot]:
+                continue
+            idx = order[a:b].tolist()
+            acc = cs[idx[0]]
+            for i in idx[1:]:
+                acc = acc * cs[i] % mod
+            slots_out.append(slot)
+            prods.append(acc)
+    return np.asarray(slots_out, dtype=np.int64), pack_uints(prods, width)
+
+
+def _pack_task(n2: int, group: bytes, width: int, shift_bits: int) -> bytes:
+    """Worker: Horner-pack one group of slot sums into a single ciphertext."""
+    return pack_uints(
+        [paillier.pack_ciphertexts(mpz(n2), unpack_uints(group, width), shift_bits)], width
+    )
+
+
+def encrypted_histogram(
+    public: PublicKey,
+    spec: PackingSpec,
+    ciphertexts: np.ndarray,
+    bins: np.ndarray,
+    layout: HistLayout,
+    feature_mask: np.ndarray | None = None,
+) -> EncryptedHistogram:
+    """The encrypted, packed histogram of a node whose rows' ``ciphertexts`` (n x width bytes)
+    and ``bins`` (n x features) are given in the same order."""
+    width = public.ciphertext_bytes
+    n2 = int(public.n2)
+    ptr = layout.ptr
+    counts = np.bincount((bins.astype(np.int64) + ptr[:-1]).ravel(), minlength=layout.n_slots)
+    allowed = (
+        np.ones(layout.n_features, bool) if feature_mask is None else feature_mask.astype(bool)
+    )
+    present = (counts > 0) & np.repeat(allowed, layout.slots)
+    omitted = np.full(layout.n_features, -1, dtype=np.int64)
+    for f in np.flatnonzero(allowed):
+        if counts[ptr[f] : ptr[f + 1]].any():
+            omitted[f] = ptr[f] + int(np.argmax(counts[ptr[f] : ptr[f + 1]]))
+            present[omitted[f]] = False
+    sums = _sum_slots(n2, width, ciphertexts, bins, ptr, present)
+    order = np.flatnonzero(present)
+    groups = [
+        order[i : i + spec.pairs_per_ciphertext]
+        for i in range(0, len(order), spec.pairs_per_ciphertext)
+    ]
+    args = [
+        (n2, pack_uints([sums[int(s)] for s in g], width), width, 2 * spec.slot_bits)
+        for g in groups
+    ]
+    packed = b"".join(parallel.map_chunks(_pack_task, args)) if args else b""
+    return EncryptedHistogram(present=present, omitted=omitted, packed=packed)
+
+
+def _sum_slots(
+    n2: int,
+    width: int,
+    ciphertexts: np.ndarray,
+    bins: np.ndarray,
+    ptr: np.ndarray,
+    present: np.ndarray,
+) -> dict[int, object]:
+    """Per present slot, the product of its rows' ciphertexts, computed in row chunks."""
+    n = len(bins)
+    if n == 0 or not present.any():
+        return {}
+    chunks = parallel.split_evenly(n, _n_tasks(n, settings.SECUREBOOST_HIST_CHUNK_ROWS))
+    args = [(n2, ciphertexts[a:b].tobytes(), width, bins[a:b], ptr, present) for a, b in chunks]
+    mod = mpz(n2)
+    sums: dict[int, object] = {}
+    for slots, blob in parallel.map_chunks(_bin_products, args):
+        for slot, c in zip(slots.tolist(), unpack_uints(blob, width), strict=True):
+            prev = sums.get(slot)
+            sums[slot] = c if prev is None else prev * c % mod  # type: ignore[operator]
+    return sums
+
+
+# --- 3. decoding (label holder) ----------------------------------------------------------------
+
+
+def _decrypt_task(p: int, q: int, hs: int, blob: bytes, width: int) -> list[int]:
+    key = _key_from(p, q, hs)
+    return [int(paillier.decrypt_signed(key, c)) for c in unpack_uints(blob, width)]
+
+
+def decrypt_many(key: PrivateKey, blobs: list[bytes]) -> list[list[int]]:
+    """Signed plaintexts of several ciphertext blobs, decrypted in the pool."""
+    width = key.public.ciphertext_bytes
+    args = [(int(key.p), int(key.q), int(key.hs), b, width) for b in blobs]
+    return parallel.map_chunks(_decrypt_task, args)
+
+
+def decode_histogram(
+    plaintexts: list[int],
+    hist: EncryptedHistogram,
+    spec: PackingSpec,
+    layout: HistLayout,
+    total_grad: int,
+    total_hess: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``int64`` per-slot sums of one party's histogram from its decrypted packs."""
+    order = np.flatnonzero(hist.present)
+    k = spec.pairs_per_ciphertext
+    if len(plaintexts) != -(-len(order) // k):
+        raise ProtocolError("encrypted histogram has the wrong number of ciphertexts")
+    grad = np.zeros(layout.n_slots, dtype=np.int64)
+    hess = np.zeros(layout.n_slots, dtype=np.int64)
+    for i, value in enumerate(plaintexts):
+        group = order[i * k : (i + 1) * k]
+        digits = paillier.unpack_slots(value, spec.slot_bits, 2 * len(group))
+        hess[group] = digits[0::2]
+        grad[group] = digits[1::2]
+    ptr = layout.ptr
+    for f, slot in enumerate(hist.omitted.tolist()):
+        if slot >= 0:
+            if not ptr[f] <= slot < ptr[f + 1] or hist.present[slot]:
+                raise ProtocolError("encrypted histogram omits a slot outside its feature")
+            grad[slot] = total_grad - grad[ptr[f] : ptr[f + 1]].sum()
+            hess[slot] = total_hess - hess[ptr[f] : ptr[f + 1]].sum()
+    return grad, hess

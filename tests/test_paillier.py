@@ -1,0 +1,177 @@
+"""Paillier: phe compatibility, secure defaults, the fast path and the packing proof."""
+
+from __future__ import annotations
+
+import gmpy2
+import numpy as np
+import phe
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fedsilo.crypto import paillier
+from fedsilo.crypto.paillier import (
+    ObfuscatorTables,
+    PublicKey,
+    decrypt,
+    decrypt_signed,
+    encrypt_packed,
+    generate_keypair,
+    pack_ciphertexts,
+    slot_bits,
+    slots_per_ciphertext,
+    unpack_slots,
+)
+from fedsilo.errors import CryptoError
+from fedsilo.ml.binning import fit_bins
+from fedsilo.ml.secure_hist import (
+    ObfuscatorStock,
+    PackingSpec,
+    decode_histogram,
+    decrypt_many,
+    encrypt_gradients,
+    encrypted_histogram,
+)
+from fedsilo.ml.tree import HistLayout, plain_histogram
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return generate_keypair(512, insecure_min_bits=512)
+
+
+@pytest.fixture(scope="module")
+def tables(keys):
+    return ObfuscatorTables.build(keys[1])
+
+
+def test_our_ciphertexts_open_with_phe_and_theirs_with_ours(keys, tables):
+    pub, key = keys
+    phe_pub, phe_priv = key.to_phe()
+    values = [0, 1, 12345, int(pub.n) - 1, -7]
+    for m, c in zip(values, encrypt_packed(key, tables, values), strict=True):
+        assert phe_priv.raw_decrypt(int(c)) == m % int(pub.n)
+        # and phe's own EncryptedNumber arithmetic works on our ciphertexts
+        if 0 <= m < 10**6:
+            enc = phe.EncryptedNumber(phe_pub, int(c), 0)
+            assert phe_priv.decrypt(enc + 5) == m + 5
+    for m in (0, 3, 2**200):
+        assert decrypt(key, phe_pub.raw_encrypt(m)) == m
+
+
+def test_fresh_randomness_and_signed_values(keys, tables):
+    pub, key = keys
+    a, b = encrypt_packed(key, tables, [-42, -42])
+    assert a != b
+    assert decrypt_signed(key, a) == -42
+    assert decrypt_signed(key, a * b % pub.n2) == -84
+
+
+def test_secure_defaults_refuse_small_keys():
+    with pytest.raises(CryptoError):
+        generate_keypair(1024)
+    with pytest.raises(CryptoError):
+        PublicKey.from_n((1 << 1023) + 1)
+    assert PublicKey.from_n((1 << 1023) + 1, insecure_min_bits=1024).bits == 1024
+
+
+def test_decrypt_refuses_out_of_range(keys):
+    pub, key = keys
+    with pytest.raises(CryptoError):
+        decrypt(key, pub.n2 + 5)
+
+
+def test_djn_exponent_is_twice_the_key_strength():
+    assert paillier.djn_exponent_bits(2048) == 224
+    assert paillier.djn_exponent_bits(3072) == 256
+    assert paillier.djn_exponent_bits(512) == 224  # never below the floor
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    precision=st.integers(8, 40),
+    max_rows=st.integers(1, 1 << 22),
+    key_bits=st.sampled_from([512, 1024, 2048, 3072]),
+    data=st.data(),
+)
+def test_packing_never_overflows(precision, max_rows, key_bits, data):
+    """The docstring's proof, checked on extreme and random slot values (plaintext level)."""
+    w = slot_bits(precision, max_rows)
+    try:
+        k = slots_per_ciphertext(key_bits, w)
+    except CryptoError:
+        return
+    bound = max_rows << precision
+    pairs = data.draw(
+        st.lists(
+            st.tuples(
+                st.one_of(st.just(bound), st.just(-bound), st.integers(-bound, bound)),
+                st.one_of(st.just(bound), st.just(0), st.integers(0, bound)),
+            ),
+            min_size=1,
+            max_size=k,
+        )
+    )
+    n = (1 << (key_bits - 1)) + 1  # the smallest modulus of that size: the tightest case
+    value = sum(((g << w) + h) << (2 * w * j) for j, (g, h) in enumerate(pairs))
+    assert abs(value) < n // 2
+    lifted = value % n
+    lifted = lifted - n if lifted > n // 2 else lifted
+    digits = unpack_slots(lifted, w, 2 * len(pairs))
+    assert digits[0::2] == [h for _, h in pairs]
+    assert digits[1::2] == [g for g, _ in pairs]
+
+
+def test_unpack_detects_overflow():
+    with pytest.raises(CryptoError):
+        unpack_slots(1 << 200, 16, 4)
+
+
+def test_packed_ciphertexts_decrypt_to_the_slots(keys, tables):
+    pub, key = keys
+    w = slot_bits(30, 1000)
+    k = slots_per_ciphertext(pub.bits, w)
+    rng = np.random.default_rng(0)
+    pairs = [(int(rng.integers(-(1000 << 30), 1000 << 30)), int(rng.integers(0, 1000 << 30)))
+             for _ in range(k)]  # fmt: skip
+    cts = encrypt_packed(key, tables, [(g << w) + h for g, h in pairs])
+    packed = pack_ciphertexts(pub.n2, cts, 2 * w)
+    digits = unpack_slots(decrypt_signed(key, packed), w, 2 * k)
+    assert list(zip(digits[1::2], digits[0::2], strict=True)) == pairs
+
+
+def test_encrypted_histogram_equals_plain_histogram(keys):
+    """Passive-side sums (parallel, densest bin omitted, packed) decode to the exact sums."""
+    pub, key = keys
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 4))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[:, 1] = np.round(x[:, 1])  # a few dense bins
+    bm = fit_bins(x, max_bin=8)
+    bins = bm.transform(x)
+    layout = HistLayout.concat(bm.slots)
+    bits = 30
+    g = rng.integers(-(1 << bits), 1 << bits, size=600)
+    h = rng.integers(0, 1 << (bits - 2), size=600)
+    spec = PackingSpec.for_job(pub.bits, 600, bits)
+    blob = encrypt_gradients(ObfuscatorStock(key), spec, g, h)
+    cts = np.frombuffer(blob, np.uint8).reshape(600, -1)
+    rows = np.sort(rng.choice(600, size=250, replace=False))
+    mask = np.array([True, True, False, True])
+    enc = encrypted_histogram(pub, spec, cts[rows], bins[rows], layout, mask)
+    (plain,) = decrypt_many(key, [enc.packed])
+    gs, hs = decode_histogram(plain, enc, spec, layout, int(g[rows].sum()), int(h[rows].sum()))
+    eg, eh = plain_histogram(bins, rows, g, h, layout)
+    keep = np.repeat(mask, layout.slots)
+    assert np.array_equal(gs[keep], eg[keep]) and np.array_equal(hs[keep], eh[keep])
+    assert not gs[~keep].any()
+    assert (enc.omitted[mask] >= 0).all()
+
+
+def test_pack_uints_round_trip_of_ciphertexts(keys, tables):
+    from fedsilo.message import pack_uints, unpack_uints
+
+    pub, key = keys
+    cts = encrypt_packed(key, tables, list(range(10)))
+    back = unpack_uints(pack_uints(cts, pub.ciphertext_bytes), pub.ciphertext_bytes)
+    assert [gmpy2.mpz(c) for c in cts] == back

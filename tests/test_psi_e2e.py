@@ -211,3 +211,23 @@ def test_many_small_batches_through_the_relay(
     if mode == "alignment":
         bank = stored(consortium, "bank", "shared")
         assert set(bank) == SHARED and stored(consortium, "telco", "shared") == bank
+
+
+def test_a_dataset_changed_during_psi_is_refused_and_nothing_is_kept(
+    consortium: Consortium, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = SiloClient.step
+
+    def step(
+        self: SiloClient, job_id: str, method: str, seq: int, payload: StepPayload, **kw: float
+    ) -> StepPayload:
+        if method == "psi.result" and self.party == "telco":
+            engine = consortium.nodes["telco"].ctx.data.engine
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE telco_data SET id = 'C-99999-x' WHERE id = 'C-00399-ß'"))
+        return real(self, job_id, method, seq, payload, **kw)
+
+    monkeypatch.setattr(SiloClient, "step", step)
+    with pytest.raises(JobError, match="changed while PSI ran"):
+        run_job(psi_job(consortium), clients=consortium.clients(), store=consortium.store())
+    assert all(not n.ctx.store.list_alignments() for n in consortium.nodes.values())

@@ -14,6 +14,7 @@ is met, and an alignment stored by a job that then fails is deleted again (``psi
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ class PsiState:
     ids: Iterator[list[str]] | None
     queues: dict[str, deque[Message]] = field(default_factory=dict)
     own_count: int = 0
+    #: SHA-256 of the id stream as first read: the second read must see the very same ids
+    own_digest: Any = field(default_factory=hashlib.sha256)
     leader_rows: np.ndarray | None = None
     stored: bool = False
 
@@ -159,6 +162,7 @@ def _blind_next(state: PsiState) -> None:
     else:
         msg = state.role.blind_own(batch)
         state.own_count += len(batch)
+        _digest_update(state.own_digest, batch)
         out = [msg] if msg is not None else []
     for peer in state.peers:
         state.queues[peer].extend(out)
@@ -179,18 +183,28 @@ def pump(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
 # --- results -------------------------------------------------------------------------------------
 
 
-def _ids_at(ctx: SiloContext, session: JobSession, rows: np.ndarray, total: int) -> list[str]:
-    """The ids at row numbers ``rows`` (in that order), read again from the dataset."""
+def _digest_update(digest: Any, batch: list[str]) -> None:
+    """Fold a batch of ids into a running digest (local only: it is never sent)."""
+    digest.update(("\x1f".join(batch) + "\x1f").encode("utf-8", "surrogatepass"))
+
+
+def _ids_at(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray) -> list[str]:
+    """The ids at row numbers ``rows`` (in that order), read again from the dataset.
+
+    The second read must yield exactly the ids PSI blinded (same digest), else the stored
+    alignment could name the wrong customers.
+    """
     order = np.argsort(rows, kind="stable")
     wanted = rows[order]
     picked: list[str] = []
-    seen, k = 0, 0
-    for chunk in ctx.data.iter_ids(session.dataset, chunk_rows=settings.READ_CHUNK_ROWS):
+    seen, k, digest = 0, 0, hashlib.sha256()
+    for chunk in ctx.data.iter_ids(session.dataset, chunk_rows=settings.PSI_BATCH_IDS):
+        _digest_update(digest, chunk)
         while k < len(wanted) and wanted[k] < seen + len(chunk):
             picked.append(chunk[int(wanted[k]) - seen])
             k += 1
         seen += len(chunk)
-    if seen != total or k != len(wanted):
+    if digest.digest() != state.own_digest.digest() or k != len(wanted):
         raise DataError(f"dataset '{session.dataset}' changed while PSI ran; run it again")
     out = [""] * len(rows)
     for i, j in enumerate(order.tolist()):
@@ -200,7 +214,7 @@ def _ids_at(ctx: SiloContext, session: JobSession, rows: np.ndarray, total: int)
 
 def _save(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray) -> None:
     assert state.alignment is not None
-    ids = _ids_at(ctx, session, rows, state.own_count)
+    ids = _ids_at(ctx, session, state, rows)
     ctx.store.save_alignment(
         state.alignment, session.job_id, session.dataset, ids, replace=state.replace
     )

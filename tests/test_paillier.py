@@ -132,8 +132,10 @@ def test_packed_ciphertexts_decrypt_to_the_slots(keys, tables):
     w = slot_bits(30, 1000)
     k = slots_per_ciphertext(pub.bits, w)
     rng = np.random.default_rng(0)
-    pairs = [(int(rng.integers(-(1000 << 30), 1000 << 30)), int(rng.integers(0, 1000 << 30)))
-             for _ in range(k)]  # fmt: skip
+    pairs = [
+        (int(rng.integers(-(1000 << 30), 1000 << 30)), int(rng.integers(0, 1000 << 30)))
+        for _ in range(k)
+    ]
     cts = encrypt_packed(key, tables, [(g << w) + h for g, h in pairs])
     packed = pack_ciphertexts(pub.n2, cts, 2 * w)
     digits = unpack_slots(decrypt_signed(key, packed), w, 2 * k)

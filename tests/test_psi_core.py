@@ -347,3 +347,16 @@ def test_exported_names_are_the_ones_we_mean() -> None:
         "seed_message",
     }
     assert all(hasattr(fedsilo.psi, name) for name in fedsilo.psi.__all__)
+
+
+def test_a_follower_refuses_a_second_end_or_batches_after_it() -> None:
+    f = Follower(context=CTX, cardinality_only=True, shuffle_seed=new_shuffle_seed())
+    leader = Leader(context=CTX, followers=["f"])
+    batch = leader.blind_own(["a", "b"])
+    end = leader.close_own()
+    f.on_leader(batch)
+    assert len(f.on_leader(end)) == 1
+    with pytest.raises(ProtocolError, match="twice"):
+        f.on_leader(end)
+    with pytest.raises(ProtocolError, match="offset"):
+        f.on_leader(batch)

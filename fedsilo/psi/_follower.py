@@ -129,6 +129,8 @@ class Follower:
         return [m.double_message(double, offset)]
 
     def _leader_end(self, total: int) -> list[Message]:
+        if self._leader_total is not None:
+            raise ProtocolError("the leader ended its ids twice")
         if total != self._leader_count:
             raise ProtocolError(f"leader announced {total} ids but sent {self._leader_count}")
         self._leader_total = total

@@ -15,6 +15,7 @@ The header lists each array as ``[name, dtype, shape]`` and each blob as ``[name
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,9 @@ import numpy as np
 from fedsilo import settings
 from fedsilo.errors import ProtocolError
 
-__all__ = ["Message", "decode", "encode", "pack_uints", "unpack_uints"]
+__all__ = [
+    "Message", "check_strings", "decode", "encode", "pack_uints", "parse_json", "unpack_uints",
+]
 
 _MAGIC = b"FSM1"
 _HEADER_LEN = struct.Struct(">I")
@@ -74,7 +77,8 @@ def encode(msg: Message) -> bytes:
     payload: list[bytes] = []
     for name, arr in msg.arrays.items():
         dtype = _check_dtype(name, np.asarray(arr))
-        data = np.ascontiguousarray(arr, dtype=dtype.newbyteorder("<") if dtype.kind in "iuf" else dtype)
+        wire_dtype = dtype.newbyteorder("<") if dtype.kind in "iuf" else dtype
+        data = np.ascontiguousarray(arr, dtype=wire_dtype)
         arrays.append([name, data.dtype.str, list(data.shape)])
         payload.append(data.tobytes())
     blobs = []
@@ -95,10 +99,7 @@ def _parse_header(data: bytes | memoryview) -> tuple[dict[str, Any], int]:
     (hlen,) = _HEADER_LEN.unpack(bytes(data[4:8]))
     if hlen > _MAX_HEADER_BYTES or 8 + hlen > len(data):
         raise ProtocolError("message header length is out of range")
-    try:
-        header = json.loads(bytes(data[8 : 8 + hlen]))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ProtocolError(f"message header is not valid JSON: {exc}") from None
+    header = parse_json(bytes(data[8 : 8 + hlen]), "message header", allow_nul=True)
     if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
         raise ProtocolError("message header lacks a kind")
     if not isinstance(header.get("meta", {}), dict):
@@ -106,17 +107,69 @@ def _parse_header(data: bytes | memoryview) -> tuple[dict[str, Any], int]:
     return header, 8 + hlen
 
 
+def parse_json(raw: bytes | str, what: str, *, allow_nul: bool = False) -> Any:
+    """Strict JSON from a peer; a ProtocolError for what we could not echo back or store.
+
+    ``json.loads`` alone accepts ``NaN``/``Infinity`` (which our encoder refuses, so echoing them
+    would crash later), recurses once per nesting level (a deep ``[[[...`` raises
+    RecursionError), and passes lone ``\\ud800`` escapes that no database driver can encode
+    and ``\\u0000``, which PostgreSQL refuses in text. All are refused here, where the bytes
+    come in; ``allow_nul`` keeps NUL for the message codec, whose round trip must be exact.
+    """
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"{what} is not valid JSON: {str(exc)[:80]}") from None
+    check_strings(value, what, allow_nul=allow_nul)
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def check_strings(value: Any, what: str, *, allow_nul: bool = False) -> None:
+    """Refuse lone surrogates, and NUL unless ``allow_nul``, in any string (keys included).
+
+    Iterative, so a deeply nested (but parseable) value cannot exhaust the stack here.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if not allow_nul and "\x00" in item:
+                raise ProtocolError(f"{what} has a NUL character in a string")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ProtocolError(f"{what} has a lone surrogate in a string") from None
+
+
 def _array_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
     try:
         name, dtype_str, shape = spec
         dtype = np.dtype(str(dtype_str))
-        dims = tuple(int(d) for d in shape)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"bad array descriptor {spec!r:.80}: {exc}") from None
     _check_dtype(str(name), np.empty(0, dtype=dtype))
-    if any(d < 0 for d in dims) or len(dims) > 8:
-        raise ProtocolError(f"array '{name}' has a bad shape {dims}")
-    return str(name), dtype, dims
+    # dimensions must be real JSON integers (no floats, bools or strings) and the item size
+    # non-zero (``|S0``), so the byte count below is exact Python arithmetic, never a wrap-around
+    if (not isinstance(shape, list) or len(shape) > 8 or dtype.itemsize == 0
+            or any(type(d) is not int or d < 0 for d in shape)):
+        raise ProtocolError(f"array '{str(name)[:40]}' has a bad shape or dtype")
+    return str(name), dtype, tuple(shape)
+
+
+def _blob_spec(spec: Any) -> tuple[str, int]:
+    if (not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], str)
+            or type(spec[1]) is not int or spec[1] < 0):
+        raise ProtocolError(f"bad blob descriptor {spec!r:.80}")
+    return spec[0], spec[1]
 
 
 def decode(data: bytes | memoryview) -> Message:
@@ -128,17 +181,14 @@ def decode(data: bytes | memoryview) -> Message:
     msg = Message(kind=header["kind"], meta=header.get("meta", {}))
     for spec in _list(header, "arrays"):
         name, dtype, dims = _array_spec(spec)
-        nbytes = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(dims) * dtype.itemsize
         if pos + nbytes > len(data):
             raise ProtocolError(f"array '{name}' runs past the end of the message")
         msg.arrays[name] = np.frombuffer(view[pos : pos + nbytes], dtype=dtype).reshape(dims).copy()
         pos += nbytes
     for spec in _list(header, "blobs"):
-        try:
-            name, length = str(spec[0]), int(spec[1])
-        except (TypeError, ValueError, IndexError):
-            raise ProtocolError(f"bad blob descriptor {spec!r:.80}") from None
-        if length < 0 or pos + length > len(data):
+        name, length = _blob_spec(spec)
+        if pos + length > len(data):
             raise ProtocolError(f"blob '{name}' runs past the end of the message")
         msg.blobs[name] = bytes(view[pos : pos + length])
         pos += length
@@ -158,7 +208,8 @@ def pack_uints(values: Any, width: int) -> bytes:
     """Big non-negative integers (Paillier ciphertexts) as fixed-width big-endian bytes."""
     out = bytearray(len(values) * width)
     for i, v in enumerate(values):
-        raw = gmpy2.to_binary(gmpy2.mpz(v))[2:][::-1]  # to_binary is little-endian after a 2-byte tag
+        # to_binary is little-endian after a 2-byte tag
+        raw = gmpy2.to_binary(gmpy2.mpz(v))[2:][::-1]
         if len(raw) > width or v < 0:
             raise ProtocolError(f"integer does not fit in {width} bytes")
         out[(i + 1) * width - len(raw) : (i + 1) * width] = raw
@@ -169,4 +220,5 @@ def unpack_uints(data: bytes, width: int) -> list[Any]:
     """Inverse of :func:`pack_uints`; returns gmpy2 ``mpz`` values."""
     if width <= 0 or len(data) % width:
         raise ProtocolError(f"integer array length {len(data)} is not a multiple of {width}")
-    return [gmpy2.from_binary(b"\x01\x01" + data[i : i + width][::-1]) for i in range(0, len(data), width)]
+    return [gmpy2.from_binary(b"\x01\x01" + data[i : i + width][::-1])
+            for i in range(0, len(data), width)]

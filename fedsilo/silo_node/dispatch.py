@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import pkgutil
+from typing import Any
 
 from fedsilo import leakage
 from fedsilo.errors import ProtocolError
-from fedsilo.message import decode, encode
+from fedsilo.message import check_strings, decode, encode
 from fedsilo.silo_node import steps as steps_pkg
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, get_step
+from fedsilo.silo_node.steps import StepFn, StepReply, StepRequest, get_step
 from fedsilo.wire import Envelope, StepPayload
 
-__all__ = ["load_step_modules", "run_step"]
+__all__ = ["StepMeta", "load_step_modules", "run_step"]
+
+log = logging.getLogger(__name__)
 
 
 def load_step_modules() -> None:
@@ -28,16 +32,52 @@ def load_step_modules() -> None:
         importlib.import_module(f"{steps_pkg.__name__}.{info.name}")
 
 
+class StepMeta(dict[str, Any]):
+    """The coordinator's meta for a step: a missing key is the coordinator's error, not ours.
+
+    Steps read required values as ``req.meta["start"]``; on a dict that raises KeyError, which
+    the servicer would answer as INTERNAL. Here it is a ProtocolError naming the key.
+    """
+
+    def __missing__(self, key: str) -> Any:
+        raise ProtocolError(f"step meta lacks '{str(key)[:40]}'")
+
+
 def _open_inbox(session: JobSession, payload: StepPayload) -> StepRequest:
     inbox = {}
     for env in payload.envelopes:
         if env.sender not in session.parties:
             raise ProtocolError(f"envelope from '{env.sender[:40]}', not a party of the job")
         inbox[env.sender] = decode(session.keys.open(env.sender, env.sealed))
-    return StepRequest(meta=payload.meta, inbox=inbox)
+    check_strings(payload.meta, "step meta")  # NUL never reaches the silo's database
+    return StepRequest(meta=StepMeta(payload.meta), inbox=inbox)
 
 
-def _seal_outbox(ctx: SiloContext, session: JobSession, method: str, reply: StepReply) -> StepPayload:
+#: what a step raises when the values it was sent have the wrong type or range (``int("x")``,
+#: ``dict(5)``, an index past an array): malformed input, answered INVALID_ARGUMENT.
+_INPUT_ERRORS = (LookupError, TypeError, ValueError, ArithmeticError, AttributeError)
+
+
+def _call_step(fn: StepFn, ctx: SiloContext, session: JobSession, method: str,
+               request: StepRequest) -> StepReply:
+    """Run a step; a bare Python error on its input becomes a ProtocolError naming the step.
+
+    Steps should validate what they read and raise ``fedsilo.errors`` themselves; this is the
+    net under those that do not yet. The traceback is logged at the silo (a genuine bug in a
+    step shows up there), but the caller gets INVALID_ARGUMENT instead of INTERNAL, so garbage
+    sent by a coordinator is never reported as the silo's own failure. Only the exception's
+    type leaves the silo: its text may quote local data (a ``KeyError`` on a raw id).
+    """
+    try:
+        return fn(ctx, session, request)
+    except _INPUT_ERRORS as exc:
+        log.warning("step %s of job %s refused its input", method, session.job_id, exc_info=True)
+        raise ProtocolError(f"step '{method}' could not use its input "
+                            f"({type(exc).__name__}; details in the silo's log)") from None
+
+
+def _seal_outbox(ctx: SiloContext, session: JobSession, method: str,
+                 reply: StepReply) -> StepPayload:
     envelopes = []
     for recipient, msg in reply.outbox.items():
         if recipient == ctx.party or recipient not in session.parties:
@@ -60,5 +100,5 @@ def run_step(ctx: SiloContext, session: JobSession, method: str, seq: int,
     fn = get_step(method)
     with session.lock:
         session.advance(seq)
-        reply = fn(ctx, session, _open_inbox(session, payload))
+        reply = _call_step(fn, ctx, session, method, _open_inbox(session, payload))
         return _seal_outbox(ctx, session, method, reply)

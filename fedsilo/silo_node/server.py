@@ -13,11 +13,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedsilo import __version__, settings
 from fedsilo.errors import ProtocolError
-from fedsilo.grpc_errors import abort_on_error
+from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
+from fedsilo.message import parse_json
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.dispatch import load_step_modules, run_step
+from fedsilo.silo_node.session import check_job_id, check_spec_shape
 from fedsilo.wire import chunks, join_chunks, pack_step, unpack_step
 
 __all__ = ["API_VERSION", "SiloServicer", "build_server", "server_options"]
@@ -39,35 +41,45 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
         self.ctx = ctx
 
     @abort_on_error
-    def Describe(self, request: pb.DescribeRequest, context: grpc.ServicerContext) -> pb.DescribeResponse:
+    def Describe(self, request: pb.DescribeRequest,
+                 context: grpc.ServicerContext) -> pb.DescribeResponse:
+        # Feature names are the silo's to publish: only with release_feature_names.
+        names = self.ctx.config.policy.release_feature_names
         datasets = [pb.DatasetInfo(name=d.name, rows=d.rows, id_column=d.id_column,
-                                   features=list(d.features), label=d.label or "")
+                                   features=[f if names else f"feature_{i}"
+                                             for i, f in enumerate(d.features)],
+                                   label=d.label or "")
                     for d in self.ctx.data.describe()]
         return pb.DescribeResponse(party=self.ctx.party, api_version=API_VERSION,
                                    software_version=__version__, datasets=datasets,
                                    policy_json=_policy_json(self.ctx))
 
     @abort_on_error
-    def OpenJob(self, request: pb.OpenJobRequest, context: grpc.ServicerContext) -> pb.OpenJobResponse:
+    def OpenJob(self, request: pb.OpenJobRequest,
+                context: grpc.ServicerContext) -> pb.OpenJobResponse:
         spec = _json_object(request.spec_json, "job spec")
-        session = self.ctx.open_session(request.job_id, spec, resume=request.resume)
+        check_spec_shape(spec)
+        session = self.ctx.open_session(check_job_id(request.job_id), spec, resume=request.resume)
         accepted = {"party": self.ctx.party, "role": session.role, "dataset": session.dataset}
         return pb.OpenJobResponse(session_public_key=session.keys.public_bytes,
                                   accepted_json=json.dumps(accepted))
 
     @abort_on_error
-    def SetPeers(self, request: pb.SetPeersRequest, context: grpc.ServicerContext) -> pb.SetPeersResponse:
+    def SetPeers(self, request: pb.SetPeersRequest,
+                 context: grpc.ServicerContext) -> pb.SetPeersResponse:
         session = self.ctx.sessions.get(request.job_id)
         session.keys.set_peers({k: v for k, v in request.session_public_keys.items()
                                 if k != self.ctx.party})
         return pb.SetPeersResponse()
 
     @abort_on_error
-    def CloseJob(self, request: pb.CloseJobRequest, context: grpc.ServicerContext) -> pb.CloseJobResponse:
+    def CloseJob(self, request: pb.CloseJobRequest,
+                 context: grpc.ServicerContext) -> pb.CloseJobResponse:
         self.ctx.sessions.close(request.job_id)
         return pb.CloseJobResponse()
 
-    def Step(self, request_iterator: Iterator[pb.Frame], context: grpc.ServicerContext) -> Iterator[pb.Frame]:
+    def Step(self, request_iterator: Iterator[pb.Frame],
+             context: grpc.ServicerContext) -> Iterator[pb.Frame]:
         reply = self._step(request_iterator, context)
         for part in chunks(reply):
             yield pb.Frame(chunk=part)
@@ -106,21 +118,20 @@ def _chunk(frame: pb.Frame) -> bytes:
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ProtocolError(f"{what} is not valid JSON") from None
+    value = parse_json(text, what)
     if not isinstance(value, dict):
         raise ProtocolError(f"{what} is not a JSON object")
     return value
 
 
 def build_server(ctx: SiloContext, *, credentials: grpc.ServerCredentials | None,
-                 interceptors: list[grpc.ServerInterceptor] | None = None) -> tuple[grpc.Server, int]:
+                 interceptors: list[grpc.ServerInterceptor] | None = None,
+                 ) -> tuple[grpc.Server, int]:
     """A started silo server on ``ctx.config.listen``; ``credentials=None`` means plaintext."""
     load_step_modules()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
-                         options=server_options(), interceptors=interceptors or [])
+                         options=server_options(),
+                         interceptors=[*(interceptors or []), RequestDecodeGuard()])
     pb_grpc.add_SiloServiceServicer_to_server(SiloServicer(ctx), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -18,7 +18,41 @@ from fedsilo import settings
 from fedsilo.crypto.sealing import JobKeys
 from fedsilo.errors import NotFound, ProtocolError
 
-__all__ = ["JobSession", "SessionTable"]
+__all__ = ["JobSession", "SessionTable", "check_job_id", "check_spec_shape"]
+
+#: longest job id a silo accepts: the id columns of its own tables hold 200 characters.
+MAX_JOB_ID_CHARS = 200
+
+
+def check_job_id(job_id: str) -> str:
+    """Refuse job ids the silo's tables and logs cannot hold (empty, too long, control chars)."""
+    if not 0 < len(job_id) <= MAX_JOB_ID_CHARS or not job_id.isprintable():
+        raise ProtocolError(f"job id must be 1 to {MAX_JOB_ID_CHARS} printable characters")
+    return job_id
+
+
+def check_spec_shape(spec: dict[str, Any]) -> None:
+    """Refuse a job spec whose shape the session and policy code could trip over.
+
+    The coordinator validated the spec from TOML, but a silo cannot trust that: this is the
+    silo's own check of the structure every later reader assumes (``parties`` a table of tables
+    with string ``role``/``dataset`` and optional string ``columns``; ``steps`` a list of tables
+    with a string ``kind``). Meaning (roles, datasets, policy) is checked by ``open_session``.
+    """
+    parties = spec.get("parties")
+    if not isinstance(parties, dict):
+        raise ProtocolError("job spec: 'parties' must be a table of parties")
+    for name, entry in parties.items():
+        if not isinstance(entry, dict) or not all(
+                isinstance(entry.get(k, ""), str) for k in ("role", "dataset")):
+            raise ProtocolError(f"job spec: party '{name[:40]}' needs string role and dataset")
+        columns = entry.get("columns", [])
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise ProtocolError(f"job spec: columns of party '{name[:40]}' must be strings")
+    steps = spec.get("steps", [])
+    if not isinstance(steps, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("kind"), str) for e in steps):
+        raise ProtocolError("job spec: 'steps' must be a list of tables with a string 'kind'")
 
 
 @dataclass

@@ -69,8 +69,7 @@ def residual_integers(rho: npt.NDArray[np.float64], frac_bits: int) -> IntArray:
 
 def _encrypt_chunk(n: int, p: int, q: int, hs: int, values: IntArray, width: int) -> bytes:
     key = paillier.PrivateKey(public=paillier.PublicKey(mpz(n)), p=mpz(p), q=mpz(q), hs=mpz(hs))
-    tables = paillier.tables_for(key, settings.PAILLIER_TABLE_WINDOW_BITS,
-                                 settings.PAILLIER_DJN_EXPONENT_BITS)
+    tables = paillier.tables_for(key)  # cached per worker process
     return pack_uints(paillier.encrypt_packed(key, tables, values.tolist()), width)
 
 
@@ -85,7 +84,11 @@ def encrypt_residuals(key: paillier.PrivateKey, values: IntArray) -> bytes:
 
 
 def _tasks(rows: int) -> int:
-    return max(1, -(-rows // settings.LR_WORK_CHUNK_ROWS))
+    """Tasks for ``rows``: chunks of at most ``LR_WORK_CHUNK_ROWS``, a multiple of the worker
+    count so that no worker is left with a lone extra chunk (3 tasks on 2 cores take 2 rounds)."""
+    chunks = max(1, -(-rows // settings.LR_WORK_CHUNK_ROWS))
+    workers = parallel.workers()
+    return min(max(rows, 1), -(-chunks // workers) * workers)
 
 
 def decrypt_packed(key: paillier.PrivateKey, blob: bytes) -> list[Any]:

@@ -336,3 +336,45 @@ def test_secret_context_never_reaches_the_aggregator():
     ctx = ckks.make_context()
     with pytest.raises(CryptoError):
         Aggregator(ckks.secret_context_bytes(ctx), 3)
+
+
+def test_exported_names():
+    from fedsilo.crypto import ckks as ckks_module
+    from fedsilo.ml import ensemble, hxgb, xgb_export
+
+    expected = {
+        hxgb: [
+            "Aggregator",
+            "HxgbParams",
+            "HxgbSilo",
+            "RoundStatus",
+            "SECRET_CONTEXT",
+            "SUM",
+            "TrainingStats",
+            "UPDATE",
+            "check_silo_count",
+            "gradient_bits",
+            "train_in_process",
+        ],
+        ensemble: ["FORMAT", "IMPORTANCE_TYPES", "TreeEnsemble"],
+        xgb_export: ["XGBOOST_VERSION", "to_xgboost_dict", "to_xgboost_json"],
+        grid_sketch: ["BUCKETS", "bucket_counts", "edges_from_counts", "grid_boundaries"],
+        ckks_module: [
+            "EXACT_LIMIT",
+            "FIXED_FRAC_BITS",
+            "decode_fixed",
+            "decrypt_vector",
+            "encode_fixed",
+            "encrypt_vector",
+            "load_context",
+            "make_context",
+            "public_context_bytes",
+            "round_exact",
+            "secret_context_bytes",
+            "slot_count",
+            "sum_ciphertexts",
+        ],
+    }
+    for module, names in expected.items():
+        assert sorted(module.__all__) == sorted(names), module.__name__
+        assert all(hasattr(module, name) for name in names)

@@ -154,24 +154,28 @@ def bench_primitives(key_bits: int) -> None:
     x_int = he.feature_exponents(x, settings.LR_FEATURE_FRAC_BITS)
     enc = he.encrypt_residuals(key, r_int)
     print(f"\nprimitives: {rows} rows x {feats} features, best of 3, ms "
-          f"({parallel.workers()} pool workers)")
-    print(f"  Paillier {key_bits} encrypt residuals (CRT + fixed base, pool):    "
-          f"{_timed(lambda: he.encrypt_residuals(key, r_int)):9.1f}")
-    print(f"  Paillier {key_bits} [r] x X, bucket multi-exp (pool):          "
-          f"{_timed(lambda: he.encrypted_gradient(public, enc, x_int)):9.1f}")
-    one = he._gradient_chunk
-    print(f"  Paillier {key_bits} [r] x X, bucket multi-exp (one core):      "
-          f"{_timed(lambda: one(int(public.n), enc, public.ciphertext_bytes, x_int, 6), 1):9.1f}")
+          f"({parallel.workers()} pool workers, load average {os.getloadavg()[0]:.2f})")
+    width, window = public.ciphertext_bytes, settings.LR_MULTIEXP_WINDOW_BITS
+
+    def show(label: str, ms: float) -> None:
+        print(f"  {label:<62} {ms:9.1f}")
+
+    show(f"Paillier {key_bits} encrypt residuals (CRT + fixed base, pool)",
+         _timed(lambda: he.encrypt_residuals(key, r_int)))
+    show(f"Paillier {key_bits} [r] x X, bucket multi-exp (pool)",
+         _timed(lambda: he.encrypted_gradient(public, enc, x_int)))
+    show(f"Paillier {key_bits} [r] x X, bucket multi-exp (one core)",
+         _timed(lambda: he._gradient_chunk(int(public.n), enc, width, x_int, window), 1))
     ctx = ckks.make_context()
     ctx.generate_galois_keys()
     vec = ts.ckks_vector(ctx, rho.tolist())
     cols = [x[:, j].tolist() for j in range(feats)]
-    print(f"  CKKS 8192 encrypt residuals (one ciphertext):                 "
-          f"{_timed(lambda: ts.ckks_vector(ctx, rho.tolist())):9.1f}")
-    print(f"  CKKS 8192 [r] x X, slot-wise products only (one core):        "
-          f"{_timed(lambda: [vec * c for c in cols]):9.1f}")
-    print(f"  CKKS 8192 [r] x X, products + rotation sums (one core):       "
-          f"{_timed(lambda: [(vec * c).sum() for c in cols]):9.1f}")
+    show("CKKS 8192 encrypt residuals (one ciphertext)",
+         _timed(lambda: ts.ckks_vector(ctx, rho.tolist())))
+    show("CKKS 8192 [r] x X, slot-wise products only (one core)",
+         _timed(lambda: [vec * c for c in cols]))
+    show("CKKS 8192 [r] x X, products + rotation sums (one core)",
+         _timed(lambda: [(vec * c).sum() for c in cols]))
     print(f"  CKKS galois keys for the sums: {len(ctx.serialize(save_secret_key=False)):,} bytes")
 
 

@@ -364,3 +364,14 @@ def test_horizontal_statistics_survive_raw_money_columns(homo):
     std = silos[0].model().standardizer
     np.testing.assert_allclose(std.mean, pooled.mean(axis=0), rtol=1e-9, atol=1e-5)
     np.testing.assert_allclose(std.scale, pooled.std(axis=0), rtol=1e-5)
+
+
+def test_every_lr_message_kind_is_documented():
+    import fedsilo.ml.lr_horizontal  # noqa: F401  (registers the kinds)
+    import fedsilo.ml.lr_vertical  # noqa: F401
+    from fedsilo.leakage import kinds
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "leakage.md").read_text()
+    ours = [k.kind for k in kinds() if k.protocol in ("lr", "hlr")]
+    assert len(ours) == 9
+    assert [k for k in ours if f"`{k}`" not in page] == []

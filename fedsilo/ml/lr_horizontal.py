@@ -114,7 +114,7 @@ def check_silo_count(n_silos: int) -> None:
 
 @dataclass(frozen=True)
 class RoundResult:
-    """What a silo may release to the coordinator after a round: progress, not data."""
+    """A silo's view after a round: progress (released, :meth:`to_meta`) and its local loss."""
 
     round: int
     max_change: float
@@ -122,8 +122,11 @@ class RoundResult:
     train_loss: float
 
     def to_meta(self) -> dict[str, Any]:
-        return {"round": self.round, "max_change": self.max_change,
-                "converged": self.converged, "train_loss": self.train_loss}
+        """What the silo releases: functions of the global model only (identical at every silo).
+
+        ``train_loss`` is this silo's own loss on its own rows and stays local.
+        """
+        return {"round": self.round, "max_change": self.max_change, "converged": self.converged}
 
 
 def _update_message(phase: str, index: int, values: FloatArray, ctx: ts.Context) -> Message:

@@ -5,6 +5,12 @@ silo (``inbox``); a step reply carries what the silo releases to the coordinator
 sealed envelopes for other silos (``outbox``). Both are :class:`fedsilo.message.Message` values,
 encoded once and streamed as frames of ``settings.CHUNK_BYTES``. This module is the single home of
 that framing for both the silo server and the coordinator client.
+
+Some protocols need the coordinator to compute on data it cannot read: it sums CKKS ciphertexts
+under a public context (horizontal training). For those, a reply may carry one unsealed
+``plain`` message *released to the coordinator*, and a request one unsealed ``plain`` message
+*from the coordinator* (the sum it computed). Silos record what they release in their ledger
+like any other message.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ __all__ = ["Envelope", "StepPayload", "chunks", "join_chunks", "pack_step", "unp
 
 _FROM = "from:"
 _TO = "to:"
+_PLAIN = "plain"
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,8 @@ class StepPayload:
 
     meta: dict[str, Any] = field(default_factory=dict)
     envelopes: list[Envelope] = field(default_factory=list)
+    #: an unsealed message the coordinator reads (released by a silo, or sent by the coordinator)
+    plain: Message | None = None
 
     def outbox_for(self, party: str) -> list[Envelope]:
         return [e for e in self.envelopes if e.recipient == party]
@@ -51,6 +60,8 @@ def pack_step(payload: StepPayload, *, request: bool) -> bytes:
         if key in blobs:
             raise ProtocolError(f"two envelopes under '{key}' in one step")
         blobs[key] = env.sealed
+    if payload.plain is not None:
+        blobs[_PLAIN] = encode(payload.plain)
     kind = "step.request" if request else "step.reply"
     return encode(Message(kind, meta=payload.meta, blobs=blobs))
 
@@ -61,6 +72,9 @@ def unpack_step(data: bytes, *, request: bool, party: str) -> StepPayload:
     prefix = _FROM if request else _TO
     out = StepPayload(meta=msg.meta)
     for key, sealed in msg.blobs.items():
+        if key == _PLAIN:
+            out.plain = decode(sealed)
+            continue
         if not key.startswith(prefix) or len(key) == len(prefix):
             raise ProtocolError(f"unexpected envelope key '{key[:40]}'")
         other = key[len(prefix) :]

@@ -13,6 +13,7 @@ from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import FedsiloError, JobError
 from fedsilo.progress import NullProgress, Progress
+from fedsilo.message import Message
 from fedsilo.wire import Envelope, StepPayload
 
 __all__ = ["Call", "JobRun"]
@@ -57,7 +58,7 @@ class JobRun:
             return self._seq[party]
 
     def call(self, party: str, method: str, meta: dict[str, Any] | None = None,
-             inbox: list[Envelope] | None = None, *,
+             inbox: list[Envelope] | None = None, *, plain: Message | None = None,
              deadline: float = settings.STEP_DEADLINE_S) -> StepPayload:
         """Run one step at ``party``, relaying ``inbox`` (sealed envelopes addressed to it)."""
         envelopes = list(inbox or [])
@@ -67,16 +68,19 @@ class JobRun:
         with self._lock:
             self.relayed_bytes += sum(len(e.sealed) for e in envelopes)
         return self.clients[party].step(self.job_id, method, self._next_seq(party),
-                                        StepPayload(meta=dict(meta or {}), envelopes=envelopes),
+                                        StepPayload(meta=dict(meta or {}), envelopes=envelopes,
+                                                    plain=plain),
                                         deadline=deadline)
 
-    def call_many(self, calls: dict[str, Call]) -> dict[str, StepPayload]:
-        """Run steps at several silos concurrently; the first failure is raised."""
+    def call_many(self, calls: dict[str, Call], *,
+                  plain: Message | None = None) -> dict[str, StepPayload]:
+        """Run steps at several silos concurrently (each given ``plain``, if any); the first
+        failure is raised."""
         if len(calls) == 1:
             (party, (method, meta, inbox)), = calls.items()
-            return {party: self.call(party, method, meta, inbox)}
+            return {party: self.call(party, method, meta, inbox, plain=plain)}
         with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-            futures = {p: pool.submit(self.call, p, m, meta, inbox)
+            futures = {p: pool.submit(self.call, p, m, meta, inbox, plain=plain)
                        for p, (m, meta, inbox) in calls.items()}
             errors: list[FedsiloError] = []
             out: dict[str, StepPayload] = {}

@@ -208,6 +208,30 @@ class SiloData:
             return col == other
         return func.trim(cast(col, String)) == other
 
+    # --- whole datasets (horizontal protocols) ---------------------------------------------------
+    def load_dataset(self, dataset: str, columns: Sequence[str], *, with_label: bool,
+                     chunk_rows: int = settings.READ_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every row of ``dataset`` ordered by id: ``(X, y)`` (``y`` None unless asked).
+
+        Horizontal protocols train on a silo's whole dataset; no alignment is involved. The
+        columns must be allowed by policy, like every other read.
+        """
+        ds = self.dataset(dataset)
+        self.config.policy.check_columns(dataset, list(columns))
+        if with_label and ds.label is None:
+            raise DataError(f"dataset '{ds.name}' has no label column")
+        src = self.source(ds)
+        names = list(columns) + ([ds.label] if with_label and ds.label else [])
+        stmt = select(*[src.c[c] for c in names]).select_from(src).order_by(src.c[ds.id_column])
+        parts = []
+        with self.engine.connect() as conn:
+            for part in conn.execution_options(yield_per=chunk_rows).execute(stmt).partitions():
+                parts.append(_to_float(part, 0, ds.name).reshape(len(part), len(names)))
+        table = np.concatenate(parts) if parts else np.empty((0, len(names)))
+        if not with_label:
+            return table, None
+        return table[:, :-1], table[:, -1]
+
     # --- ids ------------------------------------------------------------------------------------
     def iter_ids(self, dataset: str, chunk_rows: int = settings.READ_CHUNK_ROWS,
                  ) -> Iterator[list[str]]:

@@ -50,7 +50,7 @@ def _open_inbox(session: JobSession, payload: StepPayload) -> StepRequest:
             raise ProtocolError(f"envelope from '{env.sender[:40]}', not a party of the job")
         inbox[env.sender] = decode(session.keys.open(env.sender, env.sealed))
     check_strings(payload.meta, "step meta")  # NUL never reaches the silo's database
-    return StepRequest(meta=StepMeta(payload.meta), inbox=inbox)
+    return StepRequest(meta=StepMeta(payload.meta), inbox=inbox, plain=payload.plain)
 
 
 #: what a step raises when the values it was sent have the wrong type or range (``int("x")``,
@@ -86,12 +86,18 @@ def _seal_outbox(ctx: SiloContext, session: JobSession, method: str,
         ctx.ledger.append(job_id=session.job_id, step=method, peer=recipient, kind=msg.kind,
                           nbytes=len(data), reveals=leakage.describe(msg.kind))
         envelopes.append(Envelope(ctx.party, recipient, session.keys.seal(recipient, data)))
+    plain = None
+    if reply.release is not None:
+        plain = reply.release
+        ctx.ledger.append(job_id=session.job_id, step=method, peer=leakage.COORDINATOR,
+                          kind=plain.kind, nbytes=len(encode(plain)),
+                          reveals=leakage.describe(plain.kind))
     if reply.meta:
         released = json.dumps(reply.meta, sort_keys=True)
         ctx.ledger.append(job_id=session.job_id, step=method, peer=leakage.COORDINATOR,
                           kind="job.released", nbytes=len(released),
                           reveals=f"{leakage.describe('job.released')}: {released[:400]}")
-    return StepPayload(meta=reply.meta, envelopes=envelopes)
+    return StepPayload(meta=reply.meta, envelopes=envelopes, plain=plain)
 
 
 def run_step(ctx: SiloContext, session: JobSession, method: str, seq: int,

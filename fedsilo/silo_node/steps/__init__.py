@@ -26,6 +26,8 @@ __all__ = ["StepFn", "StepReply", "StepRequest", "get_step", "step", "step_names
 class StepRequest:
     meta: dict[str, Any] = field(default_factory=dict)
     inbox: dict[str, Message] = field(default_factory=dict)
+    #: an unsealed message from the coordinator (e.g. a sum of ciphertexts it computed)
+    plain: Message | None = None
 
     def message_from(self, sender: str, kind: str) -> Message:
         """The message ``sender`` sent for this step; refuses a missing or wrong-kind one."""
@@ -45,6 +47,8 @@ class StepRequest:
 class StepReply:
     meta: dict[str, Any] = field(default_factory=dict)
     outbox: dict[str, Message] = field(default_factory=dict)
+    #: an unsealed message released to the coordinator (its kind must say what it reveals)
+    release: Message | None = None
 
 
 StepFn = Callable[["SiloContext", "JobSession", StepRequest], StepReply]

@@ -271,3 +271,15 @@ def test_default_credit_real_settings_within_0002_of_xgboost():
     cen = ActiveParty("g", d.joined, d.y, params=p, valid_rows=d.test, train_rows=d.train)
     cen.step()
     _same_trees(active, cen)
+
+
+def test_min_node_rows_withholds_small_nodes(keypair):
+    d = load_vertical("breast")
+    p = _params(n_estimators=3)
+    active = ActiveParty("g", d.guest, d.y, params=p, passives=["h"], keypair=keypair)
+    passive = PassiveParty("h", d.host, min_node_rows=10**6, insecure_min_key_bits=INSECURE)
+    run_in_process(active, {"h": passive})
+    assert not passive.splits.entries  # its features could never win a split
+    guest_only = ActiveParty("g", d.guest, d.y, params=p)
+    guest_only.step()
+    _same_trees(active, guest_only)

@@ -197,6 +197,7 @@ class _CrtConstants:
     hp: Any
     hq: Any
     p_inv_q: Any
+    q2_inv_p2: Any
 
 
 _CRT_CACHE: dict[tuple[int, int], _CrtConstants] = {}
@@ -209,7 +210,7 @@ def _crt(key: PrivateKey) -> _CrtConstants:
         p2, q2 = p * p, q * q
         hp = gmpy2.invert((gmpy2.powmod(n + 1, p - 1, p2) - 1) // p, p)
         hq = gmpy2.invert((gmpy2.powmod(n + 1, q - 1, q2) - 1) // q, q)
-        cached = _CrtConstants(p, q, p2, q2, hp, hq, gmpy2.invert(p, q))
+        cached = _CrtConstants(p, q, p2, q2, hp, hq, gmpy2.invert(p, q), gmpy2.invert(q2, p2))
         _CRT_CACHE[(int(p), int(q))] = cached
     return cached
 
@@ -319,7 +320,7 @@ def obfuscators(key: PrivateKey, tables: ObfuscatorTables, count: int) -> list[A
     the passive parties build histograms; each must be used once (see :func:`encrypt_with`).
     """
     p2, q2 = key.p2, key.q2
-    q2_inv = gmpy2.invert(q2, p2)
+    q2_inv = _crt(key).q2_inv_p2
     tp, tq = tables.tp, tables.tq
     out = []
     for ds in _random_digits(count, tables.digits, tables.window):

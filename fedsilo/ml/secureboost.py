@@ -250,9 +250,13 @@ class PassiveParty:
         *,
         feature_names: Sequence[str] | None = None,
         reveal_feature_names: bool = False,
+        min_node_rows: int = 0,
         insecure_min_key_bits: int | None = None,
     ) -> None:
         self.name = name
+        #: nodes with fewer rows get no histogram from this party (its features cannot split
+        #: them): a policy knob that bounds what bin sums reveal, at the price of exactness
+        self.min_node_rows = int(min_node_rows)
         self.x = np.asarray(x, dtype=np.float64)
         self.feature_names = list(feature_names or [f"x{i}" for i in range(self.x.shape[1])])
         self.reveal_feature_names = reveal_feature_names
@@ -359,6 +363,9 @@ class PassiveParty:
             pos = self._ct_pos[rows]
             if np.any(pos < 0):
                 raise ProtocolError("histogram requested over rows without gradients")
+            if len(rows) < self.min_node_rows:
+                hists.append(_withheld(layout))
+                continue
             hists.append(
                 secure_hist.encrypted_histogram(
                     self._public,
@@ -409,6 +416,15 @@ class PassiveParty:
         if int(msg.meta.get("tree", -1)) != self._tree:
             raise ProtocolError(f"'{msg.kind}' for a tree that is not being grown")
         return self._tree
+
+
+def _withheld(layout: HistLayout) -> EncryptedHistogram:
+    """An empty answer: no slot present, none omitted; the label holder reads zeros."""
+    return EncryptedHistogram(
+        present=np.zeros(layout.n_slots, bool),
+        omitted=np.full(layout.n_features, -1, np.int64),
+        packed=b"",
+    )
 
 
 def _histograms_message(

@@ -283,3 +283,14 @@ def test_min_node_rows_withholds_small_nodes(keypair):
     guest_only = ActiveParty("g", d.guest, d.y, params=p)
     guest_only.step()
     _same_trees(active, guest_only)
+
+
+def test_every_sgb_message_kind_is_documented():
+    from pathlib import Path
+
+    from fedsilo.leakage import kinds
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "leakage.md").read_text()
+    ours = [k.kind for k in kinds() if k.protocol == "sgb"]
+    assert len(ours) == 10
+    assert [k for k in ours if f"`{k}`" not in page] == []

@@ -51,13 +51,12 @@ __all__ = [
 #: bits after the binary point of fixed-point values (2**-20 ~ 1e-6): CKKS noise on a sum of a few
 #: fresh ciphertexts is ~2e-9 (max ~2e-8 measured), 200x below half a grid step (4.8e-7).
 FIXED_FRAC_BITS: int = 20
-#: bytes, ceiling for one serialised ciphertext or context accepted from a peer (a fresh 8192-degree
-#: ciphertext is ~330 kB, a secret context with relinearisation keys ~2 MB).
-_MAX_CIPHERTEXT_BYTES = 1 << 20
+#: bytes, ceilings for one serialised ciphertext / context accepted from a peer (settings).
+_MAX_CIPHERTEXT_BYTES = settings.CKKS_MAX_CIPHERTEXT_BYTES
+_MAX_CONTEXT_BYTES = settings.CKKS_MAX_CONTEXT_BYTES
 #: largest magnitude (in grid steps) a decrypted sum may have and still be rounded exactly; see
-#: :func:`round_exact`.
-EXACT_LIMIT: int = 2**42
-_MAX_CONTEXT_BYTES = 1 << 24
+#: :func:`round_exact` and ``settings.CKKS_EXACT_LIMIT``.
+EXACT_LIMIT: int = settings.CKKS_EXACT_LIMIT
 
 
 def slot_count() -> int:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fedsilo import settings
+
 __all__ = [
     "BUCKETS",
     "bucket_counts",
@@ -33,12 +35,11 @@ __all__ = [
     "grid_boundaries",
 ]
 
-#: smallest magnitude the grid resolves; z-scored or monetary features never need finer.
-MIN_ABS: float = 1e-8
-#: largest magnitude the grid resolves (covers amounts in any currency's minor unit).
-MAX_ABS: float = 1e12
-#: positive (and negative) boundaries: 2 * 2047 + 1 = 4095 buckets fit one 4096-slot ciphertext.
-GRID_HALF: int = 2047
+#: smallest / largest magnitude the grid resolves, and positive (and negative) boundaries:
+#: ``settings.HXGB_GRID_*`` (2 * 2047 + 1 = 4095 buckets fit one 4096-slot ciphertext).
+MIN_ABS: float = settings.HXGB_GRID_MIN_ABS
+MAX_ABS: float = settings.HXGB_GRID_MAX_ABS
+GRID_HALF: int = settings.HXGB_GRID_HALF
 #: buckets per feature
 BUCKETS: int = 2 * GRID_HALF + 1
 

@@ -101,8 +101,8 @@ SUM = register_kind(
 )
 
 PHASES = ("bins", "hist", "eval")
-#: values, longest vector one round may carry (1024 ciphertexts: a few hundred features' grids).
-_MAX_VECTOR_LENGTH = 1 << 22
+#: values, longest vector one round may carry (``settings.HXGB_MAX_VECTOR_LENGTH``).
+_MAX_VECTOR_LENGTH = settings.HXGB_MAX_VECTOR_LENGTH
 #: a log-loss term is at most -log(1e-7) ~ 16.1 with probabilities clipped to [1e-7, 1 - 1e-7].
 _LOSS_CLIP = 1e-7
 _MAX_LOSS_PER_ROW = 17
@@ -206,9 +206,11 @@ def gradient_bits(n_rows: int) -> int:
     """Fractional bits of the fixed-point gradients for ``n_rows`` pooled rows.
 
     Why: a histogram slot sums up to ``n_rows`` values of magnitude <= 1, and CKKS sums round back
-    exactly only below ``ckks.EXACT_LIMIT`` (2**42); 30 bits is plenty where that allows it.
+    exactly only below ``ckks.EXACT_LIMIT`` (2**42, so 41 bits of magnitude with a bit of
+    margin); ``settings.HXGB_GRADIENT_BITS_MAX`` (30) is plenty where that allows it.
     """
-    return max(8, min(30, 41 - int(n_rows).bit_length()))
+    room = ckks.EXACT_LIMIT.bit_length() - 2 - int(n_rows).bit_length()
+    return max(settings.HXGB_GRADIENT_BITS_MIN, min(settings.HXGB_GRADIENT_BITS_MAX, room))
 
 
 def _eval_bits(n_valid: int) -> int:

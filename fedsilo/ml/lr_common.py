@@ -16,7 +16,7 @@ Everything here is plain numpy; nothing knows about parties or transport.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -76,7 +76,7 @@ class LRConfig:
         _check_class_weight(self.class_weight)
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> LRConfig:
+    def from_spec(cls, spec: dict[str, Any]) -> Self:
         """Build from a job spec table (TOML): unknown keys and wrong types are ConfigErrors."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(spec) - known)

@@ -193,8 +193,9 @@ class HorizontalLRModel:
         """Probability of class 1 for each row (a 1-d array; see :meth:`to_sklearn` for 2-d)."""
         return sigmoid(self.decision_function(x))
 
-    def to_json(self) -> str:
-        return json.dumps({
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form: the exported coefficients file, and what a silo stores."""
+        return {
             "format": _MODEL_FORMAT,
             "features": self.feature_names,
             "coef": self.coef.tolist(),
@@ -203,12 +204,22 @@ class HorizontalLRModel:
                              "intercept": self.intercept_standardised,
                              **self.standardizer.to_json()},
             "info": self.info,
-        }, allow_nan=False)
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> HorizontalLRModel:
         try:
             data = json.loads(text)
+        except ValueError as exc:
+            raise DataError(f"bad horizontal LR model JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HorizontalLRModel:
+        try:
             if data.get("format") != _MODEL_FORMAT:
                 raise DataError(f"not a {_MODEL_FORMAT} model")
             std = data["standardised"]

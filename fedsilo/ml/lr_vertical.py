@@ -159,19 +159,30 @@ class VerticalModelPart:
         """Raw-unit coefficient per feature: reported to this party only."""
         return dict(zip(self.feature_names, self.coef.tolist(), strict=True))
 
-    def to_json(self) -> str:
-        return json.dumps({
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (what a silo stores as its model part)."""
+        return {
             "format": _FORMAT, "party": self.party, "role": self.role,
             "features": self.feature_names, "coef": self.coef.tolist(), "offset": self.offset,
             "standardised": {"coef": self.coef_standardised.tolist(),
                              "intercept": self.intercept_standardised,
                              **self.standardizer.to_json()},
-        }, allow_nan=False)
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> VerticalModelPart:
         try:
             data = json.loads(text)
+        except ValueError as exc:
+            raise DataError(f"bad vertical LR model part: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> VerticalModelPart:
+        try:
             if data.get("format") != _FORMAT or data.get("role") not in _ROLES:
                 raise DataError(f"not a {_FORMAT} model part")
             std = data["standardised"]

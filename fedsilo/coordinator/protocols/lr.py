@@ -1,0 +1,119 @@
+"""Driver of the `lr` step: vertical logistic regression (Paillier) between the label holder and
+the passive silos.
+
+::
+
+    [[steps]]
+    kind = "lr"
+    alignment = "x-train"        # optional: defaults to the split's train alignment, else PSI's
+    key_bits = 2048              # the label holder's Paillier key (each silo's policy sets a floor)
+    name = "default-risk-lr"     # optional registry name (default: job name + "-lr")
+    [steps.params]               # fedsilo.ml.lr_common.LRConfig; all optional
+    l2 = 4.2e-5                  # scikit-learn's C = 1 / (l2 * rows)
+    learning_rate = 2.0
+    lr_schedule = "step"         # constant | step | inverse
+    lr_decay = 0.5
+    batch_size = 2048
+    max_epochs = 10
+    tol = 1e-3                   # stop when the epoch's loss falls by less than this fraction
+    class_weight = "balanced"    # or [w0, w1], or leave out
+    seed = 0
+
+Per mini-batch the coordinator relays five rounds of sealed envelopes (partial predictors,
+encrypted residuals, masked gradients, opened gradients); it learns sizes, the epoch count and
+the training loss the label holder releases (``docs/leakage.md``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedsilo import settings
+from fedsilo.coordinator.jobrun import Call, JobRun
+from fedsilo.coordinator.models import part_id, record_model
+from fedsilo.coordinator.protocols import driver
+from fedsilo.coordinator.protocols.split import alignment_of
+from fedsilo.errors import ConfigError, JobError
+from fedsilo.ml.lr_common import LRConfig, epoch_batches
+from fedsilo.wire import Envelope, StepPayload
+
+__all__ = ["run_lr", "train_alignment"]
+
+_STEP_KEYS = {"kind", "alignment", "key_bits", "name", "params"}
+
+
+def train_alignment(run: JobRun, step: dict[str, Any]) -> str:
+    """The step's `alignment`, else the split's training part, else the PSI alignment."""
+    if step.get("alignment"):
+        return str(step["alignment"])
+    train = run.results.get("split", {}).get("train")
+    return str(train) if train else alignment_of(run, step)
+
+
+def _config(step: dict[str, Any]) -> LRConfig:
+    unknown = sorted(set(step) - _STEP_KEYS)
+    if unknown:
+        raise ConfigError(f"step 'lr' has unknown key '{unknown[0]}'")
+    params = step.get("params", {})
+    if not isinstance(params, dict):
+        raise ConfigError("step 'lr': [steps.params] must be a table")
+    return LRConfig.from_spec(params)
+
+
+def _to(replies: dict[str, StepPayload], party: str) -> list[Envelope]:
+    return [env for reply in replies.values() for env in reply.outbox_for(party)]
+
+
+def _setup(run: JobRun, meta: dict[str, Any], active: str, passives: list[str]) -> int:
+    """Key to the passive silos, pair seeds between them; returns the common row count."""
+    keyed = run.call(active, "lr.setup", meta)
+    replies = run.call_many({p: ("lr.setup", meta, keyed.outbox_for(p)) for p in passives})
+    rows = {active: keyed.meta["rows"], **{p: r.meta["rows"] for p, r in replies.items()}}
+    if len(set(rows.values())) != 1:
+        raise JobError(f"silos hold different numbers of aligned rows: {rows}")
+    seeded: dict[str, Call] = {
+        p: ("lr.pair_seeds", {}, _to(replies, p)) for p in passives if _to(replies, p)}
+    if seeded:
+        run.call_many(seeded)
+    return int(rows[active])
+
+
+def _batch(run: JobRun, active: str, passives: list[str], epoch: int, batch: int) -> None:
+    where = {"epoch": epoch, "batch": batch}
+    partials = run.call_many({p: ("lr.partial", where, []) for p in passives})
+    residuals = run.call(active, "lr.residuals", where, _to(partials, active))
+    masked = run.call_many({p: ("lr.gradient", {}, residuals.outbox_for(p)) for p in passives})
+    opened = run.call(active, "lr.open", {}, _to(masked, active))
+    run.call_many({p: ("lr.apply", {}, opened.outbox_for(p)) for p in passives})
+
+
+@driver("lr")
+def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
+    config = _config(step)
+    active, passives = run.active(), run.with_role("passive")
+    if not passives or set(run.parties) != {active, *passives}:
+        raise ConfigError("an lr step needs one active party and passive parties only")
+    alignment = train_alignment(run, step)
+    meta = {"alignment": alignment, "params": config.to_spec(),
+            "key_bits": int(step.get("key_bits", settings.PAILLIER_KEY_BITS))}
+    rows = _setup(run, meta, active, passives)
+    run.log(f"lr: {rows} aligned rows, {len(passives)} passive silo(s)")
+    task = run.progress.task("vertical LR epochs", total=config.max_epochs)
+    history: list[dict[str, Any]] = []
+    for epoch in range(config.max_epochs):
+        for batch in range(len(epoch_batches(rows, config.batch_size, epoch, config.seed))):
+            _batch(run, active, passives, epoch, batch)
+        history.append(run.call(active, "lr.end_epoch", {"epoch": epoch}).meta)
+        task.advance()
+        run.log(f"lr epoch {epoch}: training loss {history[-1]['train_loss']:.5f}")
+        if history[-1]["stop"]:
+            break
+    task.finish()
+    run.call_many({p: ("lr.save", {"model_id": part_id(run, "lr")}, []) for p in run.parties})
+    last = history[-1]
+    model = record_model(run, kind="lr", params=config.to_spec(), alignment=alignment,
+                         metrics={"train_loss": last["train_loss"]},
+                         extra={"epochs": len(history), "converged": last["converged"]},
+                         name=step.get("name"))
+    return {"model": model.model_id, "epochs": len(history), "converged": last["converged"],
+            "train_loss": last["train_loss"], "rows": rows}

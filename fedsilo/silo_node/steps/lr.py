@@ -1,0 +1,185 @@
+"""Vertical logistic regression at a silo: thin steps over :mod:`fedsilo.ml.lr_vertical`.
+
+The coordinator's driver (``fedsilo/coordinator/protocols/lr.py``) calls, per mini-batch:
+``lr.partial`` at the passive silos, ``lr.residuals`` at the label holder, ``lr.gradient`` at the
+passive silos, ``lr.open`` at the label holder and ``lr.apply`` at the passive silos; then
+``lr.end_epoch`` at the label holder, and finally ``lr.save`` everywhere. The party objects live in
+``session.state`` for the job; each silo stores only its own coefficients.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fedsilo import settings
+from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.message import Message
+from fedsilo.ml.lr_common import LRConfig, sigmoid
+from fedsilo.ml.lr_vertical import (
+    GRADIENT_OPENED,
+    MASKED_GRADIENT,
+    PAIR_SEED,
+    PARTIAL,
+    PUBLIC_KEY,
+    RESIDUALS,
+    LabelHolder,
+    PassiveParty,
+    VerticalModelPart,
+)
+from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.predict import Predictor, register_predictor
+from fedsilo.silo_node.session import JobSession
+from fedsilo.silo_node.steps import StepReply, StepRequest, step
+
+__all__ = ["KIND", "own_columns"]
+
+KIND = "lr"
+_STATE = "lr"
+
+
+def own_columns(ctx: SiloContext, session: JobSession) -> list[str]:
+    """The columns this silo trains on: the job's ``columns`` for it, else its dataset's."""
+    named = session.parties.get(ctx.party, {}).get("columns")
+    cols = named if named is not None else ctx.config.datasets[session.dataset].features
+    return [str(c) for c in cols]
+
+
+def _active(session: JobSession) -> str:
+    actives = session.party_with_role("active")
+    if len(actives) != 1:
+        raise ProtocolError("vertical LR needs exactly one active party")
+    return actives[0]
+
+
+def _holder(session: JobSession) -> LabelHolder:
+    party = session.state.get(_STATE)
+    if not isinstance(party, LabelHolder):
+        raise ProtocolError("this LR step is for the label holder, after lr.setup")
+    return party
+
+
+def _passive(session: JobSession) -> PassiveParty:
+    party = session.state.get(_STATE)
+    if not isinstance(party, PassiveParty):
+        raise ProtocolError("this LR step is for a passive silo, after lr.setup")
+    return party
+
+
+def _position(meta: dict[str, Any]) -> tuple[int, int]:
+    return int(meta["epoch"]), int(meta["batch"])
+
+
+@step("lr.setup")
+def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Load the aligned training rows; the label holder makes the key, passives take it."""
+    config = LRConfig.from_spec(dict(req.meta["params"]))
+    alignment, cols = str(req.meta["alignment"]), own_columns(ctx, session)
+    x = ctx.data.load_aligned(session.dataset, alignment, cols)
+    ctx.config.policy.check_rows_per_statistic(min(config.batch_size, x.shape[0]))
+    passives = session.party_with_role("passive")
+    if session.role == "active":
+        bits = int(req.meta.get("key_bits", settings.PAILLIER_KEY_BITS))
+        ctx.config.policy.check_paillier_bits(bits)
+        y = ctx.data.load_aligned_labels(session.dataset, alignment)
+        holder = LabelHolder(x, y, feature_names=cols, config=config, passive_parties=passives,
+                             party=ctx.party, key_bits=bits)
+        session.state[_STATE] = holder
+        key = holder.public_key_message()
+        return StepReply(meta={"rows": int(x.shape[0])}, outbox={p: key for p in passives})
+    if session.role != "passive":
+        raise PolicyError(f"vertical LR has no role '{session.role}'")
+    key_msg = req.message_from(_active(session), PUBLIC_KEY)
+    passive = PassiveParty(x, party=ctx.party, feature_names=cols, config=config,
+                           passive_parties=passives)
+    passive.accept_public_key(key_msg)
+    ctx.config.policy.check_paillier_bits(int(key_msg.meta.get("bits", 0)))
+    session.state[_STATE] = passive
+    return StepReply(meta={"rows": int(x.shape[0])}, outbox=passive.pair_seed_messages())
+
+
+@step("lr.pair_seeds")
+def pair_seeds(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    passive = _passive(session)
+    for sender, msg in req.inbox.items():
+        passive.accept_pair_seed(sender, msg.expect(PAIR_SEED))
+    return StepReply()
+
+
+@step("lr.partial")
+def partial(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    epoch, batch = _position(req.meta)
+    msg = _passive(session).partial_message(epoch, batch)
+    return StepReply(outbox={_active(session): msg})
+
+
+@step("lr.residuals")
+def residuals(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    holder = _holder(session)
+    epoch, batch = _position(req.meta)
+    partials = {s: m.expect(PARTIAL) for s, m in req.inbox.items()}
+    msg = holder.residual_message(epoch, batch, partials)
+    return StepReply(outbox={p: msg for p in holder.passive_parties})
+
+
+@step("lr.gradient")
+def gradient(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    active = _active(session)
+    msg = _passive(session).gradient_message(req.message_from(active, RESIDUALS))
+    return StepReply(outbox={active: msg})
+
+
+@step("lr.open")
+def open_gradients(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    masked = {s: m.expect(MASKED_GRADIENT) for s, m in req.inbox.items()}
+    return StepReply(outbox=_holder(session).decrypt_gradients(masked))
+
+
+@step("lr.apply")
+def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    _passive(session).apply_gradient(req.message_from(_active(session), GRADIENT_OPENED))
+    return StepReply()
+
+
+@step("lr.end_epoch")
+def end_epoch(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Released: the epoch's mean training loss and whether training stops."""
+    return StepReply(meta=_holder(session).end_epoch(int(req.meta["epoch"])).to_meta())
+
+
+@step("lr.save")
+def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Store this silo's part (its own features' coefficients; the intercept at the holder)."""
+    party = session.state.get(_STATE)
+    if not isinstance(party, LabelHolder | PassiveParty):
+        raise ProtocolError("lr.save before lr.setup")
+    part = party.model_part()
+    payload = {"columns": part.feature_names, "part": part.to_dict(),
+               "passive_parties": session.party_with_role("passive")}
+    ctx.store.save_model_part(str(req.meta["model_id"]), KIND, payload)
+    return StepReply(meta={"saved": True})
+
+
+# --- federated prediction (batch scoring, evaluation) -------------------------------------------
+def _part(payload: dict[str, Any], x: np.ndarray) -> Message:
+    """A passive silo's partial linear score on the rows (sent sealed to the label holder)."""
+    z = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
+    return Message(PARTIAL, arrays={"z": z})
+
+
+def _combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message]) -> np.ndarray:
+    """Probabilities at the label holder: its own term (with the intercept) plus the parts."""
+    expected = sorted(str(p) for p in payload.get("passive_parties", []))
+    if sorted(parts) != expected:
+        raise ProtocolError(f"LR prediction needs parts from {expected}, got {sorted(parts)}")
+    z = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
+    for msg in parts.values():
+        term = np.asarray(msg.array("z"), dtype=np.float64)
+        if term.shape != z.shape:
+            raise ProtocolError(f"partial score of {term.shape} rows, expected {z.shape}")
+        z = z + term
+    return sigmoid(z)
+
+
+register_predictor(Predictor(kind=KIND, part=_part, combine=_combine))

@@ -66,6 +66,8 @@ __all__ = [
     "PassiveParty",
     "SecureBoostParams",
     "predict_in_process",
+    "read_routes",
+    "routes_message",
     "run_in_process",
 ]
 
@@ -405,7 +407,7 @@ class PassiveParty:
     def _on_route_request(self, msg: Message) -> Message:
         rows = _check_rows(msg.array("rows"), len(self.x))
         trees = set(msg.array("trees").tolist())
-        return _routes_message(self.splits.route(self.x[rows], trees), len(rows))
+        return routes_message_from(self.splits.route(self.x[rows], trees), len(rows))
 
     def _on_finish(self, msg: Message) -> None:
         self.splits.truncate(int(msg.meta.get("n_trees", 0)))
@@ -469,7 +471,7 @@ def _read_histograms(msg: Message, width: int) -> dict[int, EncryptedHistogram]:
     }
 
 
-def _routes_message(routes: Mapping[tuple[int, int], np.ndarray], n_rows: int) -> Message:
+def routes_message_from(routes: Mapping[tuple[int, int], np.ndarray], n_rows: int) -> Message:
     keys = np.asarray(list(routes.keys()), dtype=np.int32).reshape(-1, 2)
     offsets, bits = _pack_bits(list(routes.values()))
     return Message(
@@ -477,8 +479,17 @@ def _routes_message(routes: Mapping[tuple[int, int], np.ndarray], n_rows: int) -
     )
 
 
-def _read_routes(msg: Message, n_rows: int) -> dict[tuple[int, int], np.ndarray]:
-    msg.expect(ROUTES)
+def routes_message(table: SplitTable, x: np.ndarray, trees: set[int] | None = None) -> Message:
+    """An owner's answer for prediction: the side each row of ``x`` takes at its nodes."""
+    return routes_message_from(table.route(x, trees), len(x))
+
+
+def read_routes(
+    msg: Message, n_rows: int, kind: str | None = ROUTES
+) -> dict[tuple[int, int], np.ndarray]:
+    """Left masks from a :func:`routes_message` (``kind=None``: the relay renamed it)."""
+    if kind is not None:
+        msg.expect(kind)
     keys = msg.array("keys").reshape(-1, 2).tolist()
     masks = _unpack_bits(msg.array("offsets"), msg.array("bits"), [n_rows] * len(keys))
     return {(int(t), int(n)): m for (t, n), m in zip(keys, masks, strict=True)}
@@ -861,7 +872,7 @@ class ActiveParty:
             )
             replies = yield {p: req for p in self.passives}
             for p in self.passives:
-                routes.update(_read_routes(_reply(replies, p, ROUTES), n))
+                routes.update(read_routes(_reply(replies, p, ROUTES), n))
 
         def go_left(node: int, rows: np.ndarray) -> np.ndarray:
             return routes[(t, node)][rows]
@@ -927,7 +938,7 @@ def predict_in_process(
     """
     routes = model.own_splits.route(x_own)
     for party, (table, x) in passives.items():
-        msg = _relay(_routes_message(table.route(x), len(x)), RunStats(), 0)
-        routes.update(_read_routes(msg, len(x)))
+        msg = _relay(routes_message_from(table.route(x), len(x)), RunStats(), 0)
+        routes.update(read_routes(msg, len(x)))
         del party
     return model.predict_proba(len(x_own), routes)

@@ -1,0 +1,108 @@
+"""Driver of the `secureboost` step: vertical XGBoost between the label holder and passive silos.
+
+::
+
+    [[steps]]
+    kind = "secureboost"
+    alignment = "x-train"        # default: the split step's train alignment, else the PSI one
+    valid_alignment = "x-valid"  # default: the split's validation alignment when it has rows
+    n_estimators = 30            # any SecureBoostParams field (fedsilo/ml/secureboost.py)
+    max_depth = 3
+    learning_rate = 0.3
+    max_bin = 32
+    early_stopping_rounds = 5    # needs validation rows
+
+The coordinator relays sealed messages only: ``sgb.setup`` at the label holder, then at every
+passive silo; then rounds of ``sgb.step`` (label holder) and ``sgb.handle`` (the silos it
+addressed, concurrently) until the label holder is done; then ``sgb.save`` everywhere and a
+registry record with what the label holder released (tree count, validation loss).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedsilo.coordinator.jobrun import JobRun
+from fedsilo.coordinator.models import part_id, record_model
+from fedsilo.coordinator.protocols import driver
+from fedsilo.coordinator.protocols.split import alignment_of
+from fedsilo.errors import ConfigError, JobError
+from fedsilo.ml.secureboost import SecureBoostParams
+from fedsilo.wire import StepPayload
+
+__all__ = ["run_secureboost"]
+
+KIND = "secureboost"
+_STEP_KEYS = {"kind", "alignment", "valid_alignment", "name"}
+#: rounds per tree are ~3 per level plus validation; this bounds a runaway label holder
+_MAX_ROUNDS_PER_TREE = 200
+
+
+def _params(step: dict[str, Any]) -> SecureBoostParams:
+    return SecureBoostParams.from_dict({k: v for k, v in step.items() if k not in _STEP_KEYS})
+
+
+def _alignments(run: JobRun, step: dict[str, Any]) -> tuple[str, str | None]:
+    split = run.results.get("split", {})
+    train = step.get("alignment") or split.get("train") or alignment_of(run, step)
+    valid = step.get("valid_alignment")
+    if valid is None and int(split.get("sizes", {}).get("valid", 0)) > 0:
+        valid = split.get("valid")
+    return str(train), (str(valid) if valid else None)
+
+
+def _to_active(run: JobRun, replies: dict[str, StepPayload]) -> list[Any]:
+    active = run.active()
+    return [env for reply in replies.values() for env in reply.outbox_for(active)]
+
+
+def _train(run: JobRun, meta: dict[str, Any], max_rounds: int) -> StepPayload:
+    active, passives = run.active(), run.with_role("passive")
+    first = run.call(active, "sgb.setup", meta)
+    replies = run.call_many({p: ("sgb.setup", meta, first.outbox_for(p)) for p in passives})
+    task = run.progress.task("SecureBoost trees", total=int(meta["params"]["n_estimators"]))
+    done_trees = 0
+    for _ in range(max_rounds):
+        reply = run.call(active, "sgb.step", {}, _to_active(run, replies))
+        trees = int(reply.meta.get("trees", 0))
+        task.advance(max(0, trees - done_trees))
+        done_trees = max(done_trees, trees)
+        if reply.meta.get("done") is True:
+            task.finish()
+            return reply
+        targets = {env.recipient for env in reply.envelopes}
+        if not targets or not targets <= set(passives):
+            raise JobError("SecureBoost: the label holder addressed no passive silo or a stranger")
+        replies = run.call_many(
+            {p: ("sgb.handle", {}, reply.outbox_for(p)) for p in sorted(targets)}
+        )
+    raise JobError("SecureBoost did not finish within its round budget")
+
+
+@driver(KIND)
+def run_secureboost(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
+    passives = run.with_role("passive")
+    if not passives or set(run.parties) != {run.active(), *passives}:
+        raise ConfigError("a secureboost step needs one active party and passive parties only")
+    params = _params(step)
+    train, valid = _alignments(run, step)
+    if params.early_stopping_rounds and not valid:
+        raise ConfigError(
+            "early_stopping_rounds needs a validation alignment (split valid_fraction)"
+        )
+    meta = {"params": params.to_dict(), "alignment": train, "valid_alignment": valid}
+    run.log(f"secureboost: {params.n_estimators} trees, depth {params.max_depth} on {train}")
+    _train(run, meta, _MAX_ROUNDS_PER_TREE * params.n_estimators + 10)
+    model_id = part_id(run, KIND)
+    saved = run.call_many({p: ("sgb.save", {"model_id": model_id}, []) for p in run.parties})
+    released = saved[run.active()].meta
+    metrics = {"trees": int(released.get("trees", 0)), **dict(released.get("metrics", {}))}
+    model = record_model(
+        run,
+        kind=KIND,
+        params=params.to_dict(),
+        alignment=train,
+        metrics=metrics,
+        name=step.get("name"),
+    )
+    return {"model": model.model_id, "trees": metrics["trees"], "alignment": train}

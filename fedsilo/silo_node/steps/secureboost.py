@@ -1,0 +1,205 @@
+"""SecureBoost at a silo: thin steps over :mod:`fedsilo.ml.secureboost`.
+
+The coordinator's driver (``fedsilo/coordinator/protocols/secureboost.py``) calls ``sgb.setup``
+at the label holder, then at the passive silos with its setup message; then alternates
+``sgb.step`` at the label holder with ``sgb.handle`` at the silos it addressed, relaying the sealed
+messages, until the label holder says it is done; finally ``sgb.save`` everywhere. The party
+objects live in ``session.state``; each silo stores only its own part of the model:
+the label holder the trees (shapes, leaf values, its own thresholds), a passive silo the
+thresholds of the splits it owns.
+
+Policy: the label holder's key size is checked by every silo against ``min_paillier_bits``; a
+passive silo sends no histogram for a node with fewer rows than ``min_rows_per_statistic`` and
+shows its feature names only with ``release_feature_names``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.message import Message
+from fedsilo.ml.secureboost import (
+    ActiveParty,
+    PassiveParty,
+    SecureBoostParams,
+    read_routes,
+    routes_message,
+)
+from fedsilo.ml.sgb_model import SecureBoostModel, SplitTable
+from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.predict import Predictor, register_predictor
+from fedsilo.silo_node.session import JobSession
+from fedsilo.silo_node.steps import StepReply, StepRequest, step
+
+__all__ = ["KIND"]
+
+KIND = "secureboost"
+_STATE = "secureboost"
+
+
+def _columns(ctx: SiloContext, session: JobSession) -> list[str]:
+    named = session.parties.get(ctx.party, {}).get("columns")
+    cols = named if named is not None else ctx.config.datasets[session.dataset].features
+    return [str(c) for c in cols]
+
+
+def _active_party(session: JobSession) -> str:
+    actives = session.party_with_role("active")
+    if len(actives) != 1:
+        raise ProtocolError("SecureBoost needs exactly one active party")
+    return actives[0]
+
+
+def _rows(
+    ctx: SiloContext, session: JobSession, meta: dict[str, Any], cols: list[str]
+) -> tuple[np.ndarray, int]:
+    """Training rows then validation rows (if any), and how many training rows there are."""
+    train = ctx.data.load_aligned(session.dataset, str(meta["alignment"]), cols)
+    valid_name = meta.get("valid_alignment")
+    if not valid_name:
+        return train, len(train)
+    valid = ctx.data.load_aligned(session.dataset, str(valid_name), cols)
+    return np.vstack([train, valid]), len(train)
+
+
+def _labels(ctx: SiloContext, session: JobSession, meta: dict[str, Any]) -> np.ndarray:
+    y = ctx.data.load_aligned_labels(session.dataset, str(meta["alignment"]))
+    if meta.get("valid_alignment"):
+        y = np.concatenate(
+            [y, ctx.data.load_aligned_labels(session.dataset, str(meta["valid_alignment"]))]
+        )
+    return y
+
+
+@step("sgb.setup")
+def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Load the aligned rows; the label holder makes its key and the passives their bins."""
+    params = SecureBoostParams.from_dict(dict(req.meta["params"]))
+    ctx.config.policy.check_paillier_bits(params.key_bits)
+    cols = _columns(ctx, session)
+    x, n_train = _rows(ctx, session, req.meta, cols)
+    ctx.config.policy.check_rows_per_statistic(n_train)
+    if session.role == "active":
+        valid = np.arange(n_train, len(x)) if len(x) > n_train else None
+        active = ActiveParty(
+            ctx.party,
+            x,
+            _labels(ctx, session, req.meta),
+            params=params,
+            passives=session.party_with_role("passive"),
+            feature_names=cols,
+            valid_rows=valid,
+        )
+        session.state[_STATE] = active
+        return StepReply(meta={"rows": n_train}, outbox=active.step())
+    if session.role != "passive":
+        raise PolicyError(f"SecureBoost has no role '{session.role}'")
+    policy = ctx.config.policy
+    passive = PassiveParty(
+        ctx.party,
+        x,
+        feature_names=cols,
+        reveal_feature_names=policy.release_feature_names,
+        min_node_rows=policy.min_rows_per_statistic,
+        insecure_min_key_bits=policy.min_paillier_bits,
+    )
+    session.state[_STATE] = passive
+    return _answer(session, passive, req)
+
+
+def _answer(session: JobSession, passive: PassiveParty, req: StepRequest) -> StepReply:
+    active = _active_party(session)
+    msg = req.inbox.get(active)
+    if msg is None:
+        raise ProtocolError("SecureBoost step expected a message from the label holder")
+    reply = passive.handle(msg)
+    return StepReply(outbox={active: reply} if reply is not None else {})
+
+
+@step("sgb.step")
+def advance(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """The label holder takes the replies and says what goes out next (or that it is done)."""
+    active = session.state.get(_STATE)
+    if not isinstance(active, ActiveParty):
+        raise ProtocolError("sgb.step is for the label holder, after sgb.setup")
+    outbox = active.step(req.inbox)
+    return StepReply(meta={"done": active.done, "trees": active.model.n_trees}, outbox=outbox)
+
+
+@step("sgb.handle")
+def handle(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    passive = session.state.get(_STATE)
+    if not isinstance(passive, PassiveParty):
+        raise ProtocolError("sgb.handle is for a passive silo, after sgb.setup")
+    return _answer(session, passive, req)
+
+
+@step("sgb.save")
+def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Store this silo's part; the label holder releases the model's size and its metrics."""
+    party = session.state.get(_STATE)
+    model_id = str(req.meta["model_id"])
+    if isinstance(party, ActiveParty):
+        if not party.done:
+            raise ProtocolError("sgb.save before training finished")
+        model = party.model
+        payload = {
+            "columns": [f.name for f in model.features if f.party == ctx.party],
+            "model": model.to_dict(),
+            "passive_parties": party.passives,
+            "importance": _importance(model),
+        }
+        ctx.store.save_model_part(model_id, KIND, payload)
+        return StepReply(meta={"trees": model.n_trees, "metrics": dict(model.metrics)})
+    if isinstance(party, PassiveParty):
+        ctx.store.save_model_part(
+            model_id, KIND, {"columns": party.feature_names, "part": party.model_part()}
+        )
+        return StepReply(meta={"saved": True})
+    raise ProtocolError("sgb.save before sgb.setup")
+
+
+def _importance(model: SecureBoostModel) -> dict[str, list[tuple[str, float, int]]]:
+    """Per party: (feature as shown, total gain, splits), for the label holder's report."""
+    gain, count = model.feature_importances("gain"), model.feature_importances("weight")
+    out: dict[str, list[tuple[str, float, int]]] = {}
+    for f in model.features:
+        if f.name in gain:
+            out.setdefault(f.party, []).append((f.name, gain[f.name], int(count[f.name])))
+    return out
+
+
+# --- federated prediction (batch scoring, evaluation) -------------------------------------------
+
+
+def _part(payload: dict[str, Any], x: np.ndarray) -> Message:
+    """A passive silo's answer: the side each row takes at every node it owns."""
+    return routes_message(SplitTable.from_dict(payload["part"]), x)
+
+
+def _combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message]) -> np.ndarray:
+    """Probabilities at the label holder from its trees, its own splits and the others' routes."""
+    model = SecureBoostModel.from_dict(payload["model"])
+    expected = sorted(str(p) for p in payload.get("passive_parties", []))
+    if sorted(parts) != expected:
+        raise ProtocolError(
+            f"SecureBoost prediction needs parts from {expected}, got {sorted(parts)}"
+        )
+    routes = model.own_splits.route(x)
+    for party, msg in parts.items():
+        for key, mask in read_routes(msg, len(x), kind=None).items():
+            t, node = key
+            if not (
+                0 <= t < model.n_trees
+                and node in model.trees[t].split_nodes()
+                and model.features[model.trees[t].feature[node]].party == party
+            ):
+                raise ProtocolError(f"party '{party}' answered for a node it does not own")
+            routes[key] = mask
+    return model.predict_proba(len(x), routes)
+
+
+register_predictor(Predictor(kind=KIND, part=_part, combine=_combine))

@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
+from fedsilo.crypto.certs import IDENTITY_SUFFIX
 from fedsilo.errors import (
+    AuthError,
     FedsiloError,
     JobError,
     ProtocolError,
@@ -19,7 +21,7 @@ from fedsilo.errors import (
     grpc_status_for,
 )
 
-__all__ = ["RequestDecodeGuard", "abort_on_error", "raise_from_rpc"]
+__all__ = ["RequestDecodeGuard", "abort_on_error", "is_retryable", "raise_from_rpc"]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -45,10 +47,52 @@ def abort_on_error(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def raise_from_rpc(err: grpc.RpcError, party: str) -> FedsiloError:
-    """The domain error for a failed call to ``party``, with the party named in the message."""
+#: what gRPC writes into an UNAVAILABLE status when *this side* refused the TLS handshake, and
+#: what it means for an operator. A server refusing our certificate is not among them: the
+#: client then sees only "Socket closed", like any dropped connection, and it stays retryable.
+_TLS_FAILURES: tuple[tuple[str, str], ...] = (
+    ("Hostname Verification Check failed", "its certificate does not name '{identity}' "
+     "(wrong address, or a certificate issued to another party)"),
+    ("CERTIFICATE_VERIFY_FAILED", "its certificate was not issued by the consortium CA in "
+     "our config"),
+    ("WRONG_VERSION_NUMBER", "it does not speak TLS (plaintext server?)"),
+    ("Tls handshake failed", "the TLS handshake failed"),
+    ("SSL_ERROR_SSL", "the TLS handshake failed"),
+)
+
+
+def _status(err: grpc.RpcError) -> tuple[grpc.StatusCode, str]:
     code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
     details = (err.details() if hasattr(err, "details") else None) or str(code)
+    return code, details
+
+
+def _tls_failure(code: grpc.StatusCode, details: str, party: str) -> str | None:
+    """Why our side refused the peer's TLS identity, or None if this is not such a failure."""
+    if code != grpc.StatusCode.UNAVAILABLE:
+        return None
+    for marker, why in _TLS_FAILURES:
+        if marker in details:
+            return why.format(identity=f"{party}{IDENTITY_SUFFIX}")
+    return None
+
+
+def is_retryable(err: grpc.RpcError, party: str) -> bool:
+    """Whether retrying an idempotent call can help: UNAVAILABLE, but not a refused identity.
+
+    A certificate that does not chain to our CA or names another party will not change between
+    attempts; retrying only delays a message the operator needs to read.
+    """
+    code, details = _status(err)
+    return code == grpc.StatusCode.UNAVAILABLE and _tls_failure(code, details, party) is None
+
+
+def raise_from_rpc(err: grpc.RpcError, party: str) -> FedsiloError:
+    """The domain error for a failed call to ``party``, with the party named in the message."""
+    code, details = _status(err)
+    tls_why = _tls_failure(code, details, party)
+    if tls_why is not None:
+        return AuthError(f"'{party}' did not prove its identity: {tls_why}")
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return SiloUnavailable(f"silo '{party}' unavailable ({code.name.lower()}): {details}")
     domain = error_from_status(code, details)

@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedsilo import settings
 from fedsilo.errors import SiloUnavailable
-from fedsilo.grpc_errors import raise_from_rpc
+from fedsilo.grpc_errors import is_retryable, raise_from_rpc
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.wire import StepPayload, chunks, join_chunks, pack_step, unpack_step
@@ -39,14 +39,17 @@ class SiloClient:
         self._health = health_pb2_grpc.HealthStub(channel)
 
     def _idempotent(self, fn: Any, request: Any) -> Any:
-        """Retry an idempotent call with exponential backoff on UNAVAILABLE only."""
+        """Retry an idempotent call with exponential backoff on UNAVAILABLE only.
+
+        A TLS identity failure is UNAVAILABLE too, but retrying cannot fix a wrong certificate:
+        it is raised at once as an AuthError (``grpc_errors.is_retryable``).
+        """
         delay = settings.RETRY_BACKOFF_S
         for attempt in range(settings.IDEMPOTENT_RETRIES):
             try:
                 return fn(request, timeout=settings.CONTROL_DEADLINE_S)
             except grpc.RpcError as err:
-                last = err.code() == grpc.StatusCode.UNAVAILABLE
-                if not last or attempt == settings.IDEMPOTENT_RETRIES - 1:
+                if not is_retryable(err, self.party) or attempt == settings.IDEMPOTENT_RETRIES - 1:
                     raise raise_from_rpc(err, self.party) from None
                 time.sleep(delay)
                 delay *= 2
@@ -65,7 +68,8 @@ class SiloClient:
         except grpc.RpcError as err:
             raise raise_from_rpc(err, self.party) from None
 
-    def open_job(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> tuple[bytes, dict[str, Any]]:
+    def open_job(self, job_id: str, spec: dict[str, Any], *,
+                 resume: bool) -> tuple[bytes, dict[str, Any]]:
         req = pb.OpenJobRequest(job_id=job_id, spec_json=json.dumps(spec), resume=resume)
         resp = self._call(self._stub.OpenJob, req, settings.CONTROL_DEADLINE_S)
         return resp.session_public_key, json.loads(resp.accepted_json or "{}")

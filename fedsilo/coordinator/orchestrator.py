@@ -17,7 +17,7 @@ from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.protocols import get_driver
 from fedsilo.coordinator.store import JobRecord, JobStore
-from fedsilo.errors import FedsiloError, JobError
+from fedsilo.errors import FedsiloError, JobError, NotFound
 from fedsilo.progress import NullProgress, Progress
 
 __all__ = ["run_job"]
@@ -61,6 +61,22 @@ def _run_steps(run: JobRun) -> dict[str, Any]:
     return outputs
 
 
+def _job_row(store: JobStore, spec: JobSpec, job_id: str | None, *, resume: bool) -> str:
+    """The id of the job's row: the one named if it exists, else a new one.
+
+    A named row exists when the job is resumed, and when the coordinator service queued it at
+    SubmitJob before its worker got here; creating it a second time would fail and leave the
+    job ``queued`` for good. Resuming a job that does not exist is NotFound.
+    """
+    if job_id:
+        try:
+            return store.get_job(job_id).job_id
+        except NotFound:
+            if resume:
+                raise
+    return store.create_job(spec.name, spec.to_wire(""), job_id)
+
+
 def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
             progress: Progress | None = None, job_id: str | None = None,
             resume: bool = False) -> JobRecord:
@@ -70,10 +86,7 @@ def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
         raise JobError(f"no client for party '{missing[0]}'")
     for step in spec.steps:
         get_driver(str(step["kind"]))  # unknown kinds fail before anything runs
-    if resume and job_id:
-        store.get_job(job_id)
-    else:
-        job_id = store.create_job(spec.name, spec.to_wire(""), job_id)
+    job_id = _job_row(store, spec, job_id, resume=resume)
     run = JobRun(job_id=job_id, spec=spec, clients=clients, store=store,
                  progress=progress or NullProgress(), resume=resume)
     store.set_state(job_id, "running")

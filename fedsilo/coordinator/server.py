@@ -25,7 +25,7 @@ from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.crypto import tls
 from fedsilo.errors import ConfigError, FedsiloError
-from fedsilo.grpc_errors import abort_on_error
+from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.silo_node.server import server_options
@@ -58,11 +58,23 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
                 run_job(spec, clients=clients, store=self.store, job_id=job_id, resume=resume)
             except FedsiloError as err:
                 log.warning("job %s failed: %s", job_id, err)
-            except Exception:
+                self._fail_if_unfinished(job_id, str(err))
+            except Exception as err:
                 log.exception("job %s crashed", job_id)
+                self._fail_if_unfinished(job_id, f"internal error: {type(err).__name__}: {err}")
+
+    def _fail_if_unfinished(self, job_id: str, reason: str) -> None:
+        """A job that failed before ``run_job`` took charge (no silo client, say) must not stay
+        ``queued`` until the next restart; ``run_job`` records its own failures itself."""
+        try:
+            if self.store.get_job(job_id).state in ("queued", "running"):
+                self.store.set_state(job_id, "failed", reason=reason)
+        except Exception:  # the store itself is down: the next start's fail_interrupted runs
+            log.exception("could not mark job %s failed", job_id)
 
     @abort_on_error
-    def SubmitJob(self, request: pb.SubmitJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
+    def SubmitJob(self, request: pb.SubmitJobRequest,
+                  context: grpc.ServicerContext) -> pb.JobStatus:
         try:
             raw = tomllib.loads(request.spec_toml)
         except tomllib.TOMLDecodeError as exc:
@@ -85,7 +97,8 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
         return _status(self.store.get_job(request.job_id))
 
     @abort_on_error
-    def ListJobs(self, request: pb.ListJobsRequest, context: grpc.ServicerContext) -> pb.ListJobsResponse:
+    def ListJobs(self, request: pb.ListJobsRequest,
+                 context: grpc.ServicerContext) -> pb.ListJobsResponse:
         return pb.ListJobsResponse(jobs=[_status(r) for r in self.store.list_jobs()])
 
     @abort_on_error
@@ -104,7 +117,7 @@ def serve_coordinator(config: CoordinatorConfig) -> tuple[grpc.Server, int, JobS
     if failed:
         log.warning("marked %d interrupted job(s) failed: %s", len(failed), ", ".join(failed))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
-                         options=server_options())
+                         options=server_options(), interceptors=[RequestDecodeGuard()])
     pb_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorService(config, store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

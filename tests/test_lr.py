@@ -375,3 +375,25 @@ def test_every_lr_message_kind_is_documented():
     ours = [k.kind for k in kinds() if k.protocol in ("lr", "hlr")]
     assert {"lr.partial", "lr.residuals", "hlr.sum", "hlr.public_context"} <= set(ours)
     assert [k for k in ours if f"`{k}`" not in page] == []
+
+
+def test_exported_names():
+    from fedsilo.ml import lr_common, lr_horizontal, lr_local, lr_paillier, lr_vertical
+
+    expected = {
+        lr_common: ["LRConfig", "Standardizer", "epoch_batches", "learning_rate", "log_loss",
+                    "sample_weights", "sigmoid", "sklearn_c"],
+        lr_vertical: ["EpochResult", "GRADIENT_OPENED", "LabelHolder", "MASKED_GRADIENT",
+                      "PAIR_SEED", "PARTIAL", "PUBLIC_KEY", "PassiveParty", "RESIDUALS",
+                      "VerticalModelPart"],
+        lr_horizontal: ["HLRConfig", "HorizontalLRModel", "HorizontalSilo", "RoundResult",
+                        "SECRET_CONTEXT", "STATS_PHASES", "SUM", "UPDATE", "aggregate",
+                        "check_silo_count"],
+        lr_paillier: ["decrypt_packed", "encrypt_residuals", "encrypted_gradient",
+                      "feature_exponents", "pack_and_mask", "residual_integers", "slot_layout",
+                      "unmask"],
+        lr_local: ["Relay", "run_horizontal", "run_vertical"],
+    }
+    for module, names in expected.items():
+        assert sorted(module.__all__) == sorted(names), module.__name__
+        assert all(hasattr(module, n) for n in names), module.__name__

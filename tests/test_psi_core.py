@@ -342,6 +342,7 @@ def test_exported_names_are_the_ones_we_mean() -> None:
         "FollowerResult",
         "Leader",
         "LeaderResult",
+        "Pump",
         "new_shuffle_seed",
         "read_seed",
         "seed_message",
@@ -360,3 +361,39 @@ def test_a_follower_refuses_a_second_end_or_batches_after_it() -> None:
         f.on_leader(end)
     with pytest.raises(ProtocolError, match="offset"):
         f.on_leader(batch)
+
+
+@pytest.mark.parametrize("cardinality_only", [False, True])
+def test_pumps_in_relay_rounds_keep_queues_short(cardinality_only: bool) -> None:
+    from fedsilo.psi import Pump
+
+    leader_ids, fol, want = make_sets(4, n=70)
+    relay, followers = Relay(), list(fol)
+    seed = new_shuffle_seed() if cardinality_only else None
+    lead = Leader(
+        context=CTX,
+        followers=followers,
+        reveal_to=followers if not seed else (),
+        cardinality_only=cardinality_only,
+        min_intersection=1,
+    )
+    pumps = {"L": Pump(lead, iter(batches(leader_ids, 8)), leader="L", followers=followers)}
+    for name, ids in fol.items():
+        f = Follower(
+            context=CTX, cardinality_only=cardinality_only, shuffle_seed=seed, min_intersection=1
+        )
+        pumps[name] = Pump(f, iter(batches(ids, 8)), leader="L", followers=followers)
+    inflight: dict[str, dict[str, Message]] = {p: {} for p in pumps}
+    for _ in range(200):
+        outs = {p: pump.round(inflight[p]) for p, pump in pumps.items()}
+        assert all(len(q) <= 3 for pump in pumps.values() for q in pump._queues.values())
+        inflight = {p: {} for p in pumps}
+        for sender, out in outs.items():
+            for recipient, msg in out.items():
+                inflight[recipient][sender] = relay(msg)
+        if all(p.idle for p in pumps.values()) and not any(inflight.values()):
+            break
+    result = lead.finish()
+    assert result.count == len(want)
+    if not cardinality_only:
+        assert {leader_ids[r] for r in result.rows} == want

@@ -31,6 +31,7 @@ from ._messages import (
     read_seed,
     seed_message,
 )
+from ._pump import Pump
 from ._x25519 import new_secret
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "FollowerResult",
     "Leader",
     "LeaderResult",
+    "Pump",
     "new_shuffle_seed",
     "read_seed",
     "seed_message",

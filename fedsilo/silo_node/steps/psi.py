@@ -15,7 +15,6 @@ is met, and an alignment stored by a job that then fails is deleted again (``psi
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +24,7 @@ import numpy as np
 from fedsilo import settings
 from fedsilo.errors import DataError, NotFound, PolicyError, ProtocolError
 from fedsilo.message import Message
-from fedsilo.psi import SHUFFLE_SEED as SEED_KIND
-from fedsilo.psi import Follower, Leader, new_shuffle_seed, read_seed, seed_message
+from fedsilo.psi import Follower, Leader, Pump, new_shuffle_seed, seed_message
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
@@ -36,24 +34,19 @@ MODES = ("alignment", "cardinality")
 
 @dataclass
 class PsiState:
-    """One silo's PSI of one job: its role object, own id stream and per-peer outbox queues."""
+    """One silo's PSI of one job: its pump (role, id stream, queues) and what it will store."""
 
-    role: Leader | Follower
-    leader: str
-    followers: list[str]
+    pump: Pump
     alignment: str | None
     replace: bool
-    ids: Iterator[list[str]] | None
-    queues: dict[str, deque[Message]] = field(default_factory=dict)
-    own_count: int = 0
     #: SHA-256 of the id stream as first read: the second read must see the very same ids
     own_digest: Any = field(default_factory=hashlib.sha256)
     leader_rows: np.ndarray | None = None
     stored: bool = False
 
     @property
-    def peers(self) -> list[str]:
-        return self.followers if isinstance(self.role, Leader) else [self.leader]
+    def role(self) -> Leader | Follower:
+        return self.pump.role
 
 
 # --- starting ------------------------------------------------------------------------------------
@@ -116,10 +109,10 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     if stores:
         _check_name_free(ctx, name, replace)
     role = _make_role(ctx, session, mode, reveal, name)
-    ids = ctx.data.iter_ids(session.dataset, chunk_rows=settings.PSI_BATCH_IDS)
-    state = PsiState(role, leader, followers, name if stores else None, replace, ids)
-    state.queues = {p: deque() for p in state.peers}
-    session.state["psi"] = state
+    digest = hashlib.sha256()
+    ids = _digesting(ctx.data.iter_ids(session.dataset, chunk_rows=settings.PSI_BATCH_IDS), digest)
+    pump = Pump(role, ids, leader=leader, followers=followers)
+    session.state["psi"] = PsiState(pump, name if stores else None, replace, digest)
     outbox: dict[str, Message] = {}
     if isinstance(role, Follower) and role.cardinality_only and followers[0] == ctx.party:
         seed = new_shuffle_seed()
@@ -138,46 +131,13 @@ def _state(session: JobSession) -> PsiState:
     return state
 
 
-def _take_inbox(state: PsiState, inbox: dict[str, Message]) -> None:
-    """Feed each relayed message to the role; answers go to the back of the sender's queue."""
-    for sender, msg in inbox.items():
-        if isinstance(state.role, Leader):
-            state.role.on_follower(sender, msg)
-        elif msg.kind == SEED_KIND and sender in state.followers:
-            state.role.set_shuffle_seed(read_seed(msg))
-        elif sender == state.leader:
-            state.queues[sender].extend(state.role.on_leader(msg))
-        else:
-            raise ProtocolError(f"unexpected PSI message from '{sender}'")
-
-
-def _blind_next(state: PsiState) -> None:
-    """Blind the next batch of own ids (or close the stream) and queue it for every peer."""
-    assert state.ids is not None
-    batch = next(state.ids, None)
-    if batch is None:
-        state.ids = None
-        closing = state.role.close_own()
-        out = closing if isinstance(closing, list) else [closing]
-    else:
-        msg = state.role.blind_own(batch)
-        state.own_count += len(batch)
-        _digest_update(state.own_digest, batch)
-        out = [msg] if msg is not None else []
-    for peer in state.peers:
-        state.queues[peer].extend(out)
-
-
 @step("psi.pump")
 def pump(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
-    """One round: take the inbox, blind the next own batch if the queues allow, send one each."""
+    """One relay round (see :class:`fedsilo.psi.Pump`)."""
     state = _state(session)
-    _take_inbox(state, req.inbox)
-    if state.ids is not None and all(len(q) <= 1 for q in state.queues.values()):
-        _blind_next(state)
-    outbox = {p: q.popleft() for p, q in state.queues.items() if q}
-    idle = state.ids is None and not any(state.queues.values())
-    return StepReply(meta={"idle": idle, "own_ids": state.own_count}, outbox=outbox)
+    outbox = state.pump.round(req.inbox)
+    meta = {"idle": state.pump.idle, "own_ids": state.pump.own_count}
+    return StepReply(meta=meta, outbox=outbox)
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -186,6 +146,12 @@ def pump(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
 def _digest_update(digest: Any, batch: list[str]) -> None:
     """Fold a batch of ids into a running digest (local only: it is never sent)."""
     digest.update(("\x1f".join(batch) + "\x1f").encode("utf-8", "surrogatepass"))
+
+
+def _digesting(chunks: Iterator[list[str]], digest: Any) -> Iterator[list[str]]:
+    for chunk in chunks:
+        _digest_update(digest, chunk)
+        yield chunk
 
 
 def _ids_at(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray) -> list[str]:
@@ -225,7 +191,7 @@ def _save(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarr
 def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At the leader: intersect, check every party's minimum, send each follower its result."""
     state = _state(session)
-    if not isinstance(state.role, Leader) or state.ids is not None:
+    if not isinstance(state.role, Leader) or not state.pump.idle:
         raise ProtocolError("psi.finish is for the leader, after its ids are sent")
     result = state.role.finish()
     state.leader_rows = result.rows
@@ -238,9 +204,10 @@ def result(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     state = _state(session)
     if not isinstance(state.role, Follower):
         raise ProtocolError("psi.result is for followers")
-    if len(req.inbox) != 1 or state.leader not in req.inbox:
+    leader = state.pump.leader
+    if len(req.inbox) != 1 or leader not in req.inbox:
         raise ProtocolError("psi.result expects the leader's result")
-    outcome = state.role.on_result(req.inbox[state.leader])
+    outcome = state.role.on_result(req.inbox[leader])
     if outcome.rows is not None and state.alignment is not None:
         _save(ctx, session, state, outcome.rows)
     session.state.pop("psi", None)

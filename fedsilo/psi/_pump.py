@@ -1,0 +1,82 @@
+"""One party's PSI traffic in relay rounds: queues per peer, back-pressure, no network.
+
+The coordinator (or the benchmark) runs rounds: every party gets the messages relayed to it since
+the last round, answers them, blinds its next batch of ids and hands back at most one message
+per peer. A party blinds a new batch only while at most one message waits for each peer, so a
+fast party cannot pile up batches: a pump holds a few batches at most (32 bytes per id each)
+besides its role's state. Rounds run concurrently at all parties, so the cores of each party
+(or of one machine running all of them) stay busy while messages travel.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+from fedsilo.errors import ProtocolError
+from fedsilo.message import Message
+
+from ._follower import Follower
+from ._leader import Leader
+from ._messages import SHUFFLE_SEED, read_seed
+
+__all__ = ["Pump"]
+
+
+class Pump:
+    """Drive one :class:`Leader` or :class:`Follower` through relay rounds."""
+
+    def __init__(
+        self,
+        role: Leader | Follower,
+        ids: Iterator[Sequence[object]],
+        *,
+        leader: str,
+        followers: Sequence[str],
+    ) -> None:
+        self.role = role
+        self.leader = leader
+        self.followers = list(followers)
+        self.own_count = 0
+        self._ids: Iterator[Sequence[object]] | None = ids
+        peers = self.followers if isinstance(role, Leader) else [leader]
+        self._queues: dict[str, deque[Message]] = {p: deque() for p in peers}
+
+    @property
+    def idle(self) -> bool:
+        """True once every own id is sent and nothing waits to be sent."""
+        return self._ids is None and not any(self._queues.values())
+
+    def round(self, inbox: dict[str, Message]) -> dict[str, Message]:
+        """Take this round's inbox; return at most one message per peer."""
+        self._take(inbox)
+        if self._ids is not None and all(len(q) <= 1 for q in self._queues.values()):
+            self._blind_next()
+        return {p: q.popleft() for p, q in self._queues.items() if q}
+
+    def _take(self, inbox: dict[str, Message]) -> None:
+        """Feed each relayed message to the role; answers join the back of the sender's queue."""
+        for sender, msg in inbox.items():
+            if isinstance(self.role, Leader):
+                self.role.on_follower(sender, msg)
+            elif msg.kind == SHUFFLE_SEED and sender in self.followers:
+                self.role.set_shuffle_seed(read_seed(msg))
+            elif sender == self.leader:
+                self._queues[sender].extend(self.role.on_leader(msg))
+            else:
+                raise ProtocolError(f"unexpected PSI message from '{sender}'")
+
+    def _blind_next(self) -> None:
+        """Blind the next batch of own ids (or close the stream) and queue it for every peer."""
+        assert self._ids is not None
+        batch = next(self._ids, None)
+        if batch is None:
+            self._ids = None
+            closing = self.role.close_own()
+            out = closing if isinstance(closing, list) else [closing]
+        else:
+            msg = self.role.blind_own(batch)
+            self.own_count += len(batch)
+            out = [msg] if msg is not None else []
+        for queue in self._queues.values():
+            queue.extend(out)

@@ -92,6 +92,7 @@ LR_L2: float = 1e-4
 #: vertical LR step size and per-epoch decay factor ("step" schedule). Measured on default credit
 #: (24k rows, 2048-row batches): within 0.001 AUC of scikit-learn after the first epoch.
 LR_LEARNING_RATE: float = 2.0
+#: factor the vertical LR step size is multiplied by after each epoch (see ``LR_LEARNING_RATE``).
 LR_DECAY: float = 0.5
 #: rows per vertical mini-batch: large batches amortise the per-batch Paillier work (a fresh
 #: r^n and a decryption per packed gradient ciphertext) and reveal coarser gradients.
@@ -102,6 +103,7 @@ LR_MIN_BATCH_ROWS: int = 100
 #: epochs (vertical) before training stops even if not converged; and the largest value a job may
 #: ask for, which bounds how many gradients a passive party sees.
 LR_MAX_EPOCHS: int = 10
+#: epochs, the largest ``max_epochs`` a vertical LR job may ask for (see ``LR_MAX_EPOCHS``).
 LR_MAX_EPOCHS_LIMIT: int = 200
 #: vertical convergence: stop when the epoch's training loss falls by less than this fraction.
 LR_TOL: float = 1e-3
@@ -124,6 +126,10 @@ LR_PARTIAL_FRAC_BITS: int = 24
 LR_MULTIEXP_WINDOW_BITS: int = 8
 #: rows per task when the multi-exponentiation is spread over the process pool.
 LR_WORK_CHUNK_ROWS: int = 1024
+#: packed gradient ciphertexts the label holder opens per passive party and batch (28 features
+#: fit one at 2048 bits, so 16 allow ~450): bounds what a deviating passive party could have
+#: decrypted by sending other ciphertexts in place of its gradient.
+LR_MAX_GRADIENT_CIPHERTEXTS: int = 16
 #: largest class weight vertical LR accepts. It is public, so a passive party can size the slots
 #: of its packed gradient without learning the label holder's weights (``balanced`` on a 1:10000
 #: fraud set is ~5000).
@@ -132,9 +138,13 @@ LR_MAX_CLASS_WEIGHT: float = 10_000.0
 #: rounds before stopping, and the largest coefficient change that still counts as moving.
 #: Measured on default credit (3 x 8k rows): within 0.002 AUC of pooled scikit-learn by round 10.
 HLR_LEARNING_RATE: float = 0.5
+#: factor the horizontal LR local step size is multiplied by after each round.
 HLR_DECAY: float = 0.8
+#: rows per local mini-batch of horizontal LR at each silo.
 HLR_LOCAL_BATCH_ROWS: int = 256
+#: rounds of horizontal LR before training stops even if not converged.
 HLR_MAX_ROUNDS: int = 30
+#: horizontal LR convergence: the largest coefficient change that still counts as moving.
 HLR_TOL: float = 1e-3
 #: values, longest vector in one horizontal secure sum (features + 1): bounds the ciphertexts a
 #: coordinator or silo accepts for one round.

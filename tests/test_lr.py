@@ -209,11 +209,25 @@ def test_out_of_order_steps_are_refused():
     masked = passive.gradient_message(residuals)
     with pytest.raises(ProtocolError, match="not asked for"):
         passive.gradient_message(residuals)
-    passive.apply_gradient(holder.decrypt_gradients({"p0": masked})["p0"])
+    opened = holder.decrypt_gradients({"p0": masked})["p0"]
+    # one opening per batch: the holder is no decryption oracle for residual ciphertexts
+    with pytest.raises(ProtocolError, match="not asked for"):
+        holder.decrypt_gradients({"p0": masked})
+    passive.apply_gradient(opened)
     with pytest.raises(ProtocolError, match="pending"):
-        passive.apply_gradient(holder.decrypt_gradients({"p0": masked})["p0"])
+        passive.apply_gradient(opened)
     with pytest.raises(ProtocolError, match="closed before"):
         holder.end_epoch(0)
+
+
+def test_holder_opens_no_more_than_a_gradient():
+    holder, (passive,) = _pair(LRConfig(batch_size=100))
+    residuals = holder.residual_message(0, 0, {"p0": passive.partial_message(0, 0)})
+    # a deviating passive sends the residual ciphertexts back in place of its gradient
+    forged = Message("lr.masked_gradient", meta={"epoch": 0, "batch": 0},
+                     blobs={"ct": residuals.blob("ct")})
+    with pytest.raises(ProtocolError, match="too many"):
+        holder.decrypt_gradients({"p0": forged})
 
 
 def test_small_keys_need_the_insecure_option(small_key):

@@ -260,6 +260,7 @@ class LabelHolder:
         self._previous_loss: float | None = None
         self.history: list[EpochResult] = []
         self._expect = (0, 0)
+        self._awaiting: dict[str, tuple[int, int]] = {}
 
     @property
     def n_rows(self) -> int:
@@ -305,17 +306,28 @@ class LabelHolder:
         frac = settings.LR_RESIDUAL_FRAC_BITS
         blob = he.encrypt_residuals(self._key, he.residual_integers(rho, frac))
         self._expect = (epoch, batch + 1)
+        self._awaiting = {p: (epoch, batch) for p in self.passive_parties}
         meta = {"epoch": epoch, "batch": batch, "rows": int(rows.size), "frac_bits": frac}
         return Message(RESIDUALS, meta=meta, blobs={"ct": blob})
 
     def decrypt_gradients(self, masked: dict[str, Message]) -> dict[str, Message]:
-        """Open every passive party's masked gradient (uniform values) and address it back."""
+        """Open every passive party's masked gradient (uniform values) and address it back.
+
+        Decryption is what a passive party could abuse (sending residual ciphertexts instead of
+        its gradient would open them), so each party gets one opening per batch, of the batch it
+        was sent residuals for, and at most ``LR_MAX_GRADIENT_CIPHERTEXTS`` ciphertexts.
+        """
         width = (self._public.bits + 7) // 8
         out = {}
         for party, msg in masked.items():
-            if party not in self.passive_parties:
-                raise ProtocolError(f"masked gradient from unknown party '{party}'")
-            opened = he.decrypt_packed(self._key, msg.expect(MASKED_GRADIENT).blob("ct"))
+            batch = self._awaiting.pop(party, None)
+            meta = msg.expect(MASKED_GRADIENT).meta
+            if batch is None or (meta.get("epoch"), meta.get("batch")) != batch:
+                raise ProtocolError(f"masked gradient from '{party}' was not asked for")
+            blob = msg.blob("ct")
+            if len(blob) > settings.LR_MAX_GRADIENT_CIPHERTEXTS * self._public.ciphertext_bytes:
+                raise ProtocolError(f"too many gradient ciphertexts from '{party}'")
+            opened = he.decrypt_packed(self._key, blob)
             out[party] = Message(GRADIENT_OPENED, meta=dict(msg.meta),
                                  blobs={"values": pack_uints(opened, width)})
         return out
@@ -377,6 +389,11 @@ class PassiveParty:
     @property
     def n_rows(self) -> int:
         return int(self._x.shape[0])
+
+    @property
+    def key_bits(self) -> int:
+        """Size of the label holder's key as received (0 before it arrived)."""
+        return self._public.bits if self._public is not None else 0
 
     def accept_public_key(self, msg: Message) -> None:
         blob = msg.expect(PUBLIC_KEY).blob("n")

@@ -94,7 +94,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     passive = PassiveParty(x, party=ctx.party, feature_names=cols, config=config,
                            passive_parties=passives)
     passive.accept_public_key(key_msg)
-    ctx.config.policy.check_paillier_bits(int(key_msg.meta.get("bits", 0)))
+    ctx.config.policy.check_paillier_bits(passive.key_bits)
     session.state[_STATE] = passive
     return StepReply(meta={"rows": int(x.shape[0])}, outbox=passive.pair_seed_messages())
 

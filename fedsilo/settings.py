@@ -44,6 +44,8 @@ PAILLIER_MIN_SECURE_BITS: int = 2048
 #: CKKS polynomial modulus degree; 8192 with the coefficient moduli below gives 128-bit security
 #: (HE standard table) and 4096 slots.
 CKKS_POLY_MODULUS_DEGREE: int = 8192
+#: bits of each CKKS coefficient modulus prime: 60 + 40 + 40 + 60 = 200 bits, within the 218 the
+#: HE standard allows at degree 8192 for 128-bit security; the 40-bit middle primes match the scale.
 CKKS_COEFF_MOD_BIT_SIZES: tuple[int, ...] = (60, 40, 40, 60)
 #: CKKS scale (2**40): about 1e-7 relative precision on sums of gradients.
 CKKS_GLOBAL_SCALE: int = 2**40
@@ -71,6 +73,24 @@ PSI_MAX_ID_BYTES: int = 1024
 DEFAULT_MIN_INTERSECTION: int = 100
 #: rows, smallest number of records behind any statistic a silo releases.
 DEFAULT_MIN_ROWS_PER_STATISTIC: int = 10
+
+# --- certificates (crypto/certs.py, ``fedsilo certs ...``) ----------------------------------------
+#: days a consortium CA is valid: re-keying a whole consortium is an event, not a routine.
+CERT_CA_DAYS: int = 3650
+#: days a party certificate is valid (the CA/Browser Forum's former 825-day ceiling).
+CERT_DAYS: int = 825
+#: host names and addresses every party certificate answers to besides its identity;
+#: ``fedsilo certs issue --host`` adds to these.
+CERT_DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
+
+# --- evaluation reports (ml/metrics.py) ----------------------------------------------------------
+#: score thresholds of the precision/recall table when the caller names none (probabilities;
+#: they span the usual operating points of credit-default and fraud models).
+METRICS_DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
+#: number of lift deciles and calibration bins.
+METRICS_DEFAULT_BINS: int = 10
+#: most points kept on a released curve; enough for a smooth plot, small in JSON.
+METRICS_MAX_CURVE_POINTS: int = 201
 
 # --- silo data layer (silo_node/data.py, silo_node/store.py) -----------------------------------
 #: values sampled per column when a column's type cannot be checked exactly in SQL (a query
@@ -168,6 +188,7 @@ SECUREBOOST_ENCRYPT_CHUNK_ROWS: int = 4096
 SECUREBOOST_HIST_CHUNK_ROWS: int = 8192
 #: trees, largest n_estimators a job may ask for; bins, largest max_bin.
 SECUREBOOST_MAX_TREES: int = 1000
+#: bins, the largest ``max_bin`` a SecureBoost job may ask for.
 SECUREBOOST_MAX_BIN: int = 1024
 
 # --- horizontal XGBoost (fedsilo/ml/hxgb.py, fedsilo/ml/grid_sketch.py) --------------------------
@@ -184,6 +205,7 @@ HXGB_GRID_HALF: int = 2047
 #: them a job uses as many as keep every histogram sum below ``CKKS_EXACT_LIMIT`` (fewer for more
 #: rows: 26 bits for 24,000 rows); 30 bits is already finer than XGBoost's float32 gradients.
 HXGB_GRADIENT_BITS_MIN: int = 8
+#: bits, ceiling of the fractional bits of horizontal XGBoost's fixed-point gradients (see above).
 HXGB_GRADIENT_BITS_MAX: int = 30
 #: values, longest vector one horizontal XGBoost secure sum may carry (1024 ciphertexts: the grid
 #: counts of 1023 features); bounds what a coordinator or silo accepts for one round.

@@ -15,7 +15,12 @@ def init(args: argparse.Namespace) -> int:
 
 
 def issue(args: argparse.Namespace) -> int:
-    hosts = tuple(args.host) if args.host else certs.DEFAULT_HOSTS
+    """Issue NAME's certificate; ``--host`` values are added to the default hosts, not swapped in.
+
+    Replacing the defaults would silently drop ``localhost``/``127.0.0.1``, which local health
+    probes and ``openssl s_client`` on the node itself rely on.
+    """
+    hosts = (*certs.DEFAULT_HOSTS, *(args.host or ()))
     files = certs.issue(args.dir, args.name, hosts=hosts, force=args.force)
     print(f"{args.name}: certificate {files.cert}, key {files.key} (mode 0600)")
     return 0

@@ -47,7 +47,8 @@ def _silo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     load.add_argument("--dataset", help="dataset whose table and id column to use (default: first)")
     load.add_argument("--if-missing", action="store_true", help="do nothing if the table exists")
     load.set_defaults(func=_lazy("silo_cmd", "load_csv"))
-    describe = silo.add_parser("describe", help="ask a running silo what it offers (via coordinator config)")
+    describe = silo.add_parser(
+        "describe", help="ask a running silo what it offers (via coordinator config)")
     describe.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
     describe.set_defaults(func=_lazy("run_cmd", "describe"))
 
@@ -88,7 +89,9 @@ def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     issue = certs.add_parser("issue", help="issue a certificate for a party (silo or coordinator)")
     issue.add_argument("dir", type=Path, help="folder holding the CA")
     issue.add_argument("name", help="party name (its identity)")
-    issue.add_argument("--host", action="append", default=None, help="extra DNS name or IP")
+    issue.add_argument("--host", action="append", default=None, metavar="HOST",
+                       help="a DNS name or IP the party is reached at, added to 127.0.0.1 and "
+                       "localhost (repeatable)")
     issue.add_argument("--force", action="store_true", help="overwrite an existing key")
     issue.set_defaults(func=_lazy("certs_cmd", "issue"))
 

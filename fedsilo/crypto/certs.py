@@ -41,6 +41,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from fedsilo import settings
 from fedsilo.errors import ConfigError
 
 __all__ = [
@@ -57,12 +58,11 @@ __all__ = [
     "verify_files",
 ]
 
-#: days a consortium CA is valid: re-keying a whole consortium is an event, not a routine.
-CA_DAYS: int = 3650
-#: days a party certificate is valid (the CA/Browser Forum's former 825-day ceiling).
-CERT_DAYS: int = 825
-#: host names and addresses every party certificate answers to besides its identity.
-DEFAULT_HOSTS: tuple[str, ...] = ("127.0.0.1", "localhost")
+#: validity of the CA and of party certificates, and the hosts every certificate answers to
+#: besides its identity: ``settings.CERT_*`` (documented there).
+CA_DAYS: int = settings.CERT_CA_DAYS
+CERT_DAYS: int = settings.CERT_DAYS
+DEFAULT_HOSTS: tuple[str, ...] = settings.CERT_DEFAULT_HOSTS
 #: suffix of the DNS identity of a party; a reserved TLD, never a real host.
 IDENTITY_SUFFIX = ".fedsilo.invalid"
 #: the same alphabet as party names in configs, capped at a DNS label's 63 characters.

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fedsilo import settings
 from fedsilo.errors import DataError
 from fedsilo.settings import DEFAULT_MIN_ROWS_PER_STATISTIC
 
@@ -54,13 +55,11 @@ __all__ = [
     "roc_curve",
 ]
 
-#: score thresholds of the precision/recall table when the caller names none (probabilities;
-#: they span the usual operating points of credit-default and fraud models).
-DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
-#: number of lift deciles and calibration bins.
-DEFAULT_BINS: int = 10
-#: most points kept on a released curve; enough for a smooth plot, small in JSON.
-DEFAULT_MAX_CURVE_POINTS: int = 201
+#: precision/recall thresholds, lift/calibration bins and curve points used when the caller
+#: names none: ``settings.METRICS_*`` (documented there).
+DEFAULT_THRESHOLDS: tuple[float, ...] = settings.METRICS_DEFAULT_THRESHOLDS
+DEFAULT_BINS: int = settings.METRICS_DEFAULT_BINS
+DEFAULT_MAX_CURVE_POINTS: int = settings.METRICS_MAX_CURVE_POINTS
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -13,6 +13,10 @@ shared pool (fedsilo only; openmined-psi is single threaded). ``held`` is the pe
 at its peak (leader / follower). ``B/elem`` is every byte the relay carries (encoded messages;
 sealing adds 40 bytes per message) over the 2n elements of both sets; openmined-psi counts its
 serialized setup, request and response. ``×`` is openmined's wall time over fedsilo's.
+``CPU s`` is user + system time of this process and the pool's workers during the run: on a
+machine shared with other work it shows what the wall time would be without contention
+(fedsilo's CPU time over the core count). The 1-minute load average is printed so a reader can
+tell.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +33,7 @@ import numpy as np
 
 from fedsilo import parallel, settings
 from fedsilo.message import Message, decode, encode
-from fedsilo.psi import Follower, Leader
+from fedsilo.psi import Follower, Leader, Pump
 from fedsilo.psi import _x25519 as x
 from fedsilo.psi._ids import pack_ids
 
@@ -45,6 +50,7 @@ class Row:
     rss_worker: int
     held: str
     nbytes: int
+    cpu: float
 
 
 # --- data and memory ----------------------------------------------------------------------------
@@ -109,29 +115,35 @@ def batches(ids: list[str]) -> Iterator[list[str]]:
 
 
 def run_fedsilo(a: list[str], b: list[str]) -> tuple[int, str, int]:
-    """Leader holds ``a``, one follower ``b``; returns (count, held state, bytes relayed)."""
+    """Leader holds ``a``, one follower ``b``; returns (count, held state, bytes relayed).
+
+    Relay rounds as the coordinator runs them: both parties' rounds run concurrently (one thread
+    each, as ``JobRun.call_many`` does), both feeding the shared process pool.
+    """
     relay = Relay()
     leader = Leader(context=CTX, followers=["f"], reveal_to=["f"], min_intersection=1)
     follower = Follower(context=CTX, min_intersection=1)
+    pumps = {
+        "L": Pump(leader, batches(a), leader="L", followers=["f"]),
+        "f": Pump(follower, batches(b), leader="L", followers=["f"]),
+    }
     peak = [0, 0]
-
-    def note() -> None:
-        peak[0], peak[1] = max(peak[0], leader.held_bytes), max(peak[1], follower.held_bytes)
-
-    for batch in batches(b):
-        msg = follower.blind_own(batch)
-        assert msg is not None
-        leader.on_follower("f", relay(msg))
-        note()
-    for msg in follower.close_own():
-        leader.on_follower("f", relay(msg))
-    for own in [*map(leader.blind_own, batches(a)), leader.close_own()]:
-        for back in follower.on_leader(relay(own)):
-            leader.on_follower("f", relay(back))
-        note()
+    inflight: dict[str, dict[str, Message]] = {"L": {}, "f": {}}
+    with ThreadPoolExecutor(max_workers=2) as threads:
+        while True:
+            futures = {p: threads.submit(pumps[p].round, inflight[p]) for p in pumps}
+            outs = {p: f.result() for p, f in futures.items()}
+            inflight = {"L": {}, "f": {}}
+            for sender, out in outs.items():
+                for recipient, msg in out.items():
+                    inflight[recipient][sender] = relay(msg)
+            peak = [max(peak[0], leader.held_bytes), max(peak[1], follower.held_bytes)]
+            if all(p.idle for p in pumps.values()) and not any(inflight.values()):
+                break
     result = leader.finish()
     mine = follower.on_result(relay(result.outbox["f"]))
-    assert mine.rows is not None and [b[i] for i in mine.rows] == [a[i] for i in result.rows]
+    assert mine.rows is not None and result.rows is not None
+    assert [b[i] for i in mine.rows] == [a[i] for i in result.rows]
     held = f"{peak[0] / 2**20:.0f}/{peak[1] / 2**20:.0f} MiB"
     return result.count, held, relay.nbytes
 
@@ -159,13 +171,27 @@ def run_openmined(a: list[str], b: list[str], ds_name: str) -> tuple[int, str, i
 # --- driver ---------------------------------------------------------------------------------------
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of the pool's live workers."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = sum(os.times()[:2])
+    for pid in worker_pids():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def load_average() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def measure(name: str, n: int, fn: Callable[[], tuple[int, str, int]]) -> Row:
     reset_hwm()
-    start = time.perf_counter()
+    cpu0, start = cpu_seconds(), time.perf_counter()
     found, held, nbytes = fn()
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     workers = [hwm(p) for p in worker_pids()] if name == "fedsilo" else [0]
-    return Row(name, n, found, wall, hwm(os.getpid()), max(workers), held, nbytes)
+    return Row(name, n, found, wall, hwm(os.getpid()), max(workers), held, nbytes, cpu)
 
 
 def primitives(count: int = 20_000) -> None:
@@ -185,16 +211,17 @@ def primitives(count: int = 20_000) -> None:
 
 def print_table(rows: list[Row]) -> None:
     head = f"{'impl':<16}{'n×n':>17}{'found':>9}{'wall s':>9}{'elem/s':>10}"
-    head += f"{'RSS main':>10}{'RSS wkr':>9}{'held L/F':>14}{'B/elem':>8}{'×':>7}"
+    head += f"{'CPU s':>8}{'RSS main':>10}{'RSS wkr':>9}{'held L/F':>14}{'B/elem':>8}{'×':>7}"
     print(head)
     fed = {r.n: r.wall for r in rows if r.name == "fedsilo"}
     for r in rows:
         ratio = f"{r.wall / fed[r.n]:.2f}" if r.n in fed else "-"
         print(
             f"{r.name:<16}{f'{r.n:,}×{r.n:,}':>17}{r.found:>9,}{r.wall:>9.1f}{r.n / r.wall:>10,.0f}"
-            f"{r.rss_main / 2**20:>7.0f}MiB{r.rss_worker / 2**20:>6.0f}MiB{r.held:>14}"
-            f"{r.nbytes / (2 * r.n):>8.1f}{ratio:>7}"
+            f"{r.cpu:>8.1f}{r.rss_main / 2**20:>7.0f}MiB{r.rss_worker / 2**20:>6.0f}MiB"
+            f"{r.held:>14}{r.nbytes / (2 * r.n):>8.1f}{ratio:>7}"
         )
+    print(f"load average (1 min) at the end: {load_average()}")
 
 
 def main() -> None:

@@ -45,6 +45,9 @@ class SiloSpec:
     table: str | None = None
     id_column: str = "id"
     policy: str = ""
+    #: more datasets with the same columns, ``{name: csv}`` (e.g. a held-out test set); each is
+    #: loaded into table ``<table>_<name>`` and declared as ``[datasets.<name>]``
+    extra: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -57,16 +60,20 @@ class Consortium:
         """Load the CSV into the silo's database and write its TOML; returns the config path."""
         table = spec.table or f"{spec.party}_data"
         db_url = spec.db_url or f"sqlite:///{self.root / (spec.party + '.db')}"
+        tables = {"main": (table, spec.csv)}
+        tables |= {name: (f"{table}_{name}", csv) for name, csv in spec.extra.items()}
         if load:
             engine = create_engine(db_url)
-            load_csv_into_table(engine, table, spec.csv, spec.id_column)
+            for tbl, csv in tables.values():
+                load_csv_into_table(engine, tbl, csv, spec.id_column)
             engine.dispose()
         label = f'label = "{spec.label}"\n' if spec.label else ""
+        datasets = "".join(
+            f"[datasets.{name}]\ntable = \"{tbl}\"\nid_column = \"{spec.id_column}\"\n"
+            f"features = {toml_list(spec.features)}\n{label}" for name, (tbl, _) in tables.items())
         text = (
             f'party = "{spec.party}"\nlisten = "127.0.0.1:{free_port()}"\ndatabase = "{db_url}"\n'
-            f"[tls]\ninsecure_plaintext = true\n"
-            f"[datasets.main]\ntable = \"{table}\"\nid_column = \"{spec.id_column}\"\n"
-            f"features = {toml_list(spec.features)}\n{label}"
+            f"[tls]\ninsecure_plaintext = true\n{datasets}"
             f"[policy]\nprotocols = {ALL_PROTOCOLS}\nroles = [\"active\", \"passive\", \"member\"]\n"
             f"{spec.policy}"
         )

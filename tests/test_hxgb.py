@@ -347,6 +347,7 @@ def test_exported_names():
             "Aggregator",
             "HxgbParams",
             "HxgbSilo",
+            "PUBLIC_CONTEXT",
             "RoundStatus",
             "SECRET_CONTEXT",
             "SUM",

@@ -12,8 +12,8 @@ from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import FedsiloError, JobError
+from fedsilo.message import Message, encode
 from fedsilo.progress import NullProgress, Progress
-from fedsilo.message import Message
 from fedsilo.wire import Envelope, StepPayload
 
 __all__ = ["Call", "JobRun"]
@@ -65,12 +65,17 @@ class JobRun:
         for env in envelopes:
             if env.recipient != party:
                 raise JobError(f"relay error: envelope for '{env.recipient}' sent to '{party}'")
+        reply = self.clients[party].step(self.job_id, method, self._next_seq(party),
+                                         StepPayload(meta=dict(meta or {}), envelopes=envelopes,
+                                                     plain=plain),
+                                         deadline=deadline)
+        # relayed: sealed envelopes in, plus the plain messages (ciphertexts the coordinator
+        # aggregates) both ways; the sealed envelopes out are counted when relayed onwards
+        carried = sum(len(e.sealed) for e in envelopes)
+        carried += sum(len(encode(m)) for m in (plain, reply.plain) if m is not None)
         with self._lock:
-            self.relayed_bytes += sum(len(e.sealed) for e in envelopes)
-        return self.clients[party].step(self.job_id, method, self._next_seq(party),
-                                        StepPayload(meta=dict(meta or {}), envelopes=envelopes,
-                                                    plain=plain),
-                                        deadline=deadline)
+            self.relayed_bytes += carried
+        return reply
 
     def call_many(self, calls: dict[str, Call], *,
                   plain: Message | None = None) -> dict[str, StepPayload]:

@@ -15,7 +15,7 @@ from typing import Any
 from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import JobRun
-from fedsilo.coordinator.protocols import get_driver
+from fedsilo.coordinator.protocols import check_step, get_driver
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.errors import FedsiloError, JobError, NotFound
 from fedsilo.progress import NullProgress, Progress
@@ -91,6 +91,8 @@ def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
                  progress=progress or NullProgress(), resume=resume)
     store.set_state(job_id, "running")
     try:
+        for step in spec.steps:
+            check_step(spec, step)  # refusals from the spec alone: before any silo is contacted
         _open_sessions(run)
         outputs = _run_steps(run)
     except FedsiloError as err:

@@ -69,6 +69,7 @@ from fedsilo.ml.tree import (
 )
 
 __all__ = [
+    "PUBLIC_CONTEXT",
     "SECRET_CONTEXT",
     "SUM",
     "UPDATE",
@@ -86,6 +87,12 @@ SECRET_CONTEXT = register_kind(
     "hxgb.secret_context",
     reveals="the job's CKKS secret key, shared by the silos (sealed: the coordinator relays bytes "
     "it cannot open); nothing about any silo's data",
+)
+PUBLIC_CONTEXT = register_kind(
+    "hxgb.public_context",
+    reveals="to the coordinator: the job's CKKS parameters and public key, without the secret, "
+    "relinearisation or Galois keys: enough to add ciphertexts, not to read them; nothing about "
+    "any silo's data",
 )
 UPDATE = register_kind(
     "hxgb.update",

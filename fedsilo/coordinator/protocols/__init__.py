@@ -3,6 +3,10 @@
 A driver is ``(run: JobRun, step: dict) -> dict``: it sequences silo steps through ``run.call`` /
 ``run.call_many`` and returns what the job records for the step (counts, model ids, released
 metrics). Modules in this package register on import; :func:`load_drivers` imports them all.
+
+A driver may also register a ``check`` ``(spec, step) -> None``: refusals that follow from the job
+spec alone (a bad parameter, too few parties). The orchestrator runs every step's check before it
+opens any session, so such a job fails with its reason without a silo being contacted.
 """
 
 from __future__ import annotations
@@ -15,20 +19,35 @@ from typing import TYPE_CHECKING, Any
 from fedsilo.errors import ConfigError
 
 if TYPE_CHECKING:
+    from fedsilo.coordinator.config import JobSpec
     from fedsilo.coordinator.jobrun import JobRun
 
-__all__ = ["Driver", "driver", "driver_kinds", "get_driver", "load_drivers"]
+__all__ = ["Check", "Driver", "check_step", "driver", "driver_kinds", "get_driver",
+           "load_drivers"]
 
 Driver = Callable[["JobRun", dict[str, Any]], dict[str, Any]]
+Check = Callable[["JobSpec", dict[str, Any]], None]
 _DRIVERS: dict[str, Driver] = {}
+_CHECKS: dict[str, Check] = {}
 
 
-def driver(kind: str) -> Callable[[Driver], Driver]:
+def driver(kind: str, *, check: Check | None = None) -> Callable[[Driver], Driver]:
     def register(fn: Driver) -> Driver:
         _DRIVERS[kind] = fn
+        if check is not None:
+            _CHECKS[kind] = check
         return fn
 
     return register
+
+
+def check_step(spec: JobSpec, step: dict[str, Any]) -> None:
+    """Run the pre-flight check of ``step``'s kind, if its driver registered one."""
+    kind = str(step["kind"])
+    get_driver(kind)
+    check = _CHECKS.get(kind)
+    if check is not None:
+        check(spec, step)
 
 
 def load_drivers() -> None:

@@ -45,11 +45,40 @@ def _baseline(ctx: SiloContext, session: JobSession, kind: str, params: dict[str
     return baseline_scores(kind, params, X, y, X_test)
 
 
-def _importance(payload: dict[str, Any]) -> dict[str, list[tuple[str, float, int]]] | None:
+def importance_of(payload: dict[str, Any]) -> dict[str, list[tuple[str, float, int]]] | None:
+    """The ``{party: [(name, gain, splits)]}`` a model part stores for the report, if any."""
     raw = payload.get("importance")
     if not isinstance(raw, dict):
         return None
-    return {party: [(str(r[0]), float(r[1]), int(r[2])) for r in rows] for party, rows in raw.items()}
+    return {party: [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
+            for party, rows in raw.items()}
+
+
+def report_and_release(ctx: SiloContext, *, stem: str, title: str,
+                       model_summary: dict[str, Any], y: np.ndarray, scores: np.ndarray,
+                       importance: dict[str, list[tuple[str, float, int]]] | None,
+                       baseline: np.ndarray | None,
+                       baseline_key: str = "label_holder_only_auc") -> dict[str, Any]:
+    """Metrics and report of ``scores`` against ``y`` at this silo; the reply meta to release.
+
+    Shared by every evaluation (vertical at the label holder, horizontal at a member), so the
+    guard (``min_rows_per_statistic``), the report and what is released are the same for all:
+    the full report stays in ``reports/`` next to the silo's config; only ``RELEASED`` headline
+    metrics (and the baseline's AUC under ``baseline_key``) go to the coordinator.
+    """
+    min_rows = ctx.config.policy.min_rows_per_statistic
+    metrics = evaluate(y, scores, min_rows=min_rows)
+    base_metrics = evaluate(y, baseline, min_rows=min_rows) if baseline is not None else None
+    folder = Path(ctx.config.path).parent / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    html, js = write_report(folder / f"{stem}.html", folder / f"{stem}.json", title=title,
+                            model_summary=model_summary, metrics=metrics,
+                            baseline_metrics=base_metrics, importance=importance, y=y,
+                            scores=scores, baseline_scores=baseline)
+    released = {k: metrics.get(k) for k in RELEASED}
+    if base_metrics is not None:
+        released[baseline_key] = base_metrics.get("auc")
+    return {"metrics": released, "report": str(html), "report_json": str(js)}
 
 
 @step("evaluate.finish")
@@ -60,22 +89,12 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     parts = session.state.pop("eval_scores", {})
     scores = np.concatenate([parts[k] for k in sorted(parts)]) if parts else np.empty(0)
     y = ctx.data.load_aligned_labels(session.dataset, test)
-    min_rows = ctx.config.policy.min_rows_per_statistic
-    metrics = evaluate(y, scores, min_rows=min_rows)
     params = dict(req.meta.get("params", {}))
     base = _baseline(ctx, session, kind, params, train, test)
-    base_metrics = evaluate(y, base, min_rows=min_rows) if base is not None else None
-    folder = Path(ctx.config.path).parent / "reports"
-    folder.mkdir(parents=True, exist_ok=True)
     stem = f"{session.job_id}-{kind}"
-    html, js = write_report(folder / f"{stem}.html", folder / f"{stem}.json",
-                            title=f"{req.meta.get('model', stem)}: evaluation at {ctx.party}",
-                            model_summary={"model": req.meta.get("model"), "kind": kind,
-                                           "test rows": len(y), **params},
-                            metrics=metrics, baseline_metrics=base_metrics,
-                            importance=_importance(payload), y=y, scores=scores,
-                            baseline_scores=base)
-    released = {k: metrics.get(k) for k in RELEASED}
-    if base_metrics is not None:
-        released["label_holder_only_auc"] = base_metrics.get("auc")
-    return StepReply(meta={"metrics": released, "report": str(html), "report_json": str(js)})
+    meta = report_and_release(
+        ctx, stem=stem, title=f"{req.meta.get('model', stem)}: evaluation at {ctx.party}",
+        model_summary={"model": req.meta.get("model"), "kind": kind, "test rows": len(y),
+                       **params},
+        y=y, scores=scores, importance=importance_of(payload), baseline=base)
+    return StepReply(meta=meta)

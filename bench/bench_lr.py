@@ -62,8 +62,9 @@ def _csv(name: str) -> np.ndarray:
     return np.loadtxt(DATA / name, delimiter=",", skiprows=1)
 
 
-def _sklearn(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray,
-             l2: float) -> tuple[float, float]:
+def _sklearn(
+    x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray, l2: float
+) -> tuple[float, float]:
     start = time.perf_counter()
     std = Standardizer.fit(x_tr)
     est = LogisticRegression(C=sklearn_c(l2, y_tr.size), max_iter=2000)
@@ -72,8 +73,9 @@ def _sklearn(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndar
     return wall, float(roc_auc_score(y_te, est.decision_function(std.transform(x_te))))
 
 
-def _row(name: str, wall: float, cpu: float, steps: int | str, per_step: int | str,
-         auc: float) -> None:
+def _row(
+    name: str, wall: float, cpu: float, steps: int | str, per_step: int | str, auc: float
+) -> None:
     per = f"{per_step:>12,}" if isinstance(per_step, int) else f"{per_step:>12}"
     print(f"{name:<40} {wall:>7.2f} {cpu:>7.2f} {steps!s:>7} {per} {auc:>8.4f}")
 
@@ -85,20 +87,33 @@ def bench_vertical(key_bits: int, splits: list[np.ndarray]) -> None:
     config = LRConfig(l2=1.0 / tr.size)
     names = [f"host{i}" for i in range(len(splits))]
     start, cpu = time.perf_counter(), _cpu_seconds()
-    holder = LabelHolder(xg[tr], y[tr], feature_names=[f"g{i}" for i in range(xg.shape[1])],
-                         config=config, passive_parties=names, key_bits=key_bits,
-                         insecure_min_key_bits=min(key_bits, settings.PAILLIER_MIN_SECURE_BITS))
+    holder = LabelHolder(
+        xg[tr],
+        y[tr],
+        feature_names=[f"g{i}" for i in range(xg.shape[1])],
+        config=config,
+        passive_parties=names,
+        key_bits=key_bits,
+        insecure_min_key_bits=min(key_bits, settings.PAILLIER_MIN_SECURE_BITS),
+    )
     passives = [
-        PassiveParty(xh[tr][:, c], party=n, feature_names=[f"h{i}" for i in c], config=config,
-                     passive_parties=names,
-                     insecure_min_key_bits=min(key_bits, settings.PAILLIER_MIN_SECURE_BITS))
+        PassiveParty(
+            xh[tr][:, c],
+            party=n,
+            feature_names=[f"h{i}" for i in c],
+            config=config,
+            passive_parties=names,
+            insecure_min_key_bits=min(key_bits, settings.PAILLIER_MIN_SECURE_BITS),
+        )
         for n, c in zip(names, splits, strict=True)
     ]
     relay = Relay()
     run_vertical(holder, passives, relay)
     wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
-    partials = {p.party: p.score_message(xh[te][:, c], "test")
-                for p, c in zip(passives, splits, strict=True)}
+    partials = {
+        p.party: p.score_message(xh[te][:, c], "test")
+        for p, c in zip(passives, splits, strict=True)
+    }
     auc = roc_auc_score(y[te], holder.decision_function(xg[te], partials, "test"))
     epochs = len(relay.history)
     label = f"vertical, {1 + len(splits)} silos, Paillier {key_bits}"
@@ -107,8 +122,13 @@ def bench_vertical(key_bits: int, splits: list[np.ndarray]) -> None:
     sk_cpu = time.process_time()
     sk_wall, sk_auc = _sklearn(joined[tr], y[tr], joined[te], y[te], config.l2)
     _row("  scikit-learn, pooled", sk_wall, time.process_time() - sk_cpu, "-", "-", sk_auc)
-    print("  epochs: " + ", ".join(
-        f"{h['epoch']}: loss {h['train_loss']:.5f} at {h['seconds']:.1f}s" for h in relay.history))
+    print(
+        "  epochs: "
+        + ", ".join(
+            f"{h['epoch']}: loss {h['train_loss']:.5f} at {h['seconds']:.1f}s"
+            for h in relay.history
+        )
+    )
 
 
 def bench_horizontal() -> None:
@@ -118,8 +138,17 @@ def bench_horizontal() -> None:
     config = HLRConfig(l2=1.0 / n_rows)
     names = [f"x{i}" for i in range(parts[0].shape[1] - 2)]
     start, cpu = time.perf_counter(), _cpu_seconds()
-    silos = [HorizontalSilo(p[:, 2:], p[:, 1], feature_names=names, config=config,
-                            party=f"bank{i}", n_silos=len(parts)) for i, p in enumerate(parts)]
+    silos = [
+        HorizontalSilo(
+            p[:, 2:],
+            p[:, 1],
+            feature_names=names,
+            config=config,
+            party=f"bank{i}",
+            n_silos=len(parts),
+        )
+        for i, p in enumerate(parts)
+    ]
     relay = Relay()
     model = run_horizontal(silos, relay)
     wall, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
@@ -153,29 +182,43 @@ def bench_primitives(key_bits: int) -> None:
     r_int = he.residual_integers(rho, settings.LR_RESIDUAL_FRAC_BITS)
     x_int = he.feature_exponents(x, settings.LR_FEATURE_FRAC_BITS)
     enc = he.encrypt_residuals(key, r_int)
-    print(f"\nprimitives: {rows} rows x {feats} features, best of 3, ms "
-          f"({parallel.workers()} pool workers, load average {os.getloadavg()[0]:.2f})")
+    print(
+        f"\nprimitives: {rows} rows x {feats} features, best of 3, ms "
+        f"({parallel.workers()} pool workers, load average {os.getloadavg()[0]:.2f})"
+    )
     width, window = public.ciphertext_bytes, settings.LR_MULTIEXP_WINDOW_BITS
 
     def show(label: str, ms: float) -> None:
         print(f"  {label:<62} {ms:9.1f}")
 
-    show(f"Paillier {key_bits} encrypt residuals (CRT + fixed base, pool)",
-         _timed(lambda: he.encrypt_residuals(key, r_int)))
-    show(f"Paillier {key_bits} [r] x X, bucket multi-exp (pool)",
-         _timed(lambda: he.encrypted_gradient(public, enc, x_int)))
-    show(f"Paillier {key_bits} [r] x X, bucket multi-exp (one core)",
-         _timed(lambda: he._gradient_chunk(int(public.n), enc, width, x_int, window), 1))
+    show(
+        f"Paillier {key_bits} encrypt residuals (CRT + fixed base, pool)",
+        _timed(lambda: he.encrypt_residuals(key, r_int)),
+    )
+    show(
+        f"Paillier {key_bits} [r] x X, bucket multi-exp (pool)",
+        _timed(lambda: he.encrypted_gradient(public, enc, x_int)),
+    )
+    show(
+        f"Paillier {key_bits} [r] x X, bucket multi-exp (one core)",
+        _timed(lambda: he._gradient_chunk(int(public.n), enc, width, x_int, window), 1),
+    )
     ctx = ckks.make_context()
     ctx.generate_galois_keys()
     vec = ts.ckks_vector(ctx, rho.tolist())
     cols = [x[:, j].tolist() for j in range(feats)]
-    show("CKKS 8192 encrypt residuals (one ciphertext)",
-         _timed(lambda: ts.ckks_vector(ctx, rho.tolist())))
-    show("CKKS 8192 [r] x X, slot-wise products only (one core)",
-         _timed(lambda: [vec * c for c in cols]))
-    show("CKKS 8192 [r] x X, products + rotation sums (one core)",
-         _timed(lambda: [(vec * c).sum() for c in cols]))
+    show(
+        "CKKS 8192 encrypt residuals (one ciphertext)",
+        _timed(lambda: ts.ckks_vector(ctx, rho.tolist())),
+    )
+    show(
+        "CKKS 8192 [r] x X, slot-wise products only (one core)",
+        _timed(lambda: [vec * c for c in cols]),
+    )
+    show(
+        "CKKS 8192 [r] x X, products + rotation sums (one core)",
+        _timed(lambda: [(vec * c).sum() for c in cols]),
+    )
     print(f"  CKKS galois keys for the sums: {len(ctx.serialize(save_secret_key=False)):,} bytes")
 
 

@@ -63,18 +63,31 @@ def _vertical(data, host_splits: list[np.ndarray], config: LRConfig):
     tr, te = data["train"], data["test"]
     names = [f"host{i}" for i in range(len(host_splits))]
     holder = LabelHolder(
-        data["guest"][tr], data["y"][tr], feature_names=[f"g{i}" for i in range(13)],
-        config=config, passive_parties=names, key_bits=TEST_KEY_BITS,
-        insecure_min_key_bits=TEST_KEY_BITS)
+        data["guest"][tr],
+        data["y"][tr],
+        feature_names=[f"g{i}" for i in range(13)],
+        config=config,
+        passive_parties=names,
+        key_bits=TEST_KEY_BITS,
+        insecure_min_key_bits=TEST_KEY_BITS,
+    )
     passives = [
-        PassiveParty(data["host"][tr][:, cols], party=name, feature_names=[f"h{c}" for c in cols],
-                     config=config, passive_parties=names, insecure_min_key_bits=TEST_KEY_BITS)
+        PassiveParty(
+            data["host"][tr][:, cols],
+            party=name,
+            feature_names=[f"h{c}" for c in cols],
+            config=config,
+            passive_parties=names,
+            insecure_min_key_bits=TEST_KEY_BITS,
+        )
         for name, cols in zip(names, host_splits, strict=True)
     ]
     relay = Relay()
     run_vertical(holder, passives, relay)
-    partials = {p.party: relay.carry(p.score_message(data["host"][te][:, cols], "test"))
-                for p, cols in zip(passives, host_splits, strict=True)}
+    partials = {
+        p.party: relay.carry(p.score_message(data["host"][te][:, cols], "test"))
+        for p, cols in zip(passives, host_splits, strict=True)
+    }
     scores = holder.decision_function(data["guest"][te], partials, "test")
     return holder, passives, relay, scores
 
@@ -105,7 +118,9 @@ def test_vertical_three_silos_matches_sklearn_and_two(hetero, vertical_two):
     # same joint model whether the host's columns sit at one silo or two: masks cancel exactly
     np.testing.assert_allclose(scores, scores_two, atol=1e-4)
     assert [p.model_part().feature_names for p in passives] == [
-        [f"h{i}" for i in range(5)], [f"h{i}" for i in range(5, 10)]]
+        [f"h{i}" for i in range(5)],
+        [f"h{i}" for i in range(5, 10)],
+    ]
 
 
 def test_vertical_model_parts_score_like_the_protocol(hetero, vertical_two):
@@ -114,7 +129,8 @@ def test_vertical_model_parts_score_like_the_protocol(hetero, vertical_two):
     parts = [holder.model_part(), passives[0].model_part()]
     restored = [VerticalModelPart.from_json(p.to_json()) for p in parts]
     local = restored[0].partial_score(hetero["guest"][te]) + restored[1].partial_score(
-        hetero["host"][te])
+        hetero["host"][te]
+    )
     np.testing.assert_allclose(local, scores, atol=1e-5)
     # raw-unit coefficients and offsets give the same scores as the standardised form
     raw = hetero["guest"][te] @ parts[0].coef + parts[0].offset
@@ -143,8 +159,9 @@ def test_encrypted_gradient_is_exact(small_key):
     r_int = he.residual_integers(rho, settings.LR_RESIDUAL_FRAC_BITS)
     x_int = he.feature_exponents(x, settings.LR_FEATURE_FRAC_BITS)
     grads = he.encrypted_gradient(public, he.encrypt_residuals(key, r_int), x_int)
-    expected = [sum(int(a) * int(b) for a, b in zip(r_int, x_int[:, j], strict=True))
-                for j in range(4)]
+    expected = [
+        sum(int(a) * int(b) for a, b in zip(r_int, x_int[:, j], strict=True)) for j in range(4)
+    ]
     assert [int(paillier.decrypt_signed(key, g)) for g in grads] == expected
     width, slots = he.slot_layout(public.bits, settings.LR_RESIDUAL_FRAC_BITS, x_int)
     blob, masks = he.pack_and_mask(public, grads, width, slots)
@@ -167,12 +184,26 @@ def test_multiexp_matches_powmod(small_key):
 def _pair(config: LRConfig, rows: int = 400, n_passive: int = 1):
     rng = np.random.default_rng(3)
     names = [f"p{i}" for i in range(n_passive)]
-    holder = LabelHolder(rng.normal(size=(rows, 2)), rng.integers(0, 2, rows), feature_names=[
-        "a", "b"], config=config, passive_parties=names, key_bits=TEST_KEY_BITS,
-        insecure_min_key_bits=TEST_KEY_BITS)
-    passives = [PassiveParty(rng.normal(size=(rows, 3)), party=n, feature_names=["c", "d", "e"],
-                             config=config, passive_parties=names,
-                             insecure_min_key_bits=TEST_KEY_BITS) for n in names]
+    holder = LabelHolder(
+        rng.normal(size=(rows, 2)),
+        rng.integers(0, 2, rows),
+        feature_names=["a", "b"],
+        config=config,
+        passive_parties=names,
+        key_bits=TEST_KEY_BITS,
+        insecure_min_key_bits=TEST_KEY_BITS,
+    )
+    passives = [
+        PassiveParty(
+            rng.normal(size=(rows, 3)),
+            party=n,
+            feature_names=["c", "d", "e"],
+            config=config,
+            passive_parties=names,
+            insecure_min_key_bits=TEST_KEY_BITS,
+        )
+        for n in names
+    ]
     for p in passives:
         p.accept_public_key(holder.public_key_message())
     return holder, passives
@@ -224,8 +255,9 @@ def test_holder_opens_no_more_than_a_gradient():
     holder, (passive,) = _pair(LRConfig(batch_size=100))
     residuals = holder.residual_message(0, 0, {"p0": passive.partial_message(0, 0)})
     # a deviating passive sends the residual ciphertexts back in place of its gradient
-    forged = Message("lr.masked_gradient", meta={"epoch": 0, "batch": 0},
-                     blobs={"ct": residuals.blob("ct")})
+    forged = Message(
+        "lr.masked_gradient", meta={"epoch": 0, "batch": 0}, blobs={"ct": residuals.blob("ct")}
+    )
     with pytest.raises(ProtocolError, match="too many"):
         holder.decrypt_gradients({"p0": forged})
 
@@ -233,8 +265,13 @@ def test_holder_opens_no_more_than_a_gradient():
 def test_small_keys_need_the_insecure_option(small_key):
     public, _ = small_key
     msg = Message("lr.public_key", blobs={"n": pack_uints([public.n], public.ciphertext_bytes)})
-    passive = PassiveParty(np.zeros((200, 2)), party="p", feature_names=["a", "b"],
-                           config=LRConfig(), passive_parties=["p"])
+    passive = PassiveParty(
+        np.zeros((200, 2)),
+        party="p",
+        feature_names=["a", "b"],
+        config=LRConfig(),
+        passive_parties=["p"],
+    )
     with pytest.raises(CryptoError, match="below the minimum"):
         passive.accept_public_key(msg)
 
@@ -252,8 +289,10 @@ def test_batches_never_tiny_and_agree():
     batches = epoch_batches(1000, 300, epoch=2, seed=7)
     assert min(b.size for b in batches) >= 300
     assert np.array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
-    assert all(np.array_equal(a, b) for a, b in zip(
-        batches, epoch_batches(1000, 300, epoch=2, seed=7), strict=True))
+    assert all(
+        np.array_equal(a, b)
+        for a, b in zip(batches, epoch_batches(1000, 300, epoch=2, seed=7), strict=True)
+    )
 
 
 def test_policy_and_config_guards():
@@ -265,8 +304,13 @@ def test_policy_and_config_guards():
     with pytest.raises(ConfigError):
         LRConfig(class_weight="weird")
     with pytest.raises(PolicyError, match="exceed"):
-        PassiveParty(np.zeros((500, 150)), party="p", feature_names=[str(i) for i in range(150)],
-                     config=LRConfig(batch_size=120), passive_parties=["p"])
+        PassiveParty(
+            np.zeros((500, 150)),
+            party="p",
+            feature_names=[str(i) for i in range(150)],
+            config=LRConfig(batch_size=120),
+            passive_parties=["p"],
+        )
 
 
 def test_standardizer_constant_column():
@@ -284,8 +328,17 @@ def homo() -> dict[str, object]:
 
 def _silos(parts, config: HLRConfig) -> list[HorizontalSilo]:
     names = [f"x{i}" for i in range(parts[0].shape[1] - 2)]
-    return [HorizontalSilo(p[:, 2:], p[:, 1], feature_names=names, config=config,
-                           party=f"bank{i}", n_silos=len(parts)) for i, p in enumerate(parts)]
+    return [
+        HorizontalSilo(
+            p[:, 2:],
+            p[:, 1],
+            feature_names=names,
+            config=config,
+            party=f"bank{i}",
+            n_silos=len(parts),
+        )
+        for i, p in enumerate(parts)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -351,8 +404,9 @@ def test_coordinator_refuses_a_secret_context(homo):
     msg = silo.stats_message(0)
     with pytest.raises(CryptoError):
         aggregate(secret.blob("context"), [msg, msg, msg])
-    assert not ckks.load_context(ckks.public_context_bytes(silo._context()),
-                                 require_secret=False).has_secret_key()
+    assert not ckks.load_context(
+        ckks.public_context_bytes(silo._context()), require_secret=False
+    ).has_secret_key()
 
 
 def test_coordinator_refuses_mixed_rounds(homo):
@@ -361,10 +415,18 @@ def test_coordinator_refuses_mixed_rounds(homo):
     for s in silos[1:]:
         s.accept_keys(secret)
     with pytest.raises(ProtocolError, match="different rounds"):
-        aggregate(public, [silos[0].stats_message(0), silos[1].stats_message(0),
-                           Message("hlr.update", meta={"phase": "round", "index": 0,
-                                                       "length": 2},
-                                   blobs=dict(silos[2].stats_message(0).blobs))])
+        aggregate(
+            public,
+            [
+                silos[0].stats_message(0),
+                silos[1].stats_message(0),
+                Message(
+                    "hlr.update",
+                    meta={"phase": "round", "index": 0, "length": 2},
+                    blobs=dict(silos[2].stats_message(0).blobs),
+                ),
+            ],
+        )
 
 
 def test_horizontal_statistics_survive_raw_money_columns(homo):
@@ -395,17 +457,50 @@ def test_exported_names():
     from fedsilo.ml import lr_common, lr_horizontal, lr_local, lr_paillier, lr_vertical
 
     expected = {
-        lr_common: ["LRConfig", "Standardizer", "epoch_batches", "learning_rate", "log_loss",
-                    "sample_weights", "sigmoid", "sklearn_c"],
-        lr_vertical: ["EpochResult", "GRADIENT_OPENED", "LabelHolder", "MASKED_GRADIENT",
-                      "PAIR_SEED", "PARTIAL", "PUBLIC_KEY", "PassiveParty", "RESIDUALS",
-                      "VerticalModelPart"],
-        lr_horizontal: ["HLRConfig", "HorizontalLRModel", "HorizontalSilo", "RoundResult",
-                        "SECRET_CONTEXT", "STATS_PHASES", "SUM", "UPDATE", "aggregate",
-                        "check_silo_count"],
-        lr_paillier: ["decrypt_packed", "encrypt_residuals", "encrypted_gradient",
-                      "feature_exponents", "pack_and_mask", "residual_integers", "slot_layout",
-                      "unmask"],
+        lr_common: [
+            "LRConfig",
+            "Standardizer",
+            "epoch_batches",
+            "learning_rate",
+            "log_loss",
+            "sample_weights",
+            "sigmoid",
+            "sklearn_c",
+        ],
+        lr_vertical: [
+            "EpochResult",
+            "GRADIENT_OPENED",
+            "LabelHolder",
+            "MASKED_GRADIENT",
+            "PAIR_SEED",
+            "PARTIAL",
+            "PUBLIC_KEY",
+            "PassiveParty",
+            "RESIDUALS",
+            "VerticalModelPart",
+        ],
+        lr_horizontal: [
+            "HLRConfig",
+            "HorizontalLRModel",
+            "HorizontalSilo",
+            "RoundResult",
+            "SECRET_CONTEXT",
+            "STATS_PHASES",
+            "SUM",
+            "UPDATE",
+            "aggregate",
+            "check_silo_count",
+        ],
+        lr_paillier: [
+            "decrypt_packed",
+            "encrypt_residuals",
+            "encrypted_gradient",
+            "feature_exponents",
+            "pack_and_mask",
+            "residual_integers",
+            "slot_layout",
+            "unmask",
+        ],
         lr_local: ["Relay", "run_horizontal", "run_vertical"],
     }
     for module, names in expected.items():

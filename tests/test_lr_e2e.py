@@ -34,12 +34,15 @@ def vertical(tmp_path: Path):
 
 def test_vertical_lr_job_three_silos(vertical: Consortium) -> None:
     store = vertical.store()
-    spec = vertical.job({"bank": "active", "bureau": "passive", "telco": "passive"}, [
-        {"kind": "psi", "alignment": "breast"},
-        {"kind": "split", "test_fraction": 0.2},
-        {"kind": "lr", "params": {"batch_size": 128, "learning_rate": 1.0, "max_epochs": 4}},
-        {"kind": "evaluate"},
-    ])
+    spec = vertical.job(
+        {"bank": "active", "bureau": "passive", "telco": "passive"},
+        [
+            {"kind": "psi", "alignment": "breast"},
+            {"kind": "split", "test_fraction": 0.2},
+            {"kind": "lr", "params": {"batch_size": 128, "learning_rate": 1.0, "max_epochs": 4}},
+            {"kind": "evaluate"},
+        ],
+    )
     record = run_job(spec, clients=vertical.clients(), store=store)
     assert record.state == "succeeded"
     trained = record.result["3:lr"]
@@ -61,10 +64,13 @@ def test_vertical_lr_job_three_silos(vertical: Consortium) -> None:
 
 
 def test_vertical_lr_refuses_a_small_key(vertical: Consortium) -> None:
-    spec = vertical.job({"bank": "active", "bureau": "passive"}, [
-        {"kind": "psi", "alignment": "breast"},
-        {"kind": "lr", "key_bits": 1024, "params": {"batch_size": 128}},
-    ])
+    spec = vertical.job(
+        {"bank": "active", "bureau": "passive"},
+        [
+            {"kind": "psi", "alignment": "breast"},
+            {"kind": "lr", "key_bits": 1024, "params": {"batch_size": 128}},
+        ],
+    )
     with pytest.raises(JobError, match="at least 2048 bits"):
         run_job(spec, clients=vertical.clients(), store=vertical.store())
 
@@ -82,16 +88,25 @@ def horizontal(tmp_path: Path):
 def test_horizontal_lr_job_three_silos(horizontal: Consortium) -> None:
     store = horizontal.store()
     members = {"bank": "member", "lender": "member", "card": "member"}
-    record = run_job(horizontal.job(members, [{"kind": "hlr", "params": {"l2": 1 / 24000}}]),
-                     clients=horizontal.clients(), store=store)
+    record = run_job(
+        horizontal.job(members, [{"kind": "hlr", "params": {"l2": 1 / 24000}}]),
+        clients=horizontal.clients(),
+        store=store,
+    )
     assert record.state == "succeeded" and record.result["1:hlr"]["rounds"] >= 2
-    payloads = [n.ctx.store.load_model_part(f"{record.job_id}-hlr").payload
-                for n in horizontal.nodes.values()]
+    payloads = [
+        n.ctx.store.load_model_part(f"{record.job_id}-hlr").payload
+        for n in horizontal.nodes.values()
+    ]
     assert all(p == payloads[0] for p in payloads)  # the whole model, identical at every silo
     model = HorizontalLRModel.from_dict(payloads[0]["model"])
     test = np.loadtxt(DATA / "default_credit_homo_test.csv", delimiter=",", skiprows=1)
-    pooled = np.vstack([np.loadtxt(DATA / f"default_credit_homo_{n}.csv", delimiter=",",
-                                   skiprows=1) for n in ("guest", "host_1", "host_2")])
+    pooled = np.vstack(
+        [
+            np.loadtxt(DATA / f"default_credit_homo_{n}.csv", delimiter=",", skiprows=1)
+            for n in ("guest", "host_1", "host_2")
+        ]
+    )
     scaler = StandardScaler().fit(pooled[:, 2:])
     ref = LogisticRegression(max_iter=2000).fit(scaler.transform(pooled[:, 2:]), pooled[:, 1])
     ref_auc = roc_auc_score(test[:, 1], ref.decision_function(scaler.transform(test[:, 2:])))

@@ -66,11 +66,15 @@ class LRConfig:
         _require(self.learning_rate > 0, "learning_rate must be > 0")
         _require(self.lr_schedule in _SCHEDULES, f"lr_schedule must be one of {_SCHEDULES}")
         _require(self.lr_decay >= 0, "lr_decay must be >= 0")
-        _require(self.batch_size >= settings.LR_MIN_BATCH_ROWS,
-                 f"batch_size must be >= {settings.LR_MIN_BATCH_ROWS} rows (smaller batches "
-                 "let a party solve for the residuals from its gradients)")
-        _require(1 <= self.max_epochs <= settings.LR_MAX_EPOCHS_LIMIT,
-                 f"max_epochs must be in 1..{settings.LR_MAX_EPOCHS_LIMIT}")
+        _require(
+            self.batch_size >= settings.LR_MIN_BATCH_ROWS,
+            f"batch_size must be >= {settings.LR_MIN_BATCH_ROWS} rows (smaller batches "
+            "let a party solve for the residuals from its gradients)",
+        )
+        _require(
+            1 <= self.max_epochs <= settings.LR_MAX_EPOCHS_LIMIT,
+            f"max_epochs must be in 1..{settings.LR_MAX_EPOCHS_LIMIT}",
+        )
         _require(self.tol >= 0, "tol must be >= 0")
         _require(1 <= self.local_epochs <= 100, "local_epochs must be in 1..100")
         _check_class_weight(self.class_weight)
@@ -106,8 +110,10 @@ def _require(ok: bool, message: str) -> None:
 def _check_class_weight(cw: object) -> None:
     if cw is None or cw == "balanced":
         return
-    ok = isinstance(cw, tuple) and len(cw) == 2 and all(
-        isinstance(v, int | float) and v > 0 and np.isfinite(v) for v in cw
+    ok = (
+        isinstance(cw, tuple)
+        and len(cw) == 2
+        and all(isinstance(v, int | float) and v > 0 and np.isfinite(v) for v in cw)
     )
     _require(ok, "class_weight must be null, 'balanced' or two positive numbers [w0, w1]")
 

@@ -132,8 +132,9 @@ class RoundResult:
 def _update_message(phase: str, index: int, values: FloatArray, ctx: ts.Context) -> Message:
     encoded = ckks.encode_fixed(values)
     blobs = {f"ct{i}": c for i, c in enumerate(ckks.encrypt_vector(ctx, encoded))}
-    return Message(UPDATE, meta={"phase": phase, "index": index, "length": int(values.size)},
-                   blobs=blobs)
+    return Message(
+        UPDATE, meta={"phase": phase, "index": index, "length": int(values.size)}, blobs=blobs
+    )
 
 
 def _ciphertexts(msg: Message) -> list[bytes]:
@@ -200,9 +201,11 @@ class HorizontalLRModel:
             "features": self.feature_names,
             "coef": self.coef.tolist(),
             "intercept": self.intercept,
-            "standardised": {"coef": self.coef_standardised.tolist(),
-                             "intercept": self.intercept_standardised,
-                             **self.standardizer.to_json()},
+            "standardised": {
+                "coef": self.coef_standardised.tolist(),
+                "intercept": self.intercept_standardised,
+                **self.standardizer.to_json(),
+            },
             "info": self.info,
         }
 
@@ -252,8 +255,16 @@ class HorizontalLRModel:
 class HorizontalSilo:
     """One silo's side of horizontal LR: its rows, its copy of the key, the global weights."""
 
-    def __init__(self, x: npt.ArrayLike, y: npt.ArrayLike, *, feature_names: Sequence[str],
-                 config: HLRConfig, party: str, n_silos: int) -> None:
+    def __init__(
+        self,
+        x: npt.ArrayLike,
+        y: npt.ArrayLike,
+        *,
+        feature_names: Sequence[str],
+        config: HLRConfig,
+        party: str,
+        n_silos: int,
+    ) -> None:
         check_silo_count(n_silos)
         self.n_silos = n_silos
         self._x_raw = np.asarray(x, dtype=np.float64)
@@ -290,8 +301,9 @@ class HorizontalSilo:
 
     def accept_keys(self, msg: Message) -> None:
         """Take the secret context a peer made (arrives unsealed from the framework)."""
-        self._ctx = ckks.load_context(msg.expect(SECRET_CONTEXT).blob("context"),
-                                      require_secret=True)
+        self._ctx = ckks.load_context(
+            msg.expect(SECRET_CONTEXT).blob("context"), require_secret=True
+        )
 
     def _context(self) -> ts.Context:
         if self._ctx is None:
@@ -339,14 +351,16 @@ class HorizontalSilo:
         if got_phase != phase:
             raise ProtocolError(f"expected a '{phase}' sum, got '{got_phase}'")
         if msg.meta.get("silos") != self.n_silos:
-            raise ProtocolError(f"sum is over {msg.meta.get('silos')!r} silos, the job has "
-                                f"{self.n_silos}")
+            raise ProtocolError(
+                f"sum is over {msg.meta.get('silos')!r} silos, the job has {self.n_silos}"
+            )
         decrypted = ckks.decrypt_vector(self._context(), _ciphertexts(msg), length)
         return index, ckks.decode_fixed(decrypted)
 
     def _start_training(self) -> None:
-        self._x = np.hstack([self.standardizer.transform(self._x_raw),
-                             np.ones((self._x_raw.shape[0], 1))])
+        self._x = np.hstack(
+            [self.standardizer.transform(self._x_raw), np.ones((self._x_raw.shape[0], 1))]
+        )
         cw = self.config.class_weight
         if cw == "balanced":
             n, pos = float(self._n_total), float(self._stats["positives"][0])
@@ -370,8 +384,9 @@ class HorizontalSilo:
         l2_mask = np.r_[np.ones(w.size - 1), 0.0]
         for local_epoch in range(self.config.local_epochs):
             epoch = self._round * self.config.local_epochs + local_epoch
-            for rows in epoch_batches(self._x.shape[0], self.config.batch_size, epoch,
-                                      self.config.seed, self._rng_salt):
+            for rows in epoch_batches(
+                self._x.shape[0], self.config.batch_size, epoch, self.config.seed, self._rng_salt
+            ):
                 xb = self._x[rows]
                 resid = self._weights[rows] * (sigmoid(xb @ w) - self._y[rows])
                 grad = xb.T @ resid / rows.size + self.config.l2 * l2_mask * w
@@ -395,9 +410,18 @@ class HorizontalSilo:
         """The current global model, mapped back to raw feature units."""
         coef_std, b_std = self._w[:-1].copy(), float(self._w[-1])
         raw, offset = self.standardizer.raw_coefficients(coef_std)
-        info = {"rounds": self._round, "l2": self.config.l2, "rows": self._n_total,
-                "sklearn_C": 1.0 / (self.config.l2 * self._n_total) if self.config.l2 else 1e12}
-        return HorizontalLRModel(feature_names=self.feature_names, coef=raw,
-                                 intercept=b_std + offset, standardizer=self.standardizer,
-                                 coef_standardised=coef_std, intercept_standardised=b_std,
-                                 info=info)
+        info = {
+            "rounds": self._round,
+            "l2": self.config.l2,
+            "rows": self._n_total,
+            "sklearn_C": 1.0 / (self.config.l2 * self._n_total) if self.config.l2 else 1e12,
+        }
+        return HorizontalLRModel(
+            feature_names=self.feature_names,
+            coef=raw,
+            intercept=b_std + offset,
+            standardizer=self.standardizer,
+            coef_standardised=coef_std,
+            intercept_standardised=b_std,
+            info=info,
+        )

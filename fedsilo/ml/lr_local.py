@@ -66,15 +66,21 @@ def run_horizontal(
     for _ in range(silos[0].config.max_epochs):
         total = aggregate(public, [relay.carry(s.update_message()) for s in silos])
         results = [silo.accept_update(relay.carry(total)) for silo in silos]
-        relay.history.append({**results[0].to_meta(), "bytes": relay.bytes_relayed,
-                              "seconds": time.perf_counter() - start})
+        relay.history.append(
+            {
+                **results[0].to_meta(),
+                "bytes": relay.bytes_relayed,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         if results[0].converged:
             break
     return silos[0].model()
 
 
-def run_vertical(label_holder: LabelHolder, passives: Sequence[PassiveParty],
-                 relay: Relay | None = None) -> None:
+def run_vertical(
+    label_holder: LabelHolder, passives: Sequence[PassiveParty], relay: Relay | None = None
+) -> None:
     """Key and seed exchange, then mini-batch epochs until the label holder reports convergence.
 
     Each party keeps its own trained part; ``relay.history`` gets one entry per epoch.
@@ -89,8 +95,13 @@ def run_vertical(label_holder: LabelHolder, passives: Sequence[PassiveParty],
         for batch in range(label_holder.batches_in_epoch(epoch)):
             _vertical_batch(label_holder, passives, relay, epoch, batch)
         result = label_holder.end_epoch(epoch)
-        relay.history.append({**result.to_meta(), "bytes": relay.bytes_relayed,
-                              "seconds": time.perf_counter() - start})
+        relay.history.append(
+            {
+                **result.to_meta(),
+                "bytes": relay.bytes_relayed,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         if result.stop:
             break
 
@@ -102,8 +113,13 @@ def _exchange_pair_seeds(passives: Sequence[PassiveParty], relay: Relay) -> None
             by_name[peer].accept_pair_seed(passive.party, relay.carry(msg))
 
 
-def _vertical_batch(label_holder: LabelHolder, passives: Sequence[PassiveParty], relay: Relay,
-                    epoch: int, batch: int) -> None:
+def _vertical_batch(
+    label_holder: LabelHolder,
+    passives: Sequence[PassiveParty],
+    relay: Relay,
+    epoch: int,
+    batch: int,
+) -> None:
     partials = {p.party: relay.carry(p.partial_message(epoch, batch)) for p in passives}
     residuals = label_holder.residual_message(epoch, batch, partials)
     masked = {p.party: relay.carry(p.gradient_message(relay.carry(residuals))) for p in passives}

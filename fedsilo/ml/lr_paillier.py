@@ -187,8 +187,9 @@ def slot_layout(key_bits: int, residual_frac_bits: int, x_int: IntArray) -> tupl
     return width, 2 * paillier.slots_per_ciphertext(key_bits, width)
 
 
-def pack_and_mask(public: paillier.PublicKey, grads: Sequence[Any], width: int,
-                  slots: int) -> tuple[bytes, list[Any]]:
+def pack_and_mask(
+    public: paillier.PublicKey, grads: Sequence[Any], width: int, slots: int
+) -> tuple[bytes, list[Any]]:
     """Pack gradient ciphertexts, add a uniform mask to each packed one, freshly randomised.
 
     Returns the ciphertext bytes for the key holder and the masks the party keeps.
@@ -203,8 +204,14 @@ def pack_and_mask(public: paillier.PublicKey, grads: Sequence[Any], width: int,
     return pack_uints(out, public.ciphertext_bytes), masks
 
 
-def unmask(public: paillier.PublicKey, opened: Sequence[Any], masks: Sequence[Any],
-           width: int, slots: int, count: int) -> list[int]:
+def unmask(
+    public: paillier.PublicKey,
+    opened: Sequence[Any],
+    masks: Sequence[Any],
+    width: int,
+    slots: int,
+    count: int,
+) -> list[int]:
     """Remove the masks from the decrypted packed values and read the ``count`` gradients."""
     if len(opened) != len(masks):
         raise ProtocolError("masked gradient count does not match what was sent")

@@ -93,28 +93,34 @@ __all__ = [
 ]
 
 PUBLIC_KEY = register_kind(
-    "lr.public_key", reveals="the label holder's Paillier public key n; nothing about data")
+    "lr.public_key", reveals="the label holder's Paillier public key n; nothing about data"
+)
 PAIR_SEED = register_kind(
     "lr.pair_seed",
     reveals="a fresh random 32-byte seed two passive parties share to make cancelling masks; "
-    "nothing about data")
+    "nothing about data",
+)
 PARTIAL = register_kind(
     "lr.partial",
     reveals="to the label holder, for the batch (or scored) rows: with one passive party its "
     "partial linear predictor X_j w_j; with two or more only the sum over passive parties "
-    "(each message is masked uniformly mod 2^64)")
+    "(each message is masked uniformly mod 2^64)",
+)
 RESIDUALS = register_kind(
     "lr.residuals",
     reveals="to a passive party: Paillier ciphertexts of the batch's weighted residuals under the "
-    "label holder's key; nothing without that key")
+    "label holder's key; nothing without that key",
+)
 MASKED_GRADIENT = register_kind(
     "lr.masked_gradient",
     reveals="to the label holder: a passive party's packed gradient plus a uniform mask mod n in a "
-    "freshly randomised ciphertext; a uniform value")
+    "freshly randomised ciphertext; a uniform value",
+)
 GRADIENT_OPENED = register_kind(
     "lr.gradient_opened",
     reveals="to the passive party that asked: the decryption of its own masked gradient, i.e. "
-    "after unmasking its exact gradient X_j^T rho on the batch")
+    "after unmasking its exact gradient X_j^T rho on the batch",
+)
 
 _FORMAT = "fedsilo.lr.vertical_part/1"
 _ROLES = ("label_holder", "passive")
@@ -130,8 +136,12 @@ class EpochResult:
     stop: bool
 
     def to_meta(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "train_loss": self.train_loss,
-                "converged": self.converged, "stop": self.stop}
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "converged": self.converged,
+            "stop": self.stop,
+        }
 
 
 @dataclass
@@ -162,11 +172,17 @@ class VerticalModelPart:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (what a silo stores as its model part)."""
         return {
-            "format": _FORMAT, "party": self.party, "role": self.role,
-            "features": self.feature_names, "coef": self.coef.tolist(), "offset": self.offset,
-            "standardised": {"coef": self.coef_standardised.tolist(),
-                             "intercept": self.intercept_standardised,
-                             **self.standardizer.to_json()},
+            "format": _FORMAT,
+            "party": self.party,
+            "role": self.role,
+            "features": self.feature_names,
+            "coef": self.coef.tolist(),
+            "offset": self.offset,
+            "standardised": {
+                "coef": self.coef_standardised.tolist(),
+                "intercept": self.intercept_standardised,
+                **self.standardizer.to_json(),
+            },
         }
 
     def to_json(self) -> str:
@@ -186,12 +202,16 @@ class VerticalModelPart:
             if data.get("format") != _FORMAT or data.get("role") not in _ROLES:
                 raise DataError(f"not a {_FORMAT} model part")
             std = data["standardised"]
-            part = cls(party=str(data["party"]), role=str(data["role"]),
-                       feature_names=[str(f) for f in data["features"]],
-                       coef=np.asarray(data["coef"], dtype=np.float64),
-                       offset=float(data["offset"]), standardizer=Standardizer.from_json(std),
-                       coef_standardised=np.asarray(std["coef"], dtype=np.float64),
-                       intercept_standardised=float(std["intercept"]))
+            part = cls(
+                party=str(data["party"]),
+                role=str(data["role"]),
+                feature_names=[str(f) for f in data["features"]],
+                coef=np.asarray(data["coef"], dtype=np.float64),
+                offset=float(data["offset"]),
+                standardizer=Standardizer.from_json(std),
+                coef_standardised=np.asarray(std["coef"], dtype=np.float64),
+                intercept_standardised=float(std["intercept"]),
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"bad vertical LR model part: {exc}") from None
         if not len(part.feature_names) == part.coef.size == part.coef_standardised.size:
@@ -199,12 +219,20 @@ class VerticalModelPart:
         return part
 
 
-def _model_part(party: str, role: str, names: list[str], std: Standardizer, w: FloatArray,
-                b: float) -> VerticalModelPart:
+def _model_part(
+    party: str, role: str, names: list[str], std: Standardizer, w: FloatArray, b: float
+) -> VerticalModelPart:
     raw, offset = std.raw_coefficients(w)
-    return VerticalModelPart(party=party, role=role, feature_names=names, coef=raw,
-                             offset=offset + b, standardizer=std, coef_standardised=w.copy(),
-                             intercept_standardised=b)
+    return VerticalModelPart(
+        party=party,
+        role=role,
+        feature_names=names,
+        coef=raw,
+        offset=offset + b,
+        standardizer=std,
+        coef_standardised=w.copy(),
+        intercept_standardised=b,
+    )
 
 
 def _standardise(x: npt.ArrayLike, names: Sequence[str]) -> tuple[Standardizer, FloatArray]:
@@ -235,10 +263,18 @@ def _from_fixed(words: npt.NDArray[np.uint64]) -> FloatArray:
 class LabelHolder:
     """The active silo: labels, its own features, the intercept and the Paillier key."""
 
-    def __init__(self, x: npt.ArrayLike, y: npt.ArrayLike, *, feature_names: Sequence[str],
-                 config: LRConfig, passive_parties: Sequence[str], party: str = "label_holder",
-                 key_bits: int = settings.PAILLIER_KEY_BITS,
-                 insecure_min_key_bits: int | None = None) -> None:
+    def __init__(
+        self,
+        x: npt.ArrayLike,
+        y: npt.ArrayLike,
+        *,
+        feature_names: Sequence[str],
+        config: LRConfig,
+        passive_parties: Sequence[str],
+        party: str = "label_holder",
+        key_bits: int = settings.PAILLIER_KEY_BITS,
+        insecure_min_key_bits: int | None = None,
+    ) -> None:
         if not passive_parties or len(set(passive_parties)) != len(passive_parties):
             raise PolicyError("vertical LR needs one or more distinct passive parties")
         self.party, self.config = party, config
@@ -252,10 +288,12 @@ class LabelHolder:
         self._s = sample_weights(self._y, config.class_weight)
         if self._s.max() > settings.LR_MAX_CLASS_WEIGHT:
             raise PolicyError(
-                f"class weight above LR_MAX_CLASS_WEIGHT={settings.LR_MAX_CLASS_WEIGHT}")
+                f"class weight above LR_MAX_CLASS_WEIGHT={settings.LR_MAX_CLASS_WEIGHT}"
+            )
         self._w = np.zeros(self._x.shape[1])
         self._public, self._key = paillier.generate_keypair(
-            key_bits, insecure_min_bits=insecure_min_key_bits)
+            key_bits, insecure_min_bits=insecure_min_key_bits
+        )
         self._loss_sum, self._loss_rows = 0.0, 0
         self._previous_loss: float | None = None
         self.history: list[EpochResult] = []
@@ -267,8 +305,11 @@ class LabelHolder:
         return int(self._x.shape[0])
 
     def public_key_message(self) -> Message:
-        return Message(PUBLIC_KEY, meta={"bits": self._public.bits},
-                       blobs={"n": pack_uints([self._public.n], self._public.ciphertext_bytes)})
+        return Message(
+            PUBLIC_KEY,
+            meta={"bits": self._public.bits},
+            blobs={"n": pack_uints([self._public.n], self._public.ciphertext_bytes)},
+        )
 
     def batches_in_epoch(self, epoch: int) -> int:
         return len(epoch_batches(self.n_rows, self.config.batch_size, epoch, self.config.seed))
@@ -277,7 +318,8 @@ class LabelHolder:
         batches = epoch_batches(self.n_rows, self.config.batch_size, epoch, self.config.seed)
         if (epoch, batch) != self._expect or not 0 <= batch < len(batches):
             raise ProtocolError(
-                f"batch ({epoch}, {batch}) is out of order; expected {self._expect}")
+                f"batch ({epoch}, {batch}) is out of order; expected {self._expect}"
+            )
         return batches[batch]
 
     def sum_partials(self, partials: dict[str, Message], label: str, rows: int) -> FloatArray:
@@ -328,8 +370,9 @@ class LabelHolder:
             if len(blob) > settings.LR_MAX_GRADIENT_CIPHERTEXTS * self._public.ciphertext_bytes:
                 raise ProtocolError(f"too many gradient ciphertexts from '{party}'")
             opened = he.decrypt_packed(self._key, blob)
-            out[party] = Message(GRADIENT_OPENED, meta=dict(msg.meta),
-                                 blobs={"values": pack_uints(opened, width)})
+            out[party] = Message(
+                GRADIENT_OPENED, meta=dict(msg.meta), blobs={"values": pack_uints(opened, width)}
+            )
         return out
 
     def end_epoch(self, epoch: int) -> EpochResult:
@@ -346,27 +389,42 @@ class LabelHolder:
         self._expect = (epoch + 1, 0)
         return result
 
-    def decision_function(self, x: npt.ArrayLike, partials: dict[str, Message],
-                          label: str) -> FloatArray:
+    def decision_function(
+        self, x: npt.ArrayLike, partials: dict[str, Message], label: str
+    ) -> FloatArray:
         """Federated scores for rows the passive parties scored under the same ``label``."""
         own = self._std.transform(x) @ self._w[:-1] + self._w[-1]
         return np.asarray(own + self.sum_partials(partials, f"score/{label}", own.size))
 
-    def predict_proba(self, x: npt.ArrayLike, partials: dict[str, Message],
-                      label: str) -> FloatArray:
+    def predict_proba(
+        self, x: npt.ArrayLike, partials: dict[str, Message], label: str
+    ) -> FloatArray:
         return sigmoid(self.decision_function(x, partials, label))
 
     def model_part(self) -> VerticalModelPart:
-        return _model_part(self.party, "label_holder", self.feature_names, self._std,
-                           self._w[:-1], float(self._w[-1]))
+        return _model_part(
+            self.party,
+            "label_holder",
+            self.feature_names,
+            self._std,
+            self._w[:-1],
+            float(self._w[-1]),
+        )
 
 
 class PassiveParty:
     """A silo with features only: its weights, and the masks it shares with other passives."""
 
-    def __init__(self, x: npt.ArrayLike, *, party: str, feature_names: Sequence[str],
-                 config: LRConfig, passive_parties: Sequence[str],
-                 insecure_min_key_bits: int | None = None) -> None:
+    def __init__(
+        self,
+        x: npt.ArrayLike,
+        *,
+        party: str,
+        feature_names: Sequence[str],
+        config: LRConfig,
+        passive_parties: Sequence[str],
+        insecure_min_key_bits: int | None = None,
+    ) -> None:
         if party not in passive_parties:
             raise PolicyError(f"party '{party}' is not among the job's passive parties")
         self.party, self.config = party, config
@@ -374,8 +432,10 @@ class PassiveParty:
         self.peers = sorted(p for p in passive_parties if p != party)
         self._std, xs = _standardise(x, self.feature_names)
         if config.batch_size <= xs.shape[1]:
-            raise PolicyError(f"batch_size {config.batch_size} must exceed this party's "
-                              f"{xs.shape[1]} features, or its gradient reveals the residuals")
+            raise PolicyError(
+                f"batch_size {config.batch_size} must exceed this party's "
+                f"{xs.shape[1]} features, or its gradient reveals the residuals"
+            )
         self._x = xs
         self._x_int = he.feature_exponents(xs, settings.LR_FEATURE_FRAC_BITS)
         self._w = np.zeros(xs.shape[1])
@@ -399,8 +459,9 @@ class PassiveParty:
         blob = msg.expect(PUBLIC_KEY).blob("n")
         n = unpack_uints(blob, len(blob))[0] if blob else 0
         self._public = paillier.PublicKey.from_n(int(n), insecure_min_bits=self._insecure)
-        self._layout = he.slot_layout(self._public.bits, settings.LR_RESIDUAL_FRAC_BITS,
-                                      self._x_int)
+        self._layout = he.slot_layout(
+            self._public.bits, settings.LR_RESIDUAL_FRAC_BITS, self._x_int
+        )
 
     def pair_seed_messages(self) -> dict[str, Message]:
         """A fresh seed for every peer named after this party (the other side of each pair)."""

@@ -56,8 +56,9 @@ def _setup(run: JobRun, members: list[str], meta: dict[str, Any]) -> bytes:
     return first.plain.expect("hlr.public_context").blob("context")
 
 
-def _round(run: JobRun, members: list[str], public: bytes, meta: dict[str, Any],
-           previous: Message | None) -> tuple[Message | None, dict[str, Any]]:
+def _round(
+    run: JobRun, members: list[str], public: bytes, meta: dict[str, Any], previous: Message | None
+) -> tuple[Message | None, dict[str, Any]]:
     """One relay: the previous sum out, contributions in; returns (their sum, released meta)."""
     replies = run.call_many({p: ("hlr.round", meta, []) for p in members}, plain=previous)
     released = [r.meta for r in replies.values()]
@@ -92,6 +93,12 @@ def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
             run.log(f"hlr round {progress['round']}: largest change {progress['max_change']:.2e}")
     run.call_many({p: ("hlr.save", {"model_id": part_id(run, "hlr")}, []) for p in members})
     rounds = int(progress.get("round", -1)) + 1
-    model = record_model(run, kind="hlr", params=config.to_spec(), alignment=None,
-                         extra={"rounds": rounds, "silos": len(members)}, name=step.get("name"))
+    model = record_model(
+        run,
+        kind="hlr",
+        params=config.to_spec(),
+        alignment=None,
+        extra={"rounds": rounds, "silos": len(members)},
+        name=step.get("name"),
+    )
     return {"model": model.model_id, "rounds": rounds, "max_change": progress.get("max_change")}

@@ -72,7 +72,8 @@ def _setup(run: JobRun, meta: dict[str, Any], active: str, passives: list[str]) 
     if len(set(rows.values())) != 1:
         raise JobError(f"silos hold different numbers of aligned rows: {rows}")
     seeded: dict[str, Call] = {
-        p: ("lr.pair_seeds", {}, _to(replies, p)) for p in passives if _to(replies, p)}
+        p: ("lr.pair_seeds", {}, _to(replies, p)) for p in passives if _to(replies, p)
+    }
     if seeded:
         run.call_many(seeded)
     return int(rows[active])
@@ -94,8 +95,11 @@ def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     if not passives or set(run.parties) != {active, *passives}:
         raise ConfigError("an lr step needs one active party and passive parties only")
     alignment = train_alignment(run, step)
-    meta = {"alignment": alignment, "params": config.to_spec(),
-            "key_bits": int(step.get("key_bits", settings.PAILLIER_KEY_BITS))}
+    meta = {
+        "alignment": alignment,
+        "params": config.to_spec(),
+        "key_bits": int(step.get("key_bits", settings.PAILLIER_KEY_BITS)),
+    }
     rows = _setup(run, meta, active, passives)
     run.log(f"lr: {rows} aligned rows, {len(passives)} passive silo(s)")
     task = run.progress.task("vertical LR epochs", total=config.max_epochs)
@@ -111,9 +115,19 @@ def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     task.finish()
     run.call_many({p: ("lr.save", {"model_id": part_id(run, "lr")}, []) for p in run.parties})
     last = history[-1]
-    model = record_model(run, kind="lr", params=config.to_spec(), alignment=alignment,
-                         metrics={"train_loss": last["train_loss"]},
-                         extra={"epochs": len(history), "converged": last["converged"]},
-                         name=step.get("name"))
-    return {"model": model.model_id, "epochs": len(history), "converged": last["converged"],
-            "train_loss": last["train_loss"], "rows": rows}
+    model = record_model(
+        run,
+        kind="lr",
+        params=config.to_spec(),
+        alignment=alignment,
+        metrics={"train_loss": last["train_loss"]},
+        extra={"epochs": len(history), "converged": last["converged"]},
+        name=step.get("name"),
+    )
+    return {
+        "model": model.model_id,
+        "epochs": len(history),
+        "converged": last["converged"],
+        "train_loss": last["train_loss"],
+        "rows": rows,
+    }

@@ -66,16 +66,20 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     x, y = ctx.data.load_dataset(session.dataset, cols, with_label=True)
     assert y is not None
     ctx.config.policy.check_rows_per_statistic(x.shape[0])
-    silo = HorizontalSilo(x, y, feature_names=cols, config=config, party=ctx.party,
-                          n_silos=len(members))
+    silo = HorizontalSilo(
+        x, y, feature_names=cols, config=config, party=ctx.party, n_silos=len(members)
+    )
     session.state[_STATE] = silo
     meta = {"features": len(cols), "columns_digest": columns_digest(cols)}
     if ctx.party != members[0]:
         silo.accept_keys(req.message_from(members[0], SECRET_CONTEXT))
         return StepReply(meta=meta)
     secret, public = silo.create_keys()
-    return StepReply(meta=meta, outbox={p: secret for p in members[1:]},
-                     release=Message(PUBLIC_CONTEXT, blobs={"context": public}))
+    return StepReply(
+        meta=meta,
+        outbox={p: secret for p in members[1:]},
+        release=Message(PUBLIC_CONTEXT, blobs={"context": public}),
+    )
 
 
 def _accept(silo: HorizontalSilo, plain: Message | None) -> dict[str, Any]:
@@ -101,8 +105,9 @@ def round_step(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepR
     if phase == "round":
         update = silo.update_message()
         if update.meta.get("index") != index:
-            raise ProtocolError(f"coordinator asked for round {index}, silo is at "
-                                f"{update.meta.get('index')}")
+            raise ProtocolError(
+                f"coordinator asked for round {index}, silo is at {update.meta.get('index')}"
+            )
         return StepReply(meta=released, release=update)
     raise ProtocolError(f"no horizontal LR contribution '{phase}' {index}")
 

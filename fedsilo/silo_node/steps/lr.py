@@ -83,16 +83,24 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         bits = int(req.meta.get("key_bits", settings.PAILLIER_KEY_BITS))
         ctx.config.policy.check_paillier_bits(bits)
         y = ctx.data.load_aligned_labels(session.dataset, alignment)
-        holder = LabelHolder(x, y, feature_names=cols, config=config, passive_parties=passives,
-                             party=ctx.party, key_bits=bits)
+        holder = LabelHolder(
+            x,
+            y,
+            feature_names=cols,
+            config=config,
+            passive_parties=passives,
+            party=ctx.party,
+            key_bits=bits,
+        )
         session.state[_STATE] = holder
         key = holder.public_key_message()
         return StepReply(meta={"rows": int(x.shape[0])}, outbox={p: key for p in passives})
     if session.role != "passive":
         raise PolicyError(f"vertical LR has no role '{session.role}'")
     key_msg = req.message_from(_active(session), PUBLIC_KEY)
-    passive = PassiveParty(x, party=ctx.party, feature_names=cols, config=config,
-                           passive_parties=passives)
+    passive = PassiveParty(
+        x, party=ctx.party, feature_names=cols, config=config, passive_parties=passives
+    )
     passive.accept_public_key(key_msg)
     ctx.config.policy.check_paillier_bits(passive.key_bits)
     session.state[_STATE] = passive
@@ -155,8 +163,11 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     if not isinstance(party, LabelHolder | PassiveParty):
         raise ProtocolError("lr.save before lr.setup")
     part = party.model_part()
-    payload = {"columns": part.feature_names, "part": part.to_dict(),
-               "passive_parties": session.party_with_role("passive")}
+    payload = {
+        "columns": part.feature_names,
+        "part": part.to_dict(),
+        "passive_parties": session.party_with_role("passive"),
+    }
     ctx.store.save_model_part(str(req.meta["model_id"]), KIND, payload)
     return StepReply(meta={"saved": True})
 

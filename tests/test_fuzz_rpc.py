@@ -7,8 +7,9 @@ INTERNAL or UNKNOWN (a server bug, or a hostile message crashing a handler), nev
 
 The Step fuzzing works against a real open session whose peer ``bureau`` is played by this
 test (it holds bureau's per-job key), so mutated payloads reach the step functions with valid
-and invalid seals alike. Steps of the spine are fuzzed by name (:data:`FUZZED_STEPS`); a
-protocol adds its step names there once its steps validate their own input.
+and invalid seals alike. Every registered step is fuzzed; :data:`SEED_META` gives some of them
+a meta that is valid up to the objects it names, so mutations start close to real calls (add
+your protocol's there to get deeper coverage).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ HOSTILE_MESSAGES = [
     framed('{"kind":"x","meta":{"a":NaN}}'),  # accepted, then un-encodable when echoed
     framed('{"kind":"\\ud800"}'),  # lone surrogate: no database driver can encode it
 ]
-FUZZED_STEPS: dict[str, dict[str, Any]] = {
+SEED_META: dict[str, dict[str, Any]] = {
     "job.echo": {},
     "split.draw": {"alignment": "fz", "test_fraction": 0.3, "valid_fraction": 0.1, "seed": 1},
     "split.apply": {},
@@ -481,13 +482,12 @@ def test_step_with_mutated_payloads(live: Live, data: st.DataObject) -> None:
     Each corruption is applied with a fixed, small probability (:func:`chance`), so most calls
     get deep into a step function rather than all failing at the first check.
     """
+    registered = sorted(step_names())  # every protocol's steps (the node imported them all)
     if chance(data, 15, "random method"):
         method = data.draw(st.text(max_size=30), "method")
     else:
-        method = data.draw(st.sampled_from(sorted(FUZZED_STEPS)), "method")
-    if method in set(step_names()) - set(FUZZED_STEPS):
-        return  # another protocol's step: fuzzed once it is listed in FUZZED_STEPS
-    meta = FUZZED_STEPS.get(method, {})
+        method = data.draw(st.sampled_from(registered), "method")
+    meta = SEED_META.get(method, {})
     if chance(data, 50, "mutate meta"):
         meta = data.draw(mutated_json(meta), "meta")
     if not isinstance(meta, dict):
@@ -507,7 +507,10 @@ def test_step_with_mutated_payloads(live: Live, data: st.DataObject) -> None:
         inbox = data.draw(
             st.lists(envelopes(live), min_size=1, max_size=2, unique_by=lambda e: e.sender), "inbox"
         )
-    raw = pack_step(StepPayload(meta=meta, envelopes=inbox), request=True)
+    plain = None  # the unsealed message a coordinator may send (horizontal protocols)
+    if chance(data, 10, "plain"):
+        plain = random_message(data.draw)
+    raw = pack_step(StepPayload(meta=meta, envelopes=inbox, plain=plain), request=True)
     if chance(data, 10, "mutate bytes"):
         raw = data.draw(mutated_bytes(raw), "raw")
     seq_kind = "next"
@@ -522,7 +525,7 @@ def test_step_with_mutated_payloads(live: Live, data: st.DataObject) -> None:
         cuts = data.draw(st.lists(st.integers(0, 10_000), max_size=4), "cuts")
     frames = step_frames(LIVE_JOB, method, seq, raw, total=total, cuts=cuts)
     code = code_of(lambda: live.stub.Step(iter(frames), timeout=30))
-    label = f"{method}: " if method in FUZZED_STEPS else "random method: "
+    label = f"{method}: " if method in registered else "random method: "
     assert_allowed(code, f"Step {method!r} meta={json.dumps(meta)[:80]} seq={seq_kind}", label)
 
 

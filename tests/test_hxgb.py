@@ -379,3 +379,12 @@ def test_exported_names():
     for module, names in expected.items():
         assert sorted(module.__all__) == sorted(names), module.__name__
         assert all(hasattr(module, name) for name in names)
+
+
+def test_every_hxgb_message_kind_is_documented():
+    from fedsilo.leakage import kinds
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "leakage.md").read_text()
+    ours = [k.kind for k in kinds() if k.protocol == "hxgb"]
+    assert len(ours) == 4
+    assert [k for k in ours if f"`{k}`" not in page] == []

@@ -294,3 +294,37 @@ def test_every_sgb_message_kind_is_documented():
     ours = [k.kind for k in kinds() if k.protocol == "sgb"]
     assert len(ours) == 10
     assert [k for k in ours if f"`{k}`" not in page] == []
+
+
+EXPORTS = {
+    "fedsilo.ml.secureboost": ["ActiveParty", "PassiveParty", "SecureBoostParams",
+                               "predict_in_process", "read_routes", "routes_message",
+                               "run_in_process"],
+    "fedsilo.ml.sgb_model": ["FORMAT", "FeatureRef", "Routes", "SecureBoostModel", "SplitTable"],
+    "fedsilo.ml.sgb_params": ["SecureBoostParams"],
+    "fedsilo.ml.sgb_passive": ["PassiveParty"],
+    "fedsilo.ml.sgb_wire": ["read_routes", "routes_message"],
+    "fedsilo.ml.secure_hist": ["EncryptedHistogram", "ObfuscatorStock", "PackingSpec",
+                               "decode_histogram", "decrypt_many", "encrypt_gradients",
+                               "encrypted_histogram"],
+    "fedsilo.crypto.paillier": ["ObfuscatorTables", "PrivateKey", "PublicKey", "decrypt",
+                                "decrypt_signed", "djn_exponent_bits", "encrypt_packed",
+                                "encrypt_reference", "encrypt_with", "generate_keypair",
+                                "obfuscators", "pack_ciphertexts", "pack_row", "security_bits",
+                                "slot_bits", "slots_per_ciphertext", "tables_for", "unpack_slots"],
+    "fedsilo.ml.tree": ["HistLayout", "HistogramSource", "NodeHistogram", "NodeSplit",
+                        "PlainSource", "RowPartition", "Split", "Tree", "TreeGrower", "TreeParams",
+                        "base_margin", "binned_go_left", "find_best_split", "grow_tree",
+                        "leaf_weight", "logistic_gradients", "plain_histogram", "precision_bits",
+                        "quantize", "sigmoid"],
+    "fedsilo.ml.binning": ["BinMapper", "fit_bins", "xgboost_cuts"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("module", sorted(EXPORTS))
+def test_exported_names(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(EXPORTS[module])
+    assert all(hasattr(mod, name) for name in mod.__all__)

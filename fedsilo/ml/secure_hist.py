@@ -42,6 +42,7 @@ __all__ = [
     "ObfuscatorStock",
     "PackingSpec",
     "decode_histogram",
+    "decrypt_many",
     "encrypt_gradients",
     "encrypted_histogram",
 ]

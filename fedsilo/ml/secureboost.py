@@ -15,6 +15,10 @@ Exchange
     back as the next ``inbox``, until ``ActiveParty.done``. :func:`run_in_process` is that loop
     for tests and benchmarks (through the byte codec, counting relayed bytes).
 
+Modules: :mod:`fedsilo.ml.sgb_params` (parameters), :mod:`fedsilo.ml.sgb_wire` (message kinds
+and layouts), :mod:`fedsilo.ml.sgb_passive` (the passive party), this module (the label holder and
+the in-process driver; it re-exports the public names of the others).
+
 Exactness
     Gradients are fixed-point integers (``2**-precision_bits``) in every mode, bin sums are exact
     (integer homomorphic sums, integer plaintext sums), so with no passive party (the
@@ -30,21 +34,40 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedsilo import settings
 from fedsilo.crypto.paillier import PrivateKey, PublicKey, generate_keypair
 from fedsilo.errors import ConfigError, ProtocolError
-from fedsilo.leakage import register_kind
 from fedsilo.message import Message, decode, encode
 from fedsilo.ml import secure_hist
-from fedsilo.ml.binning import BinMapper, fit_bins
-from fedsilo.ml.secure_hist import EncryptedHistogram, PackingSpec
-from fedsilo.ml.sgb_model import FORMAT, FeatureRef, SecureBoostModel, SplitTable
+from fedsilo.ml.binning import fit_bins
+from fedsilo.ml.secure_hist import PackingSpec
+from fedsilo.ml.sgb_model import FeatureRef, SecureBoostModel, SplitTable
+from fedsilo.ml.sgb_params import SecureBoostParams
+from fedsilo.ml.sgb_passive import PassiveParty
+from fedsilo.ml.sgb_wire import (
+    FINISH,
+    GRADIENTS,
+    HIST_REQUEST,
+    HISTOGRAMS,
+    LAYOUT,
+    ROUTE_REQUEST,
+    ROUTES,
+    SETUP,
+    SPLIT,
+    SPLIT_REPLY,
+    check_rows,
+    ragged,
+    read_histograms,
+    read_routes,
+    routes_message,
+    routes_message_from,
+    unpack_bits,
+)
 from fedsilo.ml.tree import (
     HistLayout,
     NodeHistogram,
@@ -52,7 +75,6 @@ from fedsilo.ml.tree import (
     RowPartition,
     Tree,
     TreeGrower,
-    TreeParams,
     base_margin,
     logistic_gradients,
     plain_histogram,
@@ -70,430 +92,6 @@ __all__ = [
     "routes_message",
     "run_in_process",
 ]
-
-# --- message kinds -------------------------------------------------------------------------------
-
-SETUP = register_kind(
-    "sgb.setup",
-    reveals="the label holder's Paillier public key, the training parameters and which aligned "
-    "rows are training rows (the others are its validation rows)",
-)
-LAYOUT = register_kind(
-    "sgb.layout",
-    reveals="how many bins each of the passive party's features has, and their names only if "
-    "its policy allows",
-)
-GRADIENTS = register_kind(
-    "sgb.gradients",
-    reveals="Paillier ciphertexts of each sampled row's gradient and hessian (nothing, under "
-    "DCR), which rows the tree samples and which of the recipient's features it may use",
-)
-HIST_REQUEST = register_kind(
-    "sgb.hist_request",
-    reveals="the instance space of each node to be split: which training rows reach it",
-)
-HISTOGRAMS = register_kind(
-    "sgb.histograms",
-    reveals="to the label holder, who decrypts them: per node and bin of the sender's features "
-    "the sums of gradients and hessians; which bins are empty and which is the fullest",
-)
-SPLIT = register_kind(
-    "sgb.split",
-    reveals="that the recipient owns a node's split, which of its features and bins won, the "
-    "default direction of missing values, and the node's rows",
-)
-SPLIT_REPLY = register_kind(
-    "sgb.split_reply",
-    reveals="which rows of the node go left (the instance spaces of the children)",
-)
-ROUTE_REQUEST = register_kind(
-    "sgb.route_request",
-    reveals="which aligned rows are being predicted and for which trees",
-)
-ROUTES = register_kind(
-    "sgb.routes",
-    reveals="for every requested row, the side it takes at every node the sender owns (all of "
-    "them, not only those on the row's path)",
-)
-FINISH = register_kind("sgb.finish", reveals="how many trees the final model keeps")
-
-
-# --- parameters ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class SecureBoostParams:
-    """Training parameters, with XGBoost's names and defaults where XGBoost has them.
-
-    ``missing=None`` means NaN (JSON has no NaN). ``early_stopping_rounds`` needs validation
-    rows at the label holder. ``insecure_min_key_bits`` lowers the key-size floor (tests only).
-    """
-
-    n_estimators: int = 100
-    max_depth: int = 6
-    learning_rate: float = 0.3
-    reg_lambda: float = 1.0
-    gamma: float = 0.0
-    min_child_weight: float = 1.0
-    subsample: float = 1.0
-    colsample_bytree: float = 1.0
-    max_bin: int = 256
-    base_score: float | None = None
-    missing: float | None = None
-    early_stopping_rounds: int | None = None
-    seed: int = 0
-    key_bits: int = settings.PAILLIER_KEY_BITS
-    insecure_min_key_bits: int | None = None
-    precision_bits: int = settings.SECUREBOOST_PRECISION_BITS
-    binning: str = "xgboost"
-
-    def validate(self) -> None:
-        checks = [
-            (1 <= self.n_estimators <= settings.SECUREBOOST_MAX_TREES, "n_estimators"),
-            (1 <= self.max_depth <= 16, "max_depth"),
-            (0 < self.learning_rate <= 1, "learning_rate"),
-            (self.reg_lambda >= 0 and self.gamma >= 0, "reg_lambda/gamma"),
-            (self.min_child_weight >= 0, "min_child_weight"),
-            (0 < self.subsample <= 1 and 0 < self.colsample_bytree <= 1, "subsample/colsample"),
-            (2 <= self.max_bin <= settings.SECUREBOOST_MAX_BIN, "max_bin"),
-            (self.base_score is None or 0 < self.base_score < 1, "base_score"),
-            (
-                self.early_stopping_rounds is None or self.early_stopping_rounds >= 1,
-                "early_stopping_rounds",
-            ),
-            (8 <= self.precision_bits <= 40, "precision_bits"),
-            (self.binning in ("xgboost", "quantile"), "binning"),
-        ]
-        bad = [name for ok, name in checks if not ok]
-        if bad:
-            raise ConfigError(f"invalid SecureBoost parameter(s): {', '.join(bad)}")
-
-    def tree_params(self) -> TreeParams:
-        return TreeParams(
-            max_depth=self.max_depth,
-            learning_rate=self.learning_rate,
-            reg_lambda=self.reg_lambda,
-            gamma=self.gamma,
-            min_child_weight=self.min_child_weight,
-        )
-
-    @property
-    def missing_value(self) -> float:
-        return float("nan") if self.missing is None else float(self.missing)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> SecureBoostParams:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown SecureBoost parameter(s): {', '.join(sorted(unknown))}")
-        try:
-            params = cls(**dict(d))
-        except TypeError as exc:
-            raise ConfigError(f"bad SecureBoost parameters: {exc}") from None
-        params.validate()
-        return params
-
-
-# --- ragged arrays in messages -------------------------------------------------------------------
-
-
-def _ragged(parts: Sequence[np.ndarray], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
-    offsets = np.concatenate([[0], np.cumsum([len(p) for p in parts])]).astype(np.int64)
-    flat = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-    return offsets, flat
-
-
-def _unragged(offsets: np.ndarray, flat: np.ndarray, count: int) -> list[np.ndarray]:
-    if (
-        len(offsets) != count + 1
-        or offsets[0] != 0
-        or offsets[-1] != len(flat)
-        or np.any(np.diff(offsets) < 0)
-    ):
-        raise ProtocolError("ragged array offsets are inconsistent")
-    return [flat[offsets[i] : offsets[i + 1]] for i in range(count)]
-
-
-def _check_rows(rows: np.ndarray, n: int) -> np.ndarray:
-    rows = np.asarray(rows, dtype=np.int64)
-    if len(rows) and (rows.min() < 0 or rows.max() >= n):
-        raise ProtocolError("row index out of range")
-    return rows
-
-
-def _pack_bits(masks: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    return _ragged([np.packbits(m.astype(bool)) for m in masks], np.uint8)
-
-
-def _unpack_bits(offsets: np.ndarray, flat: np.ndarray, lengths: Sequence[int]) -> list[np.ndarray]:
-    parts = _unragged(offsets, flat, len(lengths))
-    out = []
-    for part, n in zip(parts, lengths, strict=True):
-        if len(part) != (n + 7) // 8:
-            raise ProtocolError("bit mask has the wrong length")
-        out.append(np.unpackbits(part, count=n).astype(bool))
-    return out
-
-
-# --- the passive party ---------------------------------------------------------------------------
-
-
-class PassiveParty:
-    """A silo holding features only (module docstring); answers messages via :meth:`handle`."""
-
-    def __init__(
-        self,
-        name: str,
-        x: np.ndarray,
-        *,
-        feature_names: Sequence[str] | None = None,
-        reveal_feature_names: bool = False,
-        min_node_rows: int = 0,
-        insecure_min_key_bits: int | None = None,
-    ) -> None:
-        self.name = name
-        #: nodes with fewer rows get no histogram from this party (its features cannot split
-        #: them): a policy knob that bounds what bin sums reveal, at the price of exactness
-        self.min_node_rows = int(min_node_rows)
-        self.x = np.asarray(x, dtype=np.float64)
-        self.feature_names = list(feature_names or [f"x{i}" for i in range(self.x.shape[1])])
-        self.reveal_feature_names = reveal_feature_names
-        self.insecure_min_key_bits = insecure_min_key_bits
-        self.splits = SplitTable()
-        self.stats: dict[int, dict[str, float]] = {}
-        self._bins: np.ndarray | None = None
-        self._mapper: BinMapper | None = None
-        self._public: PublicKey | None = None
-        self._spec: PackingSpec | None = None
-        self._tree = -1
-        self._cts: np.ndarray = np.zeros((0, 0), np.uint8)
-        self._ct_pos: np.ndarray = np.zeros(0, np.int64)
-        self._features: np.ndarray | None = None
-
-    def handle(self, msg: Message) -> Message | None:
-        """Answer one message from the label holder (None when no answer is due)."""
-        handlers: dict[str, Callable[[Message], Message | None]] = {
-            SETUP: self._on_setup,
-            GRADIENTS: self._on_gradients,
-            HIST_REQUEST: self._on_hist_request,
-            SPLIT: self._on_split,
-            ROUTE_REQUEST: self._on_route_request,
-            FINISH: self._on_finish,
-        }
-        handler = handlers.get(msg.kind)
-        if handler is None:
-            raise ProtocolError(f"SecureBoost passive party cannot handle '{msg.kind}'")
-        if msg.kind != SETUP and self._bins is None:
-            raise ProtocolError(f"'{msg.kind}' before sgb.setup")
-        return handler(msg)
-
-    def model_part(self) -> dict[str, Any]:
-        """What this silo stores: its split table (thresholds), as JSON."""
-        return {
-            "format": FORMAT,
-            "party": self.name,
-            "feature_names": self.feature_names,
-            **self.splits.to_dict(),
-        }
-
-    # -- handlers --
-
-    def _on_setup(self, msg: Message) -> Message:
-        meta = msg.meta
-        try:
-            self._public = PublicKey.from_n(
-                int(str(meta["n"]), 16), insecure_min_bits=self.insecure_min_key_bits
-            )
-            params = SecureBoostParams.from_dict(meta["params"])
-        except (KeyError, ValueError) as exc:
-            raise ProtocolError(f"bad sgb.setup: {exc}") from None
-        self._spec = PackingSpec.from_meta(meta["packing"], self._public.bits)
-        train = _check_rows(msg.array("train_rows"), len(self.x))
-        x_train = self.x[train]
-        self._mapper = fit_bins(
-            x_train,
-            max_bin=params.max_bin,
-            method=params.binning,
-            feature_names=self.feature_names,
-            missing=params.missing_value,
-        )
-        self._bins = self._mapper.transform(x_train, params.missing_value)
-        names = self.feature_names if self.reveal_feature_names else None
-        return Message(
-            LAYOUT, meta={"names": names}, arrays={"slots": self._mapper.slots.astype(np.int32)}
-        )
-
-    def _on_gradients(self, msg: Message) -> Message:
-        assert self._public is not None and self._bins is not None
-        tree = int(msg.meta.get("tree", -1))
-        if tree != self._tree + 1:
-            raise ProtocolError("sgb.gradients for an unexpected tree")
-        self._tree = tree
-        rows = _check_rows(msg.array("rows"), len(self._bins))
-        width = self._public.ciphertext_bytes
-        blob = msg.blob("ciphertexts")
-        if len(blob) != len(rows) * width:
-            raise ProtocolError("sgb.gradients: ciphertext blob does not match the rows")
-        self._cts = np.frombuffer(blob, dtype=np.uint8).reshape(len(rows), width)
-        self._ct_pos = np.full(len(self._bins), -1, dtype=np.int64)
-        self._ct_pos[rows] = np.arange(len(rows))
-        features = msg.array("features").astype(bool)
-        if len(features) != self._bins.shape[1]:
-            raise ProtocolError("sgb.gradients: feature mask has the wrong length")
-        self._features = features
-        self.stats[tree] = {"hist_s": 0.0}
-        return self._histograms([0], [rows])
-
-    def _on_hist_request(self, msg: Message) -> Message:
-        self._check_tree(msg)
-        nodes = msg.array("nodes")
-        parts = _unragged(msg.array("offsets"), msg.array("rows"), len(nodes))
-        return self._histograms(nodes.tolist(), parts)
-
-    def _histograms(self, nodes: list[int], parts: list[np.ndarray]) -> Message:
-        assert self._bins is not None and self._mapper is not None and self._public is not None
-        assert self._spec is not None
-        start = time.perf_counter()
-        layout = HistLayout.concat(self._mapper.slots)
-        hists = []
-        for rows in parts:
-            rows = _check_rows(rows, len(self._bins))
-            pos = self._ct_pos[rows]
-            if np.any(pos < 0):
-                raise ProtocolError("histogram requested over rows without gradients")
-            if len(rows) < self.min_node_rows:
-                hists.append(_withheld(layout))
-                continue
-            hists.append(
-                secure_hist.encrypted_histogram(
-                    self._public,
-                    self._spec,
-                    self._cts[pos],
-                    self._bins[rows],
-                    layout,
-                    self._features,
-                )
-            )
-        self.stats[self._tree]["hist_s"] += time.perf_counter() - start
-        return _histograms_message(self._tree, nodes, hists, self._public.ciphertext_bytes)
-
-    def _on_split(self, msg: Message) -> Message:
-        assert self._bins is not None and self._mapper is not None
-        tree = self._check_tree(msg)
-        nodes = msg.array("nodes").tolist()
-        feats, bins_ = msg.array("features").tolist(), msg.array("bins").tolist()
-        dls = msg.array("default_left").astype(bool).tolist()
-        parts = _unragged(msg.array("offsets"), msg.array("rows"), len(nodes))
-        n_bins = self._mapper.n_bins
-        masks = []
-        for node, f, b, dl, rows in zip(nodes, feats, bins_, dls, parts, strict=True):
-            if not 0 <= f < len(n_bins) or not -1 <= b < n_bins[f]:
-                raise ProtocolError("sgb.split names a feature or bin that does not exist")
-            rows = _check_rows(rows, len(self._bins))
-            col = self._bins[rows, f].astype(np.int64)
-            masks.append(np.where(col == n_bins[f], dl, col <= b))
-            self.splits.add(tree, node, f, self._mapper.threshold(f, b), dl)
-        offsets, bits = _pack_bits(masks)
-        return Message(
-            SPLIT_REPLY,
-            meta={"tree": tree},
-            arrays={"nodes": np.asarray(nodes, np.int32), "offsets": offsets, "bits": bits},
-        )
-
-    def _on_route_request(self, msg: Message) -> Message:
-        rows = _check_rows(msg.array("rows"), len(self.x))
-        trees = set(msg.array("trees").tolist())
-        return routes_message_from(self.splits.route(self.x[rows], trees), len(rows))
-
-    def _on_finish(self, msg: Message) -> None:
-        self.splits.truncate(int(msg.meta.get("n_trees", 0)))
-        self._cts = np.zeros((0, 0), np.uint8)
-        return None
-
-    def _check_tree(self, msg: Message) -> int:
-        if int(msg.meta.get("tree", -1)) != self._tree:
-            raise ProtocolError(f"'{msg.kind}' for a tree that is not being grown")
-        return self._tree
-
-
-def _withheld(layout: HistLayout) -> EncryptedHistogram:
-    """An empty answer: no slot present, none omitted; the label holder reads zeros."""
-    return EncryptedHistogram(
-        present=np.zeros(layout.n_slots, bool),
-        omitted=np.full(layout.n_features, -1, np.int64),
-        packed=b"",
-    )
-
-
-def _histograms_message(
-    tree: int, nodes: list[int], hists: list[EncryptedHistogram], width: int
-) -> Message:
-    present_off, present = _ragged([h.present for h in hists], bool)
-    omitted_off, omitted = _ragged([h.omitted for h in hists], np.int64)
-    counts = np.asarray([len(h.packed) // width for h in hists], dtype=np.int64)
-    return Message(
-        HISTOGRAMS,
-        meta={"tree": tree},
-        arrays={
-            "nodes": np.asarray(nodes, np.int32),
-            "present_offsets": present_off,
-            "present": present,
-            "omitted_offsets": omitted_off,
-            "omitted": omitted,
-            "packed_counts": counts,
-        },
-        blobs={"packed": b"".join(h.packed for h in hists)},
-    )
-
-
-def _read_histograms(msg: Message, width: int) -> dict[int, EncryptedHistogram]:
-    msg.expect(HISTOGRAMS)
-    nodes = msg.array("nodes").tolist()
-    present = _unragged(msg.array("present_offsets"), msg.array("present"), len(nodes))
-    omitted = _unragged(msg.array("omitted_offsets"), msg.array("omitted"), len(nodes))
-    counts = msg.array("packed_counts").astype(np.int64)
-    blob = msg.blob("packed")
-    if (
-        len(counts) != len(nodes)
-        or counts.min(initial=0) < 0
-        or int(counts.sum()) * width != len(blob)
-    ):
-        raise ProtocolError("sgb.histograms: packed ciphertexts do not match their counts")
-    ends = np.cumsum(counts) * width
-    starts = ends - counts * width
-    return {
-        node: EncryptedHistogram(present[i].astype(bool), omitted[i], blob[starts[i] : ends[i]])
-        for i, node in enumerate(nodes)
-    }
-
-
-def routes_message_from(routes: Mapping[tuple[int, int], np.ndarray], n_rows: int) -> Message:
-    keys = np.asarray(list(routes.keys()), dtype=np.int32).reshape(-1, 2)
-    offsets, bits = _pack_bits(list(routes.values()))
-    return Message(
-        ROUTES, meta={"n_rows": n_rows}, arrays={"keys": keys, "offsets": offsets, "bits": bits}
-    )
-
-
-def routes_message(table: SplitTable, x: np.ndarray, trees: set[int] | None = None) -> Message:
-    """An owner's answer for prediction: the side each row of ``x`` takes at its nodes."""
-    return routes_message_from(table.route(x, trees), len(x))
-
-
-def read_routes(
-    msg: Message, n_rows: int, kind: str | None = ROUTES
-) -> dict[tuple[int, int], np.ndarray]:
-    """Left masks from a :func:`routes_message` (``kind=None``: the relay renamed it)."""
-    if kind is not None:
-        msg.expect(kind)
-    keys = msg.array("keys").reshape(-1, 2).tolist()
-    masks = _unpack_bits(msg.array("offsets"), msg.array("bits"), [n_rows] * len(keys))
-    return {(int(t), int(n)): m for (t, n), m in zip(keys, masks, strict=True)}
-
 
 # --- the active party ----------------------------------------------------------------------------
 
@@ -535,7 +133,7 @@ class ActiveParty:
         self.valid_rows = np.asarray([] if valid_rows is None else valid_rows, dtype=np.int64)
         if train_rows is None:  # aligned order; XGBoost's quantile sketch depends on row order
             train_rows = np.setdiff1d(np.arange(len(self.y)), self.valid_rows)
-        self.train_rows = _check_rows(train_rows, len(self.y))
+        self.train_rows = check_rows(train_rows, len(self.y))
         if len(self.train_rows) == 0 or np.intersect1d(self.train_rows, self.valid_rows).size:
             raise ConfigError("training rows must be non-empty and disjoint from validation rows")
         names = list(feature_names or [f"x{i}" for i in range(self.x.shape[1])])
@@ -724,7 +322,7 @@ class ActiveParty:
         return out
 
     def _hist_request(self, t: int, need: list[int], part: RowPartition) -> Message:
-        offsets, rows = _ragged([part.sampled_rows(node) for node in need], np.uint32)
+        offsets, rows = ragged([part.sampled_rows(node) for node in need], np.uint32)
         return Message(
             HIST_REQUEST,
             meta={"tree": t},
@@ -773,7 +371,7 @@ class ActiveParty:
         assert self.key is not None and self.spec is not None
         width = self.key.public.ciphertext_bytes
         encrypted = {
-            p: _read_histograms(_reply(replies, p, HISTOGRAMS), width) for p in self.passives
+            p: read_histograms(_reply(replies, p, HISTOGRAMS), width) for p in self.passives
         }
         jobs = [(p, node) for p in self.passives for node in need]
         for p, node in jobs:
@@ -801,7 +399,7 @@ class ActiveParty:
                 by_party.setdefault(party, []).append(ns)
         out = {}
         for party, items in by_party.items():
-            offsets, rows = _ragged([part.rows(ns.node) for ns in items], np.uint32)
+            offsets, rows = ragged([part.rows(ns.node) for ns in items], np.uint32)
             out[party] = Message(
                 SPLIT,
                 meta={"tree": t},
@@ -831,7 +429,7 @@ class ActiveParty:
             nodes = msg.array("nodes").tolist()
             lengths = [len(part.rows(node)) for node in nodes]
             for node, mask in zip(
-                nodes, _unpack_bits(msg.array("offsets"), msg.array("bits"), lengths), strict=True
+                nodes, unpack_bits(msg.array("offsets"), msg.array("bits"), lengths), strict=True
             ):
                 if node not in splits or self._owner(splits[node].split.feature)[0] != party:
                     raise ProtocolError(f"party '{party}' answered for a split it does not own")

@@ -68,12 +68,15 @@ __all__ = [
     "TreeGrower",
     "TreeParams",
     "base_margin",
+    "binned_go_left",
     "find_best_split",
     "grow_tree",
+    "leaf_weight",
     "logistic_gradients",
     "plain_histogram",
     "precision_bits",
     "quantize",
+    "sigmoid",
 ]
 
 #: XGBoost's ``kRtEps``: a split must improve the loss by more than this

@@ -234,11 +234,21 @@ def test_every_ledger_verifies_and_records_what_was_released(consortium, referen
         assert all(e.reveals for e in entries)
 
 
+class _Untouchable:
+    """A silo client that fails the test if the coordinator uses it at all."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the coordinator contacted a silo ({name})")
+
+
 def test_two_members_are_refused_before_any_silo_is_contacted(consortium) -> None:
     store = consortium.store()
     before = {p: len(consortium.nodes[p].ctx.ledger.entries()) for p in MEMBERS}
+    pair = ("guest", "host_1")
+    spec = consortium.job({p: "member" for p in pair}, [{"kind": "hxgb", "n_estimators": 2}],
+                          name="pair")
     with pytest.raises(JobError, match="at least 3 silos") as err:
-        _run(consortium, {"n_estimators": 2}, members=("guest", "host_1"), name="pair")
+        run_job(spec, clients={p: _Untouchable() for p in pair}, store=store)
     assert isinstance(err.value.__cause__, PolicyError)
     assert "read the other silo's" in str(err.value)
     job = next(j for j in store.list_jobs() if j.name == "pair")

@@ -90,20 +90,24 @@ def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
     run = JobRun(job_id=job_id, spec=spec, clients=clients, store=store,
                  progress=progress or NullProgress(), resume=resume)
     store.set_state(job_id, "running")
+    contacted = False  # a job refused by a pre-flight check never reaches a silo, not even to close
     try:
         for step in spec.steps:
-            check_step(spec, step)  # refusals from the spec alone: before any silo is contacted
+            check_step(spec, step)
+        contacted = True
         _open_sessions(run)
         outputs = _run_steps(run)
     except FedsiloError as err:
         store.set_state(job_id, "failed", reason=str(err))
         run.log(f"failed: {err}")
-        _close_sessions(run, failed=True, reason=str(err))
+        if contacted:
+            _close_sessions(run, failed=True, reason=str(err))
         raise JobError(f"job '{job_id}' failed: {err}") from err
     except BaseException as err:
         reason = f"internal error: {type(err).__name__}: {err}"
         store.set_state(job_id, "failed", reason=reason)
-        _close_sessions(run, failed=True, reason=reason)
+        if contacted:
+            _close_sessions(run, failed=True, reason=reason)
         raise
     store.set_state(job_id, "succeeded", result=outputs)
     run.log("succeeded")

@@ -41,6 +41,7 @@ from fedsilo.ml.lr_common import LRConfig, Standardizer, sklearn_c
 from fedsilo.ml.lr_horizontal import HLRConfig, HorizontalSilo
 from fedsilo.ml.lr_local import Relay, run_horizontal, run_vertical
 from fedsilo.ml.lr_vertical import LabelHolder, PassiveParty
+from fedsilo.ml.secure_hist import ObfuscatorStock
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -181,7 +182,7 @@ def bench_primitives(key_bits: int) -> None:
     public, key = paillier.generate_keypair(key_bits, insecure_min_bits=key_bits)
     r_int = he.residual_integers(rho, settings.LR_RESIDUAL_FRAC_BITS)
     x_int = he.feature_exponents(x, settings.LR_FEATURE_FRAC_BITS)
-    enc = he.encrypt_residuals(key, r_int)
+    enc = he.encrypt_residuals(ObfuscatorStock(key), r_int)
     print(
         f"\nprimitives: {rows} rows x {feats} features, best of 3, ms "
         f"({parallel.workers()} pool workers, load average {os.getloadavg()[0]:.2f})"
@@ -193,7 +194,7 @@ def bench_primitives(key_bits: int) -> None:
 
     show(
         f"Paillier {key_bits} encrypt residuals (CRT + fixed base, pool)",
-        _timed(lambda: he.encrypt_residuals(key, r_int)),
+        _timed(lambda: he.encrypt_residuals(ObfuscatorStock(key), r_int)),
     )
     show(
         f"Paillier {key_bits} [r] x X, bucket multi-exp (pool)",

@@ -32,6 +32,7 @@ from fedsilo.ml.lr_horizontal import (
 )
 from fedsilo.ml.lr_local import Relay, run_horizontal, run_vertical
 from fedsilo.ml.lr_vertical import LabelHolder, PassiveParty, VerticalModelPart
+from fedsilo.ml.secure_hist import ObfuscatorStock
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 TEST_KEY_BITS = 512
@@ -158,7 +159,7 @@ def test_encrypted_gradient_is_exact(small_key):
     x = rng.normal(size=(300, 4)) * 3
     r_int = he.residual_integers(rho, settings.LR_RESIDUAL_FRAC_BITS)
     x_int = he.feature_exponents(x, settings.LR_FEATURE_FRAC_BITS)
-    grads = he.encrypted_gradient(public, he.encrypt_residuals(key, r_int), x_int)
+    grads = he.encrypted_gradient(public, he.encrypt_residuals(ObfuscatorStock(key), r_int), x_int)
     expected = [
         sum(int(a) * int(b) for a, b in zip(r_int, x_int[:, j], strict=True)) for j in range(4)
     ]

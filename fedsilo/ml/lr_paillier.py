@@ -3,8 +3,8 @@
 Keys, encryption and decryption are :mod:`fedsilo.crypto.paillier`'s; this module holds only what
 LR adds on top, as top-level functions the process pool can run:
 
-* :func:`encrypt_residuals` (label holder): fixed-point residuals, CRT + fixed-base encryption,
-  spread over the pool.
+* :func:`encrypt_residuals` (label holder): fixed-point residuals, encrypted with CRT +
+  fixed-base obfuscators computed ahead in the pool (SecureBoost's ``ObfuscatorStock``).
 * :func:`encrypted_gradient` (passive party): ``[G_j] = Π_i [ρ_i]^(X_ij)`` for every feature
   ``j`` of the batch, i.e. ``G = X^T ρ`` under encryption. Exponents are the party's
   fixed-point features; negative ones go to a second product that is inverted once. Each
@@ -43,6 +43,7 @@ from fedsilo import parallel, settings
 from fedsilo.crypto import paillier
 from fedsilo.errors import CryptoError, ProtocolError
 from fedsilo.message import pack_uints, unpack_uints
+from fedsilo.ml.secure_hist import ObfuscatorStock
 
 __all__ = [
     "decrypt_packed",
@@ -67,20 +68,15 @@ def residual_integers(rho: npt.NDArray[np.float64], frac_bits: int) -> IntArray:
     return np.round(np.asarray(rho) * float(2**frac_bits)).astype(np.int64)
 
 
-def _encrypt_chunk(n: int, p: int, q: int, hs: int, values: IntArray, width: int) -> bytes:
-    key = paillier.PrivateKey(public=paillier.PublicKey(mpz(n)), p=mpz(p), q=mpz(q), hs=mpz(hs))
-    tables = paillier.tables_for(key)  # cached per worker process
-    return pack_uints(paillier.encrypt_packed(key, tables, values.tolist()), width)
+def encrypt_residuals(stock: ObfuscatorStock, values: IntArray) -> bytes:
+    """Encrypt integers with obfuscators from the key owner's stock; fixed-width bytes out.
 
-
-def encrypt_residuals(key: paillier.PrivateKey, values: IntArray) -> bytes:
-    """Encrypt integers with the key owner's fast path, in the pool; fixed-width bytes out."""
-    width = key.public.ciphertext_bytes
-    chunks = [
-        (int(key.public.n), int(key.p), int(key.q), int(key.hs), values[a:b], width)
-        for a, b in parallel.split_evenly(len(values), _tasks(len(values)))
-    ]
-    return b"".join(parallel.map_chunks(_encrypt_chunk, chunks))
+    The obfuscators (nearly all of the cost) come from :class:`ObfuscatorStock`, which the
+    label holder fills for the next batch while the passive parties work on this one.
+    """
+    public = stock.key.public
+    cts = paillier.encrypt_with(public, values.tolist(), stock.take(len(values)))
+    return pack_uints(cts, public.ciphertext_bytes)
 
 
 def _tasks(rows: int) -> int:

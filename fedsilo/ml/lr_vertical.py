@@ -80,6 +80,7 @@ from fedsilo.ml.lr_common import (
     sample_weights,
     sigmoid,
 )
+from fedsilo.ml.secure_hist import ObfuscatorStock
 
 __all__ = [
     "EpochResult",
@@ -296,6 +297,8 @@ class LabelHolder:
         self._public, self._key = paillier.generate_keypair(
             key_bits, insecure_min_bits=insecure_min_key_bits
         )
+        self._stock = ObfuscatorStock(self._key)
+        self._stock.prefetch(len(self._batches(0)[0]))
         self._loss_sum, self._loss_rows = 0.0, 0
         self._previous_loss: float | None = None
         self.history: list[EpochResult] = []
@@ -313,11 +316,22 @@ class LabelHolder:
             blobs={"n": pack_uints([self._public.n], self._public.ciphertext_bytes)},
         )
 
+    def _batches(self, epoch: int) -> list[npt.NDArray[np.int64]]:
+        return epoch_batches(self.n_rows, self.config.batch_size, epoch, self.config.seed)
+
     def batches_in_epoch(self, epoch: int) -> int:
-        return len(epoch_batches(self.n_rows, self.config.batch_size, epoch, self.config.seed))
+        return len(self._batches(epoch))
+
+    def _prefetch_after(self, epoch: int, batch: int) -> None:
+        """Order the next batch's obfuscators now: they compute while the passives work."""
+        batches = self._batches(epoch)
+        if batch + 1 < len(batches):
+            self._stock.prefetch(len(batches[batch + 1]))
+        elif epoch + 1 < self.config.max_epochs:
+            self._stock.prefetch(len(self._batches(epoch + 1)[0]))
 
     def _batch_rows(self, epoch: int, batch: int) -> npt.NDArray[np.int64]:
-        batches = epoch_batches(self.n_rows, self.config.batch_size, epoch, self.config.seed)
+        batches = self._batches(epoch)
         if (epoch, batch) != self._expect or not 0 <= batch < len(batches):
             raise ProtocolError(
                 f"batch ({epoch}, {batch}) is out of order; expected {self._expect}"
@@ -348,7 +362,8 @@ class LabelHolder:
         grad[:-1] += self.config.l2 * self._w[:-1]
         self._w -= learning_rate(self.config, epoch) * grad
         frac = settings.LR_RESIDUAL_FRAC_BITS
-        blob = he.encrypt_residuals(self._key, he.residual_integers(rho, frac))
+        blob = he.encrypt_residuals(self._stock, he.residual_integers(rho, frac))
+        self._prefetch_after(epoch, batch)
         self._expect = (epoch, batch + 1)
         self._awaiting = {p: (epoch, batch) for p in self.passive_parties}
         meta = {"epoch": epoch, "batch": batch, "rows": int(rows.size), "frac_bits": frac}

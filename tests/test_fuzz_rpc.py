@@ -619,3 +619,46 @@ def test_nul_in_step_meta_or_job_spec_is_refused(live: Live) -> None:
     with pytest.raises(grpc.RpcError) as err:
         live.stub.OpenJob(pb.OpenJobRequest(job_id="fz-nul", spec_json=spec), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- the same node behind mTLS: identity first, then parsing --------------------------------------
+
+
+def test_tls_node_checks_identity_before_parsing(tmp_path: Path) -> None:
+    """A real silo node with mTLS: a consortium member that is not its coordinator is refused
+    (UNAUTHENTICATED) even with garbage bytes, so strangers never reach the decoder; the
+    coordinator's garbage is INVALID_ARGUMENT and its valid call answers."""
+    from fedsilo.crypto import certs, tls
+    from fedsilo.silo_node.node import start_silo
+
+    pki = tmp_path / "pki"
+    certs.init_ca(pki)
+    for party in ("bank", "coordinator", "bureau"):
+        certs.issue(pki, party)
+    consortium = Consortium(tmp_path)
+    plain = consortium.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", FEATURES))
+    files = f'ca = "{pki / "ca.pem"}"\ncert = "{pki / "bank.pem"}"\nkey = "{pki / "bank.key"}"\n'
+    plain.write_text(
+        plain.read_text().replace(
+            "[tls]\ninsecure_plaintext = true\n", f'[tls]\n{files}coordinator = "coordinator"\n'
+        )
+    )
+    node = start_silo(plain)
+    try:
+
+        def describe_as(caller: str, raw: bytes) -> grpc.StatusCode:
+            creds = tls.channel_credentials(
+                ca=pki / "ca.pem", cert=pki / f"{caller}.pem", key=pki / f"{caller}.key"
+            )
+            channel = grpc.secure_channel(node.address, creds, options=tls.identity_options("bank"))
+            try:
+                call = channel.unary_unary(f"{SERVICE}/Describe")
+                return code_of(lambda: call(raw, timeout=10))
+            finally:
+                channel.close()
+
+        assert describe_as("bureau", b"\xff\xff") == grpc.StatusCode.UNAUTHENTICATED
+        assert describe_as("coordinator", b"\xff\xff") == grpc.StatusCode.INVALID_ARGUMENT
+        assert describe_as("coordinator", b"") == grpc.StatusCode.OK
+    finally:
+        node.stop(grace=None)

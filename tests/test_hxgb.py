@@ -388,3 +388,20 @@ def test_every_hxgb_message_kind_is_documented():
     ours = [k.kind for k in kinds() if k.protocol == "hxgb"]
     assert len(ours) == 4
     assert [k for k in ours if f"`{k}`" not in page] == []
+
+
+def test_knobs_live_in_settings_and_stay_importable():
+    from fedsilo import settings
+    from fedsilo.ml import hxgb
+
+    assert grid_sketch.MIN_ABS == settings.HXGB_GRID_MIN_ABS
+    assert grid_sketch.MAX_ABS == settings.HXGB_GRID_MAX_ABS
+    assert grid_sketch.GRID_HALF == settings.HXGB_GRID_HALF
+    assert grid_sketch.BUCKETS == 2 * settings.HXGB_GRID_HALF + 1
+    assert hxgb._MAX_VECTOR_LENGTH == settings.HXGB_MAX_VECTOR_LENGTH
+    assert ckks.EXACT_LIMIT == settings.CKKS_EXACT_LIMIT
+    assert ckks._MAX_CIPHERTEXT_BYTES == settings.CKKS_MAX_CIPHERTEXT_BYTES
+    assert gradient_bits(10) == settings.HXGB_GRADIENT_BITS_MAX
+    assert gradient_bits(10**15) == settings.HXGB_GRADIENT_BITS_MIN
+    # a full slot of fixed-point values still rounds back exactly
+    assert 24_000 * 2 ** gradient_bits(24_000) < ckks.EXACT_LIMIT

@@ -295,3 +295,11 @@ def test_evaluation_the_policy_forbids_is_refused_before_training(consortium) ->
     assert isinstance(err.value.__cause__, PolicyError)
     job = next(j for j in consortium.store().list_jobs() if j.name == "nope")
     assert not consortium.nodes["host_1"].ctx.ledger.entries(job.job_id)
+
+
+def test_members_with_different_columns_are_told_so(consortium) -> None:
+    spec = consortium.job({p: "member" for p in MEMBERS}, [{"kind": "hxgb", "n_estimators": 2}],
+                          name="columns")
+    spec.parties["host_2"]["columns"] = FEATURES[::-1]
+    with pytest.raises(JobError, match="different feature columns"):
+        run_job(spec, clients=consortium.clients(), store=consortium.store())

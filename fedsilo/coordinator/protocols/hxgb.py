@@ -56,6 +56,8 @@ def _setup(run: JobRun, members: list[str], meta: dict[str, Any],
            ) -> tuple[Aggregator, dict[str, StepPayload]]:
     """Sessions read their data and share the key; returns the aggregator and the bins updates."""
     started = run.call_many({p: ("hxgb.start", meta, []) for p in members})
+    if len({str(r.meta.get("columns_digest")) for r in started.values()}) != 1:
+        raise JobError("hxgb members name different feature columns (names and order must match)")
     holder = key_holder(members)
     public = _released(started[holder], holder, PUBLIC_CONTEXT).blob("context")
     aggregator = Aggregator(public, len(members))

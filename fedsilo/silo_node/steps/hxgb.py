@@ -107,11 +107,13 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         ctx.config.policy.check_columns(spec.evaluate_on.dataset, _columns(ctx, session))
     state = _build(ctx, session, spec, members)
     session.state[_STATE] = state
+    # the same digest the bins round carries: lets the coordinator say "different columns" early
+    meta = {"columns_digest": hashlib.sha256(json.dumps(state.columns).encode()).hexdigest()[:32]}
     if state.keys_from != ctx.party:
-        return StepReply()
+        return StepReply(meta=meta)
     secret, public = state.silo.create_keys()
     peers = [p for p in members if p != ctx.party]
-    return StepReply(outbox={p: secret for p in peers},
+    return StepReply(meta=meta, outbox={p: secret for p in peers},
                      release=Message(PUBLIC_CONTEXT, blobs={"context": public}))
 
 

@@ -160,14 +160,16 @@ def test_encrypted_histogram_equals_plain_histogram(keys):
     cts = np.frombuffer(blob, np.uint8).reshape(600, -1)
     rows = np.sort(rng.choice(600, size=250, replace=False))
     mask = np.array([True, True, False, True])
-    enc = encrypted_histogram(pub, spec, cts[rows], bins[rows], layout, mask)
-    (plain,) = decrypt_many(key, [enc.packed])
-    gs, hs = decode_histogram(plain, enc, spec, layout, int(g[rows].sum()), int(h[rows].sum()))
     eg, eh = plain_histogram(bins, rows, g, h, layout)
     keep = np.repeat(mask, layout.slots)
-    assert np.array_equal(gs[keep], eg[keep]) and np.array_equal(hs[keep], eh[keep])
-    assert not gs[~keep].any()
-    assert (enc.omitted[mask] >= 0).all()
+    # feature by feature, all features jointly, and a grouping that includes a masked feature
+    for groups in (None, [[0, 1, 2, 3]], [[1, 2], [0], [3]]):
+        enc = encrypted_histogram(pub, spec, cts[rows], bins[rows], layout, mask, groups)
+        (plain,) = decrypt_many(key, [enc.packed])
+        gs, hs = decode_histogram(plain, enc, spec, layout, int(g[rows].sum()), int(h[rows].sum()))
+        assert np.array_equal(gs[keep], eg[keep]) and np.array_equal(hs[keep], eh[keep])
+        assert not gs[~keep].any()
+        assert (enc.omitted[mask] >= 0).all()
 
 
 def test_pack_uints_round_trip_of_ciphertexts(keys, tables):
@@ -177,3 +179,31 @@ def test_pack_uints_round_trip_of_ciphertexts(keys, tables):
     cts = encrypt_packed(key, tables, list(range(10)))
     back = unpack_uints(pack_uints(cts, pub.ciphertext_bytes), pub.ciphertext_bytes)
     assert [gmpy2.mpz(c) for c in cts] == back
+
+
+def test_joint_cells_give_the_same_bin_products(keys, tables):
+    """Summing rows through joint cells of several features equals feature-by-feature sums."""
+    from fedsilo.message import pack_uints, unpack_uints
+    from fedsilo.ml.secure_hist import _bin_products, feature_groups
+
+    pub, key = keys
+    rng = np.random.default_rng(7)
+    bins = rng.integers(0, 3, size=(300, 4)).astype(np.uint8)
+    bins[:, 1] = bins[:, 0]  # correlated coarse features: few joint cells
+    layout = HistLayout((4, 4, 4, 4))
+    present = np.ones(layout.n_slots, bool)
+    present[[0, 5]] = False
+    cts = encrypt_packed(key, tables, list(range(300)))
+    blob = pack_uints(cts, pub.ciphertext_bytes)
+    args = (int(pub.n2), blob, pub.ciphertext_bytes, bins, layout.ptr, present)
+    singles = _bin_products(*args, [np.array([f]) for f in range(4)])
+    joint = _bin_products(*args, [np.array([0, 1, 2]), np.array([3])])
+
+    def as_dict(res):
+        slots, packed = res
+        return dict(zip(slots.tolist(), unpack_uints(packed, pub.ciphertext_bytes), strict=True))
+
+    a, b = as_dict(singles), as_dict(joint)
+    assert sorted(a) == sorted(b) == [s for s in range(16) if present[s] and s % 4 != 3]
+    assert all(decrypt(key, a[s]) == decrypt(key, b[s]) for s in a)
+    assert feature_groups(bins, np.array([4, 4, 4, 4]), rows_per_cell=16)[0] == [0, 1, 2]

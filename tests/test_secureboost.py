@@ -306,7 +306,7 @@ EXPORTS = {
     "fedsilo.ml.sgb_wire": ["read_routes", "routes_message"],
     "fedsilo.ml.secure_hist": ["EncryptedHistogram", "ObfuscatorStock", "PackingSpec",
                                "decode_histogram", "decrypt_many", "encrypt_gradients",
-                               "encrypted_histogram"],
+                               "encrypted_histogram", "feature_groups"],
     "fedsilo.crypto.paillier": ["ObfuscatorTables", "PrivateKey", "PublicKey", "decrypt",
                                 "decrypt_signed", "djn_exponent_bits", "encrypt_packed",
                                 "encrypt_reference", "encrypt_with", "generate_keypair",

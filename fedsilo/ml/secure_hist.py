@@ -11,7 +11,9 @@ top-level functions taking bytes, numpy arrays and ints (the pool is shared and 
    ciphertexts = encryption of the bin's ``(G, H)``. Raw integers only (no exponent alignment).
    Two savings: an empty bin is not sent (its sums are 0 and the label holder would see that
    from the decryption anyway), and the most populated slot of each feature is not computed: the
-   label holder knows the node's totals and recovers it by subtraction. Then ``k`` bins are
+   label holder knows the node's totals and recovers it by subtraction. Coarse, correlated
+   features are summed through their joint cells when that needs fewer multiplications
+   (:func:`feature_groups`, 45% fewer at the root on default credit). Then ``k`` bins are
    packed per ciphertext (Horner, see the packing proof in :mod:`fedsilo.crypto.paillier`).
 3. :func:`decode_histogram` (label holder): CRT decryption of the packed ciphertexts, balanced
    digit unpacking, the omitted slots by subtraction; returns exact ``int64`` sums.
@@ -45,6 +47,7 @@ __all__ = [
     "decrypt_many",
     "encrypt_gradients",
     "encrypted_histogram",
+    "feature_groups",
 ]
 
 
@@ -163,30 +166,111 @@ class EncryptedHistogram:
     packed: bytes
 
 
+def _runs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows sorted by key, and the start and end of every run of equal keys."""
+    order = np.argsort(keys, kind="stable")
+    starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
+    return order, starts, np.append(starts[1:], len(order))
+
+
+def _product(cs: list[Any], idx: list[int], mod: Any) -> Any:
+    acc = cs[idx[0]]
+    for i in idx[1:]:
+        acc = acc * cs[i] % mod
+    return acc
+
+
 def _bin_products(
-    n2: int, ct: bytes, width: int, bins: np.ndarray, ptr: np.ndarray, present: np.ndarray
+    n2: int,
+    ct: bytes,
+    width: int,
+    bins: np.ndarray,
+    ptr: np.ndarray,
+    present: np.ndarray,
+    units: list[np.ndarray],
 ) -> tuple[np.ndarray, bytes]:
-    """Worker: products of the chunk's ciphertexts per present slot (slots, packed products)."""
+    """Worker: products of the chunk's ciphertexts per present slot (slots, packed products).
+
+    A unit of one feature multiplies each row into its bin. A unit of several features
+    multiplies each row once into its *joint* cell, then each cell into the bin it falls in for
+    every feature of the unit: one multiplication per row instead of one per row and feature,
+    which pays when the features are coarse and correlated (decided in :func:`_plan`).
+    """
     mod = mpz(n2)
     cs = unpack_uints(ct, width)
-    slots_out, prods = [], []
-    for f in range(bins.shape[1]):
-        col = bins[:, f].astype(np.int64) + ptr[f]
-        order = np.argsort(col, kind="stable")
-        sorted_slots = col[order]
-        starts = np.flatnonzero(np.diff(sorted_slots, prepend=-1))
-        ends = np.append(starts[1:], len(order))
+    acc: dict[int, Any] = {}
+    for unit in units:
+        sub = bins[:, unit].astype(np.int64) + ptr[unit]
+        keys = (
+            sub[:, 0] if len(unit) == 1 else _cell_keys(sub - ptr[unit], ptr[unit + 1] - ptr[unit])
+        )
+        order, starts, ends = _runs(keys)
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-            slot = int(sorted_slots[a])
-            if not present[slot]:
+            slots = [s for s in sub[order[a]].tolist() if present[s]]
+            if not slots:
                 continue
-            idx = order[a:b].tolist()
-            acc = cs[idx[0]]
-            for i in idx[1:]:
-                acc = acc * cs[i] % mod
-            slots_out.append(slot)
-            prods.append(acc)
-    return np.asarray(slots_out, dtype=np.int64), pack_uints(prods, width)
+            prod = _product(cs, order[a:b].tolist(), mod)
+            for s in slots:
+                prev = acc.get(s)
+                acc[s] = prod if prev is None else prev * prod % mod
+    slots_out = np.fromiter(acc.keys(), dtype=np.int64, count=len(acc))
+    return slots_out, pack_uints(list(acc.values()), width)
+
+
+def _cell_keys(rel_bins: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Mixed-radix id of each row's joint cell (bins relative to each feature)."""
+    strides = np.concatenate([[1], np.cumprod(sizes[:-1])]).astype(np.int64)
+    return (rel_bins * strides).sum(axis=1)
+
+
+def feature_groups(bins: np.ndarray, slots: np.ndarray, rows_per_cell: int) -> list[list[int]]:
+    """Candidate joint units for a party: coarse features first, grown while the training rows
+    show at most ``rows/rows_per_cell`` distinct joint cells (computed once, at setup)."""
+    n = len(bins)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    for f in np.argsort(slots, kind="stable").tolist():
+        trial = [*current, f]
+        if len(np.unique(bins[:, trial], axis=0)) <= max(1, n // rows_per_cell):
+            current = trial
+        else:
+            if current:
+                groups.append(current)
+            current = [f]
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _plan(
+    bins: np.ndarray,
+    ptr: np.ndarray,
+    present: np.ndarray,
+    allowed: np.ndarray,
+    groups: list[list[int]] | None,
+) -> list[np.ndarray]:
+    """Units for this node: a candidate group is summed jointly only if that costs fewer
+    modular multiplications than feature by feature (both counted exactly from the bins)."""
+    units: list[np.ndarray] = []
+    for group in groups or [[f] for f in range(bins.shape[1])]:
+        feats = np.asarray([f for f in group if allowed[f]], dtype=np.int64)
+        if len(feats) == 0:
+            continue
+        sub = bins[:, feats].astype(np.int64) + ptr[feats]
+        direct = int(present[sub].sum())
+        if len(feats) > 1:
+            _, first, counts = np.unique(
+                _cell_keys(sub - ptr[feats], ptr[feats + 1] - ptr[feats]),
+                return_index=True,
+                return_counts=True,
+            )
+            live = present[sub[first]].sum(axis=1)
+            joint = int(counts[live > 0].sum() + live.sum())
+            if joint < direct:
+                units.append(feats)
+                continue
+        units += [np.asarray([f]) for f in feats]
+    return units
 
 
 def _pack_task(n2: int, group: bytes, width: int, shift_bits: int) -> bytes:
@@ -203,9 +287,11 @@ def encrypted_histogram(
     bins: np.ndarray,
     layout: HistLayout,
     feature_mask: np.ndarray | None = None,
+    groups: list[list[int]] | None = None,
 ) -> EncryptedHistogram:
     """The encrypted, packed histogram of a node whose rows' ``ciphertexts`` (n x width bytes)
-    and ``bins`` (n x features) are given in the same order."""
+    and ``bins`` (n x features) are given in the same order; ``groups`` are candidate joint
+    units (:func:`feature_groups`)."""
     width = public.ciphertext_bytes
     n2 = int(public.n2)
     ptr = layout.ptr
@@ -219,15 +305,15 @@ def encrypted_histogram(
         if counts[ptr[f] : ptr[f + 1]].any():
             omitted[f] = ptr[f] + int(np.argmax(counts[ptr[f] : ptr[f + 1]]))
             present[omitted[f]] = False
-    sums = _sum_slots(n2, width, ciphertexts, bins, ptr, present)
+    units = _plan(bins, ptr, present, allowed, groups)
+    sums = _sum_slots(n2, width, ciphertexts, bins, ptr, present, units)
     order = np.flatnonzero(present)
-    groups = [
+    packs = [
         order[i : i + spec.pairs_per_ciphertext]
         for i in range(0, len(order), spec.pairs_per_ciphertext)
     ]
     args = [
-        (n2, pack_uints([sums[int(s)] for s in g], width), width, 2 * spec.slot_bits)
-        for g in groups
+        (n2, pack_uints([sums[int(s)] for s in g], width), width, 2 * spec.slot_bits) for g in packs
     ]
     packed = b"".join(parallel.map_chunks(_pack_task, args)) if args else b""
     return EncryptedHistogram(present=present, omitted=omitted, packed=packed)
@@ -240,13 +326,16 @@ def _sum_slots(
     bins: np.ndarray,
     ptr: np.ndarray,
     present: np.ndarray,
+    units: list[np.ndarray],
 ) -> dict[int, object]:
     """Per present slot, the product of its rows' ciphertexts, computed in row chunks."""
     n = len(bins)
     if n == 0 or not present.any():
         return {}
     chunks = parallel.split_evenly(n, _n_tasks(n, settings.SECUREBOOST_HIST_CHUNK_ROWS))
-    args = [(n2, ciphertexts[a:b].tobytes(), width, bins[a:b], ptr, present) for a, b in chunks]
+    args = [
+        (n2, ciphertexts[a:b].tobytes(), width, bins[a:b], ptr, present, units) for a, b in chunks
+    ]
     mod = mpz(n2)
     sums: dict[int, object] = {}
     for slots, blob in parallel.map_chunks(_bin_products, args):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from fedsilo import settings
 from fedsilo.crypto.paillier import PublicKey
 from fedsilo.errors import ProtocolError
 from fedsilo.message import Message
@@ -74,6 +75,7 @@ class PassiveParty:
         self._cts: np.ndarray = np.zeros((0, 0), np.uint8)
         self._ct_pos: np.ndarray = np.zeros(0, np.int64)
         self._features: np.ndarray | None = None
+        self._groups: list[list[int]] | None = None
 
     def handle(self, msg: Message) -> Message | None:
         """Answer one message from the label holder (None when no answer is due)."""
@@ -123,6 +125,9 @@ class PassiveParty:
             missing=params.missing_value,
         )
         self._bins = self._mapper.transform(x_train, params.missing_value)
+        self._groups = secure_hist.feature_groups(
+            self._bins, self._mapper.slots, settings.SECUREBOOST_JOINT_ROWS_PER_CELL
+        )
         names = self.feature_names if self.reveal_feature_names else None
         return Message(
             LAYOUT, meta={"names": names}, arrays={"slots": self._mapper.slots.astype(np.int32)}
@@ -177,6 +182,7 @@ class PassiveParty:
                     self._bins[rows],
                     layout,
                     self._features,
+                    self._groups,
                 )
             )
         self.stats[self._tree]["hist_s"] += time.perf_counter() - start

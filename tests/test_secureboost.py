@@ -219,7 +219,10 @@ def test_passive_refuses_bad_messages(keypair):
     passive = PassiveParty("h", d.host, insecure_min_key_bits=INSECURE)
     with pytest.raises(ProtocolError):
         passive.handle(Message("sgb.hist_request", meta={"tree": 0}))  # before setup
-    passive.handle(active.step()["h"])
+    setup = active.step()["h"]
+    passive.handle(setup)
+    with pytest.raises(ProtocolError):
+        passive.handle(setup)  # a second setup (replay) is refused
     with pytest.raises(ProtocolError):
         passive.handle(Message("psi.blinded"))
     hostile = Message(

@@ -90,8 +90,8 @@ class PassiveParty:
         handler = handlers.get(msg.kind)
         if handler is None:
             raise ProtocolError(f"SecureBoost passive party cannot handle '{msg.kind}'")
-        if msg.kind != SETUP and self._bins is None:
-            raise ProtocolError(f"'{msg.kind}' before sgb.setup")
+        if (msg.kind == SETUP) == (self._bins is not None):
+            raise ProtocolError(f"'{msg.kind}' out of order (sgb.setup comes once, first)")
         return handler(msg)
 
     def model_part(self) -> dict[str, Any]:

@@ -58,8 +58,7 @@ def _coordinator_toml(workdir: Path, nodes: dict[str, SiloNode]) -> Path:
     return path
 
 
-def _job_toml(workdir: Path, key_bits: int) -> Path:
-    insecure = "" if key_bits >= 2048 else "insecure_key_bits = true\n"
+def _job_toml(workdir: Path) -> Path:
     path = workdir / "job.toml"
     path.write_text(f"""# the demo's job: run it again with `fedsilo run {path}` while the silos serve
 name = "default-risk"
@@ -93,20 +92,19 @@ max_depth = 3
 learning_rate = 0.3
 max_bin = 32
 reg_lambda = 1.0
-key_bits = {key_bits}
-{insecure}
+
 [[steps]]
 kind = "evaluate"
 
 [[steps]]
 kind = "lr"
-key_bits = {key_bits}
-{insecure}
+
 [[steps]]
 kind = "evaluate"
 
 [[steps]]
 kind = "score"
+model = "secureboost"      # the SecureBoost model trained above (or a registry id)
 table = "risk_scores"
 """)
     return path
@@ -119,7 +117,7 @@ def _summary(console: Console, record: JobRecord, workdir: Path, seconds: float)
     table.add_column("what")
     table.add_column("result")
     psi = steps.get("psi", {})
-    table.add_row("shared customers (PSI)", str(psi.get("intersection", "?")))
+    table.add_row("customers shared by all three (PSI)", str(psi.get("count", "?")))
     for key, value in result.items():
         if key.endswith(":evaluate"):
             m = value["metrics"]
@@ -138,7 +136,6 @@ def _summary(console: Console, record: JobRecord, workdir: Path, seconds: float)
 def demo(args: argparse.Namespace) -> int:
     console = Console()
     workdir: Path = args.workdir.resolve()
-    key_bits = 1024 if args.insecure_small_keys else 2048
     started = time.perf_counter()
     _prepare(workdir)
     _certificates(workdir)
@@ -146,7 +143,7 @@ def demo(args: argparse.Namespace) -> int:
     nodes = {party: start_silo(path) for party, path in configs.items()}
     try:
         _coordinator_toml(workdir, nodes)
-        spec = load_job_spec(_job_toml(workdir, key_bits))
+        spec = load_job_spec(_job_toml(workdir))
         consortium = load_coordinator_config(workdir / "coordinator.toml")
         store = JobStore(consortium.database_url)
         with RichProgress(console) as progress:

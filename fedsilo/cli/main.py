@@ -108,8 +108,6 @@ def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo = sub.add_parser("demo", help="run a whole consortium on this machine on bundled data")
     demo.add_argument("--workdir", type=Path, default=Path("fedsilo-demo"),
                       help="folder for databases, certificates, scores and the report")
-    demo.add_argument("--insecure-small-keys", action="store_true",
-                      help="INSECURE: 1024-bit Paillier keys, for a faster look only")
     demo.set_defaults(func=_lazy("demo", "demo"))
 
 

@@ -4,7 +4,7 @@
 
     [[steps]]
     kind = "score"
-    model = "default-risk-secureboost-v1"   # or the model trained earlier in the same job
+    model = "default-risk-secureboost-v1"   # a registry id, or a kind trained earlier in the job
     alignment = "to-score"                 # or the alignment the job's psi step made
     table = "risk_scores"
     chunk_rows = 10000
@@ -26,6 +26,9 @@ __all__ = ["predict_range", "resolve_model"]
 def resolve_model(run: JobRun, step: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """``(registry id, kind, record)`` of the model a step names or the job just trained."""
     model_id = step.get("model")
+    earlier = run.results.get(str(model_id)) if model_id else None
+    if isinstance(earlier, dict) and "model" in earlier:
+        model_id = earlier["model"]  # `model = "secureboost"`: the one this job trained
     if not model_id:
         trained = [v for v in run.results.values() if isinstance(v, dict) and "model" in v]
         if not trained:

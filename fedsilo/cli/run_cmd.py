@@ -12,11 +12,12 @@ import grpc
 
 from fedsilo import settings
 from fedsilo.cli.progress import RichProgress
-from fedsilo.coordinator.config import load_coordinator_config, load_job_spec
+from fedsilo.coordinator.config import JobSpec, load_coordinator_config, load_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.server import serve_coordinator
 from fedsilo.coordinator.store import JobStore
+from fedsilo.crypto import tls
 from fedsilo.errors import ConfigError
 from fedsilo.grpc_errors import raise_from_rpc
 from fedsilo.protos import fedsilo_pb2 as pb
@@ -26,7 +27,7 @@ from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 def run(args: argparse.Namespace) -> int:
     spec = load_job_spec(args.job)
     if args.coordinator:
-        return _submit(args)
+        return _submit(args, spec)
     if spec.consortium is None:
         raise ConfigError(f"{args.job.name}: needs 'coordinator = \"coordinator.toml\"' "
                           "(or pass --coordinator ADDR)")
@@ -40,8 +41,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _submit(args: argparse.Namespace) -> int:
-    channel = grpc.insecure_channel(args.coordinator)
+def _coordinator_channel(address: str, spec: JobSpec) -> grpc.Channel:
+    """mTLS to the coordinator with this party's files from the job's consortium config."""
+    consortium = spec.consortium
+    if consortium is None:
+        raise ConfigError("the job file needs 'coordinator = \"coordinator.toml\"' for the "
+                          "TLS files used to reach the coordinator")
+    if consortium.tls.insecure_plaintext:
+        return grpc.insecure_channel(address)
+    assert consortium.tls.ca and consortium.tls.cert and consortium.tls.key
+    creds = tls.channel_credentials(ca=consortium.tls.ca, cert=consortium.tls.cert,
+                                    key=consortium.tls.key)
+    return grpc.secure_channel(address, creds, options=tls.identity_options(consortium.name))
+
+
+def _submit(args: argparse.Namespace, spec: JobSpec) -> int:
+    channel = _coordinator_channel(args.coordinator, spec)
     stub = pb_grpc.CoordinatorServiceStub(channel)
     req = pb.SubmitJobRequest(spec_toml=args.job.read_text(), resume=bool(args.resume),
                               job_id=args.resume or "")

@@ -397,3 +397,14 @@ def test_pumps_in_relay_rounds_keep_queues_short(cardinality_only: bool) -> None
     assert result.count == len(want)
     if not cardinality_only:
         assert {leader_ids[r] for r in result.rows} == want
+
+
+def test_every_psi_message_kind_is_documented_with_what_it_reveals() -> None:
+    from pathlib import Path
+
+    from fedsilo.leakage import kinds
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "leakage.md").read_text()
+    ours = [k.kind for k in kinds() if k.protocol == "psi"]
+    assert len(ours) == 6
+    assert [k for k in ours if f"`{k}`" not in page] == []

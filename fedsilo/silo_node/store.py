@@ -363,15 +363,16 @@ class SiloStore:
                      rows: Sequence[tuple[str, float, str, datetime | str]]) -> None:
         """Insert ``(id, score, model_version, scored_at)`` rows; already stored keys are kept.
 
-        One transaction per ``settings.WRITE_CHUNK_ROWS`` rows: writing a chunk twice (a resumed
-        job) leaves one row per (id, model_version), and the first score written wins.
+        All rows of one call commit in one transaction (sent in batches of
+        ``settings.WRITE_CHUNK_ROWS``), so a scoring chunk killed mid-write leaves nothing of
+        itself behind, whatever its size; writing a chunk twice (a resumed job) leaves one row
+        per (id, model_version), and the first score written wins.
         """
         table = self.ensure_score_table(table_name)
         stmt = _insert_ignore(self.engine.dialect.name, table)
-        for chunk in _chunks(rows, settings.WRITE_CHUNK_ROWS):
-            params = [_score_params(r) for r in chunk]
-            with self.engine.begin() as conn:
-                conn.execute(stmt, params)
+        with self.engine.begin() as conn:
+            for chunk in _chunks(rows, settings.WRITE_CHUNK_ROWS):
+                conn.execute(stmt, [_score_params(r) for r in chunk])
 
     def scored_ids(self, table_name: str, model_version: str) -> set[str]:
         table = self.ensure_score_table(table_name)

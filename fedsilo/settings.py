@@ -21,6 +21,20 @@ MAX_LOGICAL_MESSAGE_BYTES: int = 1 << 30
 CONTROL_DEADLINE_S: float = 30.0
 #: seconds, deadline for one protocol step (one histogram round, one PSI batch).
 STEP_DEADLINE_S: float = 600.0
+#: seconds, deadline for closing a job's session after the job failed: best effort (an unclosed
+#: session expires after ``SESSION_IDLE_TIMEOUT_S``), so a dead silo must not hold up the failure.
+CLOSE_DEADLINE_S: float = 5.0
+#: seconds between the coordinator's HTTP/2 keepalive pings on a channel with a call in flight.
+#: A silo that hangs (stopped process, frozen host) keeps its TCP connection open and answers
+#: nothing; without pings a step would wait out ``STEP_DEADLINE_S``. Silo servers accept pings
+#: this often, even while a long step sends no data (``silo_node/server.py``).
+GRPC_KEEPALIVE_TIME_S: float = 10.0
+#: seconds the coordinator waits for a keepalive ping's answer before it closes the connection
+#: and fails its calls UNAVAILABLE: a hung silo fails its job within about the sum of the two.
+GRPC_KEEPALIVE_TIMEOUT_S: float = 10.0
+#: seconds, longest wait between the coordinator's attempts to reconnect to a silo that went
+#: away (gRPC's default grows to 120 s): a restarted silo is back in the next job within this.
+GRPC_MAX_RECONNECT_BACKOFF_S: float = 5.0
 #: attempts for idempotent calls (health, describe) before a silo is declared unreachable.
 IDEMPOTENT_RETRIES: int = 4
 #: seconds, first backoff between retries; doubles on every attempt.

@@ -21,11 +21,22 @@ __all__ = ["SiloClient", "channel_options"]
 
 
 def channel_options() -> list[tuple[str, Any]]:
+    """Size limits, keepalive pings that find a hung silo long before a step's deadline, and
+    a short reconnect backoff so a restarted silo is reachable again soon.
+
+    A step may run for minutes with no data on the wire (the silo computes), so the pings must
+    not stop after gRPC's default two pings without data (``max_pings_without_data`` 0: no limit);
+    the silo server allows them (``silo_node.server.server_options``).
+    """
     return [
         ("grpc.max_receive_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", 20_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_time_ms", int(settings.GRPC_KEEPALIVE_TIME_S * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.GRPC_KEEPALIVE_TIMEOUT_S * 1000)),
+        # recent gRPC cores time a ping out by this (default 60 s), not only the keepalive one
+        ("grpc.http2.ping_timeout_ms", int(settings.GRPC_KEEPALIVE_TIMEOUT_S * 1000)),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_reconnect_backoff_ms", int(settings.GRPC_MAX_RECONNECT_BACKOFF_S * 1000)),
     ]
 
 
@@ -79,8 +90,10 @@ class SiloClient:
         self._call(self._stub.SetPeers, req, settings.CONTROL_DEADLINE_S)
 
     def close_job(self, job_id: str, *, failed: bool = False, reason: str = "") -> None:
+        """Close the job's session; after a failure only briefly (the silo may be the cause)."""
         req = pb.CloseJobRequest(job_id=job_id, failed=failed, reason=reason)
-        self._call(self._stub.CloseJob, req, settings.CONTROL_DEADLINE_S)
+        deadline = settings.CLOSE_DEADLINE_S if failed else settings.CONTROL_DEADLINE_S
+        self._call(self._stub.CloseJob, req, deadline)
 
     def step(self, job_id: str, method: str, seq: int, payload: StepPayload,
              *, deadline: float = settings.STEP_DEADLINE_S) -> StepPayload:

@@ -7,6 +7,7 @@ a running row that the next start marks failed (``JobStore.fail_interrupted``).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.errors import FedsiloError, JobError, NotFound
 from fedsilo.progress import NullProgress, Progress
 
-__all__ = ["run_job"]
+__all__ = ["run_job", "step_key"]
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +42,60 @@ def _open_sessions(run: JobRun) -> None:
 
 
 def _close_sessions(run: JobRun, *, failed: bool, reason: str) -> None:
-    for party in run.parties:
+    """Close every silo's session, concurrently: a dead silo costs one short deadline, once."""
+
+    def close(party: str) -> None:
         try:
             run.clients[party].close_job(run.job_id, failed=failed, reason=reason)
         except FedsiloError as err:  # a dead silo must not hide the job's own outcome
             log.warning("could not close job %s at %s: %s", run.job_id, party, err)
 
+    _parallel(run.parties, close)
 
-def _run_steps(run: JobRun) -> dict[str, Any]:
+
+def step_key(index: int, step: dict[str, Any]) -> str:
+    """The key of step ``index`` (0-based) in a job's outputs: ``"2:split"``."""
+    return f"{index + 1}:{step['kind']}"
+
+
+def _done_before(store: JobStore, spec: JobSpec, job_id: str) -> dict[str, Any]:
+    """Outputs of the leading steps an earlier run of ``job_id`` completed, unchanged since.
+
+    Each completed step's output is recorded in the job's result as it completes (see
+    ``_run_steps``), and what it made (alignments, model parts, scores) lives in the silos'
+    databases, so a resumed run can start after it. A step counts only if the earlier run ran the
+    very same step definition, and only as part of an unbroken prefix: a later step may depend on
+    anything before it.
+    """
+    record = store.get_job(job_id)
+    now = json.loads(json.dumps(spec.to_wire("")))  # as stored: JSON types
+    if record.spec.get("parties") != now["parties"]:
+        return {}
+    earlier_steps = record.spec.get("steps", [])
+    done: dict[str, Any] = {}
+    for index, step in enumerate(now["steps"]):
+        key = step_key(index, step)
+        same = index < len(earlier_steps) and earlier_steps[index] == step
+        if not same or key not in record.result:
+            break
+        done[key] = record.result[key]
+    return done
+
+
+def _run_steps(run: JobRun, done: dict[str, Any]) -> dict[str, Any]:
+    """Run the job's steps after those in ``done``, recording each output as it completes."""
     outputs: dict[str, Any] = {}
     for index, step in enumerate(run.spec.steps):
-        kind = str(step["kind"])
-        drive = get_driver(kind)
-        run.log(f"step {index + 1}/{len(run.spec.steps)}: {kind}")
-        out = drive(run, step)
-        outputs[f"{index + 1}:{kind}"] = out
+        kind, key = str(step["kind"]), step_key(index, step)
+        if key in done:
+            out = done[key]
+        else:
+            drive = get_driver(kind)
+            run.log(f"step {index + 1}/{len(run.spec.steps)}: {kind}")
+            out = drive(run, step)
+        outputs[key] = out
         run.results[kind] = out
+        run.store.set_state(run.job_id, "running", result=outputs)  # the resume checkpoint
     outputs["relayed_bytes"] = run.relayed_bytes
     return outputs
 
@@ -87,16 +126,21 @@ def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
     for step in spec.steps:
         get_driver(str(step["kind"]))  # unknown kinds fail before anything runs
     job_id = _job_row(store, spec, job_id, resume=resume)
+    done = _done_before(store, spec, job_id) if resume else {}
     run = JobRun(job_id=job_id, spec=spec, clients=clients, store=store,
                  progress=progress or NullProgress(), resume=resume)
-    store.set_state(job_id, "running")
+    store.set_state(job_id, "running", result=done)
+    store.set_spec(job_id, spec.to_wire(""))  # a resume may change the steps it reruns
+    if resume:
+        run.log(f"resuming: {len(done)} of {len(spec.steps)} step(s) done in an earlier run"
+                + (f" ({', '.join(done)})" if done else ""))
     contacted = False  # a job refused by a pre-flight check never reaches a silo, not even to close
     try:
         for step in spec.steps:
             check_step(spec, step)
         contacted = True
         _open_sessions(run)
-        outputs = _run_steps(run)
+        outputs = _run_steps(run, done)
     except FedsiloError as err:
         store.set_state(job_id, "failed", reason=str(err))
         run.log(f"failed: {err}")

@@ -118,6 +118,12 @@ class JobStore:
         with self.engine.begin() as conn:
             conn.execute(update(_jobs).where(_jobs.c.job_id == job_id).values(**values))
 
+    def set_spec(self, job_id: str, spec: dict[str, Any]) -> None:
+        """Replace the job's spec: a resumed run may rerun its later steps with new settings."""
+        with self.engine.begin() as conn:
+            conn.execute(update(_jobs).where(_jobs.c.job_id == job_id)
+                         .values(spec_json=json.dumps(spec), updated_at=now()))
+
     def add_event(self, job_id: str, message: str) -> None:
         with self.engine.begin() as conn:
             conn.execute(insert(_events).values(job_id=job_id, at=now(), message=message))

@@ -29,10 +29,18 @@ API_VERSION = "fedsilo.v1"
 
 
 def server_options() -> list[tuple[str, Any]]:
-    """Message size limits set on purpose (see settings) for every fedsilo server."""
+    """Message size limits set on purpose (see settings) for every fedsilo server.
+
+    Keepalive: the coordinator pings every ``GRPC_KEEPALIVE_TIME_S`` while a step runs, even
+    when no data flows for minutes; gRPC's default policy (one ping per 5 minutes without data,
+    two strikes) would answer with GOAWAY "too_many_pings" and kill a healthy long step.
+    """
     return [
         ("grpc.max_receive_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
+        ("grpc.http2.min_ping_interval_without_data_ms",
+         int(settings.GRPC_KEEPALIVE_TIME_S * 1000 / 2)),
+        ("grpc.http2.max_ping_strikes", 0),
     ]
 
 

@@ -230,6 +230,55 @@ def test_partial_without_pair_seeds_is_refused():
         passives[0].partial_message(0, 0)
 
 
+def _lr_payload(part: VerticalModelPart, coef: list[float], passives: list[str]) -> dict:
+    data = part.to_dict()
+    data["standardised"]["coef"] = coef
+    data["coef"] = coef  # only the standardised coefficients score; kept consistent in shape
+    return {"columns": part.feature_names, "part": data, "passive_parties": passives}
+
+
+def test_federated_lr_scoring_masks_partials_with_seeds_agreed_in_the_job():
+    """Scoring parts of two passive silos are uniform words; only their sum reaches the holder."""
+    from fedsilo.crypto.sealing import JobKeys
+    from fedsilo.silo_node.predict import PredictRequest, get_predictor
+    from fedsilo.silo_node.steps.lr import KIND
+    from fedsilo.silo_node.steps.score import PART_KIND
+
+    holder, passives = _pair(LRConfig(batch_size=100), rows=400, n_passive=2)
+    names = [p.party for p in passives]
+    keys = {n: JobKeys() for n in ["bank", *names]}
+    for k in keys.values():
+        k.set_peers({n: other.public_bytes for n, other in keys.items()})
+    rng = np.random.default_rng(5)
+    x = {n: rng.normal(size=(50, 3)) for n in names} | {"bank": rng.normal(size=(50, 2))}
+    payloads = {n: _lr_payload(p.model_part(), [0.5, -1.0, 2.0], names)
+                for n, p in zip(names, passives, strict=True)}
+    payloads["bank"] = _lr_payload(holder.model_part(), [1.0, 0.25], names)
+
+    def request(party: str, start: int = 0) -> PredictRequest:
+        return PredictRequest(job_id="j", model_id="j-lr", alignment="a", start=start,
+                              stop=start + 50, party=party, keys=keys[party])
+
+    predictor = get_predictor(KIND)
+    assert predictor.part is not None
+    parts = {}
+    for n in names:
+        msg = predictor.part(payloads[n], x[n], request(n))
+        plain = VerticalModelPart.from_dict(payloads[n]["part"]).partial_score(x[n])
+        fixed = np.round(plain * 2.0**settings.LR_PARTIAL_FRAC_BITS).astype(np.int64)
+        assert np.count_nonzero(msg.array("u").view(np.int64) == fixed) == 0  # masked
+        assert msg.array("u").tolist() != predictor.part(payloads[n], x[n], request(n, 50)
+                                                           ).array("u").tolist()
+        msg.kind = PART_KIND  # as the score step relays it
+        parts[n] = msg
+    expect = sum(VerticalModelPart.from_dict(payloads[n]["part"]).partial_score(x[n])
+                 for n in ["bank", *names])
+    scores = predictor.combine(payloads["bank"], x["bank"], parts, request("bank"))
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-expect)), atol=1e-6)
+    with pytest.raises(ProtocolError, match="not for"):  # masks of another range do not cancel
+        predictor.combine(payloads["bank"], x["bank"], parts, request("bank", 50))
+
+
 def test_out_of_order_steps_are_refused():
     holder, (passive,) = _pair(LRConfig(batch_size=100))
     partial = {"p0": passive.partial_message(0, 0)}
@@ -479,6 +528,8 @@ def test_exported_names():
             "PassiveParty",
             "RESIDUALS",
             "VerticalModelPart",
+            "mask_partial",
+            "sum_masked_partials",
         ],
         lr_horizontal: [
             "HLRConfig",

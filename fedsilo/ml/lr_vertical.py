@@ -93,6 +93,8 @@ __all__ = [
     "PassiveParty",
     "RESIDUALS",
     "VerticalModelPart",
+    "mask_partial",
+    "sum_masked_partials",
 ]
 
 PUBLIC_KEY = register_kind(
@@ -263,6 +265,40 @@ def _from_fixed(words: npt.NDArray[np.uint64]) -> FloatArray:
     return words.view(np.int64).astype(np.float64) / float(2**settings.LR_PARTIAL_FRAC_BITS)
 
 
+def mask_partial(u: FloatArray, party: str, seeds: dict[str, bytes], label: str) -> Message:
+    """``u`` in fixed point plus masks that cancel across the passive parties, mod 2**64.
+
+    ``seeds`` holds the secret this party shares with every other passive party; for each pair
+    the party with the smaller name adds the pair's stream and the other subtracts it, so the
+    label holder's sum over all parties is exact while each message alone is uniform. ``label``
+    must never mask two different vectors (the difference would leak); callers make it unique.
+    """
+    words = _to_fixed(u)
+    for peer, seed in seeds.items():
+        mask = _mask_stream(seed, label, u.size)
+        words = words + mask if party < peer else words - mask
+    return Message(PARTIAL, meta={"label": label}, arrays={"u": words})
+
+
+def sum_masked_partials(
+    partials: dict[str, Message], parties: Sequence[str], label: str, rows: int,
+    *, kind: str = PARTIAL,
+) -> FloatArray:
+    """Add the masked partial predictors of exactly ``parties``; the masks cancel in the sum.
+
+    ``kind``: the messages' kind (federated scoring relays them as ``predict.part``).
+    """
+    if sorted(partials) != sorted(parties):
+        raise ProtocolError("partial predictors missing or from unknown parties")
+    total = np.zeros(rows, dtype=np.uint64)
+    for msg in partials.values():
+        words = msg.expect(kind).array("u")
+        if msg.meta.get("label") != label or words.dtype != np.uint64 or words.shape != (rows,):
+            raise ProtocolError(f"partial predictor is not for '{label}' ({rows} rows)")
+        total += words  # uint64 wraps: arithmetic mod 2**64, where the masks cancel
+    return _from_fixed(total)
+
+
 class LabelHolder:
     """The active silo: labels, its own features, the intercept and the Paillier key."""
 
@@ -340,15 +376,7 @@ class LabelHolder:
 
     def sum_partials(self, partials: dict[str, Message], label: str, rows: int) -> FloatArray:
         """Add the passive parties' masked partial predictors; the masks cancel in the sum."""
-        if sorted(partials) != self.passive_parties:
-            raise ProtocolError("partial predictors missing or from unknown parties")
-        total = np.zeros(rows, dtype=np.uint64)
-        for msg in partials.values():
-            words = msg.expect(PARTIAL).array("u")
-            if msg.meta.get("label") != label or words.dtype != np.uint64 or words.shape != (rows,):
-                raise ProtocolError(f"partial predictor is not for '{label}' ({rows} rows)")
-            total += words  # uint64 wraps: arithmetic mod 2**64, where the masks cancel
-        return _from_fixed(total)
+        return sum_masked_partials(partials, self.passive_parties, label, rows)
 
     def residual_message(self, epoch: int, batch: int, partials: dict[str, Message]) -> Message:
         """Form residuals, take the own gradient step, and send the encrypted residuals."""
@@ -501,11 +529,7 @@ class PassiveParty:
         if sorted(self._seeds) != self.peers:
             raise ProtocolError("pair seeds missing: the partial predictor cannot be masked")
         self._used_labels.add(label)
-        words = _to_fixed(u)
-        for peer, seed in self._seeds.items():
-            mask = _mask_stream(seed, label, u.size)
-            words = words + mask if self.party < peer else words - mask
-        return Message(PARTIAL, meta={"label": label}, arrays={"u": words})
+        return mask_partial(u, self.party, self._seeds, label)
 
     def partial_message(self, epoch: int, batch: int) -> Message:
         """``X_j w_j`` on the batch rows, masked for the label holder."""

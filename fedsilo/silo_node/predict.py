@@ -4,31 +4,84 @@ Each model kind registers one :class:`Predictor`. The framework does the plumbin
 the silo's model part (JSON, with the ``columns`` it was trained on), reads exactly those columns
 for a range of aligned rows, and calls the predictor's pure functions:
 
-- ``part(payload, X) -> Message`` at every silo that holds part of the model but not the labels:
-  what the label holder needs to finish the prediction (e.g. which way each row goes at the
-  tree nodes this silo owns);
-- ``combine(payload, X, parts) -> scores`` at the label holder, with the other silos' parts.
+- ``part(payload, X, request) -> Message`` at every silo that holds part of the model but not
+  the labels: what the label holder needs to finish the prediction (e.g. which way each row goes
+  at the tree nodes this silo owns);
+- ``combine(payload, X, parts, request) -> scores`` at the label holder, with the other silos'
+  parts.
+
+``request`` (:class:`PredictRequest`) says which rows of which alignment in which job are being
+scored, and gives the secret this silo shares with each other silo of the job: a predictor that
+masks its parts (vertical LR with two or more passive silos) derives one-time masks from both,
+so the masks of different requests never repeat and cancel only in the label holder's sum.
 
 A whole model (horizontal kinds) has no ``part``: the label holder scores alone.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from nacl.public import Box
 
-from fedsilo.errors import NotFound
+from fedsilo.crypto.sealing import JobKeys
+from fedsilo.errors import NotFound, ProtocolError
 from fedsilo.message import Message
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
 
-__all__ = ["Predictor", "get_predictor", "load_part", "read_range", "register_predictor"]
+__all__ = [
+    "PredictRequest",
+    "Predictor",
+    "get_predictor",
+    "load_part",
+    "read_range",
+    "register_predictor",
+]
 
-PartFn = Callable[[dict[str, Any], np.ndarray], Message]
-CombineFn = Callable[[dict[str, Any], np.ndarray, dict[str, Message]], np.ndarray]
+#: personalisation of the pairwise scoring seeds (distinct from the sealing key's own use)
+_PAIR_SEED_DOMAIN = b"fedsilo.predict.pair-seed.v1"
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    """The context of one prediction request at a silo: job, model, alignment and row range."""
+
+    job_id: str
+    model_id: str
+    alignment: str
+    start: int
+    stop: int
+    party: str
+    keys: JobKeys = field(repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """Names this request uniquely within the job: a one-time label for masks."""
+        return f"score/{self.model_id}/{self.alignment}/{self.start}-{self.stop}"
+
+    def pair_seed(self, peer: str) -> bytes:
+        """32 bytes only this silo and ``peer`` know, fresh per job, never sent anywhere.
+
+        Both silos hold per-job X25519 session keys and each other's public halves (SetPeers),
+        so their crypto_box shared key is a Diffie-Hellman agreement made in this very job;
+        keyed BLAKE2b with a separate personalisation turns it into a seed for masks. The label
+        holder and the coordinator lack either secret key (semi-honest coordinator: it relays
+        the public keys unchanged, SECURITY.md), so they cannot rebuild the masks.
+        """
+        public = self.keys.peers.get(peer)
+        if public is None:
+            raise ProtocolError(f"no session key for party '{peer[:40]}' in this job")
+        shared = Box(self.keys.secret, public).shared_key()
+        return hashlib.blake2b(_PAIR_SEED_DOMAIN, key=shared, digest_size=32).digest()
+
+
+PartFn = Callable[[dict[str, Any], np.ndarray, PredictRequest], Message]
+CombineFn = Callable[[dict[str, Any], np.ndarray, dict[str, Message], PredictRequest], np.ndarray]
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from fedsilo.ml.lr_horizontal import (
     check_silo_count,
 )
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import Predictor, register_predictor
+from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.steps.lr import own_columns
@@ -121,7 +121,12 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     return StepReply(meta={"saved": True})
 
 
-def _combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message]) -> np.ndarray:
+def _combine(
+    payload: dict[str, Any],
+    x: np.ndarray,
+    parts: dict[str, Message],
+    request: PredictRequest | None = None,
+) -> np.ndarray:
     """A whole model scores alone."""
     if parts:
         raise ProtocolError("a horizontal LR model takes no parts from other silos")

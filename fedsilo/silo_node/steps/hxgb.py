@@ -39,7 +39,7 @@ from fedsilo.ml.hxgb import PUBLIC_CONTEXT, SECRET_CONTEXT, SUM, HxgbSilo, Round
 from fedsilo.ml.hxgb_step import ROLE, HxgbStep, key_holder, members_of, step_at
 from fedsilo.ml.xgb_export import to_xgboost_json
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import Predictor, load_part, register_predictor
+from fedsilo.silo_node.predict import Predictor, PredictRequest, load_part, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.steps.evaluate import importance_of, report_and_release
@@ -242,7 +242,12 @@ def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepRep
     return StepReply(meta=meta)
 
 
-def _combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message]) -> np.ndarray:
+def _combine(
+    payload: dict[str, Any],
+    x: np.ndarray,
+    parts: dict[str, Message],
+    request: PredictRequest | None = None,
+) -> np.ndarray:
     """Scores of a whole model: no other silo's part is needed (or accepted)."""
     if parts:
         raise ProtocolError("a horizontal XGBoost model takes no parts from other silos")

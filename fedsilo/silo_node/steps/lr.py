@@ -27,9 +27,11 @@ from fedsilo.ml.lr_vertical import (
     LabelHolder,
     PassiveParty,
     VerticalModelPart,
+    mask_partial,
+    sum_masked_partials,
 )
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import Predictor, register_predictor
+from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
@@ -173,23 +175,34 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
 
 
 # --- federated prediction (batch scoring, evaluation) -------------------------------------------
-def _part(payload: dict[str, Any], x: np.ndarray) -> Message:
-    """A passive silo's partial linear score on the rows (sent sealed to the label holder)."""
-    z = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
-    return Message(PARTIAL, arrays={"z": z})
+def _passives(payload: dict[str, Any]) -> list[str]:
+    return sorted(str(p) for p in payload.get("passive_parties", []))
 
 
-def _combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message]) -> np.ndarray:
-    """Probabilities at the label holder: its own term (with the intercept) plus the parts."""
-    expected = sorted(str(p) for p in payload.get("passive_parties", []))
+def _part(payload: dict[str, Any], x: np.ndarray, request: PredictRequest) -> Message:
+    """A passive silo's partial linear score on the rows, masked as in training.
+
+    With two or more passive silos each one's score is hidden behind pairwise masks that cancel
+    in the label holder's sum, so it learns only the sum, as during training. The masks come
+    from seeds agreed in this scoring job (``PredictRequest.pair_seed``, not the training job's,
+    which died with its session) and the request's one-time label (model, alignment, rows).
+    """
+    u = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
+    peers = [p for p in _passives(payload) if p != request.party]
+    return mask_partial(u, request.party, {p: request.pair_seed(p) for p in peers},
+                        request.label)
+
+
+def _combine(
+    payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message], request: PredictRequest
+) -> np.ndarray:
+    """Probabilities at the label holder: its own term (with the intercept) plus the parts' sum."""
+    expected = _passives(payload)
     if sorted(parts) != expected:
         raise ProtocolError(f"LR prediction needs parts from {expected}, got {sorted(parts)}")
     z = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
-    for msg in parts.values():
-        term = np.asarray(msg.array("z"), dtype=np.float64)
-        if term.shape != z.shape:
-            raise ProtocolError(f"partial score of {term.shape} rows, expected {z.shape}")
-        z = z + term
+    kind = next(iter(parts.values())).kind if parts else PARTIAL
+    z = z + sum_masked_partials(parts, expected, request.label, z.size, kind=kind)
     return sigmoid(z)
 
 

@@ -15,7 +15,7 @@ from fedsilo import settings
 from fedsilo.errors import ProtocolError
 from fedsilo.leakage import register_kind
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import get_predictor, load_part, read_range
+from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
@@ -25,8 +25,16 @@ PART_KIND = register_kind(
     "predict.part",
     reveals="for the rows being scored, what the label holder needs to finish the model's "
     "prediction from this silo's part (per model kind: the side each row takes at the tree "
-    "nodes this silo owns, or this silo's partial linear score)",
+    "nodes this silo owns, or this silo's partial linear score, masked so that with two or "
+    "more passive silos only their sum is revealed)",
 )
+
+
+def request_of(ctx: SiloContext, session: JobSession, req: StepRequest) -> PredictRequest:
+    """The predictor's view of this request (which rows, in which job, with which keys)."""
+    model_id, alignment, start, stop = _range(req.meta)
+    return PredictRequest(job_id=session.job_id, model_id=model_id, alignment=alignment,
+                          start=start, stop=stop, party=ctx.party, keys=session.keys)
 
 
 def _range(meta: dict[str, object]) -> tuple[str, str, int, int]:
@@ -43,33 +51,35 @@ def _range(meta: dict[str, object]) -> tuple[str, str, int, int]:
 @step("predict.part")
 def predict_part(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At a silo holding part of the model: its contribution for a range of aligned rows."""
-    model_id, alignment, start, stop = _range(req.meta)
-    kind, payload = load_part(ctx, model_id)
+    request = request_of(ctx, session, req)
+    kind, payload = load_part(ctx, request.model_id)
     predictor = get_predictor(kind)
     if predictor.part is None:
         raise ProtocolError(f"model kind '{kind}' has no per-silo prediction part")
-    X = read_range(ctx, session, payload, alignment, start, stop)
-    msg = predictor.part(payload, X)
+    X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
+    msg = predictor.part(payload, X, request)
     msg.kind = PART_KIND
     return StepReply(outbox={p: msg for p in session.party_with_role("active")})
 
 
 def predict_scores(ctx: SiloContext, session: JobSession, req: StepRequest) -> np.ndarray:
     """At the label holder: the model's scores for the requested range (shared with evaluate)."""
-    model_id, alignment, start, stop = _range(req.meta)
-    kind, payload = load_part(ctx, model_id)
-    X = read_range(ctx, session, payload, alignment, start, stop)
+    request = request_of(ctx, session, req)
+    rows = request.stop - request.start
+    kind, payload = load_part(ctx, request.model_id)
+    X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
     parts = {sender: msg.expect(PART_KIND) for sender, msg in req.inbox.items()}
-    scores = np.asarray(get_predictor(kind).combine(payload, X, parts), dtype=np.float64)
-    if scores.shape != (stop - start,):
-        raise ProtocolError(f"predictor returned {scores.shape} scores for {stop - start} rows")
+    scores = np.asarray(get_predictor(kind).combine(payload, X, parts, request), dtype=np.float64)
+    if scores.shape != (rows,):
+        raise ProtocolError(f"predictor returned {scores.shape} scores for {rows} rows")
     return scores
 
 
 @step("score.plan")
 def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """The chunks of the alignment that are not completely scored yet for this model version."""
-    alignment, table, version = str(req.meta["alignment"]), str(req.meta["table"]), str(req.meta["version"])
+    alignment, table = str(req.meta["alignment"]), str(req.meta["table"])
+    version = str(req.meta["version"])
     chunk = int(req.meta.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
     ctx.store.ensure_score_table(table)
     done = ctx.store.scored_ids(table, version)

@@ -30,7 +30,7 @@ from fedsilo.ml.secureboost import (
 )
 from fedsilo.ml.sgb_model import SecureBoostModel, SplitTable
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import Predictor, register_predictor
+from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
@@ -175,12 +175,14 @@ def _importance(model: SecureBoostModel) -> dict[str, list[tuple[str, float, int
 # --- federated prediction (batch scoring, evaluation) -------------------------------------------
 
 
-def _part(payload: dict[str, Any], x: np.ndarray) -> Message:
+def _part(payload: dict[str, Any], x: np.ndarray, request: PredictRequest) -> Message:
     """A passive silo's answer: the side each row takes at every node it owns."""
     return routes_message(SplitTable.from_dict(payload["part"]), x)
 
 
-def _combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message]) -> np.ndarray:
+def _combine(
+    payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message], request: PredictRequest
+) -> np.ndarray:
     """Probabilities at the label holder from its trees, its own splits and the others' routes."""
     model = SecureBoostModel.from_dict(payload["model"])
     expected = sorted(str(p) for p in payload.get("passive_parties", []))

@@ -3,6 +3,13 @@
 States move queued -> running -> succeeded | failed (with the reason). Whatever happens, the job
 ends in a final state and the silos' sessions are closed; a coordinator that dies mid-job leaves
 a running row that the next start marks failed (``JobStore.fail_interrupted``).
+
+Resume is per step: each step's output is written to the job's result as the step completes,
+and ``run_job(..., job_id, resume=True)`` skips the leading steps an earlier run completed with
+the same definition (their products — alignments, model parts, scores — are in the silos'
+databases), reloading their outputs into ``run.results``. A step that failed half-way runs
+again from its start: training restarts from its first tree or epoch (scoring alone skips the
+chunks it already wrote).
 """
 
 from __future__ import annotations

@@ -179,8 +179,15 @@ def _ids_at(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.nda
 
 
 def _save(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray) -> None:
+    """Store the alignment sorted by id.
+
+    Every party holding an alignment knows its ids (they are the intersection), so sorting by
+    the normalised id reveals nothing new, and it makes the stored order the same for every
+    run of the PSI: the split, the bins and so the model are reproducible from the job's seed.
+    Each party sorts its own copy; the ids are equal strings, so the orders agree.
+    """
     assert state.alignment is not None
-    ids = _ids_at(ctx, session, state, rows)
+    ids = sorted(_ids_at(ctx, session, state, rows))
     ctx.store.save_alignment(
         state.alignment, session.job_id, session.dataset, ids, replace=state.replace
     )

@@ -41,8 +41,11 @@ class Consortium:
     """A consortium as its coordinator sees it."""
 
     def __init__(self, config: str | Path | CoordinatorConfig) -> None:
-        self.config = config if isinstance(config, CoordinatorConfig) else \
-            load_coordinator_config(Path(config))
+        self.config = (
+            config
+            if isinstance(config, CoordinatorConfig)
+            else load_coordinator_config(Path(config))
+        )
         self.store = JobStore(self.config.database_url)
 
     def clients(self, parties: list[str] | None = None) -> dict[str, SiloClient]:
@@ -53,9 +56,14 @@ class Consortium:
         out = {}
         for party, client in self.clients().items():
             info = client.describe()
-            out[party] = {"health": client.health(), "api_version": info.api_version,
-                          "datasets": {d.name: {"rows": d.rows, "features": list(d.features),
-                                                "label": d.label or None} for d in info.datasets}}
+            out[party] = {
+                "health": client.health(),
+                "api_version": info.api_version,
+                "datasets": {
+                    d.name: {"rows": d.rows, "features": list(d.features), "label": d.label or None}
+                    for d in info.datasets
+                },
+            }
         return out
 
     def _spec(self, job: str | Path | dict[str, Any]) -> JobSpec:
@@ -69,12 +77,23 @@ class Consortium:
             return parse_job_spec(raw, path)
         return load_job_spec(path)
 
-    def run(self, job: str | Path | dict[str, Any], *, resume: str | None = None,
-            progress: Progress | None = None) -> JobRecord:
+    def run(
+        self,
+        job: str | Path | dict[str, Any],
+        *,
+        resume: str | None = None,
+        progress: Progress | None = None,
+    ) -> JobRecord:
         """Run a job (a TOML path or the same structure as a dict) to its final state."""
         spec = self._spec(job)
-        return run_job(spec, clients=self.clients(sorted(spec.parties)), store=self.store,
-                       progress=progress, job_id=resume, resume=resume is not None)
+        return run_job(
+            spec,
+            clients=self.clients(sorted(spec.parties)),
+            store=self.store,
+            progress=progress,
+            job_id=resume,
+            resume=resume is not None,
+        )
 
     def jobs(self) -> list[JobRecord]:
         return self.store.list_jobs()

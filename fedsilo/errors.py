@@ -6,7 +6,7 @@
     ├── ConfigError               a config or job file is wrong (file, key)
     ├── DataError                 a table, column or value in a silo's database is wrong
     ├── PolicyError               a silo's local policy refuses the request
-    ├── ProtocolError             a peer sent a malformed, oversized, out-of-order or replayed message
+    ├── ProtocolError             a peer sent a malformed, oversized, reordered or replayed message
     ├── AuthError                 the caller is not who the silo is configured to answer
     ├── CryptoError               a key is too small, a ciphertext does not decrypt, a seal fails
     ├── JobError                  a job cannot run or failed (carries the reason)

@@ -27,7 +27,13 @@ from fedsilo import settings
 from fedsilo.errors import ProtocolError
 
 __all__ = [
-    "Message", "check_strings", "decode", "encode", "pack_uints", "parse_json", "unpack_uints",
+    "Message",
+    "check_strings",
+    "decode",
+    "encode",
+    "pack_uints",
+    "parse_json",
+    "unpack_uints",
 ]
 
 _MAGIC = b"FSM1"
@@ -159,15 +165,24 @@ def _array_spec(spec: Any) -> tuple[str, np.dtype, tuple[int, ...]]:
     _check_dtype(str(name), np.empty(0, dtype=dtype))
     # dimensions must be real JSON integers (no floats, bools or strings) and the item size
     # non-zero (``|S0``), so the byte count below is exact Python arithmetic, never a wrap-around
-    if (not isinstance(shape, list) or len(shape) > 8 or dtype.itemsize == 0
-            or any(type(d) is not int or d < 0 for d in shape)):
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 8
+        or dtype.itemsize == 0
+        or any(type(d) is not int or d < 0 for d in shape)
+    ):
         raise ProtocolError(f"array '{str(name)[:40]}' has a bad shape or dtype")
     return str(name), dtype, tuple(shape)
 
 
 def _blob_spec(spec: Any) -> tuple[str, int]:
-    if (not isinstance(spec, list) or len(spec) != 2 or not isinstance(spec[0], str)
-            or type(spec[1]) is not int or spec[1] < 0):
+    if (
+        not isinstance(spec, list)
+        or len(spec) != 2
+        or not isinstance(spec[0], str)
+        or type(spec[1]) is not int
+        or spec[1] < 0
+    ):
         raise ProtocolError(f"bad blob descriptor {spec!r:.80}")
     return spec[0], spec[1]
 
@@ -220,5 +235,7 @@ def unpack_uints(data: bytes, width: int) -> list[Any]:
     """Inverse of :func:`pack_uints`; returns gmpy2 ``mpz`` values."""
     if width <= 0 or len(data) % width:
         raise ProtocolError(f"integer array length {len(data)} is not a multiple of {width}")
-    return [gmpy2.from_binary(b"\x01\x01" + data[i : i + width][::-1])
-            for i in range(0, len(data), width)]
+    return [
+        gmpy2.from_binary(b"\x01\x01" + data[i : i + width][::-1])
+        for i in range(0, len(data), width)
+    ]

@@ -60,5 +60,7 @@ def map_chunks(fn: Callable[..., T], chunks: Iterable[Sequence[Any]] | Iterable[
     items = list(chunks)
     if workers() == 1 or len(items) <= 1:
         return [fn(*c) if isinstance(c, tuple) else fn(c) for c in items]
-    futures = [pool().submit(fn, *c) if isinstance(c, tuple) else pool().submit(fn, c) for c in items]
+    futures = [
+        pool().submit(fn, *c) if isinstance(c, tuple) else pool().submit(fn, c) for c in items
+    ]
     return [f.result() for f in futures]

@@ -69,12 +69,14 @@ class Consortium:
             engine.dispose()
         label = f'label = "{spec.label}"\n' if spec.label else ""
         datasets = "".join(
-            f"[datasets.{name}]\ntable = \"{tbl}\"\nid_column = \"{spec.id_column}\"\n"
-            f"features = {toml_list(spec.features)}\n{label}" for name, (tbl, _) in tables.items())
+            f'[datasets.{name}]\ntable = "{tbl}"\nid_column = "{spec.id_column}"\n'
+            f"features = {toml_list(spec.features)}\n{label}"
+            for name, (tbl, _) in tables.items()
+        )
         text = (
             f'party = "{spec.party}"\nlisten = "127.0.0.1:{free_port()}"\ndatabase = "{db_url}"\n'
             f"[tls]\ninsecure_plaintext = true\n{datasets}"
-            f"[policy]\nprotocols = {ALL_PROTOCOLS}\nroles = [\"active\", \"passive\", \"member\"]\n"
+            f'[policy]\nprotocols = {ALL_PROTOCOLS}\nroles = ["active", "passive", "member"]\n'
             f"{spec.policy}"
         )
         path = self.root / f"{spec.party}.toml"
@@ -101,8 +103,10 @@ class Consortium:
     def coordinator_config(self) -> CoordinatorConfig:
         path = self.root / "coordinator.toml"
         silos = "".join(f'[silos.{p}]\naddress = "{n.address}"\n' for p, n in self.nodes.items())
-        path.write_text(f'name = "coordinator"\ndatabase = "sqlite:///{self.root / "coord.db"}"\n'
-                        f"[tls]\ninsecure_plaintext = true\n{silos}")
+        path.write_text(
+            f'name = "coordinator"\ndatabase = "sqlite:///{self.root / "coord.db"}"\n'
+            f"[tls]\ninsecure_plaintext = true\n{silos}"
+        )
         from fedsilo.coordinator.config import load_coordinator_config
 
         return load_coordinator_config(path)
@@ -115,6 +119,9 @@ class Consortium:
 
     def job(self, parties: dict[str, str], steps: list[dict[str, Any]], name: str = "t") -> JobSpec:
         """A job spec: ``parties`` maps party to role; every party uses its dataset ``main``."""
-        raw = {"name": name, "parties": {p: {"dataset": "main", "role": r} for p, r in parties.items()},
-               "steps": steps}
+        raw = {
+            "name": name,
+            "parties": {p: {"dataset": "main", "role": r} for p, r in parties.items()},
+            "steps": steps,
+        }
         return parse_job_spec(raw, self.root / "job.toml")

@@ -11,8 +11,9 @@ from fedsilo.api import Consortium as Api
 
 def test_notebook_api_runs_a_job_and_lists_it(tmp_path: Path) -> None:
     c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", [f"x{i}" for i in range(10)],
-                        label="y"))
+    c.add_silo(
+        SiloSpec("bank", DATA / "breast_hetero_guest.csv", [f"x{i}" for i in range(10)], label="y")
+    )
     c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", [f"x{i}" for i in range(20)]))
     c.start_all()
     try:
@@ -20,10 +21,13 @@ def test_notebook_api_runs_a_job_and_lists_it(tmp_path: Path) -> None:
         described = api.describe()
         assert described["bank"]["health"] == "SERVING"
         assert described["bank"]["datasets"]["main"]["rows"] == 569
-        parties = {"bank": {"dataset": "main", "role": "active"},
-                   "bureau": {"dataset": "main", "role": "passive"}}
-        record = api.run({"name": "nb", "parties": parties,
-                          "steps": [{"kind": "psi", "alignment": "nb"}]})
+        parties = {
+            "bank": {"dataset": "main", "role": "active"},
+            "bureau": {"dataset": "main", "role": "passive"},
+        }
+        record = api.run(
+            {"name": "nb", "parties": parties, "steps": [{"kind": "psi", "alignment": "nb"}]}
+        )
         assert record.state == "succeeded"
         assert [j.job_id for j in api.jobs()] == [record.job_id]
         assert api.job(record.job_id).result["1:psi"]["count"] == 569

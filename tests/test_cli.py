@@ -8,15 +8,21 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
-
 from support import DATA, Consortium, SiloSpec
 
 GUEST = [f"x{i}" for i in range(10)]
 
 
-def fedsilo(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fedsilo.cli.main", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
+def fedsilo(
+    *args: str, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fedsilo.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 def test_help_lists_every_command() -> None:
@@ -40,14 +46,24 @@ def _bad_silo(tmp_path: Path, mutate: str) -> tuple[Path, str]:
     return config, db_url
 
 
-@pytest.mark.parametrize(("mutate", "needle"), [
-    ("ALTER TABLE bank_data RENAME COLUMN x3 TO x3_old", "column 'x3'"),
-    ("UPDATE bank_data SET x1 = 'abc' WHERE id = (SELECT MIN(id) FROM bank_data)", "not numeric"),
-    ("UPDATE bank_data SET id = (SELECT MAX(id) FROM bank_data) WHERE id = (SELECT MIN(id) FROM bank_data)", "duplicate"),
-    ("UPDATE bank_data SET id = NULL WHERE id = (SELECT MIN(id) FROM bank_data)", "NULL"),
-    ("UPDATE bank_data SET y = 2 WHERE id = (SELECT MIN(id) FROM bank_data)", "binary"),
-    ("ALTER TABLE bank_data RENAME TO other", "bank_data"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        ("ALTER TABLE bank_data RENAME COLUMN x3 TO x3_old", "column 'x3'"),
+        (
+            "UPDATE bank_data SET x1 = 'abc' WHERE id = (SELECT MIN(id) FROM bank_data)",
+            "not numeric",
+        ),
+        (
+            "UPDATE bank_data SET id = (SELECT MAX(id) FROM bank_data) "
+            "WHERE id = (SELECT MIN(id) FROM bank_data)",
+            "duplicate",
+        ),
+        ("UPDATE bank_data SET id = NULL WHERE id = (SELECT MIN(id) FROM bank_data)", "NULL"),
+        ("UPDATE bank_data SET y = 2 WHERE id = (SELECT MIN(id) FROM bank_data)", "binary"),
+        ("ALTER TABLE bank_data RENAME TO other", "bank_data"),
+    ],
+)
 def test_bad_table_is_one_line_and_writes_nothing(tmp_path: Path, mutate: str, needle: str) -> None:
     config, db_url = _bad_silo(tmp_path, mutate)
     out = fedsilo("silo", "check", "--config", str(config))
@@ -62,8 +78,10 @@ def test_bad_table_is_one_line_and_writes_nothing(tmp_path: Path, mutate: str, n
 
 def test_bad_config_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "silo.toml"
-    path.write_text('party = "x"\nlisten = "127.0.0.1:1"\ndatabase = "sqlite:///x.db"\n'
-                    "[tls]\ninsecure_plaintext = true\n[policy]\nmin_intersecton = 5\n")
+    path.write_text(
+        'party = "x"\nlisten = "127.0.0.1:1"\ndatabase = "sqlite:///x.db"\n'
+        "[tls]\ninsecure_plaintext = true\n[policy]\nmin_intersecton = 5\n"
+    )
     out = fedsilo("silo", "serve", "--config", str(path))
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "min_intersecton" in out.stderr
@@ -77,10 +95,12 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def test_run_with_unknown_step_kind(tmp_path: Path) -> None:
     (tmp_path / "coordinator.toml").write_text(
-        '[tls]\ninsecure_plaintext = true\n[silos.a]\naddress = "127.0.0.1:1"\n')
+        '[tls]\ninsecure_plaintext = true\n[silos.a]\naddress = "127.0.0.1:1"\n'
+    )
     (tmp_path / "job.toml").write_text(
         'coordinator = "coordinator.toml"\n[parties.a]\ndataset = "d"\nrole = "active"\n'
-        '[[steps]]\nkind = "teleport"\n')
+        '[[steps]]\nkind = "teleport"\n'
+    )
     out = fedsilo("run", str(tmp_path / "job.toml"))
     assert out.returncode == 2 and "unknown step kind 'teleport'" in out.stderr
 

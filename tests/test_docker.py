@@ -75,8 +75,17 @@ def test_every_command_parses_and_every_config_exists(tmp_path: Path) -> None:
 def _with_certs(config: Path, tmp_path: Path) -> Path:
     """Copy a config beside dummy certificate files so it loads (certs are made at deploy time)."""
     (tmp_path / "certs").mkdir(exist_ok=True)
-    for f in ("ca.pem", "coordinator.pem", "coordinator.key", "bank.pem", "bank.key",
-              "bureau.pem", "bureau.key", "lender.pem", "lender.key"):
+    for f in (
+        "ca.pem",
+        "coordinator.pem",
+        "coordinator.key",
+        "bank.pem",
+        "bank.key",
+        "bureau.pem",
+        "bureau.key",
+        "lender.pem",
+        "lender.key",
+    ):
         (tmp_path / "certs" / f).write_text("placeholder")
     copy = tmp_path / config.name
     copy.write_text(config.read_text())
@@ -85,7 +94,9 @@ def _with_certs(config: Path, tmp_path: Path) -> Path:
 
 def test_ports_and_addresses_agree(tmp_path: Path) -> None:
     services = compose()["services"]
-    coordinator = load_coordinator_config(_with_certs(DOCKER / "config" / "coordinator.toml", tmp_path))
+    coordinator = load_coordinator_config(
+        _with_certs(DOCKER / "config" / "coordinator.toml", tmp_path)
+    )
     assert coordinator.listen.endswith(":50050")
     assert "50050:50050" in services["coordinator"]["ports"]
     for party, address in coordinator.silos.items():
@@ -101,8 +112,10 @@ def test_ports_and_addresses_agree(tmp_path: Path) -> None:
 
 
 def test_one_silo_uses_postgres_the_others_sqlite(tmp_path: Path) -> None:
-    urls = {p: load_silo_config(_with_certs(DOCKER / "config" / f"{p}.toml", tmp_path)).database_url
-            for p in ("bank", "bureau", "lender")}
+    urls = {
+        p: load_silo_config(_with_certs(DOCKER / "config" / f"{p}.toml", tmp_path)).database_url
+        for p in ("bank", "bureau", "lender")
+    }
     assert urls["bank"].startswith("postgresql")
     assert urls["bureau"].startswith("sqlite") and urls["lender"].startswith("sqlite")
     assert "postgres" in compose()["services"]["bank"]["depends_on"]

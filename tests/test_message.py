@@ -23,7 +23,9 @@ def messages(draw: st.DrawFn) -> Message:
         raw = draw(st.binary(min_size=n * dtype.itemsize, max_size=n * dtype.itemsize))
         arrays[name] = np.frombuffer(raw, dtype=dtype).copy()
     blobs = draw(st.dictionaries(st.text(max_size=8), st.binary(max_size=64), max_size=3))
-    meta = draw(st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=4))
+    meta = draw(
+        st.dictionaries(st.text(max_size=8), st.integers() | st.text(max_size=8), max_size=4)
+    )
     return Message(draw(st.text(max_size=20)), meta, arrays, blobs)
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import DATA, Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError, PolicyError
-from support import DATA, Consortium, SiloSpec
 
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]
@@ -35,7 +35,9 @@ def test_coordinator_reaches_both_silos(consortium: Consortium) -> None:
         assert ds.name == "main" and ds.rows == 569
     assert clients["bank"].describe().datasets[0].label == "y"
     # feature names stay private unless the policy releases them
-    assert list(clients["bureau"].describe().datasets[0].features) == [f"feature_{i}" for i in range(20)]
+    assert list(clients["bureau"].describe().datasets[0].features) == [
+        f"feature_{i}" for i in range(20)
+    ]
 
 
 def test_noop_job_runs_through_the_coordinator(consortium: Consortium) -> None:
@@ -74,5 +76,8 @@ def test_silo_down_fails_the_job_quickly(consortium: Consortium) -> None:
 def test_policy_error_type_survives_the_wire(consortium: Consortium) -> None:
     client = consortium.clients()["bank"]
     with pytest.raises(PolicyError, match="does not name party"):
-        client.open_job("j1", {"parties": {"someone": {"role": "active", "dataset": "main"}},
-                               "steps": []}, resume=False)
+        client.open_job(
+            "j1",
+            {"parties": {"someone": {"role": "active", "dataset": "main"}}, "steps": []},
+            resume=False,
+        )

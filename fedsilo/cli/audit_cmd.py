@@ -27,7 +27,8 @@ def audit(args: argparse.Namespace) -> int:
     for col in ("seq", "time", "job", "step", "to", "kind", "bytes", "reveals"):
         table.add_column(col, overflow="fold")
     for e in ledger.entries(args.job):
-        table.add_row(str(e.seq), e.created_at, e.job_id, e.step, e.peer, e.kind,
-                      str(e.nbytes), e.reveals)
+        table.add_row(
+            str(e.seq), e.created_at, e.job_id, e.step, e.peer, e.kind, str(e.nbytes), e.reveals
+        )
     Console().print(table)
     return 0

@@ -52,15 +52,17 @@ def _certificates(workdir: Path) -> None:
 def _coordinator_toml(workdir: Path, nodes: dict[str, SiloNode]) -> Path:
     silos = "".join(f'\n[silos.{p}]\naddress = "{n.address}"\n' for p, n in nodes.items())
     path = workdir / "coordinator.toml"
-    path.write_text('name = "coordinator"\nlisten = "127.0.0.1:50050"\n'
-                    'database = "sqlite:///coordinator.db"\n\n[tls]\nca = "certs/ca.pem"\n'
-                    'cert = "certs/coordinator.pem"\nkey = "certs/coordinator.key"\n' + silos)
+    path.write_text(
+        'name = "coordinator"\nlisten = "127.0.0.1:50050"\n'
+        'database = "sqlite:///coordinator.db"\n\n[tls]\nca = "certs/ca.pem"\n'
+        'cert = "certs/coordinator.pem"\nkey = "certs/coordinator.key"\n' + silos
+    )
     return path
 
 
 def _job_toml(workdir: Path) -> Path:
     path = workdir / "job.toml"
-    path.write_text(f"""# the demo's job: run it again with `fedsilo run {path}` while the silos serve
+    path.write_text(f"""# the demo's job; `fedsilo run {path}` reruns it while the silos serve
 name = "default-risk"
 coordinator = "coordinator.toml"
 
@@ -121,14 +123,17 @@ def _summary(console: Console, record: JobRecord, workdir: Path, seconds: float)
     for key, value in result.items():
         if key.endswith(":evaluate"):
             m = value["metrics"]
-            table.add_row(f"{value['model']} test AUC",
-                          f"{m.get('auc') or float('nan'):.4f} (bank alone: "
-                          f"{m.get('label_holder_only_auc') or float('nan'):.4f})")
+            table.add_row(
+                f"{value['model']} test AUC",
+                f"{m.get('auc') or float('nan'):.4f} (bank alone: "
+                f"{m.get('label_holder_only_auc') or float('nan'):.4f})",
+            )
             table.add_row("  report (at the bank)", value["report"])
     score = steps.get("score", {})
     if score:
-        table.add_row("scores", f"{score['rows']} rows in table '{score['table']}' of "
-                      f"{workdir / 'bank.db'}")
+        table.add_row(
+            "scores", f"{score['rows']} rows in table '{score['table']}' of {workdir / 'bank.db'}"
+        )
     table.add_row("audit ledgers", f"fedsilo audit --silo {workdir / 'bank.toml'}")
     console.print(table)
 
@@ -147,7 +152,9 @@ def demo(args: argparse.Namespace) -> int:
         consortium = load_coordinator_config(workdir / "coordinator.toml")
         store = JobStore(consortium.database_url)
         with RichProgress(console) as progress:
-            record = run_job(spec, clients=connect_silos(consortium), store=store, progress=progress)
+            record = run_job(
+                spec, clients=connect_silos(consortium), store=store, progress=progress
+            )
     finally:
         for node in nodes.values():
             node.stop()

@@ -34,7 +34,8 @@ def _lazy(module: str, name: str) -> Handler:
 
 def _silo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     silo = sub.add_parser("silo", help="run or check a silo node").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     serve = silo.add_parser("serve", help="serve this silo's datasets to the consortium")
     serve.add_argument("--config", type=Path, required=True, help="silo TOML config")
     serve.set_defaults(func=_lazy("silo_cmd", "serve"))
@@ -48,14 +49,16 @@ def _silo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     load.add_argument("--if-missing", action="store_true", help="do nothing if the table exists")
     load.set_defaults(func=_lazy("silo_cmd", "load_csv"))
     describe = silo.add_parser(
-        "describe", help="ask a running silo what it offers (via coordinator config)")
+        "describe", help="ask a running silo what it offers (via coordinator config)"
+    )
     describe.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
     describe.set_defaults(func=_lazy("run_cmd", "describe"))
 
 
 def _coordinator(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     coord = sub.add_parser("coordinator", help="run the coordinator service").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     serve = coord.add_parser("serve", help="serve the coordinator API (jobs, models)")
     serve.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
     serve.set_defaults(func=_lazy("run_cmd", "serve_coordinator_cmd"))
@@ -65,8 +68,11 @@ def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     run = sub.add_parser("run", help="run a job (PSI, train, evaluate, score) from a TOML spec")
     run.add_argument("job", type=Path, help="job TOML spec")
     run.add_argument("--resume", metavar="JOB_ID", help="resume a failed job from its checkpoints")
-    run.add_argument("--coordinator", metavar="ADDR",
-                     help="submit to a running coordinator instead of running in this process")
+    run.add_argument(
+        "--coordinator",
+        metavar="ADDR",
+        help="submit to a running coordinator instead of running in this process",
+    )
     run.set_defaults(func=_lazy("run_cmd", "run"))
     jobs = sub.add_parser("jobs", help="list jobs, or show one")
     jobs.add_argument("job_id", nargs="?", help="show this job with its events")
@@ -81,7 +87,8 @@ def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     certs = sub.add_parser("certs", help="consortium CA and party certificates").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     init = certs.add_parser("init", help="create the consortium CA in DIR")
     init.add_argument("dir", type=Path)
     init.add_argument("--name", default="fedsilo consortium CA")
@@ -89,9 +96,14 @@ def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     issue = certs.add_parser("issue", help="issue a certificate for a party (silo or coordinator)")
     issue.add_argument("dir", type=Path, help="folder holding the CA")
     issue.add_argument("name", help="party name (its identity)")
-    issue.add_argument("--host", action="append", default=None, metavar="HOST",
-                       help="a DNS name or IP the party is reached at, added to 127.0.0.1 and "
-                       "localhost (repeatable)")
+    issue.add_argument(
+        "--host",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="a DNS name or IP the party is reached at, added to 127.0.0.1 and "
+        "localhost (repeatable)",
+    )
     issue.add_argument("--force", action="store_true", help="overwrite an existing key")
     issue.set_defaults(func=_lazy("certs_cmd", "issue"))
 
@@ -106,15 +118,20 @@ def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     demo = sub.add_parser("demo", help="run a whole consortium on this machine on bundled data")
-    demo.add_argument("--workdir", type=Path, default=Path("fedsilo-demo"),
-                      help="folder for databases, certificates, scores and the report")
+    demo.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("fedsilo-demo"),
+        help="folder for databases, certificates, scores and the report",
+    )
     demo.set_defaults(func=_lazy("demo", "demo"))
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedsilo",
-        description="Privacy-preserving cross-silo analytics: PSI, SecureBoost, federated LR.")
+        description="Privacy-preserving cross-silo analytics: PSI, SecureBoost, federated LR.",
+    )
     parser.add_argument("--version", action="version", version=f"fedsilo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -125,8 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args) or 0)
     except FedsiloError as err:

@@ -29,13 +29,21 @@ def run(args: argparse.Namespace) -> int:
     if args.coordinator:
         return _submit(args, spec)
     if spec.consortium is None:
-        raise ConfigError(f"{args.job.name}: needs 'coordinator = \"coordinator.toml\"' "
-                          "(or pass --coordinator ADDR)")
+        raise ConfigError(
+            f"{args.job.name}: needs 'coordinator = \"coordinator.toml\"' "
+            "(or pass --coordinator ADDR)"
+        )
     store = JobStore(spec.consortium.database_url)
     clients = connect_silos(spec.consortium, sorted(spec.parties))
     with RichProgress() as progress:
-        record = run_job(spec, clients=clients, store=store, progress=progress,
-                         job_id=args.resume, resume=bool(args.resume))
+        record = run_job(
+            spec,
+            clients=clients,
+            store=store,
+            progress=progress,
+            job_id=args.resume,
+            resume=bool(args.resume),
+        )
     print(f"job {record.job_id}: {record.state}")
     print(json.dumps(record.result, indent=2))
     return 0
@@ -45,27 +53,32 @@ def _coordinator_channel(address: str, spec: JobSpec) -> grpc.Channel:
     """mTLS to the coordinator with this party's files from the job's consortium config."""
     consortium = spec.consortium
     if consortium is None:
-        raise ConfigError("the job file needs 'coordinator = \"coordinator.toml\"' for the "
-                          "TLS files used to reach the coordinator")
+        raise ConfigError(
+            "the job file needs 'coordinator = \"coordinator.toml\"' for the "
+            "TLS files used to reach the coordinator"
+        )
     if consortium.tls.insecure_plaintext:
         return grpc.insecure_channel(address)
     assert consortium.tls.ca and consortium.tls.cert and consortium.tls.key
-    creds = tls.channel_credentials(ca=consortium.tls.ca, cert=consortium.tls.cert,
-                                    key=consortium.tls.key)
+    creds = tls.channel_credentials(
+        ca=consortium.tls.ca, cert=consortium.tls.cert, key=consortium.tls.key
+    )
     return grpc.secure_channel(address, creds, options=tls.identity_options(consortium.name))
 
 
 def _submit(args: argparse.Namespace, spec: JobSpec) -> int:
     channel = _coordinator_channel(args.coordinator, spec)
     stub = pb_grpc.CoordinatorServiceStub(channel)
-    req = pb.SubmitJobRequest(spec_toml=args.job.read_text(), resume=bool(args.resume),
-                              job_id=args.resume or "")
+    req = pb.SubmitJobRequest(
+        spec_toml=args.job.read_text(), resume=bool(args.resume), job_id=args.resume or ""
+    )
     try:
         status = stub.SubmitJob(req, timeout=settings.CONTROL_DEADLINE_S)
         while status.state in ("queued", "running"):
             time.sleep(1.0)
-            status = stub.GetJob(pb.GetJobRequest(job_id=status.job_id),
-                                 timeout=settings.CONTROL_DEADLINE_S)
+            status = stub.GetJob(
+                pb.GetJobRequest(job_id=status.job_id), timeout=settings.CONTROL_DEADLINE_S
+            )
     except grpc.RpcError as err:
         raise raise_from_rpc(err, "coordinator") from None
     print(f"job {status.job_id}: {status.state} {status.reason}".rstrip())
@@ -96,8 +109,19 @@ def models(args: argparse.Namespace) -> int:
         if not args.model_id:
             raise ConfigError("fedsilo models show needs a MODEL_ID")
         m = store.get_model(args.model_id)
-        print(json.dumps({"model_id": m.model_id, "version": m.version, "kind": m.kind,
-                          "job_id": m.job_id, "created_at": m.created_at, **m.record}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "model_id": m.model_id,
+                    "version": m.version,
+                    "kind": m.kind,
+                    "job_id": m.job_id,
+                    "created_at": m.created_at,
+                    **m.record,
+                },
+                indent=2,
+            )
+        )
         return 0
     for m in store.list_models():
         metrics = m.record.get("metrics", {})
@@ -128,5 +152,3 @@ def serve_coordinator_cmd(args: argparse.Namespace) -> int:
     stop.wait()
     server.stop(5).wait()
     return 0
-
-

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-
 from pathlib import Path
 
 from sqlalchemy import inspect
@@ -22,8 +21,10 @@ def check(args: argparse.Namespace) -> int:
     ctx = open_context(config)
     for info in ctx.data.describe():
         label = f", label '{info.label}'" if info.label else ""
-        print(f"{config.party}: dataset '{info.name}': {info.rows} rows, "
-              f"{len(info.features)} features{label}")
+        print(
+            f"{config.party}: dataset '{info.name}': {info.rows} rows, "
+            f"{len(info.features)} features{label}"
+        )
     return 0
 
 
@@ -43,7 +44,9 @@ def _csv_path(name: str) -> Path:
     if name.startswith("demo:"):
         party = name[5:]
         if party not in DEMO_PARTIES:
-            raise ConfigError(f"no demo data for party '{party}' (known: {', '.join(DEMO_PARTIES)})")
+            raise ConfigError(
+                f"no demo data for party '{party}' (known: {', '.join(DEMO_PARTIES)})"
+            )
         return DEMO_DATA_DIR / f"demo_{party}.csv.gz"
     return Path(name)
 

@@ -79,8 +79,9 @@ class SiloClient:
         except grpc.RpcError as err:
             raise raise_from_rpc(err, self.party) from None
 
-    def open_job(self, job_id: str, spec: dict[str, Any], *,
-                 resume: bool) -> tuple[bytes, dict[str, Any]]:
+    def open_job(
+        self, job_id: str, spec: dict[str, Any], *, resume: bool
+    ) -> tuple[bytes, dict[str, Any]]:
         req = pb.OpenJobRequest(job_id=job_id, spec_json=json.dumps(spec), resume=resume)
         resp = self._call(self._stub.OpenJob, req, settings.CONTROL_DEADLINE_S)
         return resp.session_public_key, json.loads(resp.accepted_json or "{}")
@@ -95,14 +96,22 @@ class SiloClient:
         deadline = settings.CLOSE_DEADLINE_S if failed else settings.CONTROL_DEADLINE_S
         self._call(self._stub.CloseJob, req, deadline)
 
-    def step(self, job_id: str, method: str, seq: int, payload: StepPayload,
-             *, deadline: float = settings.STEP_DEADLINE_S) -> StepPayload:
+    def step(
+        self,
+        job_id: str,
+        method: str,
+        seq: int,
+        payload: StepPayload,
+        *,
+        deadline: float = settings.STEP_DEADLINE_S,
+    ) -> StepPayload:
         """One protocol step (not retried: steps change silo state)."""
         data = pack_step(payload, request=True)
 
         def frames() -> Iterator[pb.Frame]:
-            yield pb.Frame(header=pb.StepHeader(job_id=job_id, method=method, seq=seq,
-                                                total_bytes=len(data)))
+            yield pb.Frame(
+                header=pb.StepHeader(job_id=job_id, method=method, seq=seq, total_bytes=len(data))
+            )
             for part in chunks(data):
                 yield pb.Frame(chunk=part)
 

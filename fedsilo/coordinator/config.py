@@ -33,8 +33,14 @@ from typing import Any
 
 from fedsilo.errors import ConfigError
 
-__all__ = ["CoordinatorConfig", "JobSpec", "TlsFiles", "load_coordinator_config", "load_job_spec",
-           "parse_job_spec"]
+__all__ = [
+    "CoordinatorConfig",
+    "JobSpec",
+    "TlsFiles",
+    "load_coordinator_config",
+    "load_job_spec",
+    "parse_job_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ def _resolve_url(url: str, base: Path) -> str:
     """Relative SQLite paths are relative to the config file, not to the working directory."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and url != prefix + ":memory:":
-        return prefix + str((base / url[len(prefix):]).resolve())
+        return prefix + str((base / url[len(prefix) :]).resolve())
     return url
 
 
@@ -141,7 +147,9 @@ def parse_job_spec(raw: dict[str, Any], path: Path) -> JobSpec:
         _check_keys(path, f"[parties.{name}]", table, {"dataset", "role", "columns"})
         _need_str(path, table, "dataset", f"[parties.{name}] ")
         if table.get("role") not in ("active", "passive", "member"):
-            raise ConfigError(f"{path.name}: [parties.{name}] role must be active, passive or member")
+            raise ConfigError(
+                f"{path.name}: [parties.{name}] role must be active, passive or member"
+            )
     steps = raw.get("steps", [])
     if not isinstance(steps, list) or not steps:
         raise ConfigError(f"{path.name}: needs at least one [[steps]] entry")
@@ -152,7 +160,9 @@ def parse_job_spec(raw: dict[str, Any], path: Path) -> JobSpec:
         consortium = load_coordinator_config(path.parent / _need_str(path, raw, "coordinator"))
         missing = sorted(set(parties) - set(consortium.silos))
         if missing:
-            raise ConfigError(f"{path.name}: party '{missing[0]}' is not a silo of {consortium.path.name}")
+            raise ConfigError(
+                f"{path.name}: party '{missing[0]}' is not a silo of {consortium.path.name}"
+            )
     name = raw.get("name", path.stem)
     return JobSpec(name=name, parties=parties, steps=steps, consortium=consortium, raw=raw)
 

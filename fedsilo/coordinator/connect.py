@@ -26,7 +26,9 @@ def open_channel(config: CoordinatorConfig, party: str) -> grpc.Channel:
     return grpc.secure_channel(address, creds, options=options)
 
 
-def connect_silos(config: CoordinatorConfig, parties: list[str] | None = None) -> dict[str, SiloClient]:
+def connect_silos(
+    config: CoordinatorConfig, parties: list[str] | None = None
+) -> dict[str, SiloClient]:
     if config.tls.insecure_plaintext:
         log.warning("coordinator talks to silos in PLAINTEXT (insecure_plaintext = true)")
     names = parties if parties is not None else sorted(config.silos)

@@ -57,18 +57,28 @@ class JobRun:
             self._seq[party] = self._seq.get(party, 0) + 1
             return self._seq[party]
 
-    def call(self, party: str, method: str, meta: dict[str, Any] | None = None,
-             inbox: list[Envelope] | None = None, *, plain: Message | None = None,
-             deadline: float = settings.STEP_DEADLINE_S) -> StepPayload:
+    def call(
+        self,
+        party: str,
+        method: str,
+        meta: dict[str, Any] | None = None,
+        inbox: list[Envelope] | None = None,
+        *,
+        plain: Message | None = None,
+        deadline: float = settings.STEP_DEADLINE_S,
+    ) -> StepPayload:
         """Run one step at ``party``, relaying ``inbox`` (sealed envelopes addressed to it)."""
         envelopes = list(inbox or [])
         for env in envelopes:
             if env.recipient != party:
                 raise JobError(f"relay error: envelope for '{env.recipient}' sent to '{party}'")
-        reply = self.clients[party].step(self.job_id, method, self._next_seq(party),
-                                         StepPayload(meta=dict(meta or {}), envelopes=envelopes,
-                                                     plain=plain),
-                                         deadline=deadline)
+        reply = self.clients[party].step(
+            self.job_id,
+            method,
+            self._next_seq(party),
+            StepPayload(meta=dict(meta or {}), envelopes=envelopes, plain=plain),
+            deadline=deadline,
+        )
         # relayed: sealed envelopes in, plus the plain messages (ciphertexts the coordinator
         # aggregates) both ways; the sealed envelopes out are counted when relayed onwards
         carried = sum(len(e.sealed) for e in envelopes)
@@ -77,16 +87,19 @@ class JobRun:
             self.relayed_bytes += carried
         return reply
 
-    def call_many(self, calls: dict[str, Call], *,
-                  plain: Message | None = None) -> dict[str, StepPayload]:
+    def call_many(
+        self, calls: dict[str, Call], *, plain: Message | None = None
+    ) -> dict[str, StepPayload]:
         """Run steps at several silos concurrently (each given ``plain``, if any); the first
         failure is raised."""
         if len(calls) == 1:
-            (party, (method, meta, inbox)), = calls.items()
+            ((party, (method, meta, inbox)),) = calls.items()
             return {party: self.call(party, method, meta, inbox, plain=plain)}
         with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-            futures = {p: pool.submit(self.call, p, m, meta, inbox, plain=plain)
-                       for p, (m, meta, inbox) in calls.items()}
+            futures = {
+                p: pool.submit(self.call, p, m, meta, inbox, plain=plain)
+                for p, (m, meta, inbox) in calls.items()
+            }
             errors: list[FedsiloError] = []
             out: dict[str, StepPayload] = {}
             for party, fut in futures.items():

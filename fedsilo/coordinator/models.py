@@ -28,21 +28,32 @@ def part_id(run: JobRun, kind: str) -> str:
     return f"{run.job_id}-{kind}"
 
 
-def record_model(run: JobRun, *, kind: str, params: dict[str, Any], alignment: str | None,
-                 metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None,
-                 name: str | None = None) -> ModelRecord:
+def record_model(
+    run: JobRun,
+    *,
+    kind: str,
+    params: dict[str, Any],
+    alignment: str | None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    name: str | None = None,
+) -> ModelRecord:
     """Register the model this job trained; returns the registry record (id ``NAME-vN``)."""
     record = {
         "kind_name": MODEL_KINDS.get(kind, kind),
         "parties": {p: run.role(p) for p in run.parties},
         "parts": {p: part_id(run, kind) for p in run.parties},
         "params": params,
-        "trained_on": {"job_id": run.job_id, "alignment": alignment,
-                       "datasets": {p: run.spec.parties[p]["dataset"] for p in run.parties}},
+        "trained_on": {
+            "job_id": run.job_id,
+            "alignment": alignment,
+            "datasets": {p: run.spec.parties[p]["dataset"] for p in run.parties},
+        },
         "metrics": metrics or {},
         **(extra or {}),
     }
-    model = run.store.register_model(name=name or f"{run.spec.name}-{kind}", kind=kind,
-                                     job_id=run.job_id, record=record)
+    model = run.store.register_model(
+        name=name or f"{run.spec.name}-{kind}", kind=kind, job_id=run.job_id, record=record
+    )
     run.log(f"registered model {model.model_id} ({MODEL_KINDS.get(kind, kind)})")
     return model

@@ -41,8 +41,9 @@ def _parallel(parties: list[str], fn: Callable[[str], Any]) -> dict[str, Any]:
 
 def _open_sessions(run: JobRun) -> None:
     wire = run.spec.to_wire(run.job_id)
-    opened = _parallel(run.parties,
-                       lambda p: run.clients[p].open_job(run.job_id, wire, resume=run.resume))
+    opened = _parallel(
+        run.parties, lambda p: run.clients[p].open_job(run.job_id, wire, resume=run.resume)
+    )
     keys = {p: key for p, (key, _accepted) in opened.items()}
     _parallel(run.parties, lambda p: run.clients[p].set_peers(run.job_id, keys))
     run.log(f"sessions open at {', '.join(run.parties)}")
@@ -123,9 +124,15 @@ def _job_row(store: JobStore, spec: JobSpec, job_id: str | None, *, resume: bool
     return store.create_job(spec.name, spec.to_wire(""), job_id)
 
 
-def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
-            progress: Progress | None = None, job_id: str | None = None,
-            resume: bool = False) -> JobRecord:
+def run_job(
+    spec: JobSpec,
+    *,
+    clients: dict[str, SiloClient],
+    store: JobStore,
+    progress: Progress | None = None,
+    job_id: str | None = None,
+    resume: bool = False,
+) -> JobRecord:
     """Run ``spec`` to a final state and return its record; a failure raises JobError."""
     missing = sorted(set(spec.parties) - set(clients))
     if missing:
@@ -134,13 +141,21 @@ def run_job(spec: JobSpec, *, clients: dict[str, SiloClient], store: JobStore,
         get_driver(str(step["kind"]))  # unknown kinds fail before anything runs
     job_id = _job_row(store, spec, job_id, resume=resume)
     done = _done_before(store, spec, job_id) if resume else {}
-    run = JobRun(job_id=job_id, spec=spec, clients=clients, store=store,
-                 progress=progress or NullProgress(), resume=resume)
+    run = JobRun(
+        job_id=job_id,
+        spec=spec,
+        clients=clients,
+        store=store,
+        progress=progress or NullProgress(),
+        resume=resume,
+    )
     store.set_state(job_id, "running", result=done)
     store.set_spec(job_id, spec.to_wire(""))  # a resume may change the steps it reruns
     if resume:
-        run.log(f"resuming: {len(done)} of {len(spec.steps)} step(s) done in an earlier run"
-                + (f" ({', '.join(done)})" if done else ""))
+        run.log(
+            f"resuming: {len(done)} of {len(spec.steps)} step(s) done in an earlier run"
+            + (f" ({', '.join(done)})" if done else "")
+        )
     contacted = False  # a job refused by a pre-flight check never reaches a silo, not even to close
     try:
         for step in spec.steps:

@@ -37,9 +37,15 @@ RESTART_REASON = "coordinator restarted while the job was queued or running; rer
 
 
 def _status(rec: JobRecord) -> pb.JobStatus:
-    return pb.JobStatus(job_id=rec.job_id, name=rec.name, state=rec.state, reason=rec.reason,
-                        result_json=json.dumps(rec.result), created_at=rec.created_at,
-                        updated_at=rec.updated_at)
+    return pb.JobStatus(
+        job_id=rec.job_id,
+        name=rec.name,
+        state=rec.state,
+        reason=rec.reason,
+        result_json=json.dumps(rec.result),
+        created_at=rec.created_at,
+        updated_at=rec.updated_at,
+    )
 
 
 class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
@@ -73,8 +79,9 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
             log.exception("could not mark job %s failed", job_id)
 
     @abort_on_error
-    def SubmitJob(self, request: pb.SubmitJobRequest,
-                  context: grpc.ServicerContext) -> pb.JobStatus:
+    def SubmitJob(
+        self, request: pb.SubmitJobRequest, context: grpc.ServicerContext
+    ) -> pb.JobStatus:
         try:
             raw = tomllib.loads(request.spec_toml)
         except tomllib.TOMLDecodeError as exc:
@@ -97,18 +104,33 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
         return _status(self.store.get_job(request.job_id))
 
     @abort_on_error
-    def ListJobs(self, request: pb.ListJobsRequest,
-                 context: grpc.ServicerContext) -> pb.ListJobsResponse:
+    def ListJobs(
+        self, request: pb.ListJobsRequest, context: grpc.ServicerContext
+    ) -> pb.ListJobsResponse:
         return pb.ListJobsResponse(jobs=[_status(r) for r in self.store.list_jobs()])
 
     @abort_on_error
-    def ListModels(self, request: pb.ListModelsRequest,
-                   context: grpc.ServicerContext) -> pb.ListModelsResponse:
-        return pb.ListModelsResponse(models=[
-            pb.ModelRecord(model_id=m.model_id, record_json=json.dumps(
-                {"version": m.version, "name": m.name, "kind": m.kind, "job_id": m.job_id,
-                 "created_at": m.created_at, **m.record}))
-            for m in self.store.list_models()])
+    def ListModels(
+        self, request: pb.ListModelsRequest, context: grpc.ServicerContext
+    ) -> pb.ListModelsResponse:
+        return pb.ListModelsResponse(
+            models=[
+                pb.ModelRecord(
+                    model_id=m.model_id,
+                    record_json=json.dumps(
+                        {
+                            "version": m.version,
+                            "name": m.name,
+                            "kind": m.kind,
+                            "job_id": m.job_id,
+                            "created_at": m.created_at,
+                            **m.record,
+                        }
+                    ),
+                )
+                for m in self.store.list_models()
+            ]
+        )
 
 
 def serve_coordinator(config: CoordinatorConfig) -> tuple[grpc.Server, int, JobStore]:
@@ -116,8 +138,11 @@ def serve_coordinator(config: CoordinatorConfig) -> tuple[grpc.Server, int, JobS
     failed = store.fail_interrupted(RESTART_REASON)
     if failed:
         log.warning("marked %d interrupted job(s) failed: %s", len(failed), ", ".join(failed))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
-                         options=server_options(), interceptors=[RequestDecodeGuard()])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
+        options=server_options(),
+        interceptors=[RequestDecodeGuard()],
+    )
     pb_grpc.add_CoordinatorServiceServicer_to_server(CoordinatorService(config, store), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -125,8 +150,10 @@ def serve_coordinator(config: CoordinatorConfig) -> tuple[grpc.Server, int, JobS
         port = server.add_insecure_port(config.listen)
     else:
         assert config.tls.ca and config.tls.cert and config.tls.key
-        port = server.add_secure_port(config.listen, tls.server_credentials(
-            ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key))
+        port = server.add_secure_port(
+            config.listen,
+            tls.server_credentials(ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key),
+        )
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     return server, port, store

@@ -35,7 +35,8 @@ JOB_STATES = ("queued", "running", "succeeded", "failed")
 
 _meta = MetaData()
 _jobs = Table(
-    "fedsilo_jobs", _meta,
+    "fedsilo_jobs",
+    _meta,
     Column("job_id", String(64), primary_key=True),
     Column("name", String(200), nullable=False),
     Column("state", String(16), nullable=False),
@@ -47,14 +48,16 @@ _jobs = Table(
     Column("updated_at", String(40), nullable=False),
 )
 _events = Table(
-    "fedsilo_job_events", _meta,
+    "fedsilo_job_events",
+    _meta,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(64), nullable=False, index=True),
     Column("at", String(40), nullable=False),
     Column("message", Text, nullable=False),
 )
 _models = Table(
-    "fedsilo_models", _meta,
+    "fedsilo_models",
+    _meta,
     Column("model_id", String(64), primary_key=True),
     Column("version", Integer, nullable=False),
     Column("name", String(200), nullable=False),
@@ -96,21 +99,33 @@ class JobStore:
     """Jobs and models in a SQLAlchemy database (SQLite by default)."""
 
     def __init__(self, url_or_engine: str | Engine) -> None:
-        self.engine = (create_engine(url_or_engine) if isinstance(url_or_engine, str)
-                       else url_or_engine)
+        self.engine = (
+            create_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        )
         _meta.create_all(self.engine)
 
     def create_job(self, name: str, spec: dict[str, Any], job_id: str | None = None) -> str:
         job_id = job_id or f"{name[:40]}-{uuid.uuid4().hex[:8]}"
         stamp = now()
         with self.engine.begin() as conn:
-            conn.execute(insert(_jobs).values(
-                job_id=job_id, name=name, state="queued", reason="", spec_json=json.dumps(spec),
-                result_json="{}", progress_json="{}", created_at=stamp, updated_at=stamp))
+            conn.execute(
+                insert(_jobs).values(
+                    job_id=job_id,
+                    name=name,
+                    state="queued",
+                    reason="",
+                    spec_json=json.dumps(spec),
+                    result_json="{}",
+                    progress_json="{}",
+                    created_at=stamp,
+                    updated_at=stamp,
+                )
+            )
         return job_id
 
-    def set_state(self, job_id: str, state: str, *, reason: str = "",
-                  result: dict[str, Any] | None = None) -> None:
+    def set_state(
+        self, job_id: str, state: str, *, reason: str = "", result: dict[str, Any] | None = None
+    ) -> None:
         assert state in JOB_STATES
         values: dict[str, Any] = {"state": state, "reason": reason, "updated_at": now()}
         if result is not None:
@@ -121,8 +136,11 @@ class JobStore:
     def set_spec(self, job_id: str, spec: dict[str, Any]) -> None:
         """Replace the job's spec: a resumed run may rerun its later steps with new settings."""
         with self.engine.begin() as conn:
-            conn.execute(update(_jobs).where(_jobs.c.job_id == job_id)
-                         .values(spec_json=json.dumps(spec), updated_at=now()))
+            conn.execute(
+                update(_jobs)
+                .where(_jobs.c.job_id == job_id)
+                .values(spec_json=json.dumps(spec), updated_at=now())
+            )
 
     def add_event(self, job_id: str, message: str) -> None:
         with self.engine.begin() as conn:
@@ -130,8 +148,11 @@ class JobStore:
 
     def events(self, job_id: str) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(_events.c.at, _events.c.message)
-                                .where(_events.c.job_id == job_id).order_by(_events.c.seq))
+            rows = conn.execute(
+                select(_events.c.at, _events.c.message)
+                .where(_events.c.job_id == job_id)
+                .order_by(_events.c.seq)
+            )
             return [(r.at, r.message) for r in rows]
 
     def get_job(self, job_id: str) -> JobRecord:
@@ -148,29 +169,49 @@ class JobStore:
     def fail_interrupted(self, reason: str) -> list[str]:
         """Mark jobs left queued/running by a dead coordinator as failed; returns their ids."""
         with self.engine.begin() as conn:
-            ids = [r.job_id for r in conn.execute(
-                select(_jobs.c.job_id).where(_jobs.c.state.in_(("queued", "running"))))]
+            ids = [
+                r.job_id
+                for r in conn.execute(
+                    select(_jobs.c.job_id).where(_jobs.c.state.in_(("queued", "running")))
+                )
+            ]
             if ids:
-                conn.execute(update(_jobs).where(_jobs.c.job_id.in_(ids))
-                             .values(state="failed", reason=reason, updated_at=now()))
+                conn.execute(
+                    update(_jobs)
+                    .where(_jobs.c.job_id.in_(ids))
+                    .values(state="failed", reason=reason, updated_at=now())
+                )
         return ids
 
-    def register_model(self, *, name: str, kind: str, job_id: str, record: dict[str, Any]) -> ModelRecord:
+    def register_model(
+        self, *, name: str, kind: str, job_id: str, record: dict[str, Any]
+    ) -> ModelRecord:
         """Add a model; its version counts models of the same name (1, 2, ...)."""
         with self.engine.begin() as conn:
             versions = conn.execute(select(_models.c.version).where(_models.c.name == name)).all()
             version = max((v[0] for v in versions), default=0) + 1
             model_id = f"{name[:40]}-v{version}"
             stamp = now()
-            conn.execute(insert(_models).values(
-                model_id=model_id, version=version, name=name, kind=kind, job_id=job_id,
-                record_json=json.dumps(record), created_at=stamp))
+            conn.execute(
+                insert(_models).values(
+                    model_id=model_id,
+                    version=version,
+                    name=name,
+                    kind=kind,
+                    job_id=job_id,
+                    record_json=json.dumps(record),
+                    created_at=stamp,
+                )
+            )
         return ModelRecord(model_id, version, name, kind, job_id, record, stamp)
 
     def update_model(self, model_id: str, record: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(_models).where(_models.c.model_id == model_id)
-                         .values(record_json=json.dumps(record)))
+            conn.execute(
+                update(_models)
+                .where(_models.c.model_id == model_id)
+                .values(record_json=json.dumps(record))
+            )
 
     def get_model(self, model_id: str) -> ModelRecord:
         with self.engine.connect() as conn:
@@ -185,10 +226,25 @@ class JobStore:
 
 
 def _job(row: Any) -> JobRecord:
-    return JobRecord(row.job_id, row.name, row.state, row.reason, json.loads(row.spec_json),
-                     json.loads(row.result_json), row.created_at, row.updated_at)
+    return JobRecord(
+        row.job_id,
+        row.name,
+        row.state,
+        row.reason,
+        json.loads(row.spec_json),
+        json.loads(row.result_json),
+        row.created_at,
+        row.updated_at,
+    )
 
 
 def _model(row: Any) -> ModelRecord:
-    return ModelRecord(row.model_id, row.version, row.name, row.kind, row.job_id,
-                       json.loads(row.record_json), row.created_at)
+    return ModelRecord(
+        row.model_id,
+        row.version,
+        row.name,
+        row.kind,
+        row.job_id,
+        json.loads(row.record_json),
+        row.created_at,
+    )

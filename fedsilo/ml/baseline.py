@@ -14,7 +14,9 @@ import numpy as np
 __all__ = ["baseline_scores"]
 
 
-def _xgboost(params: dict[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> np.ndarray:
+def _xgboost(
+    params: dict[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray
+) -> np.ndarray:
     import xgboost as xgb
 
     model = xgb.XGBClassifier(
@@ -33,7 +35,9 @@ def _xgboost(params: dict[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.nd
     return np.asarray(model.predict_proba(X_test)[:, 1])
 
 
-def _logistic(params: dict[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray) -> np.ndarray:
+def _logistic(
+    params: dict[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray
+) -> np.ndarray:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -44,8 +48,9 @@ def _logistic(params: dict[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.n
     return np.asarray(model.predict_proba(np.nan_to_num(X_test))[:, 1])
 
 
-def baseline_scores(kind: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray,
-                    X_test: np.ndarray) -> np.ndarray | None:
+def baseline_scores(
+    kind: str, params: dict[str, Any], X: np.ndarray, y: np.ndarray, X_test: np.ndarray
+) -> np.ndarray | None:
     """Scores of the label-holder-only model on ``X_test``; None if it has no features."""
     if X.shape[1] == 0:
         return None

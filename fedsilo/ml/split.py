@@ -11,10 +11,15 @@ import numpy as np
 __all__ = ["stratified_positions"]
 
 
-def stratified_positions(labels: np.ndarray, *, test_fraction: float, valid_fraction: float,
-                         seed: int) -> dict[str, np.ndarray]:
+def stratified_positions(
+    labels: np.ndarray, *, test_fraction: float, valid_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
     """Positions of ``train``, ``valid`` (may be empty) and ``test``, stratified by label."""
-    if not 0 < test_fraction < 1 or not 0 <= valid_fraction < 1 or test_fraction + valid_fraction >= 1:
+    if (
+        not 0 < test_fraction < 1
+        or not 0 <= valid_fraction < 1
+        or test_fraction + valid_fraction >= 1
+    ):
         raise ValueError("test and validation fractions must be in (0, 1) and sum below 1")
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {"train": [], "valid": [], "test": []}
@@ -24,6 +29,6 @@ def stratified_positions(labels: np.ndarray, *, test_fraction: float, valid_frac
         n_test = int(round(len(idx) * test_fraction))
         n_valid = int(round(len(idx) * valid_fraction))
         parts["test"].append(idx[:n_test])
-        parts["valid"].append(idx[n_test:n_test + n_valid])
-        parts["train"].append(idx[n_test + n_valid:])
+        parts["valid"].append(idx[n_test : n_test + n_valid])
+        parts["train"].append(idx[n_test + n_valid :])
     return {k: np.sort(np.concatenate(v)).astype(np.int64) for k, v in parts.items()}

@@ -31,7 +31,7 @@ class SiloContext:
         return self.config.party
 
     def open_session(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> JobSession:
-        """Check the job against this silo's policy and open its session; nothing runs on refusal."""
+        """Check the job against this silo's policy and open its session (nothing runs if not)."""
         mine = spec.get("parties", {}).get(self.party)
         if not isinstance(mine, dict):
             raise PolicyError(f"job '{job_id}' does not name party '{self.party}'")

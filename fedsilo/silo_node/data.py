@@ -130,8 +130,10 @@ class SiloData:
             except FedsiloError:
                 raise
             except SQLAlchemyError as err:
-                raise DataError(f"{self.config.file_label}: dataset '{ds.name}' {ds.source} "
-                                f"cannot be read ({_db_reason(err)})") from None
+                raise DataError(
+                    f"{self.config.file_label}: dataset '{ds.name}' {ds.source} "
+                    f"cannot be read ({_db_reason(err)})"
+                ) from None
         return dict(self._rows)
 
     def _check_database_exists(self) -> None:
@@ -141,26 +143,35 @@ class SiloData:
         """
         url = make_url(self.config.database_url)
         db = url.database
-        if url.get_backend_name() == "sqlite" and db and db != ":memory:" \
-                and not db.startswith("file:") and not Path(db).is_file():
+        if (
+            url.get_backend_name() == "sqlite"
+            and db
+            and db != ":memory:"
+            and not db.startswith("file:")
+            and not Path(db).is_file()
+        ):
             raise DataError(f"{self.config.file_label}: database file not found: {db}")
         try:
             with self.engine.connect():
                 pass
         except SQLAlchemyError as err:
-            raise DataError(f"{self.config.file_label}: cannot connect to the database "
-                            f"({_db_reason(err)})") from None
+            raise DataError(
+                f"{self.config.file_label}: cannot connect to the database ({_db_reason(err)})"
+            ) from None
 
     def describe(self) -> list[DatasetInfo]:
-        return [DatasetInfo(ds.name, self.row_count(ds.name), ds.id_column, ds.features, ds.label)
-                for ds in self.config.datasets.values()]
+        return [
+            DatasetInfo(ds.name, self.row_count(ds.name), ds.id_column, ds.features, ds.label)
+            for ds in self.config.datasets.values()
+        ]
 
     def row_count(self, dataset: str) -> int:
         ds = self.dataset(dataset)
         if ds.name not in self._rows:
             with self.engine.connect() as conn:
-                self._rows[ds.name] = int(conn.execute(
-                    select(func.count()).select_from(self.source(ds))).scalar_one())
+                self._rows[ds.name] = int(
+                    conn.execute(select(func.count()).select_from(self.source(ds))).scalar_one()
+                )
         return self._rows[ds.name]
 
     # --- sources --------------------------------------------------------------------------------
@@ -197,8 +208,9 @@ class SiloData:
                 self._kinds[ds.name] = _Validator(self, conn, ds).id_kind()
         return self._kinds[ds.name]
 
-    def _id_equals(self, ds: DatasetConfig, src: FromClause,
-                   other: ColumnElement[Any]) -> ColumnElement[bool]:
+    def _id_equals(
+        self, ds: DatasetConfig, src: FromClause, other: ColumnElement[Any]
+    ) -> ColumnElement[bool]:
         """``id = other`` (other is normalised text), in the form that can use an index."""
         col = src.c[ds.id_column]
         kind = self.id_kind(ds)
@@ -209,8 +221,14 @@ class SiloData:
         return func.trim(cast(col, String)) == other
 
     # --- whole datasets (horizontal protocols) ---------------------------------------------------
-    def load_dataset(self, dataset: str, columns: Sequence[str], *, with_label: bool,
-                     chunk_rows: int = settings.READ_CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray | None]:
+    def load_dataset(
+        self,
+        dataset: str,
+        columns: Sequence[str],
+        *,
+        with_label: bool,
+        chunk_rows: int = settings.READ_CHUNK_ROWS,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Every row of ``dataset`` ordered by id: ``(X, y)`` (``y`` None unless asked).
 
         Horizontal protocols train on a silo's whole dataset; no alignment is involved. The
@@ -233,8 +251,11 @@ class SiloData:
         return table[:, :-1], table[:, -1]
 
     # --- ids ------------------------------------------------------------------------------------
-    def iter_ids(self, dataset: str, chunk_rows: int = settings.READ_CHUNK_ROWS,
-                 ) -> Iterator[list[str]]:
+    def iter_ids(
+        self,
+        dataset: str,
+        chunk_rows: int = settings.READ_CHUNK_ROWS,
+    ) -> Iterator[list[str]]:
         """Every id of ``dataset``, normalised, in chunks of ``chunk_rows``.
 
         Ordered by the id column so a resumed job sees the same chunks (with an index on the id
@@ -253,9 +274,15 @@ class SiloData:
     read_ids = iter_ids
 
     # --- aligned reads --------------------------------------------------------------------------
-    def read_aligned(self, dataset: str, alignment_name: str, columns: Sequence[str],
-                     chunk_rows: int = settings.READ_CHUNK_ROWS, *,
-                     positions: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    def read_aligned(
+        self,
+        dataset: str,
+        alignment_name: str,
+        columns: Sequence[str],
+        chunk_rows: int = settings.READ_CHUNK_ROWS,
+        *,
+        positions: tuple[int, int] | None = None,
+    ) -> Iterator[np.ndarray]:
         """``columns`` of the aligned rows, in alignment order, as float64 chunks (NaN = NULL).
 
         The columns must be allowed by the silo's policy (checked here, so no step can forget).
@@ -266,9 +293,15 @@ class SiloData:
             raise DataError("read_aligned needs at least one column")
         yield from self._aligned(dataset, alignment_name, list(columns), chunk_rows, positions)
 
-    def load_aligned(self, dataset: str, alignment_name: str, columns: Sequence[str],
-                     chunk_rows: int = settings.READ_CHUNK_ROWS, *,
-                     positions: tuple[int, int] | None = None) -> np.ndarray:
+    def load_aligned(
+        self,
+        dataset: str,
+        alignment_name: str,
+        columns: Sequence[str],
+        chunk_rows: int = settings.READ_CHUNK_ROWS,
+        *,
+        positions: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         """Aligned rows as one ``(rows, len(columns))`` float64 array, filled chunk by chunk.
 
         ``positions=(start, stop)`` reads only aligned rows ``[start, stop)`` (batch scoring).
@@ -276,51 +309,74 @@ class SiloData:
         self.config.policy.check_columns(dataset, list(columns))
         return self._fill(dataset, alignment_name, list(columns), chunk_rows, positions)
 
-    def load_aligned_labels(self, dataset: str, alignment_name: str,
-                            chunk_rows: int = settings.READ_CHUNK_ROWS, *,
-                            positions: tuple[int, int] | None = None) -> np.ndarray:
+    def load_aligned_labels(
+        self,
+        dataset: str,
+        alignment_name: str,
+        chunk_rows: int = settings.READ_CHUNK_ROWS,
+        *,
+        positions: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         """The label of every aligned row, in alignment order, as a 1-D float64 array of 0/1."""
         ds = self.dataset(dataset)
         if ds.label is None:
             raise DataError(f"dataset '{ds.name}' has no label column")
         return self._fill(dataset, alignment_name, [ds.label], chunk_rows, positions)[:, 0]
 
-    def _fill(self, dataset: str, alignment_name: str, columns: list[str],
-              chunk_rows: int, positions: tuple[int, int] | None) -> np.ndarray:
+    def _fill(
+        self,
+        dataset: str,
+        alignment_name: str,
+        columns: list[str],
+        chunk_rows: int,
+        positions: tuple[int, int] | None,
+    ) -> np.ndarray:
         """Preallocate and fill: peak memory is the result plus one chunk, not two copies."""
         start, stop = _window(self._alignment(dataset, alignment_name)[1], positions)
         out = np.empty((stop - start, len(columns)), dtype=np.float64)
         at = 0
         for chunk in self._aligned(dataset, alignment_name, columns, chunk_rows, positions):
-            out[at:at + len(chunk)] = chunk
+            out[at : at + len(chunk)] = chunk
             at += len(chunk)
         return out
 
     def _alignment(self, dataset: str, alignment_name: str) -> tuple[int, int]:
         """``(id, rows)`` of the alignment, which must have been made for ``dataset``."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(ALIGNMENTS.c.id, ALIGNMENTS.c.dataset, ALIGNMENTS.c.rows)
-                               .where(ALIGNMENTS.c.name == alignment_name)).first()
+            row = conn.execute(
+                select(ALIGNMENTS.c.id, ALIGNMENTS.c.dataset, ALIGNMENTS.c.rows).where(
+                    ALIGNMENTS.c.name == alignment_name
+                )
+            ).first()
         if row is None:
             raise NotFound(f"alignment '{alignment_name[:80]}' does not exist")
         if row.dataset != dataset:
-            raise DataError(f"alignment '{alignment_name}' was made for dataset '{row.dataset}', "
-                            f"not '{dataset}'")
+            raise DataError(
+                f"alignment '{alignment_name}' was made for dataset '{row.dataset}', "
+                f"not '{dataset}'"
+            )
         return int(row.id), int(row.rows)
 
-    def _aligned(self, dataset: str, alignment_name: str, columns: list[str],
-                 chunk_rows: int, positions: tuple[int, int] | None,
-                 ) -> Iterator[np.ndarray]:
+    def _aligned(
+        self,
+        dataset: str,
+        alignment_name: str,
+        columns: list[str],
+        chunk_rows: int,
+        positions: tuple[int, int] | None,
+    ) -> Iterator[np.ndarray]:
         """LEFT JOIN alignment -> data ordered by position: a vanished row shows as NULL id."""
         ds = self.dataset(dataset)
         aid, rows = self._alignment(dataset, alignment_name)
         start, stop = _window(rows, positions)
         src = self.source(ds)
         ar = ALIGNMENT_ROWS
-        stmt = (select(ar.c.position, src.c[ds.id_column], *[src.c[c] for c in columns])
-                .select_from(ar.outerjoin(src, self._id_equals(ds, src, ar.c.row_id)))
-                .where(ar.c.alignment_id == aid)
-                .order_by(ar.c.position))
+        stmt = (
+            select(ar.c.position, src.c[ds.id_column], *[src.c[c] for c in columns])
+            .select_from(ar.outerjoin(src, self._id_equals(ds, src, ar.c.row_id)))
+            .where(ar.c.alignment_id == aid)
+            .order_by(ar.c.position)
+        )
         if (start, stop) != (0, rows):
             stmt = stmt.where(ar.c.position >= start, ar.c.position < stop)
         expected = start
@@ -329,8 +385,10 @@ class SiloData:
                 expected = _check_positions(part, expected, alignment_name, ds.name)
                 yield _to_float(part, 2, ds.name)
         if expected != stop:
-            raise DataError(f"alignment '{alignment_name}' has {stop - start} rows in range, "
-                            f"read {expected - start}")
+            raise DataError(
+                f"alignment '{alignment_name}' has {stop - start} rows in range, "
+                f"read {expected - start}"
+            )
 
     # --- batch look-ups -------------------------------------------------------------------------
     def load_rows(self, dataset: str, ids: Sequence[str], columns: Sequence[str]) -> np.ndarray:
@@ -344,14 +402,15 @@ class SiloData:
         step = settings.LOOKUP_IDS_PER_QUERY
         with self.engine.connect() as conn:
             for start in range(0, len(ids), step):
-                found.update(self._lookup(conn, ds, ids[start:start + step], list(columns)))
+                found.update(self._lookup(conn, ds, ids[start : start + step], list(columns)))
         missing = sum(1 for i in ids if i not in found)
         if missing:
             raise DataError(f"{missing} of {len(ids)} requested ids are not in dataset '{ds.name}'")
         return _to_float([found[i] for i in ids], 0, ds.name).reshape(len(ids), len(columns))
 
-    def _lookup(self, conn: Connection, ds: DatasetConfig, ids: Sequence[str],
-                columns: list[str]) -> dict[str, tuple[Any, ...]]:
+    def _lookup(
+        self, conn: Connection, ds: DatasetConfig, ids: Sequence[str], columns: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
         src = self.source(ds)
         col = src.c[ds.id_column]
         kind = self.id_kind(ds)
@@ -385,11 +444,15 @@ def _check_positions(part: Sequence[Any], expected: int, alignment: str, dataset
     """Positions must run 0, 1, 2...; a NULL id means the row left the dataset since the PSI."""
     for row in part:
         if row[0] != expected:
-            raise DataError(f"dataset '{dataset}' now has duplicate ids: alignment '{alignment}' "
-                            "cannot be read in order")
+            raise DataError(
+                f"dataset '{dataset}' now has duplicate ids: alignment '{alignment}' "
+                "cannot be read in order"
+            )
         if row[1] is None:
-            raise DataError(f"the row at position {expected} of alignment '{alignment}' is no "
-                            f"longer in dataset '{dataset}'")
+            raise DataError(
+                f"the row at position {expected} of alignment '{alignment}' is no "
+                f"longer in dataset '{dataset}'"
+            )
         expected += 1
     return expected
 
@@ -398,8 +461,9 @@ def _to_float(rows: Sequence[Sequence[Any]], skip: int, dataset: str) -> np.ndar
     try:
         return np.array([tuple(r[skip:]) for r in rows], dtype=np.float64)
     except (TypeError, ValueError):
-        raise DataError(f"dataset '{dataset}' now holds a non-numeric value; "
-                        "restart the silo to re-validate") from None
+        raise DataError(
+            f"dataset '{dataset}' now holds a non-numeric value; restart the silo to re-validate"
+        ) from None
 
 
 class _Validator:
@@ -414,8 +478,10 @@ class _Validator:
 
     def fail(self, what: str, col: str | None = None) -> DataError:
         where = f" column '{col}'" if col else ""
-        return DataError(f"{self.data.config.file_label}: dataset '{self.ds.name}' "
-                         f"{self.ds.source}{where} {what}")
+        return DataError(
+            f"{self.data.config.file_label}: dataset '{self.ds.name}' "
+            f"{self.ds.source}{where} {what}"
+        )
 
     def run(self) -> int:
         self.check_columns()
@@ -463,8 +529,10 @@ class _Validator:
         self.check_duplicates(col if kind != "expr" else key)
         too_long = self.count(func.length(key) > settings.PSI_MAX_ID_BYTES)
         if too_long:
-            raise self.fail(f"has {too_long} ids longer than {settings.PSI_MAX_ID_BYTES} "
-                            "characters", self.ds.id_column)
+            raise self.fail(
+                f"has {too_long} ids longer than {settings.PSI_MAX_ID_BYTES} characters",
+                self.ds.id_column,
+            )
         if kind != "int":
             self.check_normal_form(col)
         return kind
@@ -481,8 +549,11 @@ class _Validator:
         ctype = self.types.get(self.ds.id_column)
         if ctype is None:
             sample = self.conn.execute(select(col).select_from(self.src).limit(1)).scalar()
-            ctype = {int: sqltypes.Integer(), str: sqltypes.String(),
-                     uuid.UUID: sqltypes.Uuid()}.get(type(sample), sqltypes.NullType())
+            ctype = {
+                int: sqltypes.Integer(),
+                str: sqltypes.String(),
+                uuid.UUID: sqltypes.Uuid(),
+            }.get(type(sample), sqltypes.NullType())
         if isinstance(ctype, sqltypes.Integer):
             return "int"
         if isinstance(ctype, sqltypes.Uuid):
@@ -493,8 +564,12 @@ class _Validator:
 
     def sqlite_id_kind(self, col: ColumnElement[Any]) -> IdKind:
         """SQLite is dynamically typed: look at the storage class of every id."""
-        stmt = (select(func.typeof(col), func.count()).select_from(self.src)
-                .where(col.is_not(None)).group_by(func.typeof(col)))
+        stmt = (
+            select(func.typeof(col), func.count())
+            .select_from(self.src)
+            .where(col.is_not(None))
+            .group_by(func.typeof(col))
+        )
         found = {str(t): int(n) for t, n in self.conn.execute(stmt)}
         if len(found) > 1:
             mix = ", ".join(f"{t}: {n}" for t, n in sorted(found.items()))
@@ -511,8 +586,13 @@ class _Validator:
         return "expr" if padded else "text"
 
     def check_duplicates(self, key: ColumnElement[Any]) -> None:
-        stmt = (select(key, func.count()).select_from(self.src).group_by(key)
-                .having(func.count() > 1).limit(1))
+        stmt = (
+            select(key, func.count())
+            .select_from(self.src)
+            .group_by(key)
+            .having(func.count() > 1)
+            .limit(1)
+        )
         dup = self.conn.execute(stmt).first()
         if dup is not None:
             raise self.fail(f"has duplicate id {_show(dup[0])} ({dup[1]} rows)", self.ds.id_column)
@@ -530,42 +610,59 @@ class _Validator:
         for (value,) in result:
             raw = str(value)
             if normalise_id(raw) != raw.strip(" "):
-                raise self.fail(f"has id {_show(raw)} that is not Unicode NFC or is padded with "
-                                "tabs/newlines; store it normalised", self.ds.id_column)
+                raise self.fail(
+                    f"has id {_show(raw)} that is not Unicode NFC or is padded with "
+                    "tabs/newlines; store it normalised",
+                    self.ds.id_column,
+                )
             if len(raw.strip().encode("utf-8")) > settings.PSI_MAX_ID_BYTES:
-                raise self.fail(f"has an id longer than {settings.PSI_MAX_ID_BYTES} bytes",
-                                self.ds.id_column)
+                raise self.fail(
+                    f"has an id longer than {settings.PSI_MAX_ID_BYTES} bytes", self.ds.id_column
+                )
 
     # --- features and label -----------------------------------------------------------------------
     def check_numeric(self, name: str) -> None:
         """Declared type (when reflected) and stored values (exact on SQLite, sampled elsewhere)."""
         col = self.src.c[name]
         ctype = self.types.get(name)
-        if ctype is not None and not isinstance(ctype, sqltypes.NullType) \
-                and not _numeric_type(ctype):
-            sample = self.conn.execute(select(col).select_from(self.src)
-                                       .where(col.is_not(None)).limit(1)).scalar()
+        if (
+            ctype is not None
+            and not isinstance(ctype, sqltypes.NullType)
+            and not _numeric_type(ctype)
+        ):
+            sample = self.conn.execute(
+                select(col).select_from(self.src).where(col.is_not(None)).limit(1)
+            ).scalar()
             shown = "" if sample is None else f", value {_show(sample)}"
             raise self.fail(f"is not numeric (type {ctype}{shown})", name)
         if self.sqlite:
-            stmt = (select(col).select_from(self.src)
-                    .where(col.is_not(None), func.typeof(col).not_in(["integer", "real"])).limit(1))
+            stmt = (
+                select(col)
+                .select_from(self.src)
+                .where(col.is_not(None), func.typeof(col).not_in(["integer", "real"]))
+                .limit(1)
+            )
             bad = self.conn.execute(stmt).first()
             if bad is not None:
                 raise self.fail(f"is not numeric (value {_show(bad[0])})", name)
             return
         if ctype is not None and _numeric_type(ctype):
             return  # a typed column of a typed database cannot hold anything else
-        stmt = (select(col).select_from(self.src).where(col.is_not(None))
-                .limit(settings.VALIDATE_SAMPLE_ROWS))
+        stmt = (
+            select(col)
+            .select_from(self.src)
+            .where(col.is_not(None))
+            .limit(settings.VALIDATE_SAMPLE_ROWS)
+        )
         for value in self.conn.execute(stmt).scalars():
             if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
                 raise self.fail(f"is not numeric (value {_show(value)})", name)
 
     def check_binary(self, name: str) -> None:
         col = self.src.c[name]
-        stmt = (select(col).select_from(self.src)
-                .where(or_(col.is_(None), col.not_in([0, 1]))).limit(1))
+        stmt = (
+            select(col).select_from(self.src).where(or_(col.is_(None), col.not_in([0, 1]))).limit(1)
+        )
         bad = self.conn.execute(stmt).first()
         if bad is not None:
             if bad[0] is None:

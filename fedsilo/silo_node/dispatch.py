@@ -58,8 +58,9 @@ def _open_inbox(session: JobSession, payload: StepPayload) -> StepRequest:
 _INPUT_ERRORS = (LookupError, TypeError, ValueError, ArithmeticError, AttributeError)
 
 
-def _call_step(fn: StepFn, ctx: SiloContext, session: JobSession, method: str,
-               request: StepRequest) -> StepReply:
+def _call_step(
+    fn: StepFn, ctx: SiloContext, session: JobSession, method: str, request: StepRequest
+) -> StepReply:
     """Run a step; a bare Python error on its input becomes a ProtocolError naming the step.
 
     Steps should validate what they read and raise ``fedsilo.errors`` themselves; this is the
@@ -72,36 +73,56 @@ def _call_step(fn: StepFn, ctx: SiloContext, session: JobSession, method: str,
         return fn(ctx, session, request)
     except _INPUT_ERRORS as exc:
         log.warning("step %s of job %s refused its input", method, session.job_id, exc_info=True)
-        raise ProtocolError(f"step '{method}' could not use its input "
-                            f"({type(exc).__name__}; details in the silo's log)") from None
+        raise ProtocolError(
+            f"step '{method}' could not use its input "
+            f"({type(exc).__name__}; details in the silo's log)"
+        ) from None
 
 
-def _seal_outbox(ctx: SiloContext, session: JobSession, method: str,
-                 reply: StepReply) -> StepPayload:
+def _seal_outbox(
+    ctx: SiloContext, session: JobSession, method: str, reply: StepReply
+) -> StepPayload:
     envelopes = []
     for recipient, msg in reply.outbox.items():
         if recipient == ctx.party or recipient not in session.parties:
             raise ProtocolError(f"step '{method}' addressed '{recipient}', not a peer in the job")
         data = encode(msg)
-        ctx.ledger.append(job_id=session.job_id, step=method, peer=recipient, kind=msg.kind,
-                          nbytes=len(data), reveals=leakage.describe(msg.kind))
+        ctx.ledger.append(
+            job_id=session.job_id,
+            step=method,
+            peer=recipient,
+            kind=msg.kind,
+            nbytes=len(data),
+            reveals=leakage.describe(msg.kind),
+        )
         envelopes.append(Envelope(ctx.party, recipient, session.keys.seal(recipient, data)))
     plain = None
     if reply.release is not None:
         plain = reply.release
-        ctx.ledger.append(job_id=session.job_id, step=method, peer=leakage.COORDINATOR,
-                          kind=plain.kind, nbytes=len(encode(plain)),
-                          reveals=leakage.describe(plain.kind))
+        ctx.ledger.append(
+            job_id=session.job_id,
+            step=method,
+            peer=leakage.COORDINATOR,
+            kind=plain.kind,
+            nbytes=len(encode(plain)),
+            reveals=leakage.describe(plain.kind),
+        )
     if reply.meta:
         released = json.dumps(reply.meta, sort_keys=True)
-        ctx.ledger.append(job_id=session.job_id, step=method, peer=leakage.COORDINATOR,
-                          kind="job.released", nbytes=len(released),
-                          reveals=f"{leakage.describe('job.released')}: {released[:400]}")
+        ctx.ledger.append(
+            job_id=session.job_id,
+            step=method,
+            peer=leakage.COORDINATOR,
+            kind="job.released",
+            nbytes=len(released),
+            reveals=f"{leakage.describe('job.released')}: {released[:400]}",
+        )
     return StepPayload(meta=reply.meta, envelopes=envelopes, plain=plain)
 
 
-def run_step(ctx: SiloContext, session: JobSession, method: str, seq: int,
-             payload: StepPayload) -> StepPayload:
+def run_step(
+    ctx: SiloContext, session: JobSession, method: str, seq: int, payload: StepPayload
+) -> StepPayload:
     """One step, serialised per session and in sequence order."""
     fn = get_step(method)
     with session.lock:

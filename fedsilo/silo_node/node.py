@@ -53,13 +53,17 @@ def open_context(config: SiloConfig) -> SiloContext:
     return SiloContext(config=config, data=opened.data, store=opened.store, ledger=opened.ledger)
 
 
-def _security(config: SiloConfig) -> tuple[grpc.ServerCredentials | None, list[grpc.ServerInterceptor]]:
+def _security(
+    config: SiloConfig,
+) -> tuple[grpc.ServerCredentials | None, list[grpc.ServerInterceptor]]:
     if config.tls.insecure_plaintext:
         log.warning("silo %s serves PLAINTEXT gRPC (insecure_plaintext = true)", config.party)
         return None, []
     if not (config.tls.ca and config.tls.cert and config.tls.key and config.tls.coordinator):
-        raise ConfigError(f"{config.file_label}: [tls] needs ca, cert, key and coordinator "
-                          "(or insecure_plaintext = true)")
+        raise ConfigError(
+            f"{config.file_label}: [tls] needs ca, cert, key and coordinator "
+            "(or insecure_plaintext = true)"
+        )
     creds = tls.server_credentials(ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key)
     return creds, [tls.IdentityInterceptor(allowed={config.tls.coordinator})]
 

@@ -38,8 +38,10 @@ def server_options() -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
-        ("grpc.http2.min_ping_interval_without_data_ms",
-         int(settings.GRPC_KEEPALIVE_TIME_S * 1000 / 2)),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(settings.GRPC_KEEPALIVE_TIME_S * 1000 / 2),
+        ),
         ("grpc.http2.max_ping_strikes", 0),
     ]
 
@@ -49,45 +51,61 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
         self.ctx = ctx
 
     @abort_on_error
-    def Describe(self, request: pb.DescribeRequest,
-                 context: grpc.ServicerContext) -> pb.DescribeResponse:
+    def Describe(
+        self, request: pb.DescribeRequest, context: grpc.ServicerContext
+    ) -> pb.DescribeResponse:
         # Feature names are the silo's to publish: only with release_feature_names.
         names = self.ctx.config.policy.release_feature_names
-        datasets = [pb.DatasetInfo(name=d.name, rows=d.rows, id_column=d.id_column,
-                                   features=[f if names else f"feature_{i}"
-                                             for i, f in enumerate(d.features)],
-                                   label=d.label or "")
-                    for d in self.ctx.data.describe()]
-        return pb.DescribeResponse(party=self.ctx.party, api_version=API_VERSION,
-                                   software_version=__version__, datasets=datasets,
-                                   policy_json=_policy_json(self.ctx))
+        datasets = [
+            pb.DatasetInfo(
+                name=d.name,
+                rows=d.rows,
+                id_column=d.id_column,
+                features=[f if names else f"feature_{i}" for i, f in enumerate(d.features)],
+                label=d.label or "",
+            )
+            for d in self.ctx.data.describe()
+        ]
+        return pb.DescribeResponse(
+            party=self.ctx.party,
+            api_version=API_VERSION,
+            software_version=__version__,
+            datasets=datasets,
+            policy_json=_policy_json(self.ctx),
+        )
 
     @abort_on_error
-    def OpenJob(self, request: pb.OpenJobRequest,
-                context: grpc.ServicerContext) -> pb.OpenJobResponse:
+    def OpenJob(
+        self, request: pb.OpenJobRequest, context: grpc.ServicerContext
+    ) -> pb.OpenJobResponse:
         spec = _json_object(request.spec_json, "job spec")
         check_spec_shape(spec)
         session = self.ctx.open_session(check_job_id(request.job_id), spec, resume=request.resume)
         accepted = {"party": self.ctx.party, "role": session.role, "dataset": session.dataset}
-        return pb.OpenJobResponse(session_public_key=session.keys.public_bytes,
-                                  accepted_json=json.dumps(accepted))
+        return pb.OpenJobResponse(
+            session_public_key=session.keys.public_bytes, accepted_json=json.dumps(accepted)
+        )
 
     @abort_on_error
-    def SetPeers(self, request: pb.SetPeersRequest,
-                 context: grpc.ServicerContext) -> pb.SetPeersResponse:
+    def SetPeers(
+        self, request: pb.SetPeersRequest, context: grpc.ServicerContext
+    ) -> pb.SetPeersResponse:
         session = self.ctx.sessions.get(request.job_id)
-        session.keys.set_peers({k: v for k, v in request.session_public_keys.items()
-                                if k != self.ctx.party})
+        session.keys.set_peers(
+            {k: v for k, v in request.session_public_keys.items() if k != self.ctx.party}
+        )
         return pb.SetPeersResponse()
 
     @abort_on_error
-    def CloseJob(self, request: pb.CloseJobRequest,
-                 context: grpc.ServicerContext) -> pb.CloseJobResponse:
+    def CloseJob(
+        self, request: pb.CloseJobRequest, context: grpc.ServicerContext
+    ) -> pb.CloseJobResponse:
         self.ctx.sessions.close(request.job_id)
         return pb.CloseJobResponse()
 
-    def Step(self, request_iterator: Iterator[pb.Frame],
-             context: grpc.ServicerContext) -> Iterator[pb.Frame]:
+    def Step(
+        self, request_iterator: Iterator[pb.Frame], context: grpc.ServicerContext
+    ) -> Iterator[pb.Frame]:
         reply = self._step(request_iterator, context)
         for part in chunks(reply):
             yield pb.Frame(chunk=part)
@@ -110,13 +128,17 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
 def _policy_json(ctx: SiloContext) -> str:
     """The silo's policy as published JSON (sets as sorted lists)."""
     policy = ctx.config.policy
-    return json.dumps({
-        "protocols": sorted(policy.protocols), "roles": sorted(policy.roles),
-        "min_intersection": policy.min_intersection, "min_paillier_bits": policy.min_paillier_bits,
-        "min_rows_per_statistic": policy.min_rows_per_statistic,
-        "release_feature_names": policy.release_feature_names,
-        "allowed_columns": {k: sorted(v) for k, v in policy.allowed_columns.items()},
-    })
+    return json.dumps(
+        {
+            "protocols": sorted(policy.protocols),
+            "roles": sorted(policy.roles),
+            "min_intersection": policy.min_intersection,
+            "min_paillier_bits": policy.min_paillier_bits,
+            "min_rows_per_statistic": policy.min_rows_per_statistic,
+            "release_feature_names": policy.release_feature_names,
+            "allowed_columns": {k: sorted(v) for k, v in policy.allowed_columns.items()},
+        }
+    )
 
 
 def _chunk(frame: pb.Frame) -> bytes:
@@ -132,14 +154,19 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
-def build_server(ctx: SiloContext, *, credentials: grpc.ServerCredentials | None,
-                 interceptors: list[grpc.ServerInterceptor] | None = None,
-                 ) -> tuple[grpc.Server, int]:
+def build_server(
+    ctx: SiloContext,
+    *,
+    credentials: grpc.ServerCredentials | None,
+    interceptors: list[grpc.ServerInterceptor] | None = None,
+) -> tuple[grpc.Server, int]:
     """A started silo server on ``ctx.config.listen``; ``credentials=None`` means plaintext."""
     load_step_modules()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
-                         options=server_options(),
-                         interceptors=[*(interceptors or []), RequestDecodeGuard()])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
+        options=server_options(),
+        interceptors=[*(interceptors or []), RequestDecodeGuard()],
+    )
     pb_grpc.add_SiloServiceServicer_to_server(SiloServicer(ctx), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

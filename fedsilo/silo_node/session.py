@@ -44,14 +44,16 @@ def check_spec_shape(spec: dict[str, Any]) -> None:
         raise ProtocolError("job spec: 'parties' must be a table of parties")
     for name, entry in parties.items():
         if not isinstance(entry, dict) or not all(
-                isinstance(entry.get(k, ""), str) for k in ("role", "dataset")):
+            isinstance(entry.get(k, ""), str) for k in ("role", "dataset")
+        ):
             raise ProtocolError(f"job spec: party '{name[:40]}' needs string role and dataset")
         columns = entry.get("columns", [])
         if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
             raise ProtocolError(f"job spec: columns of party '{name[:40]}' must be strings")
     steps = spec.get("steps", [])
     if not isinstance(steps, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("kind"), str) for e in steps):
+        isinstance(e, dict) and isinstance(e.get("kind"), str) for e in steps
+    ):
         raise ProtocolError("job spec: 'steps' must be a list of tables with a string 'kind'")
 
 
@@ -108,7 +110,10 @@ class SessionTable:
 
     def _expire(self) -> None:
         now = time.monotonic()
-        idle = [k for k, s in self._sessions.items()
-                if now - s.last_used > settings.SESSION_IDLE_TIMEOUT_S]
+        idle = [
+            k
+            for k, s in self._sessions.items()
+            if now - s.last_used > settings.SESSION_IDLE_TIMEOUT_S
+        ]
         for key in idle:
             del self._sessions[key]

@@ -22,8 +22,7 @@ if TYPE_CHECKING:
     from fedsilo.coordinator.config import JobSpec
     from fedsilo.coordinator.jobrun import JobRun
 
-__all__ = ["Check", "Driver", "check_step", "driver", "driver_kinds", "get_driver",
-           "load_drivers"]
+__all__ = ["Check", "Driver", "check_step", "driver", "driver_kinds", "get_driver", "load_drivers"]
 
 Driver = Callable[["JobRun", dict[str, Any]], dict[str, Any]]
 Check = Callable[["JobSpec", dict[str, Any]], None]

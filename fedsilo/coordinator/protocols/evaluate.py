@@ -40,13 +40,29 @@ def run_evaluate(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("step 'evaluate' needs a split step before it in the same job")
     chunk = int(step.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
     for start in range(0, rows, chunk):
-        meta = {"model_id": part, "alignment": test, "start": start, "stop": min(rows, start + chunk)}
+        meta = {
+            "model_id": part,
+            "alignment": test,
+            "start": start,
+            "stop": min(rows, start + chunk),
+        }
         predict_range(run, record, "evaluate.chunk", meta)
-    out = run.call(active, "evaluate.finish", {
-        "model_id": part, "model": model_id, "alignment": test, "train_alignment": train,
-        "params": record.get("params", {})}).meta
-    run.store.update_model(model_id, {**{k: v for k, v in record.items() if k != "kind"},
-                                      "metrics": out["metrics"]})
-    run.log(f"evaluated {model_id}: AUC {out['metrics'].get('auc')} (label holder alone: "
-            f"{out['metrics'].get('label_holder_only_auc')}); report at {active}: {out['report']}")
+    out = run.call(
+        active,
+        "evaluate.finish",
+        {
+            "model_id": part,
+            "model": model_id,
+            "alignment": test,
+            "train_alignment": train,
+            "params": record.get("params", {}),
+        },
+    ).meta
+    run.store.update_model(
+        model_id, {**{k: v for k, v in record.items() if k != "kind"}, "metrics": out["metrics"]}
+    )
+    run.log(
+        f"evaluated {model_id}: AUC {out['metrics'].get('auc')} (label holder alone: "
+        f"{out['metrics'].get('label_holder_only_auc')}); report at {active}: {out['report']}"
+    )
     return {"model": model_id, "metrics": out["metrics"], "report": out["report"]}

@@ -52,8 +52,11 @@ def _released(reply: StepPayload, party: str, kind: str) -> Message:
     return reply.plain.expect(kind)
 
 
-def _setup(run: JobRun, members: list[str], meta: dict[str, Any],
-           ) -> tuple[Aggregator, dict[str, StepPayload]]:
+def _setup(
+    run: JobRun,
+    members: list[str],
+    meta: dict[str, Any],
+) -> tuple[Aggregator, dict[str, StepPayload]]:
     """Sessions read their data and share the key; returns the aggregator and the bins updates."""
     started = run.call_many({p: ("hxgb.start", meta, []) for p in members})
     if len({str(r.meta.get("columns_digest")) for r in started.values()}) != 1:
@@ -77,8 +80,13 @@ def _agreed(replies: dict[str, StepPayload]) -> dict[str, Any]:
     return status
 
 
-def _train(run: JobRun, members: list[str], aggregator: Aggregator,
-           updates: dict[str, StepPayload], step: HxgbStep) -> tuple[int, list[float]]:
+def _train(
+    run: JobRun,
+    members: list[str],
+    aggregator: Aggregator,
+    updates: dict[str, StepPayload],
+    step: HxgbStep,
+) -> tuple[int, list[float]]:
     """Secure sums until every member is done; returns (rounds, pooled validation losses)."""
     n_trees = step.params.n_estimators
     task = run.progress.task("hxgb trees", total=n_trees)
@@ -108,16 +116,19 @@ def _finish(run: JobRun, members: list[str], model_part: str) -> dict[str, Any]:
     return dict(replies[members[0]].meta)
 
 
-def _evaluate(run: JobRun, step: HxgbStep, meta: dict[str, Any], model_id: str,
-              model_part: str) -> dict[str, Any]:
+def _evaluate(
+    run: JobRun, step: HxgbStep, meta: dict[str, Any], model_id: str, model_part: str
+) -> dict[str, Any]:
     """Headline metrics of the model on the held-out dataset at the member the step names."""
     assert step.evaluate_on is not None
     party = step.evaluate_on.party
     out = run.call(party, "hxgb.evaluate", {**meta, "model_id": model_part, "model": model_id})
-    run.log(f"evaluated {model_id} at {party} on '{step.evaluate_on.dataset}': AUC "
-            f"{out.meta['metrics'].get('auc')} (member alone: "
-            f"{out.meta['metrics'].get('member_only_auc')}); report at {party}: "
-            f"{out.meta.get('report')}")
+    run.log(
+        f"evaluated {model_id} at {party} on '{step.evaluate_on.dataset}': AUC "
+        f"{out.meta['metrics'].get('auc')} (member alone: "
+        f"{out.meta['metrics'].get('member_only_auc')}); report at {party}: "
+        f"{out.meta.get('report')}"
+    )
     return dict(out.meta)
 
 
@@ -136,11 +147,23 @@ def run_hxgb(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     if losses:
         metrics["valid_loss"] = losses
     params = {**parsed.params.to_dict(), "validation_fraction": parsed.validation_fraction}
-    record = record_model(run, kind=KIND, params=params, alignment=None, metrics=metrics,
-                          extra={"silos": len(members), "rounds": rounds,
-                                 "export": saved["export"]}, name=parsed.name)
-    out = {"model": record.model_id, "trees": saved["trees"], "rounds": rounds,
-           "silos": len(members), "valid_loss": losses, "export": saved["export"]}
+    record = record_model(
+        run,
+        kind=KIND,
+        params=params,
+        alignment=None,
+        metrics=metrics,
+        extra={"silos": len(members), "rounds": rounds, "export": saved["export"]},
+        name=parsed.name,
+    )
+    out = {
+        "model": record.model_id,
+        "trees": saved["trees"],
+        "rounds": rounds,
+        "silos": len(members),
+        "valid_loss": losses,
+        "export": saved["export"],
+    }
     if parsed.evaluate_on is not None:
         evaluation = _evaluate(run, parsed, meta, record.model_id, model_part)
         where = {"party": parsed.evaluate_on.party, "dataset": parsed.evaluate_on.dataset}

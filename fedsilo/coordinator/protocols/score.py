@@ -38,8 +38,11 @@ def resolve_model(run: JobRun, step: dict[str, Any]) -> tuple[str, str, dict[str
     return model.model_id, model.kind, model.record
 
 
-def predict_range(run: JobRun, record: dict[str, Any], method: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """One federated prediction over ``meta``'s range, finished by ``method`` at the label holder."""
+def predict_range(
+    run: JobRun, record: dict[str, Any], method: str, meta: dict[str, Any]
+) -> dict[str, Any]:
+    """One federated prediction over ``meta``'s range, finished by ``method`` at the label
+    holder."""
     active = run.active()
     holders = [p for p, part in record["parts"].items() if p != active and p in run.parties]
     missing = sorted(set(record["parts"]) - set(run.parties))
@@ -58,17 +61,28 @@ def run_score(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     record = {**record, "kind": kind}
     alignment = alignment_of(run, step)
     table = str(step.get("table", "scores"))
-    base = {"model_id": record["parts"][run.active()], "alignment": alignment, "table": table,
-            "version": model_id}
+    base = {
+        "model_id": record["parts"][run.active()],
+        "alignment": alignment,
+        "table": table,
+        "version": model_id,
+    }
     chunk = int(step.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
     plan = run.call(run.active(), "score.plan", {**base, "chunk_rows": chunk}).meta
     pending = plan["pending"]
     task = run.progress.task(f"scoring {plan['rows']} rows with {model_id}", total=len(pending))
     written = 0
     for start, stop in pending:
-        written += predict_range(run, record, "score.chunk", {**base, "start": start, "stop": stop})["written"]
+        written += predict_range(
+            run, record, "score.chunk", {**base, "start": start, "stop": stop}
+        )["written"]
         task.advance()
     task.finish()
     run.log(f"scored {written} rows into {table} (resumed past {plan['already_scored']})")
-    return {"model": model_id, "table": table, "rows": plan["rows"], "written": written,
-            "already_scored": plan["already_scored"]}
+    return {
+        "model": model_id,
+        "table": table,
+        "rows": plan["rows"],
+        "written": written,
+        "already_scored": plan["already_scored"],
+    }

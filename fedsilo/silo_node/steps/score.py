@@ -33,8 +33,15 @@ PART_KIND = register_kind(
 def request_of(ctx: SiloContext, session: JobSession, req: StepRequest) -> PredictRequest:
     """The predictor's view of this request (which rows, in which job, with which keys)."""
     model_id, alignment, start, stop = _range(req.meta)
-    return PredictRequest(job_id=session.job_id, model_id=model_id, alignment=alignment,
-                          start=start, stop=stop, party=ctx.party, keys=session.keys)
+    return PredictRequest(
+        job_id=session.job_id,
+        model_id=model_id,
+        alignment=alignment,
+        start=start,
+        stop=stop,
+        party=ctx.party,
+        keys=session.keys,
+    )
 
 
 def _range(meta: dict[str, object]) -> tuple[str, str, int, int]:
@@ -105,5 +112,8 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> Step
 
 
 def _ids_in_range(ctx: SiloContext, alignment: str, start: int, stop: int) -> list[str]:
-    return [i for chunk in ctx.store.iter_alignment_ids(alignment, positions=(start, stop))
-            for i in chunk]
+    return [
+        i
+        for chunk in ctx.store.iter_alignment_ids(alignment, positions=(start, stop))
+        for i in chunk
+    ]

@@ -39,8 +39,9 @@ def _select(ids: Iterator[list[str]], positions: np.ndarray) -> Iterator[str]:
         raise ProtocolError("split positions run past the end of the alignment")
 
 
-def _save_parts(ctx: SiloContext, session: JobSession, alignment: str,
-                parts: dict[str, np.ndarray]) -> dict[str, int]:
+def _save_parts(
+    ctx: SiloContext, session: JobSession, alignment: str, parts: dict[str, np.ndarray]
+) -> dict[str, int]:
     sizes = {}
     for part in PARTS:
         positions = parts[part]
@@ -58,9 +59,12 @@ def draw(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At the label holder: draw the split, store it, send positions to the others."""
     alignment = str(req.meta["alignment"])
     labels = ctx.data.load_aligned_labels(session.dataset, alignment)
-    parts = stratified_positions(labels, test_fraction=float(req.meta["test_fraction"]),
-                                 valid_fraction=float(req.meta.get("valid_fraction", 0.0)),
-                                 seed=int(req.meta.get("seed", 42)))
+    parts = stratified_positions(
+        labels,
+        test_fraction=float(req.meta["test_fraction"]),
+        valid_fraction=float(req.meta.get("valid_fraction", 0.0)),
+        seed=int(req.meta.get("seed", 42)),
+    )
     sizes = _save_parts(ctx, session, alignment, parts)
     msg = Message(POSITIONS, meta={"alignment": alignment}, arrays=parts)
     others = [p for p in session.parties if p != ctx.party]

@@ -79,13 +79,16 @@ def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     jobs.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
     jobs.set_defaults(func=_lazy("run_cmd", "jobs"))
     score = sub.add_parser("score", help="score customers with a registered model (written at the "
-                           "label holder)")
+                           "label holder; a whole horizontal model: at one member, alone)")
     score.add_argument("--model", required=True, help="registry id (fedsilo models)")
     score.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
     score.add_argument("--dataset", action="append", default=[], metavar="PARTY=DATASET",
-                       help="dataset to score at a party (default: what the model trained on)")
+                       help="dataset to score at a party (default: what the model trained on); "
+                       "a whole model scores at the one party named here (default: its first "
+                       "member)")
     score.add_argument("--alignment", help="score a stored alignment instead of running PSI")
-    score.add_argument("--table", default="scores", help="score table at the label holder")
+    score.add_argument("--table", default="scores",
+                       help="score table at the label holder (or the scoring member)")
     score.add_argument("--chunk-rows", type=int, default=None, help="rows per transaction")
     score.add_argument("--resume", metavar="JOB_ID", help="continue a failed scoring job")
     score.set_defaults(func=_lazy("score_cmd", "score"))

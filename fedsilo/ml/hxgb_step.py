@@ -25,8 +25,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.errors import ConfigError
 from fedsilo.ml.hxgb import HxgbParams, check_silo_count
+from fedsilo.ml.step_spec import EvaluateOn, step_entry
 
 __all__ = ["KIND", "ROLE", "EvaluateOn", "HxgbStep", "key_holder", "members_of", "step_at"]
 
@@ -36,23 +37,6 @@ ROLE = "member"
 _OWN_KEYS = frozenset({"kind", "name", "validation_fraction", "evaluate_on"})
 #: largest share of a member's rows held out for validation: the rest must train
 _MAX_VALIDATION_FRACTION = 0.5
-
-
-@dataclass(frozen=True)
-class EvaluateOn:
-    """A held-out dataset at one member: the model is scored there, locally."""
-
-    party: str
-    dataset: str
-
-    @classmethod
-    def from_table(cls, raw: Any) -> EvaluateOn:
-        if not isinstance(raw, Mapping) or set(raw) != {"party", "dataset"}:
-            raise ConfigError("step 'hxgb': evaluate_on must be { party = ..., dataset = ... }")
-        party, dataset = raw["party"], raw["dataset"]
-        if not (isinstance(party, str) and party and isinstance(dataset, str) and dataset):
-            raise ConfigError("step 'hxgb': evaluate_on party and dataset must be names")
-        return cls(party, dataset)
 
 
 @dataclass(frozen=True)
@@ -82,14 +66,13 @@ class HxgbStep:
         if name is not None and (not isinstance(name, str) or not name):
             raise ConfigError("step 'hxgb': name must be a non-empty string")
         return cls(params=params, validation_fraction=float(fraction),
-                   evaluate_on=None if raw_eval is None else EvaluateOn.from_table(raw_eval),
+                   evaluate_on=EvaluateOn.optional(raw_eval, KIND),
                    name=name)
 
     def check_members(self, members: Sequence[str]) -> None:
         """The evaluating party must be a member (the count is :func:`members_of`'s job)."""
-        if self.evaluate_on is not None and self.evaluate_on.party not in members:
-            raise ConfigError(f"step 'hxgb': evaluate_on party '{self.evaluate_on.party}' is not "
-                              "a member of the job")
+        if self.evaluate_on is not None:
+            self.evaluate_on.check_member(members, KIND)
 
 
 def members_of(parties: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -117,10 +100,4 @@ def step_at(steps: Any, index: Any) -> HxgbStep:
 
     For members: ``index`` comes from the coordinator, ``steps`` from the spec they accepted.
     """
-    if isinstance(index, bool) or not isinstance(index, int) or not isinstance(steps, list) \
-            or not 0 <= index < len(steps):
-        raise ProtocolError("hxgb step index is not a step of the accepted job")
-    entry = steps[index]
-    if not isinstance(entry, Mapping) or entry.get("kind") != KIND:
-        raise ProtocolError("hxgb step index names a step of another kind")
-    return HxgbStep.from_step(entry)
+    return HxgbStep.from_step(step_entry(steps, index, KIND))

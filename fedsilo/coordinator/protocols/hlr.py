@@ -5,6 +5,7 @@
     [[steps]]
     kind = "hlr"                 # every party has role "member"
     name = "default-risk-hlr"    # optional registry name
+    evaluate_on = { party = "bank", dataset = "test" }   # optional: held-out data at one member
     [steps.params]               # fedsilo.ml.lr_horizontal.HLRConfig; all optional
     l2 = 4.2e-5
     learning_rate = 0.5          # local SGD step, decayed per round
@@ -16,32 +17,35 @@
 
 The coordinator holds the public CKKS context (no secret key), adds the silos' ciphertexts with
 :func:`fedsilo.ml.lr_horizontal.aggregate` and hands the sum back; it never reads a value.
+Members read the step (parameters, ``evaluate_on``) from their own copy of the job spec; the
+coordinator names it by index. With ``evaluate_on``, ``hlr.evaluate`` runs at that member after
+the model is saved (as for ``hxgb``): the registry gets its released headline metrics.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.models import part_id, record_model
 from fedsilo.coordinator.protocols import driver
 from fedsilo.errors import ConfigError, JobError
 from fedsilo.message import Message
-from fedsilo.ml.lr_horizontal import STATS_PHASES, HLRConfig, aggregate, check_silo_count
+from fedsilo.ml.hlr_step import KIND, HlrStep
+from fedsilo.ml.lr_horizontal import STATS_PHASES, aggregate, check_silo_count
 
-__all__ = ["run_hlr"]
-
-_STEP_KEYS = {"kind", "name", "params"}
+__all__ = ["check", "run_hlr"]
 
 
-def _config(step: dict[str, Any]) -> HLRConfig:
-    unknown = sorted(set(step) - _STEP_KEYS)
-    if unknown:
-        raise ConfigError(f"step 'hlr' has unknown key '{unknown[0]}'")
-    params = step.get("params", {})
-    if not isinstance(params, dict):
-        raise ConfigError("step 'hlr': [steps.params] must be a table")
-    return HLRConfig.from_spec(params)
+def check(spec: JobSpec, step: dict[str, Any]) -> None:
+    """Refuse what the spec alone shows is wrong: keys, parameters, roles, the evaluating party."""
+    parsed = HlrStep.from_step(step)
+    members = spec.parties_with_role("member")
+    if set(members) != set(spec.parties):
+        raise ConfigError("an hlr step needs every party in role 'member'")
+    if parsed.evaluate_on is not None:
+        parsed.evaluate_on.check_member(members, KIND)
 
 
 def _setup(run: JobRun, members: list[str], meta: dict[str, Any]) -> bytes:
@@ -72,14 +76,28 @@ def _round(
     return aggregate(public, contributions), released[0]
 
 
-@driver("hlr")
+def _evaluate(run: JobRun, step: HlrStep, meta: dict[str, Any], model_id: str,
+              model_part: str) -> dict[str, Any]:
+    """Headline metrics of the model on the held-out dataset at the member the step names."""
+    assert step.evaluate_on is not None
+    party = step.evaluate_on.party
+    out = run.call(party, "hlr.evaluate", {**meta, "model_id": model_part, "model": model_id})
+    metrics = out.meta["metrics"]
+    run.log(f"evaluated {model_id} at {party} on '{step.evaluate_on.dataset}': AUC "
+            f"{metrics.get('auc')} (member alone: {metrics.get('member_only_auc')}); report at "
+            f"{party}: {out.meta.get('report')}")
+    return dict(out.meta)
+
+
+@driver(KIND, check=check)
 def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
-    config = _config(step)
+    check(run.spec, step)
+    parsed = HlrStep.from_step(step)
+    config = parsed.config
     members = run.with_role("member")
-    if set(members) != set(run.parties):
-        raise ConfigError("an hlr step needs every party in role 'member'")
     check_silo_count(len(members))
-    public = _setup(run, members, {"params": config.to_spec()})
+    meta = {"step": run.spec.steps.index(step)}
+    public = _setup(run, members, meta)
     total: Message | None = None
     for index in range(STATS_PHASES):
         total, _ = _round(run, members, public, {"next": "stats", "index": index}, total)
@@ -91,14 +109,22 @@ def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
             break
         if progress:
             run.log(f"hlr round {progress['round']}: largest change {progress['max_change']:.2e}")
-    run.call_many({p: ("hlr.save", {"model_id": part_id(run, "hlr")}, []) for p in members})
+    model_part = part_id(run, KIND)
+    run.call_many({p: ("hlr.save", {"model_id": model_part}, []) for p in members})
     rounds = int(progress.get("round", -1)) + 1
     model = record_model(
         run,
-        kind="hlr",
+        kind=KIND,
         params=config.to_spec(),
         alignment=None,
         extra={"rounds": rounds, "silos": len(members)},
-        name=step.get("name"),
+        name=parsed.name,
     )
-    return {"model": model.model_id, "rounds": rounds, "max_change": progress.get("max_change")}
+    out: dict[str, Any] = {"model": model.model_id, "rounds": rounds,
+                           "max_change": progress.get("max_change")}
+    if parsed.evaluate_on is not None:
+        evaluation = _evaluate(run, parsed, meta, model.model_id, model_part)
+        metrics = {**evaluation["metrics"], "evaluated_on": parsed.evaluate_on.to_dict()}
+        run.store.update_model(model.model_id, {**model.record, "metrics": metrics})
+        out.update(metrics=evaluation["metrics"], report=evaluation.get("report"))
+    return out

@@ -8,6 +8,12 @@
     alignment = "to-score"                 # or the alignment the job's psi step made
     table = "risk_scores"
     chunk_rows = 10000
+
+A whole model (``hxgb``, ``hlr``: every member holds all of it) scores at one member alone: the
+job has a single party, role ``member``, and no PSI. Without ``alignment`` that member first
+stores its own dataset's ids as the alignment ``<job id>-local`` (``score.local_alignment``);
+the chunked, resumable plan / chunk path is then the same as for vertical models, without
+``predict.part`` calls to anyone.
 """
 
 from __future__ import annotations
@@ -20,7 +26,10 @@ from fedsilo.coordinator.protocols import driver
 from fedsilo.coordinator.protocols.split import alignment_of
 from fedsilo.errors import ConfigError, JobError
 
-__all__ = ["predict_range", "resolve_model"]
+__all__ = ["WHOLE_KINDS", "predict_range", "resolve_model", "scorer"]
+
+#: model kinds whose every member holds the whole model: they score alone
+WHOLE_KINDS = frozenset({"hxgb", "hlr"})
 
 
 def resolve_model(run: JobRun, step: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
@@ -38,11 +47,27 @@ def resolve_model(run: JobRun, step: dict[str, Any]) -> tuple[str, str, dict[str
     return model.model_id, model.kind, model.record
 
 
+def scorer(run: JobRun, record: dict[str, Any]) -> str:
+    """The party that finishes predictions and holds the scores: the label holder, or for a
+    whole model the job's single member (which must hold a part of the model)."""
+    if record.get("kind") not in WHOLE_KINDS:
+        return run.active()
+    if len(run.parties) != 1 or run.with_role("member") != run.parties:
+        raise ConfigError(f"scoring with a whole ({record.get('kind')}) model runs at one member "
+                          "alone: the job needs exactly one party, in role 'member'")
+    party = run.parties[0]
+    if party not in record.get("parts", {}):
+        raise JobError(f"model has no part at '{party}' (it was not a member of its training)")
+    return party
+
+
 def predict_range(
     run: JobRun, record: dict[str, Any], method: str, meta: dict[str, Any]
 ) -> dict[str, Any]:
     """One federated prediction over ``meta``'s range, finished by ``method`` at the label
-    holder."""
+    holder (a whole model: at its single member, with no other silo involved)."""
+    if record.get("kind") in WHOLE_KINDS:
+        return run.call(scorer(run, record), method, meta).meta
     active = run.active()
     holders = [p for p, part in record["parts"].items() if p != active and p in run.parties]
     missing = sorted(set(record["parts"]) - set(run.parties))
@@ -55,20 +80,33 @@ def predict_range(
     return run.call(active, method, meta, inbox).meta
 
 
+def _alignment(run: JobRun, step: dict[str, Any], kind: str, at: str) -> str:
+    """The alignment to score: the step's or PSI's; for a whole model without one, the member's
+    own dataset stored as ``<job id>-local`` (kept by a resumed job, so it scores the same
+    chunks)."""
+    if kind not in WHOLE_KINDS or step.get("alignment") or "psi" in run.results:
+        return alignment_of(run, step)
+    name = f"{run.job_id}-local"
+    rows = run.call(at, "score.local_alignment", {"alignment": name}).meta["rows"]
+    run.log(f"{at} scores its own dataset alone: {rows} ids in alignment {name}")
+    return name
+
+
 @driver("score")
 def run_score(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     model_id, kind, record = resolve_model(run, step)
     record = {**record, "kind": kind}
-    alignment = alignment_of(run, step)
+    at = scorer(run, record)
+    alignment = _alignment(run, step, kind, at)
     table = str(step.get("table", "scores"))
     base = {
-        "model_id": record["parts"][run.active()],
+        "model_id": record["parts"][at],
         "alignment": alignment,
         "table": table,
         "version": model_id,
     }
     chunk = int(step.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
-    plan = run.call(run.active(), "score.plan", {**base, "chunk_rows": chunk}).meta
+    plan = run.call(at, "score.plan", {**base, "chunk_rows": chunk}).meta
     pending = plan["pending"]
     task = run.progress.task(f"scoring {plan['rows']} rows with {model_id}", total=len(pending))
     written = 0

@@ -1,6 +1,7 @@
-"""Evaluation at the label holder: federated scores on the test rows, metrics, report.
+"""Evaluation: federated scores on the test rows at the label holder, or a whole model's scores
+on a held-out dataset at one member (horizontal kinds); metrics and report either way.
 
-The scores never leave the label holder. It releases to the coordinator only the headline
+The scores never leave the evaluating silo. It releases to the coordinator only the headline
 metrics its policy allows (statistics over fewer than ``min_rows_per_statistic`` rows withheld)
 and writes the full report (HTML with plots, and JSON) next to its config, in ``reports/``.
 """
@@ -12,11 +13,13 @@ from typing import Any
 
 import numpy as np
 
+from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.ml.baseline import baseline_scores
 from fedsilo.ml.metrics import evaluate
 from fedsilo.ml.report import write_report
+from fedsilo.ml.step_spec import EvaluateOn
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import load_part
+from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.steps.score import predict_scores
@@ -79,6 +82,56 @@ def report_and_release(ctx: SiloContext, *, stem: str, title: str,
     if base_metrics is not None:
         released[baseline_key] = base_metrics.get("auc")
     return {"metrics": released, "report": str(html), "report_json": str(js)}
+
+
+# --- whole models (horizontal kinds): evaluated at one member, alone ------------------------------
+
+
+def check_evaluation_allowed(ctx: SiloContext, target: EvaluateOn | None,
+                             columns: list[str]) -> None:
+    """Refuse at the start of training, not after it, if this silo is the job's evaluating
+    member and its policy will not let the model read the held-out dataset's columns."""
+    if target is not None and target.party == ctx.party:
+        ctx.config.policy.check_columns(target.dataset, columns)
+
+
+def _member_only(ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any],
+                 columns: list[str], x_test: np.ndarray) -> np.ndarray | None:
+    """The same kind of model on this member's own training rows: what federating is worth."""
+    x, y = ctx.data.load_dataset(session.dataset, columns, with_label=True)
+    assert y is not None
+    return baseline_scores(kind, params, x, y, x_test)
+
+
+def evaluate_whole_model(ctx: SiloContext, session: JobSession, *, kind: str,
+                         target: EvaluateOn | None, part_id: str, model: str | None,
+                         params: dict[str, Any]) -> dict[str, Any]:
+    """Score the held-out dataset the accepted job names for this member; the meta to release.
+
+    ``target`` comes from the member's own copy of the job spec, so the coordinator cannot
+    point evaluation at another dataset. The model scores alone (a whole model needs no other
+    silo); the baseline is the same kind trained on this member's rows alone.
+    """
+    if target is None or target.party != ctx.party:
+        raise PolicyError(f"the accepted job names no {kind} evaluation at this silo")
+    stored_kind, payload = load_part(ctx, part_id)
+    if stored_kind != kind:
+        raise ProtocolError(f"model part is a '{stored_kind}' model, not '{kind}'")
+    columns = [str(c) for c in payload["columns"]]
+    x_test, y_test = ctx.data.load_dataset(target.dataset, columns, with_label=True)
+    assert y_test is not None
+    request = PredictRequest(job_id=session.job_id, model_id=part_id, alignment=target.dataset,
+                             start=0, stop=len(y_test), party=ctx.party, keys=session.keys)
+    scores = np.asarray(get_predictor(kind).combine(payload, x_test, {}, request),
+                        dtype=np.float64)
+    return report_and_release(
+        ctx, stem=f"{session.job_id}-{kind}",
+        title=f"{model or session.job_id}: evaluation at {ctx.party}",
+        model_summary={"model": model, "kind": kind, "test dataset": target.dataset,
+                       "test rows": len(y_test), **params},
+        y=y_test, scores=scores, importance=importance_of(payload),
+        baseline=_member_only(ctx, session, kind, params, columns, x_test),
+        baseline_key="member_only_auc")
 
 
 @step("evaluate.finish")

@@ -5,6 +5,12 @@ the secret context sealed to the others and releases the public context to the c
 ``hlr.round`` takes the previous secure sum (an unsealed message from the coordinator, if any)
 and releases the silo's next encrypted contribution (statistics, then model updates) until the
 silos agree the model has converged. ``hlr.save`` stores the whole model at every silo.
+``hlr.evaluate`` (at the member the step's ``evaluate_on`` names) scores a held-out dataset
+locally and releases headline metrics only (:func:`~fedsilo.silo_node.steps.evaluate.
+evaluate_whole_model`, shared with ``hxgb``).
+
+Parameters and the evaluation target come from the job spec this silo accepted at OpenJob; the
+coordinator names the step by its index (:func:`fedsilo.ml.hlr_step.step_at`).
 """
 
 from __future__ import annotations
@@ -17,11 +23,11 @@ import numpy as np
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message
+from fedsilo.ml.hlr_step import step_at
 from fedsilo.ml.lr_horizontal import (
     SECRET_CONTEXT,
     STATS_PHASES,
     SUM,
-    HLRConfig,
     HorizontalLRModel,
     HorizontalSilo,
     check_silo_count,
@@ -30,6 +36,7 @@ from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
+from fedsilo.silo_node.steps.evaluate import check_evaluation_allowed, evaluate_whole_model
 from fedsilo.silo_node.steps.lr import own_columns
 
 __all__ = ["KIND", "PUBLIC_CONTEXT"]
@@ -61,13 +68,14 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         raise PolicyError(f"horizontal LR has no role '{session.role}'")
     members = session.party_with_role("member")
     check_silo_count(len(members))
-    config = HLRConfig.from_spec(dict(req.meta["params"]))
+    spec = step_at(session.spec.get("steps"), req.meta.get("step"))
     cols = own_columns(ctx, session)
+    check_evaluation_allowed(ctx, spec.evaluate_on, cols)  # before any data is read
     x, y = ctx.data.load_dataset(session.dataset, cols, with_label=True)
     assert y is not None
     ctx.config.policy.check_rows_per_statistic(x.shape[0])
     silo = HorizontalSilo(
-        x, y, feature_names=cols, config=config, party=ctx.party, n_silos=len(members)
+        x, y, feature_names=cols, config=spec.config, party=ctx.party, n_silos=len(members)
     )
     session.state[_STATE] = silo
     meta = {"features": len(cols), "columns_digest": columns_digest(cols)}
@@ -119,6 +127,15 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     payload = {"columns": model.feature_names, "model": model.to_dict()}
     ctx.store.save_model_part(str(req.meta["model_id"]), KIND, payload)
     return StepReply(meta={"saved": True})
+
+
+@step("hlr.evaluate")
+def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """Score the held-out dataset the accepted job names for this silo; release headlines only."""
+    spec = step_at(session.spec.get("steps"), req.meta.get("step"))
+    return StepReply(meta=evaluate_whole_model(
+        ctx, session, kind=KIND, target=spec.evaluate_on, part_id=str(req.meta["model_id"]),
+        model=req.meta.get("model"), params=spec.config.to_spec()))
 
 
 def _combine(

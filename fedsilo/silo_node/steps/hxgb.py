@@ -33,16 +33,15 @@ import numpy as np
 
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.message import Message
-from fedsilo.ml.baseline import baseline_scores
 from fedsilo.ml.ensemble import TreeEnsemble
 from fedsilo.ml.hxgb import PUBLIC_CONTEXT, SECRET_CONTEXT, SUM, HxgbSilo, RoundStatus
 from fedsilo.ml.hxgb_step import ROLE, HxgbStep, key_holder, members_of, step_at
 from fedsilo.ml.xgb_export import to_xgboost_json
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import Predictor, PredictRequest, load_part, register_predictor
+from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
-from fedsilo.silo_node.steps.evaluate import importance_of, report_and_release
+from fedsilo.silo_node.steps.evaluate import check_evaluation_allowed, evaluate_whole_model
 
 __all__ = ["MODEL_KIND", "export_path"]
 
@@ -102,9 +101,7 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         raise PolicyError(f"hxgb needs role '{ROLE}', this silo has '{session.role}'")
     members = members_of(session.parties)  # refuses < 3 members before any data is read
     spec = step_at(session.spec.get("steps"), req.meta["step"])
-    if spec.evaluate_on is not None and spec.evaluate_on.party == ctx.party:
-        # refuse now, not after training, if policy will not let this silo read the test data
-        ctx.config.policy.check_columns(spec.evaluate_on.dataset, _columns(ctx, session))
+    check_evaluation_allowed(ctx, spec.evaluate_on, _columns(ctx, session))
     state = _build(ctx, session, spec, members)
     session.state[_STATE] = state
     # the same digest the bins round carries: lets the coordinator say "different columns" early
@@ -208,38 +205,14 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
 # --- evaluation and prediction -----------------------------------------------------------------
 
 
-def _member_only(ctx: SiloContext, session: JobSession, columns: list[str],
-                 params: dict[str, Any], x_test: np.ndarray) -> np.ndarray | None:
-    """This member's own xgboost model on its own rows: what federating is worth to it."""
-    x, y = ctx.data.load_dataset(session.dataset, columns, with_label=True)
-    assert y is not None
-    return baseline_scores(MODEL_KIND, params, x, y, x_test)
-
-
 @step("hxgb.evaluate")
 def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Score the held-out dataset the accepted job names for this silo; release headlines only."""
     spec = step_at(session.spec.get("steps"), req.meta["step"])
-    target = spec.evaluate_on
-    if target is None or target.party != ctx.party:
-        raise PolicyError("the accepted job names no hxgb evaluation at this silo")
-    kind, payload = load_part(ctx, str(req.meta["model_id"]))
-    if kind != MODEL_KIND:
-        raise ProtocolError(f"model part is a '{kind}' model, not '{MODEL_KIND}'")
-    columns = [str(c) for c in payload["columns"]]
-    x_test, y_test = ctx.data.load_dataset(target.dataset, columns, with_label=True)
-    assert y_test is not None
-    scores = _combine(payload, x_test, {})
-    params = spec.params.to_dict()
-    meta = report_and_release(
-        ctx, stem=f"{session.job_id}-{MODEL_KIND}",
-        title=f"{req.meta.get('model', session.job_id)}: evaluation at {ctx.party}",
-        model_summary={"model": req.meta.get("model"), "kind": MODEL_KIND,
-                       "test dataset": target.dataset, "test rows": len(y_test), **params},
-        y=y_test, scores=scores, importance=importance_of(payload),
-        baseline=_member_only(ctx, session, columns, params, x_test),
-        baseline_key="member_only_auc")
-    return StepReply(meta=meta)
+    return StepReply(meta=evaluate_whole_model(
+        ctx, session, kind=MODEL_KIND, target=spec.evaluate_on,
+        part_id=str(req.meta["model_id"]), model=req.meta.get("model"),
+        params=spec.params.to_dict()))
 
 
 def _combine(

@@ -3,6 +3,10 @@
 Idempotent and resumable: scores go to ``(id, score, model_version, scored_at)`` rows keyed by
 ``(id, model_version)``, one transaction per chunk, insert-or-ignore. A rerun after a crash asks
 for the plan again and skips every chunk already complete.
+
+A whole model (horizontal kinds) scores at one member alone: ``score.local_alignment`` stores
+the member's own dataset ids, sorted, as an alignment, so that the same plan / chunk path (and
+its resumability) works without PSI and without any other silo.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from fedsilo import settings
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import NotFound, PolicyError, ProtocolError
 from fedsilo.leakage import register_kind
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
@@ -80,6 +84,31 @@ def predict_scores(ctx: SiloContext, session: JobSession, req: StepRequest) -> n
     if scores.shape != (rows,):
         raise ProtocolError(f"predictor returned {scores.shape} scores for {rows} rows")
     return scores
+
+
+@step("score.local_alignment")
+def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """At a member scoring alone: every id of its dataset, sorted, stored as ``alignment``.
+
+    Sorted for the same reason PSI sorts: the chunks of a rerun are the same chunks. A resumed
+    job finds the alignment it stored before and keeps it (the plan then skips what is done);
+    an alignment of that name made by another job or over another dataset is refused, never
+    replaced. Releases the row count only.
+    """
+    if session.role != "member":
+        raise PolicyError(f"a local alignment is for a member scoring alone, not role "
+                          f"'{session.role}'")
+    name = str(req.meta.get("alignment", ""))
+    try:
+        info = ctx.store.alignment_info(name)
+    except NotFound:
+        ids = sorted(i for chunk in ctx.data.iter_ids(session.dataset) for i in chunk)
+        info = ctx.store.save_alignment(name, session.job_id, session.dataset, ids)
+        return StepReply(meta={"rows": info.rows, "reused": False})
+    if info.job_id != session.job_id or info.dataset != session.dataset:
+        raise PolicyError(f"alignment '{name[:80]}' already exists at '{ctx.party}' for another "
+                          "job or dataset")
+    return StepReply(meta={"rows": info.rows, "reused": True})
 
 
 @step("score.plan")

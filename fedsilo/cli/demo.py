@@ -117,7 +117,7 @@ def _summary(console: Console, record: JobRecord, workdir: Path, seconds: float)
     steps = {k.split(":", 1)[1]: v for k, v in result.items() if ":" in k}
     table = Table(title=f"fedsilo demo: job {record.job_id} {record.state} in {seconds:.0f} s")
     table.add_column("what")
-    table.add_column("result")
+    table.add_column("result", overflow="fold")
     psi = steps.get("psi", {})
     table.add_row("customers shared by all three (PSI)", str(psi.get("count", "?")))
     for key, value in result.items():

@@ -28,6 +28,11 @@ def _alignments(run: JobRun, step: dict[str, Any], record: dict[str, Any]) -> tu
     return str(test), str(train)
 
 
+def _fmt(value: object) -> str:
+    """A released metric for the job log: 4 decimals, or 'withheld' when policy withheld it."""
+    return f"{value:.4f}" if isinstance(value, float) else "withheld"
+
+
 @driver("evaluate")
 def run_evaluate(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     model_id, kind, record = resolve_model(run, step)
@@ -61,8 +66,9 @@ def run_evaluate(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     run.store.update_model(
         model_id, {**{k: v for k, v in record.items() if k != "kind"}, "metrics": out["metrics"]}
     )
+    metrics = out["metrics"]
     run.log(
-        f"evaluated {model_id}: AUC {out['metrics'].get('auc')} (label holder alone: "
-        f"{out['metrics'].get('label_holder_only_auc')}); report at {active}: {out['report']}"
+        f"evaluated {model_id}: AUC {_fmt(metrics.get('auc'))} (label holder alone: "
+        f"{_fmt(metrics.get('label_holder_only_auc'))}); report at {active}: {out['report']}"
     )
     return {"model": model_id, "metrics": out["metrics"], "report": out["report"]}

@@ -15,7 +15,7 @@ scored, and gives the secret this silo shares with each other silo of the job: a
 masks its parts (vertical LR with two or more passive silos) derives one-time masks from both,
 so the masks of different requests never repeat and cancel only in the label holder's sum.
 
-A whole model (horizontal kinds) has no ``part``: the label holder scores alone.
+A whole model (horizontal kinds) has no ``part``: the member that holds it scores alone.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
+from support import DATA, Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
-from support import DATA, Consortium, SiloSpec
 
 
 def test_score_command_runs_psi_then_scores(tmp_path: Path) -> None:

@@ -33,6 +33,8 @@ class JobRun:
     #: outputs of earlier steps (e.g. the alignment name PSI produced), for later steps
     results: dict[str, Any] = field(default_factory=dict)
     relayed_bytes: int = 0
+    #: 0-based index of the step being run: names its training checkpoints at the silos
+    step_index: int = 0
     _seq: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

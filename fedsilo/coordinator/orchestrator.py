@@ -8,8 +8,10 @@ Resume is per step: each step's output is written to the job's result as the ste
 and ``run_job(..., job_id, resume=True)`` skips the leading steps an earlier run completed with
 the same definition (their products — alignments, model parts, scores — are in the silos'
 databases), reloading their outputs into ``run.results``. A step that failed half-way runs
-again from its start: training restarts from its first tree or epoch (scoring alone skips the
-chunks it already wrote).
+again, but training resumes inside it: SecureBoost from the last completed tree and vertical LR
+from the last completed epoch (every silo checkpoints its part after each, see
+``fedsilo.silo_node.training_checkpoint``; the final model is the one an uninterrupted run
+makes), and scoring skips the chunks it already wrote. Other steps start over.
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ def _run_steps(run: JobRun, done: dict[str, Any]) -> dict[str, Any]:
             out = done[key]
         else:
             drive = get_driver(kind)
+            run.step_index = index
             run.log(f"step {index + 1}/{len(run.spec.steps)}: {kind}")
             out = drive(run, step)
         outputs[key] = out

@@ -36,12 +36,13 @@ import math
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from fedsilo import settings
 from fedsilo.crypto.paillier import PrivateKey, PublicKey, generate_keypair
-from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.errors import ConfigError, DataError, ProtocolError
 from fedsilo.message import Message, decode, encode
 from fedsilo.ml import secure_hist
 from fedsilo.ml.binning import fit_bins
@@ -95,6 +96,9 @@ __all__ = [
 
 # --- the active party ----------------------------------------------------------------------------
 
+
+#: format tag of a label holder's training checkpoint (:meth:`ActiveParty.checkpoint`)
+CHECKPOINT_FORMAT = "fedsilo.secureboost.checkpoint/1"
 
 Outbox = dict[str, Message]
 Protocol = Generator[Outbox, Mapping[str, Message], None]
@@ -172,7 +176,11 @@ class ActiveParty:
         )
         self.tree_stats: list[_TreeStats] = []
         self.valid_loss: list[float] = []
+        #: early-stopping state, kept on the object (not in the generator) so it checkpoints
+        self._best, self._best_loss, self._stopped = 0, math.inf, False
+        self._checkpoint: dict[str, Any] | None = None
         self._gen: Protocol = self._protocol()
+        self._start_tree = 0
         self._started = False
         self.done = False
 
@@ -194,29 +202,106 @@ class ActiveParty:
             replies = yield {p: self._setup_message() for p in self.passives}
             self._read_layouts(replies)
         layout = HistLayout.concat(*(self.layouts[p].slots for p in [self.name, *self.passives]))
-        best, best_loss = 0, math.inf
-        for t in range(self.params.n_estimators):
+        for t in range(self.model.n_trees, self.params.n_estimators):
+            if self._stopped:
+                break
             tree = yield from self._grow_tree(t, layout)
             self.model.trees.append(tree)
             if len(self.valid_rows):
                 loss = yield from self._validate(t, tree)
-                if loss < best_loss:
-                    best, best_loss = t, loss
-                elif (
-                    self.params.early_stopping_rounds
-                    and t - best >= self.params.early_stopping_rounds
-                ):
-                    break
+                self._early_stopping(t, loss)
+            self._checkpoint = self.checkpoint()
         if self.params.early_stopping_rounds:
+            best = self._best
             self.model.trees = self.model.trees[: best + 1]
             self.model.own_splits.truncate(best + 1)
-            self.model.metrics = {"best_iteration": best, "valid_logloss": best_loss}
+            self.model.metrics = {"best_iteration": best, "valid_logloss": self._best_loss}
         if self.passives:
             yield {p: Message(FINISH, meta={"n_trees": self.model.n_trees}) for p in self.passives}
+
+    def _early_stopping(self, t: int, loss: float) -> None:
+        """Track the best tree; stop after ``early_stopping_rounds`` trees without a better one."""
+        if loss < self._best_loss:
+            self._best, self._best_loss = t, loss
+        else:
+            rounds = self.params.early_stopping_rounds
+            self._stopped = rounds is not None and rounds > 0 and t - self._best >= rounds
+
+    # -- checkpoints (resume after a fault) --
+
+    @property
+    def start_tree(self) -> int:
+        """The tree training starts at: 0, or the number of trees restored from a checkpoint."""
+        return self._start_tree
+
+    def take_checkpoint(self) -> dict[str, Any] | None:
+        """The checkpoint of the last completed tree, once (``None`` when no tree completed since).
+
+        The caller stores it: the protocol stays free of storage. Taken at a tree boundary, so
+        it never holds half a tree.
+        """
+        snapshot, self._checkpoint = self._checkpoint, None
+        return snapshot
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What continuing after the trees so far needs, as JSON.
+
+        The trees and own thresholds, the margins of training and validation rows (the label
+        holder cannot recompute them: routing a passive silo's nodes needs that silo), the
+        validation losses and the early-stopping state. No randomness: tree ``t`` draws from
+        ``(seed, t)``, and the Paillier key does not enter the (exact) histograms.
+        """
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "trees": [tree.to_dict() for tree in self.model.trees],
+            "own_splits": self.model.own_splits.to_dict(),
+            "margin": self.margin.tolist(),
+            "valid_margin": self.valid_margin.tolist(),
+            "valid_loss": list(self.valid_loss),
+            "best": self._best,
+            "best_loss": None if math.isinf(self._best_loss) else self._best_loss,
+            "stopped": self._stopped,
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> int:
+        """Continue after the trees of a :meth:`checkpoint`; call before the first :meth:`step`.
+
+        Returns the tree training resumes at. Refuses a checkpoint that does not fit these rows
+        and parameters (``DataError``).
+        """
+        if self._started:
+            raise ProtocolError("restore comes before the first step")
+        try:
+            if state.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError("unknown format")
+            trees = [Tree.from_dict(t) for t in state["trees"]]
+            splits = SplitTable.from_dict(state["own_splits"])
+            margin = np.asarray(state["margin"], dtype=np.float64)
+            valid_margin = np.asarray(state["valid_margin"], dtype=np.float64)
+            valid_loss = [float(v) for v in state["valid_loss"]]
+            best, best_loss = int(state["best"]), state["best_loss"]
+            stopped = bool(state["stopped"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"bad SecureBoost checkpoint: {exc}") from None
+        if (
+            len(trees) > self.params.n_estimators
+            or margin.shape != self.margin.shape
+            or valid_margin.shape != self.valid_margin.shape
+        ):
+            raise DataError("SecureBoost checkpoint does not fit this job's rows or parameters")
+        self.model.trees, self.model.own_splits = trees, splits
+        self.margin, self.valid_margin, self.valid_loss = margin, valid_margin, valid_loss
+        self._best = best
+        self._best_loss = math.inf if best_loss is None else float(best_loss)
+        self._stopped = stopped
+        self.tree_stats = [_TreeStats() for _ in trees]
+        self._start_tree = len(trees)
+        return self._start_tree
 
     def _setup_message(self) -> Message:
         assert self.key is not None and self.spec is not None
         meta = {
+            "start_tree": self._start_tree,
             "n": format(int(self.key.public.n), "x"),
             "packing": self.spec.to_meta(),
             "params": {**self.params.to_dict(), "insecure_min_key_bits": None},

@@ -16,7 +16,7 @@ import numpy as np
 
 from fedsilo import settings
 from fedsilo.crypto.paillier import PublicKey
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import DataError, ProtocolError
 from fedsilo.message import Message
 from fedsilo.ml import secure_hist
 from fedsilo.ml.binning import BinMapper, fit_bins
@@ -42,6 +42,9 @@ from fedsilo.ml.sgb_wire import (
 from fedsilo.ml.tree import HistLayout
 
 __all__ = ["PassiveParty"]
+
+#: format tag of a passive silo's training checkpoint (:meth:`PassiveParty.checkpoint`)
+CHECKPOINT_FORMAT = "fedsilo.secureboost.passive_checkpoint/1"
 
 
 class PassiveParty:
@@ -72,6 +75,9 @@ class PassiveParty:
         self._public: PublicKey | None = None
         self._spec: PackingSpec | None = None
         self._tree = -1
+        self._restored_tree = -1
+        #: the tree training (re)started at, as agreed in the setup message
+        self.start_tree = 0
         self._cts: np.ndarray = np.zeros((0, 0), np.uint8)
         self._ct_pos: np.ndarray = np.zeros(0, np.int64)
         self._features: np.ndarray | None = None
@@ -94,6 +100,35 @@ class PassiveParty:
             raise ProtocolError(f"'{msg.kind}' out of order (sgb.setup comes once, first)")
         return handler(msg)
 
+    # -- checkpoints (resume after a fault) --
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What this silo needs to continue training: its split table and the tree it is on.
+
+        Taken after every gradients and split message, so it holds every split this silo
+        answered: whenever the label holder has completed ``k`` trees, this silo has seen the
+        gradients of tree ``k - 1`` and stored all its splits of trees ``< k``.
+        """
+        return {"format": CHECKPOINT_FORMAT, "tree": self._tree, **self.splits.to_dict()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back a :meth:`checkpoint`; call before the setup message is handled."""
+        if self._bins is not None:
+            raise ProtocolError("restore comes before sgb.setup")
+        try:
+            if state.get("format") != CHECKPOINT_FORMAT:
+                raise ValueError("unknown format")
+            tree = int(state["tree"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"bad SecureBoost checkpoint: {exc}") from None
+        self.splits = SplitTable.from_dict(state)
+        self._restored_tree = max(tree, -1)
+
+    @property
+    def resumable_trees(self) -> int:
+        """How many completed trees this silo can continue after (its checkpoint's reach)."""
+        return self._restored_tree + 1
+
     def model_part(self) -> dict[str, Any]:
         """What this silo stores: its split table (thresholds), as JSON."""
         return {
@@ -115,6 +150,7 @@ class PassiveParty:
         except (KeyError, ValueError) as exc:
             raise ProtocolError(f"bad sgb.setup: {exc}") from None
         self._spec = PackingSpec.from_meta(meta["packing"], self._public.bits)
+        self._resume_at(meta.get("start_tree", 0))
         train = check_rows(msg.array("train_rows"), len(self.x))
         x_train = self.x[train]
         self._mapper = fit_bins(
@@ -132,6 +168,18 @@ class PassiveParty:
         return Message(
             LAYOUT, meta={"names": names}, arrays={"slots": self._mapper.slots.astype(np.int32)}
         )
+
+    def _resume_at(self, start: object) -> None:
+        """Continue at the label holder's tree if this silo's checkpoint reaches it.
+
+        If it does not, training starts over here (``start_tree`` 0) and the coordinator,
+        seeing the silos disagree, refuses the resumed run.
+        """
+        if not isinstance(start, int) or start < 0:
+            raise ProtocolError("bad sgb.setup: start_tree must be a tree index")
+        self.start_tree = start if start <= self.resumable_trees else 0
+        self.splits.truncate(self.start_tree)
+        self._tree = self.start_tree - 1
 
     def _on_gradients(self, msg: Message) -> Message:
         assert self._public is not None and self._bins is not None

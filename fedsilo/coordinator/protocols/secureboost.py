@@ -16,6 +16,10 @@ The coordinator relays sealed messages only: ``sgb.setup`` at the label holder, 
 passive silo; then rounds of ``sgb.step`` (label holder) and ``sgb.handle`` (the silos it
 addressed, concurrently) until the label holder is done; then ``sgb.save`` everywhere and a
 registry record with what the label holder released (tree count, validation loss).
+
+Resumed job (``run_job(..., resume=True)``): every silo restores its checkpoint of the last
+completed tree at ``sgb.setup`` and replies where it resumes; the driver refuses silos that
+disagree, logs "secureboost resumed at tree k" and counts progress from there.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from fedsilo.errors import ConfigError, JobError
 from fedsilo.ml.secureboost import SecureBoostParams
 from fedsilo.wire import StepPayload
 
-__all__ = ["run_secureboost"]
+__all__ = ["resumed_at", "run_secureboost"]
 
 KIND = "secureboost"
 _STEP_KEYS = {"kind", "alignment", "valid_alignment", "name"}
@@ -56,12 +60,29 @@ def _to_active(run: JobRun, replies: dict[str, StepPayload]) -> list[Any]:
     return [env for reply in replies.values() for env in reply.outbox_for(active)]
 
 
+def resumed_at(replies: dict[str, StepPayload], unit: str) -> int:
+    """The tree (epoch) every silo's setup reply says training resumes at; they must agree.
+
+    Silos that disagree (one lost its checkpoint, or holds an older one) cannot continue one
+    training together: the resumed run is refused, and a fresh run (no ``--resume``) trains anew.
+    """
+    at = {p: int(r.meta.get("resumed_at", 0)) for p, r in replies.items()}
+    if len(set(at.values())) > 1:
+        said = ", ".join(f"{p} at {unit} {k}" for p, k in sorted(at.items()))
+        raise JobError(f"silos disagree where training resumes ({said}); rerun without resume")
+    return next(iter(at.values()), 0)
+
+
 def _train(run: JobRun, meta: dict[str, Any], max_rounds: int) -> StepPayload:
     active, passives = run.active(), run.with_role("passive")
     first = run.call(active, "sgb.setup", meta)
     replies = run.call_many({p: ("sgb.setup", meta, first.outbox_for(p)) for p in passives})
+    done_trees = resumed_at({active: first, **replies}, "tree")
+    if done_trees:
+        run.log(f"secureboost resumed at tree {done_trees}")
     task = run.progress.task("SecureBoost trees", total=int(meta["params"]["n_estimators"]))
-    done_trees = 0
+    if done_trees:
+        task.advance(done_trees)
     for _ in range(max_rounds):
         reply = run.call(active, "sgb.step", {}, _to_active(run, replies))
         trees = int(reply.meta.get("trees", 0))
@@ -90,7 +111,12 @@ def run_secureboost(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             "early_stopping_rounds needs a validation alignment (split valid_fraction)"
         )
-    meta = {"params": params.to_dict(), "alignment": train, "valid_alignment": valid}
+    meta = {
+        "params": params.to_dict(),
+        "alignment": train,
+        "valid_alignment": valid,
+        "step": run.step_index,
+    }
     run.log(f"secureboost: {params.n_estimators} trees, depth {params.max_depth} on {train}")
     _train(run, meta, _MAX_ROUNDS_PER_TREE * params.n_estimators + 10)
     model_id = part_id(run, KIND)

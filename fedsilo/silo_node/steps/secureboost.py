@@ -8,6 +8,14 @@ objects live in ``session.state``; each silo stores only its own part of the mod
 the label holder the trees (shapes, leaf values, its own thresholds), a passive silo the
 thresholds of the splits it owns.
 
+Resume: every silo checkpoints after each completed tree (``TrainingCheckpoint``; the label holder
+its trees, margins and early-stopping state when ``sgb.step`` completes a tree, a passive silo its
+split table after every gradients and split message). A session opened with ``resume=True``
+restores them at ``sgb.setup``: the label holder resumes after its last completed tree (a new
+Paillier key pair: split tables and exact histograms do not depend on the key), tells the passives
+in its setup message, and every silo replies ``resumed_at`` so the coordinator can check they
+agree.
+
 Policy: the label holder's key size is checked by every silo against ``min_paillier_bits``; a
 passive silo sends no histogram for a node with fewer rows than ``min_rows_per_statistic`` and
 shows its feature names only with ``release_feature_names``.
@@ -29,15 +37,18 @@ from fedsilo.ml.secureboost import (
     routes_message,
 )
 from fedsilo.ml.sgb_model import SecureBoostModel, SplitTable
+from fedsilo.ml.sgb_wire import GRADIENTS, SPLIT
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
+from fedsilo.silo_node.training_checkpoint import TrainingCheckpoint
 
 __all__ = ["KIND"]
 
 KIND = "secureboost"
 _STATE = "secureboost"
+_CHECKPOINT = "secureboost.checkpoint"
 
 
 def _columns(ctx: SiloContext, session: JobSession) -> list[str]:
@@ -82,6 +93,9 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     cols = _columns(ctx, session)
     x, n_train = _rows(ctx, session, req.meta, cols)
     ctx.config.policy.check_rows_per_statistic(n_train)
+    checkpoint = TrainingCheckpoint(ctx, session, "sgb", req.meta)
+    session.state[_CHECKPOINT] = checkpoint
+    stored = checkpoint.load()
     if session.role == "active":
         valid = np.arange(n_train, len(x)) if len(x) > n_train else None
         active = ActiveParty(
@@ -93,8 +107,10 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
             feature_names=cols,
             valid_rows=valid,
         )
+        start = active.restore(stored) if stored is not None else 0
         session.state[_STATE] = active
-        return StepReply(meta={"rows": n_train}, outbox=active.step())
+        meta = {"rows": n_train, "resumed_at": start}
+        return StepReply(meta=meta, outbox=active.step())
     if session.role != "passive":
         raise PolicyError(f"SecureBoost has no role '{session.role}'")
     policy = ctx.config.policy
@@ -106,17 +122,31 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         min_node_rows=policy.min_rows_per_statistic,
         insecure_min_key_bits=policy.min_paillier_bits,
     )
+    if stored is not None:
+        passive.restore(stored)
     session.state[_STATE] = passive
-    return _answer(session, passive, req)
+    answer = _answer(session, passive, req)
+    answer.meta["resumed_at"] = passive.start_tree
+    return answer
 
 
 def _answer(session: JobSession, passive: PassiveParty, req: StepRequest) -> StepReply:
+    """Handle the label holder's message; checkpoint once the split table or tree moved on."""
     active = _active_party(session)
     msg = req.inbox.get(active)
     if msg is None:
         raise ProtocolError("SecureBoost step expected a message from the label holder")
     reply = passive.handle(msg)
+    if msg.kind in (GRADIENTS, SPLIT):
+        _checkpoint(session).save(passive.checkpoint())
     return StepReply(outbox={active: reply} if reply is not None else {})
+
+
+def _checkpoint(session: JobSession) -> TrainingCheckpoint:
+    checkpoint = session.state.get(_CHECKPOINT)
+    if not isinstance(checkpoint, TrainingCheckpoint):
+        raise ProtocolError("SecureBoost step before sgb.setup")
+    return checkpoint
 
 
 @step("sgb.step")
@@ -126,6 +156,9 @@ def advance(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepRepl
     if not isinstance(active, ActiveParty):
         raise ProtocolError("sgb.step is for the label holder, after sgb.setup")
     outbox = active.step(req.inbox)
+    completed = active.take_checkpoint()
+    if completed is not None:  # a tree was completed: saved before its successor starts out
+        _checkpoint(session).save(completed)
     return StepReply(meta={"done": active.done, "trees": active.model.n_trees}, outbox=outbox)
 
 

@@ -22,10 +22,13 @@ import xgboost as xgb
 from sqlalchemy import create_engine, text
 from support import DATA, Consortium, SiloSpec
 
+from fedsilo.cli.score_cmd import whole_score_spec
+from fedsilo.coordinator.config import parse_job_spec
 from fedsilo.coordinator.orchestrator import run_job
-from fedsilo.errors import JobError
+from fedsilo.errors import JobError, ProtocolError
 from fedsilo.ml.lr_horizontal import HorizontalLRModel
 from fedsilo.ml.metrics import auc
+from fedsilo.silo_node import steps as silo_steps
 from fedsilo.silo_node.steps.hxgb import export_path
 
 FEATURES = [f"x{i}" for i in range(23)]
@@ -157,6 +160,38 @@ def test_whole_model_scoring_needs_a_single_member(consortium, hlr) -> None:
                           [{"kind": "score", "model": hlr["model"]}], name="two-scorers")
     with pytest.raises(JobError, match="exactly one party"):
         run_job(spec, clients=consortium.clients(), store=consortium.store())
+
+
+def test_whole_model_scoring_resumes_after_a_failure(consortium, hlr) -> None:
+    """A chunk fails midway; resuming the same job keeps its local alignment, writes only the
+    missing rows, and the table ends with one row per id, the same as an uninterrupted run."""
+    raw = whole_score_spec(hlr["model"], party="host_2", dataset="main", alignment=None,
+                           table="resumed", chunk_rows=1000)
+    spec = parse_job_spec(raw, consortium.root / "score.toml")
+    original = silo_steps._STEPS["score.chunk"]
+    calls = {"n": 0}
+
+    def failing(ctx: Any, session: Any, req: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise ProtocolError("injected failure")
+        return original(ctx, session, req)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(silo_steps._STEPS, "score.chunk", failing)
+        with pytest.raises(JobError, match="injected failure"):
+            run_job(spec, clients=consortium.clients(), store=consortium.store())
+    failed = next(j for j in consortium.store().list_jobs() if j.name == raw["name"]
+                  and j.state == "failed")
+    assert len(_scores(consortium, "host_2", "resumed", hlr["model"])) == 3000
+    record = run_job(spec, clients=consortium.clients(), store=consortium.store(),
+                     job_id=failed.job_id, resume=True)
+    out = record.result["1:score"]
+    ids, _x, _y = _csv("host_2")
+    assert out["already_scored"] == 3000 and out["written"] == len(ids) - 3000
+    assert set(_scores(consortium, "host_2", "resumed", hlr["model"])) == set(ids)
+    alignment = consortium.nodes["host_2"].ctx.store.alignment_info(f"{failed.job_id}-local")
+    assert alignment.rows == len(ids) and alignment.job_id == failed.job_id
 
 
 def _has_table(c: Consortium, party: str, table: str) -> bool:

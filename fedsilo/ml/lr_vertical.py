@@ -128,6 +128,8 @@ GRADIENT_OPENED = register_kind(
 )
 
 _FORMAT = "fedsilo.lr.vertical_part/1"
+_CHECKPOINT_FORMAT = "fedsilo.lr.label_holder_checkpoint/1"
+_PASSIVE_CHECKPOINT_FORMAT = "fedsilo.lr.passive_checkpoint/1"
 _ROLES = ("label_holder", "passive")
 
 
@@ -345,6 +347,40 @@ class LabelHolder:
     def n_rows(self) -> int:
         return int(self._x.shape[0])
 
+    def checkpoint(self) -> dict[str, Any]:
+        """After :meth:`end_epoch`: what continuing at the next epoch needs, as JSON.
+
+        The own coefficients and intercept, the released epoch history (the convergence test
+        and the step-size schedule follow from it). No key: the passives' gradients are exact
+        integers whatever the key, and batches come from ``(seed, epoch)``.
+        """
+        if self._expect[1] != 0:
+            raise ProtocolError("an LR checkpoint is taken between epochs")
+        return {
+            "format": _CHECKPOINT_FORMAT,
+            "epoch": self._expect[0],
+            "w": self._w.tolist(),
+            "history": [r.to_meta() for r in self.history],
+        }
+
+    def restore(self, state: dict[str, Any]) -> int:
+        """Continue after the epochs of a :meth:`checkpoint`; returns the epoch to start at."""
+        try:
+            if state.get("format") != _CHECKPOINT_FORMAT:
+                raise ValueError("unknown format")
+            epoch = int(state["epoch"])
+            w = np.asarray(state["w"], dtype=np.float64)
+            history = [EpochResult(int(h["epoch"]), float(h["train_loss"]),
+                                   bool(h["converged"]), bool(h["stop"]))
+                       for h in state["history"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"bad LR checkpoint: {exc}") from None
+        if w.shape != self._w.shape or len(history) != epoch or epoch > self.config.max_epochs:
+            raise DataError("LR checkpoint does not fit this job's features or parameters")
+        self._w, self.history, self._expect = w, history, (epoch, 0)
+        self._previous_loss = history[-1].train_loss if history else None
+        return epoch
+
     def public_key_message(self) -> Message:
         return Message(
             PUBLIC_KEY,
@@ -490,6 +526,10 @@ class PassiveParty:
         self._used_labels: set[str] = set()
         self._sent: tuple[int, int] | None = None
         self._pending: tuple[int, int, list[Any]] | None = None
+        #: weights after the last two completed epochs, by epochs completed: the label holder
+        #: checkpoints after this silo, so it may resume one epoch behind it, never more
+        self._completed: dict[int, list[float]] = {}
+        self._checkpoint_due = False
 
     @property
     def n_rows(self) -> int:
@@ -570,6 +610,42 @@ class PassiveParty:
         grad = np.array([float(mpz(v)) for v in ints]) / scale + self.config.l2 * self._w
         self._w -= learning_rate(self.config, epoch) * grad
         self._pending = None
+        if batch + 1 == len(epoch_batches(self.n_rows, self.config.batch_size, epoch,
+                                          self.config.seed)):
+            self._completed = {k: v for k, v in self._completed.items() if k == epoch}
+            self._completed[epoch + 1] = self._w.tolist()
+            self._checkpoint_due = True
+
+    def take_checkpoint(self) -> dict[str, Any] | None:
+        """After the last batch of an epoch, once: this silo's weights to continue from.
+
+        JSON; the caller stores it. It keeps the previous epoch's weights as well, so a label
+        holder that died before closing the epoch can resume with this silo one epoch back.
+        """
+        if not self._checkpoint_due:
+            return None
+        self._checkpoint_due = False
+        weights = {str(k): v for k, v in sorted(self._completed.items())}
+        return {"format": _PASSIVE_CHECKPOINT_FORMAT, "weights": weights}
+
+    def resume_at(self, state: dict[str, Any] | None, epoch: int) -> int:
+        """Take the weights after ``epoch`` completed epochs from a checkpoint; returns the epoch
+        training starts at here: ``epoch``, or 0 if the checkpoint does not reach it."""
+        if epoch == 0 or state is None:
+            return 0
+        try:
+            if state.get("format") != _PASSIVE_CHECKPOINT_FORMAT:
+                raise ValueError("unknown format")
+            weights = {int(k): np.asarray(v, dtype=np.float64)
+                       for k, v in dict(state["weights"]).items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"bad LR checkpoint: {exc}") from None
+        w = weights.get(epoch)
+        if w is None or w.shape != self._w.shape:
+            return 0
+        self._w = w
+        self._completed = {k: v.tolist() for k, v in weights.items() if k <= epoch}
+        return epoch
 
     def _require_key(self) -> paillier.PublicKey:
         if self._public is None:

@@ -22,10 +22,15 @@ the passive silos.
 Per mini-batch the coordinator relays five rounds of sealed envelopes (partial predictors,
 encrypted residuals, masked gradients, opened gradients); it learns sizes, the epoch count and
 the training loss the label holder releases (``docs/leakage.md``).
+
+Resumed job (``run_job(..., resume=True)``): the label holder restores the last epoch it closed
+and replies it (with the released history) at ``lr.setup``; the passive silos restore their
+weights after that epoch; silos that disagree are refused; training goes on at the next epoch.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fedsilo import settings
@@ -33,6 +38,7 @@ from fedsilo.coordinator.jobrun import Call, JobRun
 from fedsilo.coordinator.models import part_id, record_model
 from fedsilo.coordinator.protocols import driver
 from fedsilo.coordinator.protocols.split import alignment_of
+from fedsilo.coordinator.resume import resumed_at
 from fedsilo.errors import ConfigError, JobError
 from fedsilo.ml.lr_common import LRConfig, epoch_batches
 from fedsilo.wire import Envelope, StepPayload
@@ -64,19 +70,40 @@ def _to(replies: dict[str, StepPayload], party: str) -> list[Envelope]:
     return [env for reply in replies.values() for env in reply.outbox_for(party)]
 
 
-def _setup(run: JobRun, meta: dict[str, Any], active: str, passives: list[str]) -> int:
-    """Key to the passive silos, pair seeds between them; returns the common row count."""
+@dataclass
+class _Start:
+    """Where training starts: the common row count, the first epoch and the epochs done."""
+
+    rows: int
+    epoch: int
+    history: list[dict[str, Any]]
+
+
+def _setup(run: JobRun, meta: dict[str, Any], active: str, passives: list[str]) -> _Start:
+    """Key to the passive silos, pair seeds between them; where (which epoch) training starts.
+
+    On a resumed run the label holder says at which epoch its checkpoint resumes; the passive
+    silos are told, and all must agree (:func:`resumed_at`).
+    """
     keyed = run.call(active, "lr.setup", meta)
-    replies = run.call_many({p: ("lr.setup", meta, keyed.outbox_for(p)) for p in passives})
+    start_epoch = int(keyed.meta.get("resumed_at", 0))
+    passive_meta = {**meta, "start_epoch": start_epoch}
+    replies = run.call_many(
+        {p: ("lr.setup", passive_meta, keyed.outbox_for(p)) for p in passives}
+    )
     rows = {active: keyed.meta["rows"], **{p: r.meta["rows"] for p, r in replies.items()}}
     if len(set(rows.values())) != 1:
         raise JobError(f"silos hold different numbers of aligned rows: {rows}")
+    resumed_at({active: keyed, **replies}, "epoch")
     seeded: dict[str, Call] = {
         p: ("lr.pair_seeds", {}, _to(replies, p)) for p in passives if _to(replies, p)
     }
     if seeded:
         run.call_many(seeded)
-    return int(rows[active])
+    history = [dict(h) for h in keyed.meta.get("history", [])][:start_epoch]
+    if len(history) != start_epoch:
+        raise JobError("the label holder resumed without the history of its epochs")
+    return _Start(rows=int(rows[active]), epoch=start_epoch, history=history)
 
 
 def _batch(run: JobRun, active: str, passives: list[str], epoch: int, batch: int) -> None:
@@ -99,12 +126,17 @@ def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         "alignment": alignment,
         "params": config.to_spec(),
         "key_bits": int(step.get("key_bits", settings.PAILLIER_KEY_BITS)),
+        "step": run.step_index,
     }
-    rows = _setup(run, meta, active, passives)
+    start = _setup(run, meta, active, passives)
+    rows, history = start.rows, start.history
     run.log(f"lr: {rows} aligned rows, {len(passives)} passive silo(s)")
     task = run.progress.task("vertical LR epochs", total=config.max_epochs)
-    history: list[dict[str, Any]] = []
-    for epoch in range(config.max_epochs):
+    if start.epoch:
+        run.log(f"lr resumed at epoch {start.epoch}")
+        task.advance(start.epoch)
+    stopped = bool(history) and bool(history[-1].get("stop"))
+    for epoch in range(start.epoch, 0 if stopped else config.max_epochs):
         for batch in range(len(epoch_batches(rows, config.batch_size, epoch, config.seed))):
             _batch(run, active, passives, epoch, batch)
         history.append(run.call(active, "lr.end_epoch", {"epoch": epoch}).meta)

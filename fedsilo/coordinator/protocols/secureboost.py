@@ -30,11 +30,12 @@ from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.models import part_id, record_model
 from fedsilo.coordinator.protocols import driver
 from fedsilo.coordinator.protocols.split import alignment_of
+from fedsilo.coordinator.resume import resumed_at
 from fedsilo.errors import ConfigError, JobError
 from fedsilo.ml.secureboost import SecureBoostParams
 from fedsilo.wire import StepPayload
 
-__all__ = ["resumed_at", "run_secureboost"]
+__all__ = ["run_secureboost"]
 
 KIND = "secureboost"
 _STEP_KEYS = {"kind", "alignment", "valid_alignment", "name"}
@@ -58,19 +59,6 @@ def _alignments(run: JobRun, step: dict[str, Any]) -> tuple[str, str | None]:
 def _to_active(run: JobRun, replies: dict[str, StepPayload]) -> list[Any]:
     active = run.active()
     return [env for reply in replies.values() for env in reply.outbox_for(active)]
-
-
-def resumed_at(replies: dict[str, StepPayload], unit: str) -> int:
-    """The tree (epoch) every silo's setup reply says training resumes at; they must agree.
-
-    Silos that disagree (one lost its checkpoint, or holds an older one) cannot continue one
-    training together: the resumed run is refused, and a fresh run (no ``--resume``) trains anew.
-    """
-    at = {p: int(r.meta.get("resumed_at", 0)) for p, r in replies.items()}
-    if len(set(at.values())) > 1:
-        said = ", ".join(f"{p} at {unit} {k}" for p, k in sorted(at.items()))
-        raise JobError(f"silos disagree where training resumes ({said}); rerun without resume")
-    return next(iter(at.values()), 0)
 
 
 def _train(run: JobRun, meta: dict[str, Any], max_rounds: int) -> StepPayload:

@@ -5,6 +5,13 @@ The coordinator's driver (``fedsilo/coordinator/protocols/lr.py``) calls, per mi
 passive silos, ``lr.open`` at the label holder and ``lr.apply`` at the passive silos; then
 ``lr.end_epoch`` at the label holder, and finally ``lr.save`` everywhere. The party objects live in
 ``session.state`` for the job; each silo stores only its own coefficients.
+
+Resume: the label holder checkpoints its coefficients, intercept and epoch history at every
+``lr.end_epoch``, a passive silo its coefficients after the last batch of every epoch
+(``TrainingCheckpoint``). A session opened with ``resume=True`` restores them at ``lr.setup``: the
+label holder replies the epoch it resumes at (with a new key pair), the coordinator relays it to
+the passives as ``start_epoch``, and each replies where it resumed so the coordinator can check
+they agree.
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
+from fedsilo.silo_node.training_checkpoint import TrainingCheckpoint
 
 __all__ = ["KIND", "own_columns"]
 
 KIND = "lr"
 _STATE = "lr"
+_CHECKPOINT = "lr.checkpoint"
 
 
 def own_columns(ctx: SiloContext, session: JobSession) -> list[str]:
@@ -81,6 +90,8 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     x = ctx.data.load_aligned(session.dataset, alignment, cols)
     ctx.config.policy.check_rows_per_statistic(min(config.batch_size, x.shape[0]))
     passives = session.party_with_role("passive")
+    checkpoint = TrainingCheckpoint(ctx, session, "lr", req.meta)
+    session.state[_CHECKPOINT] = checkpoint
     if session.role == "active":
         bits = int(req.meta.get("key_bits", settings.PAILLIER_KEY_BITS))
         ctx.config.policy.check_paillier_bits(bits)
@@ -94,9 +105,16 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
             party=ctx.party,
             key_bits=bits,
         )
+        stored = checkpoint.load()
+        start = holder.restore(stored) if stored is not None else 0
         session.state[_STATE] = holder
         key = holder.public_key_message()
-        return StepReply(meta={"rows": int(x.shape[0])}, outbox={p: key for p in passives})
+        meta = {
+            "rows": int(x.shape[0]),
+            "resumed_at": start,
+            "history": [r.to_meta() for r in holder.history],  # released already, epoch by epoch
+        }
+        return StepReply(meta=meta, outbox={p: key for p in passives})
     if session.role != "passive":
         raise PolicyError(f"vertical LR has no role '{session.role}'")
     key_msg = req.message_from(_active(session), PUBLIC_KEY)
@@ -105,8 +123,25 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     )
     passive.accept_public_key(key_msg)
     ctx.config.policy.check_paillier_bits(passive.key_bits)
+    start = passive.resume_at(checkpoint.load(), _start_epoch(req.meta))
     session.state[_STATE] = passive
-    return StepReply(meta={"rows": int(x.shape[0])}, outbox=passive.pair_seed_messages())
+    meta = {"rows": int(x.shape[0]), "resumed_at": start}
+    return StepReply(meta=meta, outbox=passive.pair_seed_messages())
+
+
+def _start_epoch(meta: dict[str, Any]) -> int:
+    """The epoch the label holder resumes at, as the coordinator relays it (0 on a fresh run)."""
+    start = meta.get("start_epoch", 0)
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise ProtocolError("start_epoch must be an epoch number")
+    return start
+
+
+def _checkpoint(session: JobSession) -> TrainingCheckpoint:
+    checkpoint = session.state.get(_CHECKPOINT)
+    if not isinstance(checkpoint, TrainingCheckpoint):
+        raise ProtocolError("LR step before lr.setup")
+    return checkpoint
 
 
 @step("lr.pair_seeds")
@@ -148,14 +183,21 @@ def open_gradients(ctx: SiloContext, session: JobSession, req: StepRequest) -> S
 
 @step("lr.apply")
 def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
-    _passive(session).apply_gradient(req.message_from(_active(session), GRADIENT_OPENED))
+    passive = _passive(session)
+    passive.apply_gradient(req.message_from(_active(session), GRADIENT_OPENED))
+    completed = passive.take_checkpoint()
+    if completed is not None:  # the epoch's last batch: checkpoint before replying
+        _checkpoint(session).save(completed)
     return StepReply()
 
 
 @step("lr.end_epoch")
 def end_epoch(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Released: the epoch's mean training loss and whether training stops."""
-    return StepReply(meta=_holder(session).end_epoch(int(req.meta["epoch"])).to_meta())
+    holder = _holder(session)
+    result = holder.end_epoch(int(req.meta["epoch"]))
+    _checkpoint(session).save(holder.checkpoint())
+    return StepReply(meta=result.to_meta())
 
 
 @step("lr.save")

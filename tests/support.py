@@ -1,21 +1,36 @@
 """Helpers for tests that run real silo nodes and a coordinator on loopback.
 
 ``Consortium`` writes silo configs for CSV-backed datasets into a temporary folder, starts each
-silo's gRPC server in this process, and gives a coordinator config plus clients. Databases are
+silo's gRPC server in this process, and gives a coordinator config plus clients. ``Silos`` runs
+them as subprocesses instead (``fedsilo silo serve``), for tests that kill one for real;
+``breast_silos`` is the three-silo breast consortium those tests share. Databases are
 SQLite files unless a test passes a PostgreSQL URL for a party (``pg_url`` fixture).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+import pytest
 from sqlalchemy import create_engine
 
+from fedsilo import settings
 from fedsilo.coordinator.client import SiloClient
-from fedsilo.coordinator.config import CoordinatorConfig, JobSpec, parse_job_spec
+from fedsilo.coordinator.config import (
+    CoordinatorConfig,
+    JobSpec,
+    load_coordinator_config,
+    parse_job_spec,
+)
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.store import JobStore
 from fedsilo.silo_node.demo_data import load_csv_into_table
@@ -125,3 +140,81 @@ class Consortium:
             "steps": steps,
         }
         return parse_job_spec(raw, self.root / "job.toml")
+
+
+GUEST = [f"x{i}" for i in range(10)]
+HOST = [f"x{i}" for i in range(20)]
+#: the breast consortium: bank holds labels and 10 columns, bureau and telco 10 columns each
+PARTIES = {"bank": "active", "bureau": "passive", "telco": "passive"}
+
+
+def breast_silos(root: Path) -> Silos:
+    """Configs and databases of the breast consortium (not started)."""
+    c = Consortium(root)
+    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST[:10]))
+    c.add_silo(SiloSpec("telco", DATA / "breast_hetero_host.csv", HOST[10:]))
+    return Silos(c)
+
+
+@dataclass
+class Silos:
+    """Silo subprocesses of one consortium, by party."""
+
+    c: Consortium
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def address(self, party: str) -> str:
+        text = self.c.configs[party].read_text()
+        found = re.search(r'^listen = "([^"]+)"', text, re.M)
+        assert found, text
+        return found.group(1)
+
+    def start(self, party: str) -> None:
+        log = self.c.root / f"{party}.log"
+        with log.open("ab") as out:
+            self.procs[party] = subprocess.Popen(
+                [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config",
+                 str(self.c.configs[party])], stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ})
+        with grpc.insecure_channel(self.address(party)) as channel:
+            try:
+                grpc.channel_ready_future(channel).result(timeout=60)
+            except grpc.FutureTimeoutError:
+                self.procs[party].kill()
+                pytest.fail(f"silo {party} did not start:\n{log.read_text()}")
+
+    def signal(self, party: str, sig: signal.Signals) -> None:
+        self.procs[party].send_signal(sig)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def coordinator_toml(self) -> Path:
+        path = self.c.root / "coordinator.toml"
+        silos = "".join(f'[silos.{p}]\naddress = "{self.address(p)}"\n' for p in self.c.configs)
+        path.write_text(f'name = "coordinator"\ndatabase = "sqlite:///{self.c.root / "coord.db"}"\n'
+                        f"[tls]\ninsecure_plaintext = true\n{silos}")
+        return path
+
+    def clients(self) -> dict[str, SiloClient]:
+        """Clients whose channels are connected: a restarted silo may take a reconnect backoff
+        (at most ``GRPC_MAX_RECONNECT_BACKOFF_S``) to be reachable again."""
+        clients = connect_silos(load_coordinator_config(self.coordinator_toml()))
+        for client in clients.values():
+            grpc.channel_ready_future(client.channel).result(
+                timeout=settings.GRPC_MAX_RECONNECT_BACKOFF_S + 10)
+        return clients
+
+    def store(self) -> JobStore:
+        return JobStore(load_coordinator_config(self.coordinator_toml()).database_url)
+
+    def verify_ledger(self, party: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "fedsilo.cli.main", "audit", "verify", "--silo",
+             str(self.c.configs[party])], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr

@@ -15,108 +15,33 @@ before ``STEP_DEADLINE_S``.
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import pytest
-from support import DATA, Consortium, SiloSpec
+from support import PARTIES, Silos, breast_silos
 
 from fedsilo import settings
-from fedsilo.coordinator.client import SiloClient
-from fedsilo.coordinator.config import JobSpec, load_coordinator_config
-from fedsilo.coordinator.connect import connect_silos
+from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.errors import JobError
 
-GUEST = [f"x{i}" for i in range(10)]
-HOST = [f"x{i}" for i in range(20)]
-PARTIES = {"bank": "active", "bureau": "passive", "telco": "passive"}
 #: seconds within which a dead silo must turn into a failed job
 BOUND_S = 30.0
 
 
-@dataclass
-class Silos:
-    """Silo subprocesses of one consortium, by party."""
-
-    c: Consortium
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def address(self, party: str) -> str:
-        text = self.c.configs[party].read_text()
-        found = re.search(r'^listen = "([^"]+)"', text, re.M)
-        assert found, text
-        return found.group(1)
-
-    def start(self, party: str) -> None:
-        log = self.c.root / f"{party}.log"
-        with log.open("ab") as out:
-            self.procs[party] = subprocess.Popen(
-                [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config",
-                 str(self.c.configs[party])], stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ})
-        with grpc.insecure_channel(self.address(party)) as channel:
-            try:
-                grpc.channel_ready_future(channel).result(timeout=60)
-            except grpc.FutureTimeoutError:
-                self.procs[party].kill()
-                pytest.fail(f"silo {party} did not start:\n{log.read_text()}")
-
-    def signal(self, party: str, sig: signal.Signals) -> None:
-        self.procs[party].send_signal(sig)
-
-    def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGCONT)
-                proc.kill()
-                proc.wait(timeout=10)
-
-    def coordinator_toml(self) -> Path:
-        path = self.c.root / "coordinator.toml"
-        silos = "".join(f'[silos.{p}]\naddress = "{self.address(p)}"\n' for p in self.c.configs)
-        path.write_text(f'name = "coordinator"\ndatabase = "sqlite:///{self.c.root / "coord.db"}"\n'
-                        f"[tls]\ninsecure_plaintext = true\n{silos}")
-        return path
-
-    def clients(self) -> dict[str, SiloClient]:
-        """Clients whose channels are connected: a restarted silo may take a reconnect backoff
-        (at most ``GRPC_MAX_RECONNECT_BACKOFF_S``) to be reachable again."""
-        clients = connect_silos(load_coordinator_config(self.coordinator_toml()))
-        for client in clients.values():
-            grpc.channel_ready_future(client.channel).result(
-                timeout=settings.GRPC_MAX_RECONNECT_BACKOFF_S + 10)
-        return clients
-
-    def store(self) -> JobStore:
-        return JobStore(load_coordinator_config(self.coordinator_toml()).database_url)
-
-    def verify_ledger(self, party: str) -> None:
-        out = subprocess.run(
-            [sys.executable, "-m", "fedsilo.cli.main", "audit", "verify", "--silo",
-             str(self.c.configs[party])], capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stdout + out.stderr
-
-
 @pytest.fixture
 def silos(tmp_path: Path) -> Iterator[Silos]:
-    c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST[:10]))
-    c.add_silo(SiloSpec("telco", DATA / "breast_hetero_host.csv", HOST[10:]))
-    s = Silos(c)
+    s = breast_silos(tmp_path)
     try:
-        for party in c.configs:
+        for party in s.c.configs:
             s.start(party)
         yield s
     finally:

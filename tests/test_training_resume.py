@@ -3,24 +3,38 @@ completed epoch, and the final model is the one an uninterrupted run makes.
 
 In process (fast): the label holder and passive parties are interrupted after tree ``k``, rebuilt
 from their JSON checkpoints (with a new Paillier key) and trained to the end.
+
+Over gRPC with silos as subprocesses (``tests/support.py``'s ``Silos``): a psi -> split ->
+training job whose passive silo ``telco`` is SIGKILLed once ``k`` trees (epochs) are done, the
+silo restarted and the job resumed (``run_job(..., job_id=same, resume=True)``). The job says it
+resumed at ``k``, the label holder's ledger shows only the remaining trees were trained, and every
+silo's stored model part equals that of an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import signal
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from secureboost_data import load_vertical
+from sqlalchemy import create_engine, select
+from support import PARTIES, Silos, breast_silos
 
-from fedsilo.errors import DataError
+from fedsilo.coordinator.orchestrator import run_job
+from fedsilo.coordinator.store import JobStore
+from fedsilo.errors import DataError, JobError
 from fedsilo.message import Message, decode, encode
 from fedsilo.ml import lr_vertical as vlr
 from fedsilo.ml.lr_common import LRConfig
 from fedsilo.ml.secureboost import ActiveParty, PassiveParty, SecureBoostParams, run_in_process
 from fedsilo.ml.sgb_wire import GRADIENTS, SPLIT
+from fedsilo.progress import ProgressTask
+from fedsilo.silo_node.store import LEDGER, MODEL_PARTS
 
 INSECURE = 512
 
@@ -206,3 +220,137 @@ def test_lr_passive_that_cannot_reach_the_epoch_starts_over() -> None:
     _lr_epoch(holder, passives, 0, saved)
     assert passives[0].resume_at(saved["h0"], 3) == 0  # the coordinator sees 3 != 0, refuses
     assert passives[0].resume_at(None, 1) == 0
+
+
+# --- over gRPC, a silo SIGKILLed mid-training --------------------------------------------------
+
+#: real 2048-bit keys (the silos' default policy), few small trees: the whole file stays fast
+SGB = {"n_estimators": 4, "max_depth": 3, "max_bin": 16}
+LR = {"batch_size": 128, "max_epochs": 4, "tol": 0.0}
+KILL_AFTER = 2
+
+
+class KillAfter:
+    """Progress that SIGKILLs a silo once ``n`` trees or epochs of the training step are done.
+
+    The driver reports a tree as the label holder's ``sgb.step`` reply (the next tree's
+    gradients) comes back, so the kill lands before the passive silo sees that tree.
+    """
+
+    def __init__(self, silos: Silos, party: str, n: int) -> None:
+        self.silos, self.party, self.n = silos, party, n
+        self.done, self.counting, self.killed = 0.0, False, False
+
+    def task(self, description: str, total: float | None = None) -> ProgressTask:
+        self.counting = description.startswith(("SecureBoost", "vertical LR"))
+        return self
+
+    def note(self, message: str) -> None:
+        return None
+
+    def advance(self, amount: float = 1) -> None:
+        if not self.counting or self.killed:
+            return
+        self.done += amount
+        if self.done >= self.n:
+            self.silos.signal(self.party, signal.SIGKILL)
+            self.silos.procs[self.party].wait(timeout=30)
+            self.killed = True
+
+    def finish(self) -> None:
+        return None
+
+
+@pytest.fixture
+def silos(tmp_path: Path) -> Iterator[Silos]:
+    s = breast_silos(tmp_path)
+    try:
+        for party in s.c.configs:
+            s.start(party)
+        yield s
+    finally:
+        s.stop_all()
+
+
+def _job(s: Silos, alignment: str, training: dict[str, Any]) -> Any:
+    return s.c.job(PARTIES, [
+        {"kind": "psi", "alignment": alignment},
+        {"kind": "split", "test_fraction": 0.2},
+        training,
+    ], name="resume")
+
+
+def _part(s: Silos, party: str, model_id: str) -> dict[str, Any]:
+    """``party``'s stored model part, read from its database."""
+    engine = create_engine(f"sqlite:///{s.c.root / (party + '.db')}")
+    try:
+        with engine.connect() as conn:
+            stmt = select(MODEL_PARTS.c.payload).where(MODEL_PARTS.c.model_id == model_id)
+            text = conn.execute(stmt).scalar_one()
+    finally:
+        engine.dispose()
+    return dict(json.loads(text))
+
+
+def _sent(s: Silos, party: str, job_id: str, kind: str) -> int:
+    """How many ``kind`` messages ``party``'s ledger records for the job."""
+    engine = create_engine(f"sqlite:///{s.c.root / (party + '.db')}")
+    try:
+        with engine.connect() as conn:
+            stmt = select(LEDGER.c.seq).where((LEDGER.c.job_id == job_id) & (LEDGER.c.kind == kind))
+            return len(conn.execute(stmt).all())
+    finally:
+        engine.dispose()
+
+
+def _kill_then_resume(s: Silos, store: JobStore, training: dict[str, Any]) -> None:
+    """Run job ``crash`` until telco dies after ``KILL_AFTER`` units, restart it, resume."""
+    killer = KillAfter(s, "telco", KILL_AFTER)
+    with pytest.raises(JobError, match="telco"):
+        run_job(_job(s, "crash", training), clients=s.clients(), store=store, job_id="crash",
+                progress=killer)
+    assert killer.killed
+    s.start("telco")
+    record = run_job(_job(s, "crash", training), clients=s.clients(), store=store,
+                     job_id="crash", resume=True)
+    assert record.state == "succeeded"
+
+
+def _resumed_events(store: JobStore, job_id: str) -> list[str]:
+    return [m for _at, m in store.events(job_id) if "resumed at" in m]
+
+
+def _same_parts(s: Silos, ref: str, resumed: str, key: str) -> None:
+    for party in PARTIES:
+        ours, theirs = _part(s, party, f"{resumed}-{key}"), _part(s, party, f"{ref}-{key}")
+        assert ours == theirs, party
+
+
+def test_secureboost_resumes_after_the_last_completed_tree(silos: Silos) -> None:
+    store = silos.store()
+    training = {"kind": "secureboost", **SGB}
+    ref = run_job(_job(silos, "ref", training), clients=silos.clients(), store=store,
+                  job_id="ref")
+    _kill_then_resume(silos, store, training)
+    assert _resumed_events(store, "crash") == [f"secureboost resumed at tree {KILL_AFTER}"]
+    n = SGB["n_estimators"]
+    # trees 0..k sent before the kill, k..n-1 after: tree k twice, the first k trees once
+    assert _sent(silos, "bank", "crash", "sgb.gradients") == 2 * (n + 1)
+    assert _sent(silos, "bank", "ref", "sgb.gradients") == 2 * n
+    assert ref.result["3:secureboost"]["trees"] == n
+    _same_parts(silos, "ref", "crash", "secureboost")
+
+
+def test_vertical_lr_resumes_after_the_last_completed_epoch(silos: Silos) -> None:
+    store = silos.store()
+    training = {"kind": "lr", "key_bits": 2048, "params": LR}
+    run_job(_job(silos, "ref", training), clients=silos.clients(), store=store, job_id="ref")
+    _kill_then_resume(silos, store, training)
+    assert _resumed_events(store, "crash") == [f"lr resumed at epoch {KILL_AFTER}"]
+    record = store.get_job("crash")
+    assert record.result["3:lr"]["epochs"] == LR["max_epochs"]
+    for party in PARTIES:
+        ours = _part(silos, party, "crash-lr")["part"]
+        theirs = _part(silos, party, "ref-lr")["part"]
+        np.testing.assert_allclose(ours["coef"], theirs["coef"], rtol=0, atol=1e-12)
+        assert ours["offset"] == pytest.approx(theirs["offset"], abs=1e-12)

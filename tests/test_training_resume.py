@@ -354,3 +354,14 @@ def test_vertical_lr_resumes_after_the_last_completed_epoch(silos: Silos) -> Non
         theirs = _part(silos, party, "ref-lr")["part"]
         np.testing.assert_allclose(ours["coef"], theirs["coef"], rtol=0, atol=1e-12)
         assert ours["offset"] == pytest.approx(theirs["offset"], abs=1e-12)
+
+
+def test_driver_refuses_silos_that_disagree_where_training_resumes() -> None:
+    from fedsilo.coordinator.resume import resumed_at
+    from fedsilo.wire import StepPayload
+
+    agree = {p: StepPayload(meta={"resumed_at": 2}) for p in PARTIES}
+    assert resumed_at(agree, "tree") == 2
+    assert resumed_at({"bank": StepPayload(meta={})}, "tree") == 0
+    with pytest.raises(JobError, match="telco at tree 0"):
+        resumed_at({**agree, "telco": StepPayload(meta={"resumed_at": 0})}, "tree")

@@ -38,19 +38,20 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import tenseal as ts
 
 from fedsilo import settings
 from fedsilo.crypto import ckks
-from fedsilo.errors import ConfigError, DataError, PolicyError, ProtocolError
+from fedsilo.errors import DataError, PolicyError, ProtocolError
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message, encode
 from fedsilo.ml import grid_sketch
 from fedsilo.ml.binning import BinMapper
+from fedsilo.ml.boost_params import BoostParams
 from fedsilo.ml.ensemble import TreeEnsemble
 from fedsilo.ml.tree import (
     HistLayout,
@@ -59,7 +60,6 @@ from fedsilo.ml.tree import (
     RowPartition,
     Tree,
     TreeGrower,
-    TreeParams,
     base_margin,
     binned_go_left,
     logistic_gradients,
@@ -119,71 +119,15 @@ _MAX_LOSS_PER_ROW = 17
 
 
 @dataclass(frozen=True, kw_only=True)
-class HxgbParams:
-    """Training parameters: names, meaning and defaults (XGBoost's) of the vertical model's
-    :class:`~fedsilo.ml.secureboost.SecureBoostParams`, minus its Paillier knobs.
+class HxgbParams(BoostParams):
+    """XGBoost's parameters (:class:`~fedsilo.ml.boost_params.BoostParams`, shared with the
+    vertical model), minus SecureBoost's Paillier knobs.
 
-    ``missing``: a value meaning "missing" besides NaN (None: NaN only; JSON has no NaN).
-    ``base_score``: starting probability; None = the pooled label mean (XGBoost 3.x's estimate).
-    ``early_stopping_rounds``: stop when the pooled validation log-loss has not improved for that
-    many trees and keep the best iteration (needs validation rows at one silo at least).
     ``subsample``: each silo draws that fraction of its rows per tree (Bernoulli, seeded per silo
     and tree); ``colsample_bytree``: the same feature subset at every silo, seeded per tree.
     """
 
-    n_estimators: int = 100
-    max_depth: int = 6
-    learning_rate: float = 0.3
-    reg_lambda: float = 1.0
-    gamma: float = 0.0
-    min_child_weight: float = 1.0
-    subsample: float = 1.0
-    colsample_bytree: float = 1.0
-    max_bin: int = 256
-    base_score: float | None = None
-    missing: float | None = None
-    early_stopping_rounds: int | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        checks = [
-            (1 <= self.n_estimators <= settings.SECUREBOOST_MAX_TREES, "n_estimators"),
-            (1 <= self.max_depth <= 16, "max_depth"),
-            (0 < self.learning_rate <= 1, "learning_rate"),
-            (self.reg_lambda >= 0 and self.gamma >= 0, "reg_lambda/gamma"),
-            (self.min_child_weight >= 0, "min_child_weight"),
-            (0 < self.subsample <= 1 and 0 < self.colsample_bytree <= 1, "subsample/colsample"),
-            (2 <= self.max_bin <= settings.SECUREBOOST_MAX_BIN, "max_bin"),
-            (self.base_score is None or 0 < self.base_score < 1, "base_score"),
-            (
-                self.early_stopping_rounds is None or self.early_stopping_rounds >= 1,
-                "early_stopping_rounds",
-            ),
-            (self.missing is None or math.isfinite(self.missing), "missing"),
-        ]
-        bad = [name for ok, name in checks if not ok]
-        if bad:
-            raise ConfigError(f"invalid hxgb parameter(s): {', '.join(bad)}")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> HxgbParams:
-        """Parameters from a job step's table; unknown keys are refused."""
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ConfigError(f"unknown hxgb parameter(s): {', '.join(sorted(unknown))}")
-        try:
-            return cls(**dict(d))
-        except TypeError as exc:
-            raise ConfigError(f"bad hxgb parameters: {exc}") from None
-
-    def tree_params(self) -> TreeParams:
-        return TreeParams(
-            max_depth=self.max_depth,
-            learning_rate=self.learning_rate,
-            reg_lambda=self.reg_lambda,
-            gamma=self.gamma,
-            min_child_weight=self.min_child_weight,
-        )
+    LABEL: ClassVar[str] = "hxgb"
 
     def feature_mask(self, tree: int, n_features: int) -> np.ndarray | None:
         """This tree's column sample, the same at every silo (seeded by job seed and tree)."""
@@ -194,9 +138,6 @@ class HxgbParams:
         mask = np.zeros(n_features, dtype=bool)
         mask[rng.choice(n_features, size=k, replace=False)] = True
         return mask
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def check_silo_count(n_silos: int) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "load_part",
     "read_range",
     "register_predictor",
+    "register_whole_model",
 ]
 
 #: personalisation of the pairwise scoring seeds (distinct from the sealing key's own use)
@@ -97,6 +98,20 @@ _PREDICTORS: dict[str, Predictor] = {}
 def register_predictor(predictor: Predictor) -> Predictor:
     _PREDICTORS[predictor.kind] = predictor
     return predictor
+
+
+def register_whole_model(kind: str, name: str,
+                         predict_proba: Callable[[dict[str, Any], np.ndarray], np.ndarray],
+                         ) -> Predictor:
+    """A whole model (horizontal kinds) scores alone: no part from another silo is accepted."""
+
+    def combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message],
+                request: PredictRequest | None = None) -> np.ndarray:
+        if parts:
+            raise ProtocolError(f"a {name} model takes no parts from other silos")
+        return predict_proba(payload["model"], x)
+
+    return register_predictor(Predictor(kind=kind, combine=combine))
 
 
 def get_predictor(kind: str) -> Predictor:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import numpy as np
-
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message
@@ -33,7 +31,7 @@ from fedsilo.ml.lr_horizontal import (
     check_silo_count,
 )
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
+from fedsilo.silo_node.predict import register_whole_model
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.steps.evaluate import check_evaluation_allowed, evaluate_whole_model
@@ -138,16 +136,5 @@ def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepRep
         model=req.meta.get("model"), params=spec.config.to_spec()))
 
 
-def _combine(
-    payload: dict[str, Any],
-    x: np.ndarray,
-    parts: dict[str, Message],
-    request: PredictRequest | None = None,
-) -> np.ndarray:
-    """A whole model scores alone."""
-    if parts:
-        raise ProtocolError("a horizontal LR model takes no parts from other silos")
-    return HorizontalLRModel.from_dict(payload["model"]).predict_proba(x)
-
-
-register_predictor(Predictor(kind=KIND, combine=_combine))
+register_whole_model(KIND, "horizontal LR",
+                     lambda model, x: HorizontalLRModel.from_dict(model).predict_proba(x))

@@ -38,7 +38,7 @@ from fedsilo.ml.hxgb import PUBLIC_CONTEXT, SECRET_CONTEXT, SUM, HxgbSilo, Round
 from fedsilo.ml.hxgb_step import ROLE, HxgbStep, key_holder, members_of, step_at
 from fedsilo.ml.xgb_export import to_xgboost_json
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
+from fedsilo.silo_node.predict import register_whole_model
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.steps.evaluate import check_evaluation_allowed, evaluate_whole_model
@@ -215,16 +215,5 @@ def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepRep
         params=spec.params.to_dict()))
 
 
-def _combine(
-    payload: dict[str, Any],
-    x: np.ndarray,
-    parts: dict[str, Message],
-    request: PredictRequest | None = None,
-) -> np.ndarray:
-    """Scores of a whole model: no other silo's part is needed (or accepted)."""
-    if parts:
-        raise ProtocolError("a horizontal XGBoost model takes no parts from other silos")
-    return TreeEnsemble.from_dict(payload["model"]).predict_proba(x)
-
-
-register_predictor(Predictor(kind=MODEL_KIND, combine=_combine))
+register_whole_model(MODEL_KIND, "horizontal XGBoost",
+                     lambda model, x: TreeEnsemble.from_dict(model).predict_proba(x))

@@ -110,3 +110,29 @@ def test_silo_check_prints_datasets(tmp_path: Path) -> None:
     config = c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
     out = fedsilo("silo", "check", "--config", str(config))
     assert out.returncode == 0 and "569 rows" in out.stdout
+
+
+def test_audit_prints_entries_summary_and_verifies(tmp_path: Path) -> None:
+    from fedsilo.coordinator.orchestrator import run_job
+
+    c = Consortium(tmp_path)
+    config = c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", [f"x{i}" for i in range(20)]))
+    c.start_all()
+    try:
+        spec = c.job({"bank": "active", "bureau": "passive"}, [{"kind": "psi", "alignment": "a"}])
+        assert run_job(spec, clients=c.clients(), store=c.store()).state == "succeeded"
+    finally:
+        c.stop_all()
+    full = fedsilo("audit", "--silo", str(config))
+    assert full.returncode == 0 and "psi.alignment" in full.stdout and "reveals:" in full.stdout
+    summary = fedsilo("audit", "--silo", str(config), "--summary")
+    assert summary.returncode == 0 and "what each kind reveals" in summary.stdout
+    verify = fedsilo("audit", "verify", "--silo", str(config))
+    assert verify.returncode == 0 and "intact" in verify.stdout
+    engine = create_engine(f"sqlite:///{tmp_path / 'bank.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE fedsilo_ledger SET nbytes = nbytes + 1 WHERE seq = 2"))
+    engine.dispose()
+    tampered = fedsilo("audit", "verify", "--silo", str(config))
+    assert tampered.returncode != 0 and "tampered at entry 2" in tampered.stderr

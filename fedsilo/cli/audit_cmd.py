@@ -1,16 +1,43 @@
-"""`fedsilo audit [verify] --silo CONFIG [--job ID]`: what this silo disclosed, and to whom."""
+"""`fedsilo audit [verify] --silo CONFIG [--job ID] [--summary]`: what this silo disclosed."""
 
 from __future__ import annotations
 
 import argparse
-
-from rich.console import Console
-from rich.table import Table
+import textwrap
+from collections import defaultdict
 
 from fedsilo.errors import DataError
 from fedsilo.silo_node.config import load_silo_config
 from fedsilo.silo_node.node import make_engine
-from fedsilo.silo_node.store import Ledger
+from fedsilo.silo_node.store import Ledger, LedgerEntry
+
+
+def _print_entries(entries: list[LedgerEntry]) -> None:
+    """One line per message sent, then what it revealed, indented."""
+    for e in entries:
+        print(f"{e.seq:>6}  {e.created_at[:19]}  {e.job_id}  {e.step} -> {e.peer}  "
+              f"{e.kind}  {e.nbytes:,} B")
+        print(textwrap.fill(e.reveals, width=100, initial_indent="        reveals: ",
+                            subsequent_indent="                 "))
+
+
+def _print_summary(entries: list[LedgerEntry]) -> None:
+    """Messages and bytes per (job, recipient, kind): what went where, at a glance."""
+    totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+    reveals: dict[str, str] = {}
+    for e in entries:
+        row = totals[(e.job_id, e.peer, e.kind)]
+        row[0] += 1
+        row[1] += e.nbytes
+        # released meta carries its values after ": {"; the summary keeps the general text
+        reveals.setdefault(e.kind, e.reveals.split(": {", 1)[0])
+    print(f"{'job':<36} {'to':<14} {'kind':<28} {'messages':>8} {'bytes':>14}")
+    for (job, peer, kind), (count, nbytes) in sorted(totals.items()):
+        print(f"{job:<36} {peer:<14} {kind:<28} {count:>8} {nbytes:>14,}")
+    print("\nwhat each kind reveals:")
+    for kind, text in sorted(reveals.items()):
+        print(textwrap.fill(text, width=96, initial_indent=f"  {kind}: ",
+                            subsequent_indent="      "))
 
 
 def audit(args: argparse.Namespace) -> int:
@@ -23,12 +50,7 @@ def audit(args: argparse.Namespace) -> int:
         seq, head = ledger.head()
         print(f"{config.party}: audit ledger intact ({seq} entries, head {head[:16]})")
         return 0
-    table = Table(title=f"audit ledger of silo '{config.party}'", show_lines=False)
-    for col in ("seq", "time", "job", "step", "to", "kind", "bytes", "reveals"):
-        table.add_column(col, overflow="fold")
-    for e in ledger.entries(args.job):
-        table.add_row(
-            str(e.seq), e.created_at, e.job_id, e.step, e.peer, e.kind, str(e.nbytes), e.reveals
-        )
-    Console().print(table)
+    entries = ledger.entries(args.job)
+    print(f"audit ledger of silo '{config.party}': {len(entries)} messages sent")
+    (_print_summary if args.summary else _print_entries)(entries)
     return 0

@@ -127,6 +127,8 @@ def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     audit.add_argument("action", nargs="?", choices=["verify"], help="check the hash chain")
     audit.add_argument("--silo", type=Path, required=True, help="silo TOML config")
     audit.add_argument("--job", help="only this job's entries")
+    audit.add_argument("--summary", action="store_true",
+                       help="messages and bytes per job, recipient and kind")
     audit.set_defaults(func=_lazy("audit_cmd", "audit"))
 
 
@@ -170,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fedsilo: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fedsilo audit | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

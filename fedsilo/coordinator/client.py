@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedsilo import settings
+from fedsilo.crypto.session_auth import SessionKey
 from fedsilo.errors import SiloUnavailable
 from fedsilo.grpc_errors import is_retryable, raise_from_rpc
 from fedsilo.protos import fedsilo_pb2 as pb
@@ -81,13 +82,26 @@ class SiloClient:
 
     def open_job(
         self, job_id: str, spec: dict[str, Any], *, resume: bool
-    ) -> tuple[bytes, dict[str, Any]]:
+    ) -> tuple[SessionKey, dict[str, Any]]:
+        """Open the job at the silo: its session key (signed under mTLS) and what it accepted."""
         req = pb.OpenJobRequest(job_id=job_id, spec_json=json.dumps(spec), resume=resume)
         resp = self._call(self._stub.OpenJob, req, settings.CONTROL_DEADLINE_S)
-        return resp.session_public_key, json.loads(resp.accepted_json or "{}")
+        key = SessionKey(resp.session_public_key, resp.session_key_signature, resp.certificate_pem)
+        return key, json.loads(resp.accepted_json or "{}")
 
-    def set_peers(self, job_id: str, keys: dict[str, bytes]) -> None:
-        req = pb.SetPeersRequest(job_id=job_id, session_public_keys=keys)
+    def set_peers(self, job_id: str, keys: Mapping[str, SessionKey]) -> None:
+        """Relay every party's key with its proof exactly as its silo returned them: the
+        coordinator cannot sign, so the silos check the keys themselves."""
+        proofs = {
+            party: pb.SessionKeyProof(signature=k.signature, certificate_pem=k.certificate_pem)
+            for party, k in keys.items()
+            if k.signed
+        }
+        req = pb.SetPeersRequest(
+            job_id=job_id,
+            session_public_keys={party: k.public_key for party, k in keys.items()},
+            session_key_proofs=proofs,
+        )
         self._call(self._stub.SetPeers, req, settings.CONTROL_DEADLINE_S)
 
     def close_job(self, job_id: str, *, failed: bool = False, reason: str = "") -> None:

@@ -55,6 +55,7 @@ __all__ = [
     "init_ca",
     "issue",
     "load_certificate",
+    "load_private_key",
     "verify_files",
 ]
 
@@ -303,7 +304,8 @@ def load_certificate(path: Path, what: str = "certificate") -> x509.Certificate:
         raise ConfigError(f"{path} is not a PEM certificate") from None
 
 
-def _load_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """A party's or the CA's EC private key; a one-line ConfigError if it is not one."""
     try:
         key = serialization.load_pem_private_key(_read(path, "private key"), password=None)
     except (ValueError, TypeError):
@@ -317,7 +319,7 @@ def _load_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey
     cert_path, key_path = folder / "ca.pem", folder / "ca.key"
     if not cert_path.exists() or not key_path.exists():
         raise ConfigError(f"no consortium CA in {folder} (run `fedsilo certs init {folder}` first)")
-    cert, key = load_certificate(cert_path, "CA certificate"), _load_key(key_path)
+    cert, key = load_certificate(cert_path, "CA certificate"), load_private_key(key_path)
     if cert.public_key() != key.public_key():
         raise ConfigError(f"{key_path} is not the key of {cert_path}")
     return cert, key
@@ -338,7 +340,7 @@ def verify_files(files: TlsFiles, *, name: str | None = None) -> str:
     *other* side; checking here turns those into one-line errors at start-up.
     """
     ca, cert = load_certificate(files.ca, "CA certificate"), load_certificate(files.cert)
-    key = _load_key(files.key)
+    key = load_private_key(files.key)
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):

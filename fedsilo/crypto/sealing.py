@@ -3,9 +3,10 @@
 Each silo makes a fresh X25519 key pair per job (:class:`JobKeys`); the coordinator distributes the
 public halves. A payload from silo A to silo B is encrypted and authenticated with libsodium's
 ``crypto_box`` (X25519 + XSalsa20-Poly1305) under A's secret key and B's public key: B knows it came
-from A, and the coordinator, which holds neither secret key, sees only length. Semi-honest model:
-the coordinator relays the public keys honestly; with mTLS each silo also knows the coordinator is
-the one its policy names.
+from A, and the coordinator, which holds neither secret key, sees only length. With mTLS the public
+keys are signed by the silos' certificate keys and checked by each peer
+(:mod:`fedsilo.crypto.session_auth`), so a coordinator cannot swap them; in plaintext mode it is
+trusted to relay them honestly.
 """
 
 from __future__ import annotations

@@ -69,15 +69,27 @@ class OpenJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., spec_json: _Optional[str] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class OpenJobResponse(_message.Message):
-    __slots__ = ("session_public_key", "accepted_json")
+    __slots__ = ("session_public_key", "accepted_json", "session_key_signature", "certificate_pem")
     SESSION_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_JSON_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     session_public_key: bytes
     accepted_json: str
-    def __init__(self, session_public_key: _Optional[bytes] = ..., accepted_json: _Optional[str] = ...) -> None: ...
+    session_key_signature: bytes
+    certificate_pem: str
+    def __init__(self, session_public_key: _Optional[bytes] = ..., accepted_json: _Optional[str] = ..., session_key_signature: _Optional[bytes] = ..., certificate_pem: _Optional[str] = ...) -> None: ...
+
+class SessionKeyProof(_message.Message):
+    __slots__ = ("signature", "certificate_pem")
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    signature: bytes
+    certificate_pem: str
+    def __init__(self, signature: _Optional[bytes] = ..., certificate_pem: _Optional[str] = ...) -> None: ...
 
 class SetPeersRequest(_message.Message):
-    __slots__ = ("job_id", "session_public_keys")
+    __slots__ = ("job_id", "session_public_keys", "session_key_proofs")
     class SessionPublicKeysEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -85,11 +97,20 @@ class SetPeersRequest(_message.Message):
         key: str
         value: bytes
         def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    class SessionKeyProofsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: SessionKeyProof
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[SessionKeyProof, _Mapping]] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_PUBLIC_KEYS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_PROOFS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     session_public_keys: _containers.ScalarMap[str, bytes]
-    def __init__(self, job_id: _Optional[str] = ..., session_public_keys: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
+    session_key_proofs: _containers.MessageMap[str, SessionKeyProof]
+    def __init__(self, job_id: _Optional[str] = ..., session_public_keys: _Optional[_Mapping[str, bytes]] = ..., session_key_proofs: _Optional[_Mapping[str, SessionKeyProof]] = ...) -> None: ...
 
 class SetPeersResponse(_message.Message):
     __slots__ = ()

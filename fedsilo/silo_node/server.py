@@ -6,23 +6,35 @@ import json
 import logging
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fedsilo import __version__, settings
-from fedsilo.errors import ProtocolError
+from fedsilo.crypto.certs import TlsFiles, load_certificate
+from fedsilo.crypto.session_auth import SessionKey, SessionKeySigner, verify_peer_keys
+from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
 from fedsilo.message import parse_json
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
+from fedsilo.silo_node.config import TlsConfig
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.dispatch import load_step_modules, run_step
-from fedsilo.silo_node.session import check_job_id, check_spec_shape
+from fedsilo.silo_node.session import JobSession, check_job_id, check_spec_shape
 from fedsilo.wire import chunks, join_chunks, pack_step, unpack_step
 
-__all__ = ["API_VERSION", "SiloServicer", "build_server", "server_options"]
+__all__ = [
+    "API_VERSION",
+    "SessionKeyAuth",
+    "SiloServicer",
+    "build_server",
+    "server_options",
+    "session_key_auth",
+]
 
 log = logging.getLogger(__name__)
 API_VERSION = "fedsilo.v1"
@@ -46,9 +58,31 @@ def server_options() -> list[tuple[str, Any]]:
     ]
 
 
+@dataclass(frozen=True)
+class SessionKeyAuth:
+    """With mTLS: how this silo signs its session keys and the CA it checks its peers' against."""
+
+    signer: SessionKeySigner
+    ca: x509.Certificate
+
+
+def session_key_auth(party: str, tls: TlsConfig) -> SessionKeyAuth | None:
+    """The silo's key signing and checking, derived from its TLS config (not passed separately,
+    so a TLS silo cannot be started without it); None in plaintext mode, which has no CA."""
+    if tls.insecure_plaintext:
+        return None
+    if not (tls.ca and tls.cert and tls.key):
+        raise ConfigError("[tls] needs ca, cert and key (or insecure_plaintext = true)")
+    files = TlsFiles(ca=tls.ca, cert=tls.cert, key=tls.key)
+    return SessionKeyAuth(
+        signer=SessionKeySigner.load(party, files), ca=load_certificate(tls.ca, "CA certificate")
+    )
+
+
 class SiloServicer(pb_grpc.SiloServiceServicer):
     def __init__(self, ctx: SiloContext) -> None:
         self.ctx = ctx
+        self.key_auth = session_key_auth(ctx.party, ctx.config.tls)
 
     @abort_on_error
     def Describe(
@@ -80,10 +114,16 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
     ) -> pb.OpenJobResponse:
         spec = _json_object(request.spec_json, "job spec")
         check_spec_shape(spec)
-        session = self.ctx.open_session(check_job_id(request.job_id), spec, resume=request.resume)
+        job_id = check_job_id(request.job_id)
+        session = self.ctx.open_session(job_id, spec, resume=request.resume)
         accepted = {"party": self.ctx.party, "role": session.role, "dataset": session.dataset}
+        public = session.keys.public_bytes
+        key = self.key_auth.signer.sign(job_id, public) if self.key_auth else SessionKey(public)
         return pb.OpenJobResponse(
-            session_public_key=session.keys.public_bytes, accepted_json=json.dumps(accepted)
+            session_public_key=key.public_key,
+            session_key_signature=key.signature,
+            certificate_pem=key.certificate_pem,
+            accepted_json=json.dumps(accepted),
         )
 
     @abort_on_error
@@ -91,9 +131,19 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
         self, request: pb.SetPeersRequest, context: grpc.ServicerContext
     ) -> pb.SetPeersResponse:
         session = self.ctx.sessions.get(request.job_id)
-        session.keys.set_peers(
-            {k: v for k, v in request.session_public_keys.items() if k != self.ctx.party}
-        )
+        peers = _peer_keys(request, self.ctx.party)
+        if self.key_auth is None:
+            log.warning(
+                "silo %s accepts unverified session keys for job %s (insecure_plaintext: no CA "
+                "to check them against; a deviating coordinator could swap them)",
+                self.ctx.party,
+                request.job_id,
+            )
+            keys = {party: key.public_key for party, key in peers.items()}
+        else:
+            _check_job_parties(session, peers, self.ctx.party)
+            keys = verify_peer_keys(self.key_auth.ca, request.job_id, peers)
+        session.keys.set_peers(keys)
         return pb.SetPeersResponse()
 
     @abort_on_error
@@ -139,6 +189,36 @@ def _policy_json(ctx: SiloContext) -> str:
             "allowed_columns": {k: sorted(v) for k, v in policy.allowed_columns.items()},
         }
     )
+
+
+def _peer_keys(request: pb.SetPeersRequest, me: str) -> dict[str, SessionKey]:
+    """The peers' keys with their proofs (own entry dropped); a proof without a key is refused."""
+    keys, proofs = request.session_public_keys, request.session_key_proofs
+    stray = sorted(set(proofs) - set(keys))
+    if stray:
+        raise ProtocolError(f"session key proof for '{stray[0]}' without a session key")
+    out = {}
+    for party, public in keys.items():
+        if party == me:
+            continue
+        proof = proofs.get(party)
+        out[party] = SessionKey(
+            public,
+            proof.signature if proof else b"",
+            proof.certificate_pem if proof else "",
+        )
+    return out
+
+
+def _check_job_parties(session: JobSession, peers: dict[str, SessionKey], me: str) -> None:
+    """Under mTLS every other party of the job must have a (signed) key, and only they: so a
+    coordinator cannot invent a party, which would need a consortium certificate in its name."""
+    expected = set(session.parties) - {me}
+    missing, extra = sorted(expected - set(peers)), sorted(set(peers) - expected)
+    if missing:
+        raise ProtocolError(f"no session key for party '{missing[0]}' of this job")
+    if extra:
+        raise ProtocolError(f"session key for '{extra[0]}', which is not a party of this job")
 
 
 def _chunk(frame: pb.Frame) -> bytes:

@@ -30,6 +30,13 @@ class SiloContext:
     def party(self) -> str:
         return self.config.party
 
+    def job_columns(self, session: JobSession) -> list[str]:
+        """The columns this silo works with in a job: its spec entry's ``columns``, else the
+        dataset's declared features (reads check them against policy)."""
+        named = session.parties.get(self.party, {}).get("columns")
+        cols = named if named is not None else self.config.datasets[session.dataset].features
+        return [str(c) for c in cols]
+
     def open_session(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> JobSession:
         """Check the job against this silo's policy and open its session (nothing runs if not)."""
         mine = spec.get("parties", {}).get(self.party)

@@ -74,6 +74,13 @@ class JobSession:
     def parties(self) -> dict[str, dict[str, Any]]:
         return dict(self.spec.get("parties", {}))
 
+    def active_party(self, protocol: str) -> str:
+        """The job's one label holder; ``protocol`` names who needs it in the error."""
+        actives = self.party_with_role("active")
+        if len(actives) != 1:
+            raise ProtocolError(f"{protocol} needs exactly one active party")
+        return actives[0]
+
     def party_with_role(self, role: str) -> list[str]:
         return sorted(p for p, v in self.parties.items() if v.get("role") == role)
 

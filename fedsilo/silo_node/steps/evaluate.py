@@ -35,13 +35,9 @@ def chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     return StepReply()
 
 
-def _own_features(ctx: SiloContext, session: JobSession) -> list[str]:
-    return list(ctx.config.datasets[session.dataset].features)
-
-
 def _baseline(ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any],
               train: str, test: str) -> np.ndarray | None:
-    cols = _own_features(ctx, session)
+    cols = ctx.job_columns(session)
     X = ctx.data.load_aligned(session.dataset, train, cols)
     y = ctx.data.load_aligned_labels(session.dataset, train)
     X_test = ctx.data.load_aligned(session.dataset, test, cols)

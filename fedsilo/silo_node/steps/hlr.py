@@ -35,7 +35,6 @@ from fedsilo.silo_node.predict import register_whole_model
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.steps.evaluate import check_evaluation_allowed, evaluate_whole_model
-from fedsilo.silo_node.steps.lr import own_columns
 
 __all__ = ["KIND", "PUBLIC_CONTEXT"]
 
@@ -67,7 +66,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     members = session.party_with_role("member")
     check_silo_count(len(members))
     spec = step_at(session.spec.get("steps"), req.meta.get("step"))
-    cols = own_columns(ctx, session)
+    cols = ctx.job_columns(session)
     check_evaluation_allowed(ctx, spec.evaluate_on, cols)  # before any data is read
     x, y = ctx.data.load_dataset(session.dataset, cols, with_label=True)
     assert y is not None

@@ -68,12 +68,6 @@ def _state(session: JobSession) -> _State:
     return state
 
 
-def _columns(ctx: SiloContext, session: JobSession) -> list[str]:
-    """The job's columns for this silo (its spec entry), else the dataset's declared features."""
-    chosen = session.parties.get(ctx.party, {}).get("columns")
-    return [str(c) for c in (chosen or ctx.config.datasets[session.dataset].features)]
-
-
 def _holdout(n_rows: int, fraction: float, seed: int, party: str) -> np.ndarray:
     """Which of this silo's rows are validation rows: seeded by the job seed and the party."""
     salt = int.from_bytes(hashlib.sha256(party.encode()).digest()[:4], "big")
@@ -81,7 +75,7 @@ def _holdout(n_rows: int, fraction: float, seed: int, party: str) -> np.ndarray:
 
 
 def _build(ctx: SiloContext, session: JobSession, spec: HxgbStep, members: list[str]) -> _State:
-    columns = _columns(ctx, session)
+    columns = ctx.job_columns(session)
     x, y = ctx.data.load_dataset(session.dataset, columns, with_label=True)
     assert y is not None
     valid = _holdout(len(y), spec.validation_fraction, spec.params.seed, ctx.party)
@@ -101,7 +95,7 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         raise PolicyError(f"hxgb needs role '{ROLE}', this silo has '{session.role}'")
     members = members_of(session.parties)  # refuses < 3 members before any data is read
     spec = step_at(session.spec.get("steps"), req.meta["step"])
-    check_evaluation_allowed(ctx, spec.evaluate_on, _columns(ctx, session))
+    check_evaluation_allowed(ctx, spec.evaluate_on, ctx.job_columns(session))
     state = _build(ctx, session, spec, members)
     session.state[_STATE] = state
     # the same digest the bins round carries: lets the coordinator say "different columns" early

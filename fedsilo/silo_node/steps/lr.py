@@ -43,25 +43,15 @@ from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.training_checkpoint import TrainingCheckpoint
 
-__all__ = ["KIND", "own_columns"]
+__all__ = ["KIND"]
 
 KIND = "lr"
 _STATE = "lr"
 _CHECKPOINT = "lr.checkpoint"
 
 
-def own_columns(ctx: SiloContext, session: JobSession) -> list[str]:
-    """The columns this silo trains on: the job's ``columns`` for it, else its dataset's."""
-    named = session.parties.get(ctx.party, {}).get("columns")
-    cols = named if named is not None else ctx.config.datasets[session.dataset].features
-    return [str(c) for c in cols]
-
-
 def _active(session: JobSession) -> str:
-    actives = session.party_with_role("active")
-    if len(actives) != 1:
-        raise ProtocolError("vertical LR needs exactly one active party")
-    return actives[0]
+    return session.active_party("vertical LR")
 
 
 def _holder(session: JobSession) -> LabelHolder:
@@ -86,7 +76,7 @@ def _position(meta: dict[str, Any]) -> tuple[int, int]:
 def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Load the aligned training rows; the label holder makes the key, passives take it."""
     config = LRConfig.from_spec(dict(req.meta["params"]))
-    alignment, cols = str(req.meta["alignment"]), own_columns(ctx, session)
+    alignment, cols = str(req.meta["alignment"]), ctx.job_columns(session)
     x = ctx.data.load_aligned(session.dataset, alignment, cols)
     ctx.config.policy.check_rows_per_statistic(min(config.batch_size, x.shape[0]))
     passives = session.party_with_role("passive")

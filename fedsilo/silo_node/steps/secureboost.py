@@ -51,17 +51,6 @@ _STATE = "secureboost"
 _CHECKPOINT = "secureboost.checkpoint"
 
 
-def _columns(ctx: SiloContext, session: JobSession) -> list[str]:
-    named = session.parties.get(ctx.party, {}).get("columns")
-    cols = named if named is not None else ctx.config.datasets[session.dataset].features
-    return [str(c) for c in cols]
-
-
-def _active_party(session: JobSession) -> str:
-    actives = session.party_with_role("active")
-    if len(actives) != 1:
-        raise ProtocolError("SecureBoost needs exactly one active party")
-    return actives[0]
 
 
 def _rows(
@@ -90,7 +79,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Load the aligned rows; the label holder makes its key and the passives their bins."""
     params = SecureBoostParams.from_dict(dict(req.meta["params"]))
     ctx.config.policy.check_paillier_bits(params.key_bits)
-    cols = _columns(ctx, session)
+    cols = ctx.job_columns(session)
     x, n_train = _rows(ctx, session, req.meta, cols)
     ctx.config.policy.check_rows_per_statistic(n_train)
     checkpoint = TrainingCheckpoint(ctx, session, "sgb", req.meta)
@@ -132,7 +121,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
 
 def _answer(session: JobSession, passive: PassiveParty, req: StepRequest) -> StepReply:
     """Handle the label holder's message; checkpoint once the split table or tree moved on."""
-    active = _active_party(session)
+    active = session.active_party("SecureBoost")
     msg = req.inbox.get(active)
     if msg is None:
         raise ProtocolError("SecureBoost step expected a message from the label holder")

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from support import Silos, breast_silos
 
 # --- databases (silo data layer) ------------------------------------------------------------------
 # PostgreSQL is a first-class backend, so tests run against a real server: 127.0.0.1:5432,
@@ -80,3 +82,16 @@ def db_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/silo.db"
     return str(request.getfixturevalue("pg_url"))
+
+
+# --- silo subprocesses (fault and resume tests) -------------------------------------------------
+@pytest.fixture
+def silos(tmp_path: Path) -> Iterator[Silos]:
+    """The breast consortium (bank, bureau, telco) as running `fedsilo silo serve` processes."""
+    s = breast_silos(tmp_path)
+    try:
+        for party in s.c.configs:
+            s.start(party)
+        yield s
+    finally:
+        s.stop_all()

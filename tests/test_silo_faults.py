@@ -20,12 +20,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from support import PARTIES, Silos, breast_silos
+from support import PARTIES, Silos
 
 from fedsilo import settings
 from fedsilo.coordinator.config import JobSpec
@@ -35,17 +34,6 @@ from fedsilo.errors import JobError
 
 #: seconds within which a dead silo must turn into a failed job
 BOUND_S = 30.0
-
-
-@pytest.fixture
-def silos(tmp_path: Path) -> Iterator[Silos]:
-    s = breast_silos(tmp_path)
-    try:
-        for party in s.c.configs:
-            s.start(party)
-        yield s
-    finally:
-        s.stop_all()
 
 
 def lr_job(s: Silos, epochs: int, alignment: str = "breast") -> JobSpec:

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pytest
 from secureboost_data import load_vertical
 from sqlalchemy import create_engine, select
-from support import PARTIES, Silos, breast_silos
+from support import PARTIES, Silos
 
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobStore
@@ -259,17 +258,6 @@ class KillAfter:
 
     def finish(self) -> None:
         return None
-
-
-@pytest.fixture
-def silos(tmp_path: Path) -> Iterator[Silos]:
-    s = breast_silos(tmp_path)
-    try:
-        for party in s.c.configs:
-            s.start(party)
-        yield s
-    finally:
-        s.stop_all()
 
 
 def _job(s: Silos, alignment: str, training: dict[str, Any]) -> Any:

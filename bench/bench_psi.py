@@ -1,6 +1,7 @@
 """PSI benchmark: fedsilo's ECDH-PSI against openmined-psi on the same ids, one process run.
 
-    python bench/bench_psi.py [--sizes 100000,1000000] [--openmined-ds raw,bloom] [--primitives]
+    python bench/bench_psi.py [--sizes 100000,1000000] [--repeat 3] [--openmined-ds raw,bloom]
+                              [--primitives]
 
 Both parties of each implementation run in this process on the same random string ids (n per
 party, 50% overlap, shuffled), both revealing the intersection: fedsilo in alignment mode with the
@@ -13,6 +14,8 @@ shared pool (fedsilo only; openmined-psi is single threaded). ``held`` is the pe
 at its peak (leader / follower). ``B/elem`` is every byte the relay carries (encoded messages;
 sealing adds 40 bytes per message) over the 2n elements of both sets; openmined-psi counts its
 serialized setup, request and response. ``×`` is openmined's wall time over fedsilo's.
+With ``--repeat K`` each size runs K times, fedsilo and the reference alternating, and a last table
+gives the medians (wall, CPU) and the largest peak memory; its ``×`` is the ratio of the medians.
 ``CPU s`` is user + system time of this process and the pool's workers during the run: on a
 machine shared with other work it shows what the wall time would be without contention
 (fedsilo's CPU time over the core count). The 1-minute load average is printed so a reader can
@@ -22,6 +25,7 @@ tell.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +55,17 @@ class Row:
     held: str
     nbytes: int
     cpu: float
+    rep: int = 0
+
+
+@dataclass
+class Outcome:
+    """What one PSI run returns: intersection size, held state, bytes relayed, a result check."""
+
+    found: int
+    held: str
+    nbytes: int
+    check: Callable[[], None] | None
 
 
 # --- data and memory ----------------------------------------------------------------------------
@@ -77,7 +92,15 @@ def worker_pids() -> list[int]:
 
 
 def reset_hwm() -> None:
-    """Reset the RSS high-water mark of this process and the pool's workers (Linux >= 4.0)."""
+    """Reset the RSS high-water mark of this process and the pool's workers (Linux >= 4.0).
+
+    First hand freed heap back to the kernel (glibc ``malloc_trim``): otherwise what an earlier
+    run freed but the allocator kept would count as this run's peak.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     for pid in _pids():
         try:
             Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -114,7 +137,7 @@ def batches(ids: list[str]) -> Iterator[list[str]]:
         yield ids[i : i + step]
 
 
-def run_fedsilo(a: list[str], b: list[str]) -> tuple[int, str, int]:
+def run_fedsilo(a: list[str], b: list[str]) -> Outcome:
     """Leader holds ``a``, one follower ``b``; returns (count, held state, bytes relayed).
 
     Relay rounds as the coordinator runs them: both parties' rounds run concurrently (one thread
@@ -142,16 +165,19 @@ def run_fedsilo(a: list[str], b: list[str]) -> tuple[int, str, int]:
                 break
     result = leader.finish()
     mine = follower.on_result(relay(result.outbox["f"]))
-    assert mine.rows is not None and result.rows is not None
-    assert [b[i] for i in mine.rows] == [a[i] for i in result.rows]
     held = f"{peak[0] / 2**20:.0f}/{peak[1] / 2**20:.0f} MiB"
-    return result.count, held, relay.nbytes
+
+    def check() -> None:  # after the clock stops: the benchmark's own check, not PSI work
+        assert mine.rows is not None and result.rows is not None
+        assert [b[i] for i in mine.rows] == [a[i] for i in result.rows]
+
+    return Outcome(result.count, held, relay.nbytes, check)
 
 
 # --- openmined-psi --------------------------------------------------------------------------------
 
 
-def run_openmined(a: list[str], b: list[str], ds_name: str) -> tuple[int, str, int]:
+def run_openmined(a: list[str], b: list[str], ds_name: str) -> Outcome:
     """Client holds ``a`` and learns the intersection; server holds ``b``."""
     import private_set_intersection.python as psi
 
@@ -165,7 +191,7 @@ def run_openmined(a: list[str], b: list[str], ds_name: str) -> tuple[int, str, i
     response = server.ProcessRequest(request)
     found = client.GetIntersection(setup, response)
     nbytes = sum(len(m.SerializeToString()) for m in (setup, request, response))
-    return len(found), "-", nbytes
+    return Outcome(len(found), "-", nbytes, None)
 
 
 # --- driver ---------------------------------------------------------------------------------------
@@ -185,13 +211,16 @@ def load_average() -> str:
     return Path("/proc/loadavg").read_text().split()[0]
 
 
-def measure(name: str, n: int, fn: Callable[[], tuple[int, str, int]]) -> Row:
+def measure(name: str, n: int, fn: Callable[[], Outcome], rep: int = 0) -> Row:
     reset_hwm()
     cpu0, start = cpu_seconds(), time.perf_counter()
-    found, held, nbytes = fn()
+    out = fn()
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu0
     workers = [hwm(p) for p in worker_pids()] if name == "fedsilo" else [0]
-    return Row(name, n, found, wall, hwm(os.getpid()), max(workers), held, nbytes, cpu)
+    if out.check is not None:
+        out.check()
+    rss = hwm(os.getpid())
+    return Row(name, n, out.found, wall, rss, max(workers), out.held, out.nbytes, cpu, rep)
 
 
 def primitives(count: int = 20_000) -> None:
@@ -209,24 +238,53 @@ def primitives(count: int = 20_000) -> None:
         print(f"X25519 {backend:9s} {per_op:6.1f} µs/op")
 
 
-def print_table(rows: list[Row]) -> None:
-    head = f"{'impl':<16}{'n×n':>17}{'found':>9}{'wall s':>9}{'elem/s':>10}"
-    head += f"{'CPU s':>8}{'RSS main':>10}{'RSS wkr':>9}{'held L/F':>14}{'B/elem':>8}{'×':>7}"
-    print(head)
-    fed = {r.n: r.wall for r in rows if r.name == "fedsilo"}
+def _row_text(r: Row, ratio: str) -> str:
+    return (
+        f"{r.name:<16}{f'{r.n:,}×{r.n:,}':>17}{r.found:>9,}{r.wall:>9.1f}{r.n / r.wall:>10,.0f}"
+        f"{r.cpu:>8.1f}{r.rss_main / 2**20:>7.0f}MiB{r.rss_worker / 2**20:>6.0f}MiB"
+        f"{r.held:>14}{r.nbytes / (2 * r.n):>8.1f}{ratio:>7}"
+    )
+
+
+HEAD = (
+    f"{'impl':<16}{'n×n':>17}{'found':>9}{'wall s':>9}{'elem/s':>10}"
+    f"{'CPU s':>8}{'RSS main':>10}{'RSS wkr':>9}{'held L/F':>14}{'B/elem':>8}{'×':>7}"
+)
+
+
+def median_rows(rows: list[Row]) -> list[Row]:
+    """One row per (impl, n): median wall and CPU time, the largest peak memory of the repeats."""
+    groups: dict[tuple[str, int], list[Row]] = {}
     for r in rows:
-        ratio = f"{r.wall / fed[r.n]:.2f}" if r.n in fed else "-"
-        print(
-            f"{r.name:<16}{f'{r.n:,}×{r.n:,}':>17}{r.found:>9,}{r.wall:>9.1f}{r.n / r.wall:>10,.0f}"
-            f"{r.cpu:>8.1f}{r.rss_main / 2**20:>7.0f}MiB{r.rss_worker / 2**20:>6.0f}MiB"
-            f"{r.held:>14}{r.nbytes / (2 * r.n):>8.1f}{ratio:>7}"
+        groups.setdefault((r.name, r.n), []).append(r)
+    return [
+        Row(
+            name, n, g[0].found,
+            float(np.median([r.wall for r in g])),
+            max(r.rss_main for r in g), max(r.rss_worker for r in g), g[0].held, g[0].nbytes,
+            float(np.median([r.cpu for r in g])),
         )
-    print(f"load average (1 min) at the end: {load_average()}")
+        for (name, n), g in groups.items()
+    ]  # fmt: skip
+
+
+def print_table(rows: list[Row], title: str) -> None:
+    """Rows with ``×`` = this row's wall time over fedsilo's (the same repeat, or the medians)."""
+    print(title)
+    print(HEAD)
+    fed: dict[tuple[int, int], float] = {}
+    for r in rows:
+        if r.name == "fedsilo":
+            fed[(r.n, r.rep)] = r.wall
+        ratio = fed.get((r.n, r.rep))
+        print(_row_text(r, f"{r.wall / ratio:.2f}" if ratio else "-"))
+    print(f"load average (1 min) now: {load_average()}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="100000", help="comma-separated n per party")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each, alternating; medians")
     ap.add_argument("--openmined-ds", default="raw", help="raw, gcs, bloom (comma-separated)")
     ap.add_argument("--skip-openmined", action="store_true")
     ap.add_argument("--primitives", action="store_true", help="per-op cost of each X25519 backend")
@@ -237,20 +295,23 @@ def main() -> None:
     warm = [f"w{i}" for i in range(parallel.workers() * settings.PSI_WORK_CHUNK_IDS)]
     x.hash_and_blind(x.new_secret(), warm, CTX)  # start the pool's workers before timing
     print(
-        f"cores: {os.cpu_count()}, workers: {parallel.workers()}, batch: {settings.PSI_BATCH_IDS}"
+        f"cores: {os.cpu_count()}, workers: {parallel.workers()}, batch: {settings.PSI_BATCH_IDS}, "
+        f"work chunk: {settings.PSI_WORK_CHUNK_IDS}, load average (1 min) at start: "
+        f"{load_average()}"
     )
     rows: list[Row] = []
     for n in (int(s) for s in args.sizes.split(",")):
         a, b, shared = make_ids(n)
-        rows.append(measure("fedsilo", n, lambda a=a, b=b: run_fedsilo(a, b)))
-        for ds in [] if args.skip_openmined else args.openmined_ds.split(","):
-            rows.append(
-                measure(f"openmined-{ds}", n, lambda a=a, b=b, ds=ds: run_openmined(a, b, ds))
-            )
-        assert all(
-            r.found == shared for r in rows if r.n == n and not r.name.endswith(("gcs", "bloom"))
-        )
-        print_table(rows)
+        for rep in range(args.repeat):
+            found = [measure("fedsilo", n, lambda a=a, b=b: run_fedsilo(a, b), rep)]
+            for ds in [] if args.skip_openmined else args.openmined_ds.split(","):
+                run = lambda a=a, b=b, ds=ds: run_openmined(a, b, ds)  # noqa: E731
+                found.append(measure(f"openmined-{ds}", n, run, rep))
+            assert all(r.found == shared for r in found if not r.name.endswith(("gcs", "bloom")))
+            rows += found
+            print_table(found, f"n = {n:,}, run {rep + 1} of {args.repeat}")
+    if args.repeat > 1:
+        print_table(median_rows(rows), f"medians of {args.repeat} runs")
 
 
 if __name__ == "__main__":

@@ -75,9 +75,13 @@ PSI_BATCH_IDS: int = 200_000
 #: of points) is negligible next to ~25 µs of curve arithmetic per id.
 PSI_WORK_CHUNK_IDS: int = 2048
 #: which vetted X25519 implementation blinds points: "openssl" (``cryptography``) or "libsodium"
-#: (PyNaCl). Both are constant time; OpenSSL measured ~25 µs/op against libsodium's ~29 µs/op on
-#: the project machine (``bench/bench_psi.py --primitives``), so it is the default.
+#: (PyNaCl). Both are constant time; OpenSSL measured 31.8 µs/op against libsodium's 35.8 µs/op
+#: on the project machine (``bench/bench_psi.py --primitives``), so it is the default.
 PSI_X25519_BACKEND: str = "openssl"
+#: ids, largest ``psi_pad_to_multiple`` a silo policy may set. Padding costs up to that many
+#: extra blindings per party (~30 µs of CPU each); a bucket of a million ids already hides a set
+#: size well, and a larger one is most likely a typo.
+PSI_MAX_PAD_MULTIPLE: int = 1_000_000
 #: bytes, longest id accepted after UTF-8 encoding; longer values are refused as bad data rather
 #: than hashed, because no real customer key is that long and a huge one is a data-layer bug.
 PSI_MAX_ID_BYTES: int = 1024

@@ -18,7 +18,13 @@ from fedsilo.message import Message, decode, encode
 from fedsilo.psi import Follower, Leader, new_shuffle_seed, read_seed, seed_message
 from fedsilo.psi import _x25519 as x
 from fedsilo.psi._ids import pack_ids
-from fedsilo.psi._match import seeded_permutation
+from fedsilo.psi._match import (
+    DuplicateValues,
+    halves,
+    has_duplicates,
+    match,
+    seeded_permutation,
+)
 
 CTX = b"job-test/salt-1"
 
@@ -260,6 +266,28 @@ def test_seeded_permutation_is_shared_and_a_permutation() -> None:
     assert not np.array_equal(p, seeded_permutation(1000, new_shuffle_seed()))
 
 
+@hsettings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=12),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), max_size=12),
+)
+def test_match_is_exact_even_when_first_halves_collide(
+    a: list[tuple[int, int]], b: list[tuple[int, int]]
+) -> None:
+    # tiny value ranges force rows that share their first uint64 but differ in the second,
+    # the case the fast one-key sort hands to the exact two-key sort
+    fa, fb = (np.array(v, dtype=np.uint64).reshape(-1, 2) for v in (a, b))
+    assert has_duplicates(fa) == (len(set(a)) < len(a))
+    if len(set(a)) < len(a) or len(set(b)) < len(b):
+        with pytest.raises(DuplicateValues) as err:
+            match(*halves([fa, fb]), len(fa))
+        assert err.value.side == (0 if len(set(a)) < len(a) else 1)
+        return
+    ia, ib = match(*halves([fa[:1], fa[1:], fb]), len(fa))  # sets arrive in parts
+    want = sorted((i, b.index(v)) for i, v in enumerate(a) if v in b)
+    assert list(zip(ia.tolist(), ib.tolist(), strict=True)) == want
+
+
 # --- refusals -----------------------------------------------------------------------------------
 
 
@@ -342,8 +370,10 @@ def test_exported_names_are_the_ones_we_mean() -> None:
         "FollowerResult",
         "Leader",
         "LeaderResult",
+        "PackedIds",
         "Pump",
         "new_shuffle_seed",
+        "pack_ids",
         "read_seed",
         "seed_message",
     }

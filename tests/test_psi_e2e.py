@@ -231,3 +231,90 @@ def test_a_dataset_changed_during_psi_is_refused_and_nothing_is_kept(
     with pytest.raises(JobError, match="changed while PSI ran"):
         run_job(psi_job(consortium), clients=consortium.clients(), store=consortium.store())
     assert all(not n.ctx.store.list_alignments() for n in consortium.nodes.values())
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_urls", ["postgresql"], indirect=True)
+def test_a_linguistic_collation_still_stores_one_code_point_order(
+    tmp_path: Path, db_urls: dict[str, str | None]
+) -> None:
+    """The bank's id column sorts by ICU rules ('a…' before 'B…'), the others' by code point
+    ('B…' before 'a…'): PSI rows follow each database's order, and every party still stores the
+    one code-point order (the bank sorts its ids in memory, the others stream them)."""
+    universe = [f"{'aBcD'[i % 4]}{i:04d}" for i in range(240)]
+    sets = {"bank": universe[:200], "bureau": universe[20:220], "telco": universe[40:240]}
+    c = Consortium(tmp_path)
+    for party, ids in sets.items():
+        csv = write_csv(tmp_path / f"{party}.csv", ids, label=party == "bank")
+        label = "y" if party == "bank" else None
+        c.add_silo(SiloSpec(party, csv, ["f1"], label=label, db_url=db_urls[party]))
+    engine = create_engine(str(db_urls["bank"]))
+    with engine.begin() as conn:
+        conn.execute(text('ALTER TABLE bank_data ALTER COLUMN id TYPE TEXT COLLATE "und-x-icu"'))
+        ordered = conn.execute(text("SELECT id FROM bank_data ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert ordered != sorted(ordered)  # the bank's database really orders ids differently
+    c.start_all()
+    try:
+        record = run_job(psi_job(c), clients=c.clients(), store=c.store())
+        assert record.state == "succeeded"
+        bank = stored(c, "bank", "shared")
+        assert bank == sorted(set(universe[40:200]))
+        assert stored(c, "bureau", "shared") == bank == stored(c, "telco", "shared")
+    finally:
+        c.stop_all()
+        for node in c.nodes.values():
+            node.ctx.store.engine.dispose()
+
+
+def test_a_padding_silo_reveals_only_its_padded_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """telco pads its 300 ids to a multiple of 128: the coordinator and the leader see 384 (the
+    leader's psi.end check and the follower's row bound still hold), and the intersection and
+    the stored alignments are exactly those without padding."""
+    seen: dict[str, int] = {}
+    real = SiloClient.step
+
+    def step(
+        self: SiloClient, job_id: str, method: str, seq: int, payload: StepPayload, **kw: float
+    ) -> StepPayload:
+        reply = real(self, job_id, method, seq, payload, **kw)
+        if method == "psi.pump":
+            seen[self.party] = int(reply.meta["own_ids"])
+        return reply
+
+    monkeypatch.setattr(SiloClient, "step", step)
+    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 100)  # real ids and dummies in several batches
+    c = Consortium(tmp_path)
+    for party, ids in SETS.items():
+        csv = write_csv(tmp_path / f"{party}.csv", ids, label=party == "bank")
+        policy = "psi_pad_to_multiple = 128\n" if party == "telco" else ""
+        label = "y" if party == "bank" else None
+        c.add_silo(SiloSpec(party, csv, ["f1"], label=label, policy=policy))
+    c.start_all()
+    try:
+        record = run_job(psi_job(c), clients=c.clients(), store=c.store())
+        assert seen == {"bank": 300, "bureau": 300, "telco": 384}
+        assert record.result["1:psi"]["count"] == len(SHARED)
+        telco = stored(c, "telco", "shared")
+        assert telco == sorted(SHARED) == stored(c, "bank", "shared")
+    finally:
+        c.stop_all()
+        for node in c.nodes.values():
+            node.ctx.store.engine.dispose()
+
+
+def test_padding_adds_distinct_dummies_and_leaves_an_empty_set_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fedsilo.silo_node.steps.psi import PAD_PREFIX, _padded
+
+    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 4)
+    chunks = list(_padded(iter([["a", "b", "c"], ["d", "e"]]), 8))
+    flat = [i for chunk in chunks for i in chunk]
+    assert flat[:5] == ["a", "b", "c", "d", "e"] and len(flat) == 8
+    assert all(d.startswith(PAD_PREFIX) and len(d) == len(PAD_PREFIX) + 32 for d in flat[5:])
+    assert len(set(flat)) == 8 and max(map(len, chunks)) <= 4
+    assert [len(c) for c in _padded(iter([["a"] * 8]), 8)] == [8]  # already a multiple
+    assert list(_padded(iter([]), 8)) == []  # still refused as empty, not padded

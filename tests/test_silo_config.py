@@ -61,6 +61,7 @@ def test_good_config_resolves_paths_and_policy(tmp_path: Path) -> None:
     assert ds.features == ("PAY_0", "PAY_2") and ds.label == "default"
     assert cfg.policy.min_intersection == 500 and cfg.policy.min_paillier_bits == 3072
     assert cfg.policy.allowed_columns["customers"] == {"PAY_0"}
+    assert cfg.policy.psi_pad_to_multiple == 1  # no padding unless asked
     assert cfg.path == tmp_path.resolve() / "silo.toml" and cfg.file_label == "silo.toml"
 
 
@@ -147,6 +148,10 @@ BAD = [
      "silo.toml: [policy] 'min_paillier_bits' = 1024 is below the default 2048"),
     ("loosen-stat", _swap("min_rows_per_statistic = 20", "min_rows_per_statistic = 1"),
      "silo.toml: [policy] 'min_rows_per_statistic' = 1 is below the default 10"),
+    ("pad-zero", _swap("[policy]\n", "[policy]\npsi_pad_to_multiple = 0\n"),
+     "silo.toml: [policy] 'psi_pad_to_multiple' = 0 is below the default 1"),
+    ("pad-huge", _swap("[policy]\n", "[policy]\npsi_pad_to_multiple = 1000001\n"),
+     "silo.toml: [policy] 'psi_pad_to_multiple' = 1000001 is above the limit of 1000000 ids"),
     ("bool-as-int", _swap("min_intersection = 500", "min_intersection = true"),
      "silo.toml: [policy] 'min_intersection' must be an integer"),
     ("unknown-protocol", _swap('["psi", "secureboost"]', '["psi", "psi2"]'),

@@ -20,6 +20,7 @@ message reveals is registered in :mod:`fedsilo.leakage` and written in ``docs/le
 from __future__ import annotations
 
 from ._follower import Follower, FollowerResult
+from ._ids import PackedIds, pack_ids
 from ._leader import Leader, LeaderResult
 from ._messages import (
     ALIGNMENT,
@@ -45,8 +46,10 @@ __all__ = [
     "FollowerResult",
     "Leader",
     "LeaderResult",
+    "PackedIds",
     "Pump",
     "new_shuffle_seed",
+    "pack_ids",
     "read_seed",
     "seed_message",
 ]

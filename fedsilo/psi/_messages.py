@@ -41,7 +41,8 @@ BLINDED = register_kind(
 )
 END = register_kind(
     "psi.end",
-    reveals="the size of the sender's id set and the minimum intersection its policy accepts",
+    reveals="the size of the sender's id set (padded, if its policy pads) and the minimum "
+    "intersection its policy accepts",
 )
 DOUBLE = register_kind(
     "psi.double_blinded",

@@ -50,7 +50,7 @@ _TLS_KEYS = frozenset({"ca", "cert", "key", "coordinator", "insecure_plaintext"}
 _DATASET_KEYS = frozenset({"table", "query", "id_column", "features", "label"})
 _POLICY_KEYS = frozenset({
     "protocols", "roles", "min_intersection", "min_paillier_bits", "min_rows_per_statistic",
-    "release_feature_names", "allowed_columns",
+    "release_feature_names", "allowed_columns", "psi_pad_to_multiple",
 })
 
 
@@ -96,6 +96,8 @@ class PolicyConfig:
     min_paillier_bits: int = settings.PAILLIER_MIN_SECURE_BITS
     min_rows_per_statistic: int = settings.DEFAULT_MIN_ROWS_PER_STATISTIC
     release_feature_names: bool = False
+    #: ids: PSI pads this silo's set with random dummy ids up to the next multiple (1: no padding)
+    psi_pad_to_multiple: int = 1
     #: dataset name -> columns a job may read (already defaulted to the declared features).
     allowed_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -350,7 +352,15 @@ class _Parser:
             release_feature_names=self.boolean(
                 where, "release_feature_names", t.get("release_feature_names", False)),
             allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
+            psi_pad_to_multiple=self.pad_multiple(where, t.get("psi_pad_to_multiple", 1)),
         )
+
+    def pad_multiple(self, where: str, value: Any) -> int:
+        pad = self.integer(where, "psi_pad_to_multiple", value, 1)
+        if pad > settings.PSI_MAX_PAD_MULTIPLE:
+            raise self.fail(where, f"'psi_pad_to_multiple' = {pad} is above the limit of "
+                                   f"{settings.PSI_MAX_PAD_MULTIPLE} ids")
+        return pad
 
     def known(self, where: str, key: str, values: Sequence[str], known: frozenset[str]) -> None:
         for v in values:

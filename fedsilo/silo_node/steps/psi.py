@@ -7,14 +7,16 @@ while at most one message waits for each peer, so memory stays at a few batches 
 :mod:`fedsilo.psi` holds (16-32 bytes per id, see its roles).
 
 Row numbers in PSI are positions in the dataset's id order (``SiloData.iter_ids`` orders by id).
-To store the alignment a silo reads its ids again and picks the aligned rows; a dataset whose row
-count changed in between is refused. Nothing is stored until every party's minimum intersection
-is met, and an alignment stored by a job that then fails is deleted again (``psi.abort``).
+To store the alignment a silo reads its ids again and picks the aligned rows (held packed, ~8
+bytes per aligned id besides the id itself); a dataset whose ids changed in between is refused.
+Nothing is stored until every party's minimum intersection is met, and an alignment stored by a
+job that then fails is deleted again (``psi.abort``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,15 @@ import numpy as np
 from fedsilo import settings
 from fedsilo.errors import DataError, NotFound, PolicyError, ProtocolError
 from fedsilo.message import Message
-from fedsilo.psi import Follower, Leader, Pump, new_shuffle_seed, seed_message
+from fedsilo.psi import (
+    Follower,
+    Leader,
+    PackedIds,
+    Pump,
+    new_shuffle_seed,
+    pack_ids,
+    seed_message,
+)
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
@@ -111,6 +121,7 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     role = _make_role(ctx, session, mode, reveal, name)
     digest = hashlib.sha256()
     ids = _digesting(ctx.data.iter_ids(session.dataset, chunk_rows=settings.PSI_BATCH_IDS), digest)
+    ids = _padded(ids, ctx.config.policy.psi_pad_to_multiple)
     pump = Pump(role, ids, leader=leader, followers=followers)
     session.state["psi"] = PsiState(pump, name if stores else None, replace, digest)
     outbox: dict[str, Message] = {}
@@ -154,40 +165,89 @@ def _digesting(chunks: Iterator[list[str]], digest: Any) -> Iterator[list[str]]:
         yield chunk
 
 
-def _ids_at(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray) -> list[str]:
-    """The ids at row numbers ``rows`` (in that order), read again from the dataset.
+#: dummy ids begin with a NUL, which no data layer's id does; their 128 random bits alone make a
+#: match with anyone's id impossible (a collision needs ~2^64 ids)
+PAD_PREFIX = "\x00fedsilo-psi-pad:"
 
-    The second read must yield exactly the ids PSI blinded (same digest), else the stored
-    alignment could name the wrong customers.
+
+def _padded(chunks: Iterator[list[str]], multiple: int) -> Iterator[list[str]]:
+    """The dataset's ids, then random dummy ids up to the next multiple of ``multiple``.
+
+    A dummy is hashed and blinded like an id, so it is a pseudo-random point nobody can tell from
+    a real one; it matches nothing, so it never enters an intersection or an alignment. The
+    counterpart and the coordinator learn the set size only to within ``multiple``. An empty
+    dataset is not padded: it is still refused as empty.
     """
-    order = np.argsort(rows, kind="stable")
-    wanted = rows[order]
-    picked: list[str] = []
-    seen, k, digest = 0, 0, hashlib.sha256()
+    count = 0
+    for chunk in chunks:
+        count += len(chunk)
+        yield chunk
+    missing = -count % multiple if count else 0
+    for start in range(0, missing, settings.PSI_BATCH_IDS):
+        size = min(settings.PSI_BATCH_IDS, missing - start)
+        yield [PAD_PREFIX + secrets.token_hex(16) for _ in range(size)]
+
+
+def _aligned_ids(
+    ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray
+) -> tuple[PackedIds, bool]:
+    """The ids at row numbers ``rows``, read again from the dataset, packed, in database order.
+
+    Packed (one UTF-8 blob and end offsets, ~8 bytes per id more than the id itself) rather than
+    a list of Python strings (~70 bytes more): 5M aligned ids fit in ~0.13 GB. The second read
+    must yield exactly the ids PSI blinded (same digest), else the stored alignment could name
+    the wrong customers. Also says whether the database's order is code-point order.
+    """
+    changed = f"dataset '{session.dataset}' changed while PSI ran; run it again"
+    wanted = np.sort(rows)
+    blobs: list[bytes] = []
+    ends: list[np.ndarray] = []
+    ascending, last = True, ""
+    seen, k, size, digest = 0, 0, 0, hashlib.sha256()
     for chunk in ctx.data.iter_ids(session.dataset, chunk_rows=settings.PSI_BATCH_IDS):
         _digest_update(digest, chunk)
-        while k < len(wanted) and wanted[k] < seen + len(chunk):
-            picked.append(chunk[int(wanted[k]) - seen])
-            k += 1
-        seen += len(chunk)
+        stop = int(np.searchsorted(wanted, seen + len(chunk)))
+        picked = [chunk[r - seen] for r in wanted[k:stop].tolist()]
+        if picked:
+            ascending = ascending and last < picked[0] and all(map(str.__lt__, picked, picked[1:]))
+            last = picked[-1]
+            try:
+                blob, chunk_ends = pack_ids(picked)
+            except DataError:  # an id PSI accepted is no longer a valid id
+                raise DataError(changed) from None
+            blobs.append(blob)
+            ends.append(chunk_ends + size)
+            size += len(blob)
+        k, seen = stop, seen + len(chunk)
     if digest.digest() != state.own_digest.digest() or k != len(wanted):
-        raise DataError(f"dataset '{session.dataset}' changed while PSI ran; run it again")
-    out = [""] * len(rows)
-    for i, j in enumerate(order.tolist()):
-        out[j] = picked[i]
-    return out
+        raise DataError(changed)
+    packed = (b"".join(blobs), np.concatenate(ends) if ends else np.zeros(0, np.int64))
+    return packed, ascending
+
+
+def _unpack(packed: PackedIds) -> Iterator[str]:
+    """The packed ids one by one, never all as Python objects at once."""
+    blob, ends = packed
+    start = 0
+    for i in range(0, len(ends), settings.WRITE_CHUNK_ROWS):
+        for end in ends[i : i + settings.WRITE_CHUNK_ROWS].tolist():
+            yield blob[start:end].decode("utf-8")
+            start = end
 
 
 def _save(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarray) -> None:
-    """Store the alignment sorted by id.
+    """Store the alignment sorted by id (code-point order).
 
     Every party holding an alignment knows its ids (they are the intersection), so sorting by
     the normalised id reveals nothing new, and it makes the stored order the same for every
     run of the PSI: the split, the bins and so the model are reproducible from the job's seed.
-    Each party sorts its own copy; the ids are equal strings, so the orders agree.
+    Each party sorts its own copy; the ids are equal strings, so the orders agree. Rows read in
+    the database's order are already sorted unless its collation is not code-point order (a
+    PostgreSQL column with a linguistic collation): only then are the ids sorted in memory.
     """
     assert state.alignment is not None
-    ids = sorted(_ids_at(ctx, session, state, rows))
+    packed, ascending = _aligned_ids(ctx, session, state, rows)
+    ids = _unpack(packed) if ascending else iter(sorted(_unpack(packed)))
     ctx.store.save_alignment(
         state.alignment, session.job_id, session.dataset, ids, replace=state.replace
     )

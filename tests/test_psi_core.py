@@ -20,10 +20,10 @@ from fedsilo.psi import _x25519 as x
 from fedsilo.psi._ids import pack_ids
 from fedsilo.psi._match import (
     DuplicateValues,
-    halves,
     has_duplicates,
     match,
     seeded_permutation,
+    take_halves,
 )
 
 CTX = b"job-test/salt-1"
@@ -277,13 +277,15 @@ def test_match_is_exact_even_when_first_halves_collide(
     # tiny value ranges force rows that share their first uint64 but differ in the second,
     # the case the fast one-key sort hands to the exact two-key sort
     fa, fb = (np.array(v, dtype=np.uint64).reshape(-1, 2) for v in (a, b))
-    assert has_duplicates(fa) == (len(set(a)) < len(a))
+    assert has_duplicates(fa[:, 0], fa[:, 1]) == (len(set(a)) < len(a))
     if len(set(a)) < len(a) or len(set(b)) < len(b):
         with pytest.raises(DuplicateValues) as err:
-            match(*halves([fa, fb]), len(fa))
+            match(*take_halves([fa, fb]), len(fa))
         assert err.value.side == (0 if len(set(a)) < len(a) else 1)
         return
-    ia, ib = match(*halves([fa[:1], fa[1:], fb]), len(fa))  # sets arrive in parts
+    parts = [fa[:1], fa[1:], fb]  # sets arrive in parts, taken (and let go) one by one
+    ia, ib = match(*take_halves(parts), len(fa))
+    assert parts == []
     want = sorted((i, b.index(v)) for i, v in enumerate(a) if v in b)
     assert list(zip(ia.tolist(), ib.tolist(), strict=True)) == want
 

@@ -28,7 +28,7 @@ from fedsilo.errors import DataError, PolicyError, ProtocolError
 from fedsilo.message import Message
 
 from . import _messages as m
-from ._match import fingerprints, has_duplicates, seeded_permutation
+from ._match import fingerprints, has_duplicates, seeded_permutation, take_halves
 from ._x25519 import blind, hash_and_blind, new_secret
 
 __all__ = ["Follower", "FollowerResult"]
@@ -101,11 +101,11 @@ class Follower:
         if self._own_count == 0:
             raise DataError("the PSI dataset has no ids")
         if not self.cardinality_only:
-            fp, self._own_fp = np.concatenate(self._own_fp), []
-            _refuse_duplicates(fp)
+            _refuse_duplicates(*take_halves(self._own_fp))  # empties the list as it copies
             return [m.end_message(self._own_count, self.min_intersection)]
         points, self._own_points = np.concatenate(self._own_points), []
-        _refuse_duplicates(fingerprints(points))
+        fp = fingerprints(points)
+        _refuse_duplicates(fp[:, 0], fp[:, 1])
         shuffled = points[seeded_permutation(len(points), new_secret())]
         return [
             *_batches(shuffled, m.blinded_message),
@@ -168,8 +168,8 @@ class Follower:
         return sum(a.nbytes for a in arrays)
 
 
-def _refuse_duplicates(fp: np.ndarray) -> None:
-    if has_duplicates(fp):
+def _refuse_duplicates(hi: np.ndarray, lo: np.ndarray) -> None:
+    if has_duplicates(hi, lo):
         raise DataError("the PSI dataset has duplicate ids")
 
 

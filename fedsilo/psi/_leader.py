@@ -34,9 +34,9 @@ from ._match import (
     DuplicateValues,
     check_fingerprints,
     fingerprints,
-    halves,
     match,
     seeded_permutation,
+    take_halves,
 )
 from ._x25519 import blind, hash_and_blind, new_secret
 
@@ -164,8 +164,9 @@ class Leader:
 
     def _match_one(self, name: str, peer: _Peer) -> tuple[np.ndarray, np.ndarray]:
         """(our rows, their rows) of the ids both hold, sorted by our row; frees the pair."""
-        hi, lo = halves([*peer.ours, *peer.theirs])
-        peer.ours, peer.theirs = [], []  # frees the parts before the sort
+        parts = peer.ours + peer.theirs
+        peer.ours, peer.theirs = [], []
+        hi, lo = take_halves(parts)  # frees each part as it is copied
         try:
             return match(hi, lo, peer.our_count)
         except DuplicateValues as dup:

@@ -8,8 +8,6 @@ neighbours: O((n+m) log(n+m)), no Python sets, 26 bytes per id at the peak (:fun
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from nacl.bindings import randombytes_buf_deterministic
 
@@ -19,10 +17,10 @@ __all__ = [
     "FP_BYTES",
     "DuplicateValues",
     "fingerprints",
-    "halves",
     "has_duplicates",
     "match",
     "seeded_permutation",
+    "take_halves",
 ]
 
 FP_BYTES = 16
@@ -76,9 +74,9 @@ def _sorted(hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order, eq
 
 
-def has_duplicates(fp: np.ndarray) -> bool:
-    """Whether two rows of ``(n, 2) uint64`` are equal (two equal ids give equal values)."""
-    return bool(len(fp) > 1 and _sorted(fp[:, 0], fp[:, 1])[1].any())
+def has_duplicates(hi: np.ndarray, lo: np.ndarray) -> bool:
+    """Whether two rows ``(hi, lo)`` are equal (two equal ids give equal values)."""
+    return bool(len(hi) > 1 and _sorted(hi, lo)[1].any())
 
 
 class DuplicateValues(Exception):
@@ -89,16 +87,26 @@ class DuplicateValues(Exception):
         self.side = side
 
 
-def halves(parts: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The first and second ``uint64`` of every row of ``(n, 2) uint64`` parts, concatenated."""
-    if not parts:
-        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
-    return np.concatenate([p[:, 0] for p in parts]), np.concatenate([p[:, 1] for p in parts])
+def take_halves(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The first and second ``uint64`` of every row of ``(n, 2) uint64`` parts, concatenated.
+
+    Empties ``parts`` as it copies, so each part is freed once copied (when nothing else holds
+    it): the peak is the result plus one part, not twice the result.
+    """
+    n = sum(len(p) for p in parts)
+    hi, lo = np.empty(n, np.uint64), np.empty(n, np.uint64)
+    at = 0
+    parts.reverse()
+    while parts:
+        part = parts.pop()
+        hi[at : at + len(part)], lo[at : at + len(part)] = part[:, 0], part[:, 1]
+        at += len(part)
+    return hi, lo
 
 
 def match(hi: np.ndarray, lo: np.ndarray, n_a: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``(ia, ib)`` with ``a[ia] == b[ib]``, ordered by ``ia``, where rows ``[0, n_a)`` of
-    ``(hi, lo)`` are the set ``a`` and the rest the set ``b`` (see :func:`halves`).
+    ``(hi, lo)`` are the set ``a`` and the rest the set ``b`` (see :func:`take_halves`).
 
     One sort of both sets finds the matches and any duplicate within a set, which raises
     :class:`DuplicateValues` naming the side (``a`` is checked first). Memory besides the 16
@@ -109,8 +117,7 @@ def match(hi: np.ndarray, lo: np.ndarray, n_a: int) -> tuple[np.ndarray, np.ndar
     left_a, right_a = left < n_a, right < n_a
     # a valid pair is one row of each set; three equal rows in a row mean a duplicate somewhere
     if (left_a == right_a).any() or (eq[1:] & eq[:-1]).any():
-        a = np.stack([hi[:n_a], lo[:n_a]], axis=1)
-        raise DuplicateValues(0 if has_duplicates(a) else 1)
+        raise DuplicateValues(0 if has_duplicates(hi[:n_a], lo[:n_a]) else 1)
     ia = np.where(left_a, left, right)
     ib = np.where(left_a, right, left) - n_a
     keep = np.argsort(ia, kind="stable")

@@ -23,7 +23,6 @@ from fedsilo.psi._match import (
     has_duplicates,
     match,
     seeded_permutation,
-    take_halves,
 )
 
 CTX = b"job-test/salt-1"
@@ -280,11 +279,11 @@ def test_match_is_exact_even_when_first_halves_collide(
     assert has_duplicates(fa[:, 0], fa[:, 1]) == (len(set(a)) < len(a))
     if len(set(a)) < len(a) or len(set(b)) < len(b):
         with pytest.raises(DuplicateValues) as err:
-            match(*take_halves([fa, fb]), len(fa))
+            match([fa, fb], len(fa))
         assert err.value.side == (0 if len(set(a)) < len(a) else 1)
         return
     parts = [fa[:1], fa[1:], fb]  # sets arrive in parts, taken (and let go) one by one
-    ia, ib = match(*take_halves(parts), len(fa))
+    ia, ib = match(parts, len(fa))
     assert parts == []
     want = sorted((i, b.index(v)) for i, v in enumerate(a) if v in b)
     assert list(zip(ia.tolist(), ib.tolist(), strict=True)) == want

@@ -3,7 +3,7 @@
 A doubly blinded point is pseudo-random, so its first 16 bytes (a :data:`Fingerprint`, viewed as
 two ``uint64``) identify it: two distinct ids collide with probability ~n·m/2^128. Matching sorts
 the two sets together once (by the first 64 bits, see :func:`_sorted`) and pairs equal
-neighbours: O((n+m) log(n+m)), no Python sets, 26 bytes per id at the peak (:func:`match`).
+neighbours: O((n+m) log(n+m)), no Python sets, about 33 bytes per id at the peak (:func:`match`).
 """
 
 from __future__ import annotations
@@ -104,22 +104,27 @@ def take_halves(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return hi, lo
 
 
-def match(hi: np.ndarray, lo: np.ndarray, n_a: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``(ia, ib)`` with ``a[ia] == b[ib]``, ordered by ``ia``, where rows ``[0, n_a)`` of
-    ``(hi, lo)`` are the set ``a`` and the rest the set ``b`` (see :func:`take_halves`).
+def match(parts: list[np.ndarray], n_a: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``(ia, ib)`` with ``a[ia] == b[ib]``, ordered by ``ia``, where ``parts`` are the
+    ``(n, 2) uint64`` parts of the set ``a`` (``n_a`` rows in all) and then of the set ``b``.
 
     One sort of both sets finds the matches and any duplicate within a set, which raises
-    :class:`DuplicateValues` naming the side (``a`` is checked first). Memory besides the 16
-    bytes per row of ``(hi, lo)``: 8 for the order, 2 for the flags.
+    :class:`DuplicateValues` naming the side (``a`` is checked first). Consumes ``parts`` (see
+    :func:`take_halves`) and frees each array once it is used: the peak is about 33 bytes per row
+    of both sets (16 for the values, 8 for the order, 1 for flags, up to 8 for matched pairs).
     """
+    hi, lo = take_halves(parts)
     order, eq = _sorted(hi, lo)
+    triple = bool((eq[1:] & eq[:-1]).any())  # three equal rows in a row: a duplicate somewhere
     left, right = order[:-1][eq], order[1:][eq]
+    del order, eq
     left_a, right_a = left < n_a, right < n_a
-    # a valid pair is one row of each set; three equal rows in a row mean a duplicate somewhere
-    if (left_a == right_a).any() or (eq[1:] & eq[:-1]).any():
+    if triple or (left_a == right_a).any():  # a valid pair is one row of each set
         raise DuplicateValues(0 if has_duplicates(hi[:n_a], lo[:n_a]) else 1)
+    del hi, lo
     ia = np.where(left_a, left, right)
     ib = np.where(left_a, right, left) - n_a
+    del left, right
     keep = np.argsort(ia, kind="stable")
     return ia[keep], ib[keep]
 

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_psi import hwm
 from bench_score import free_port, start_silo, stop_silo
 from sqlalchemy import create_engine, text
 
@@ -71,13 +72,6 @@ def silo_config(root: Path, party: str, port: int) -> Path:
         '[policy]\nprotocols = ["psi"]\nroles = ["active", "passive"]\n'
     )
     return path
-
-
-def hwm(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def children(pid: int) -> list[int]:

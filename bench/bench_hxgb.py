@@ -54,12 +54,12 @@ from fedsilo.silo_node.demo_data import load_csv_into_table
 from fedsilo.silo_node.node import SiloNode, start_silo
 from fedsilo.silo_node.predict import get_predictor
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"  # bundled: tests/data/README.md
 Part = tuple[np.ndarray, np.ndarray]
 
 
 def load(name: str) -> Part:
-    a = np.loadtxt(DATA / name, delimiter=",", skiprows=1)
+    a = np.loadtxt(DATA / f"{name}.gz", delimiter=",", skiprows=1)
     return a[:, 2:], a[:, 1]
 
 
@@ -146,8 +146,9 @@ def _silo_toml(root: Path, party: str, datasets: list[str]) -> Path:
 def _consortium(root: Path, parts: list[Part], test: Part) -> dict[str, Path]:
     """CA, certificates, a SQLite database and a config per silo; the guest holds the test set."""
     certs.init_ca(root / "certs", name="bench consortium CA")
-    for name in ("coordinator", *SILOS):
-        certs.issue(root / "certs", name)
+    certs.issue(root / "certs", "coordinator", role="coordinator")
+    for name in SILOS:
+        certs.issue(root / "certs", name, role="silo")
     configs = {}
     for party, part in zip(SILOS, parts, strict=True):
         data = {"train": part, **({"test": test} if party == "guest" else {})}

@@ -43,7 +43,7 @@ from fedsilo.ml.lr_local import Relay, run_horizontal, run_vertical
 from fedsilo.ml.lr_vertical import LabelHolder, PassiveParty
 from fedsilo.ml.secure_hist import ObfuscatorStock
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"  # bundled: tests/data/README.md
 
 
 def _cpu_seconds() -> float:
@@ -60,7 +60,7 @@ def _cpu_seconds() -> float:
 
 
 def _csv(name: str) -> np.ndarray:
-    return np.loadtxt(DATA / name, delimiter=",", skiprows=1)
+    return np.loadtxt(DATA / f"{name}.gz", delimiter=",", skiprows=1)
 
 
 def _sklearn(

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import signal
@@ -45,21 +46,26 @@ from fedsilo.ml.secureboost import ActiveParty, PassiveParty, SecureBoostParams,
 from fedsilo.silo_node.demo_data import load_csv_into_table
 from fedsilo.silo_node.store import SiloStore
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"  # bundled: tests/data/README.md
 TARGET_S = 20.0
 PARAMS = {"n_estimators": 30, "max_depth": 3, "key_bits": 1024, "insecure_min_key_bits": 1024}
 PART = "bench-secureboost"
 
 
+def _header(path: Path) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return fh.readline().rstrip("\n").split(",")
+
+
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
     """Labels, bank columns, bureau columns (same row order) and the column names."""
-    g_path = DATA / "default_credit_hetero_guest.csv"
-    h_path = DATA / "default_credit_hetero_host.csv"
+    g_path = DATA / "default_credit_hetero_guest.csv.gz"
+    h_path = DATA / "default_credit_hetero_host.csv.gz"
     guest = np.loadtxt(g_path, delimiter=",", skiprows=1)
     host = np.loadtxt(h_path, delimiter=",", skiprows=1)
     assert (guest[:, 0] == host[:, 0]).all()
-    g_cols = g_path.read_text().split("\n", 1)[0].split(",")[2:]
-    h_cols = h_path.read_text().split("\n", 1)[0].split(",")[1:]
+    g_cols = _header(g_path)[2:]
+    h_cols = _header(h_path)[1:]
     return guest[:, 1], guest[:, 2:], host[:, 1:], g_cols, h_cols
 
 

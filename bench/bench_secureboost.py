@@ -31,12 +31,12 @@ from fedsilo.ml.secureboost import (
     run_in_process,
 )
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"  # bundled: tests/data/README.md
 
 
 def load() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    guest = np.loadtxt(DATA / "default_credit_hetero_guest.csv", delimiter=",", skiprows=1)
-    host = np.loadtxt(DATA / "default_credit_hetero_host.csv", delimiter=",", skiprows=1)
+    guest = np.loadtxt(DATA / "default_credit_hetero_guest.csv.gz", delimiter=",", skiprows=1)
+    host = np.loadtxt(DATA / "default_credit_hetero_host.csv.gz", delimiter=",", skiprows=1)
     return guest[:, 1], guest[:, 2:], host[:, 1:]
 
 

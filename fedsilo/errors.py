@@ -11,7 +11,9 @@
     ├── CryptoError               a key is too small, a ciphertext does not decrypt, a seal fails
     ├── JobError                  a job cannot run or failed (carries the reason)
     │   └── SiloUnavailable       a silo did not answer within its deadline
-    └── NotFound                  a job, model, alignment or dataset that does not exist
+    ├── NotFound                  a job, model, alignment or dataset that does not exist
+    └── LimitExceeded             a caller went beyond a silo's cap on concurrent calls, open
+                                  sessions or stream time (refused at once, never queued)
 
 gRPC status codes and CLI exit codes are derived from this tree in exactly one place each:
 :func:`grpc_status_for` here, and ``fedsilo.cli.main`` via :data:`EXIT_CODES`.
@@ -64,6 +66,10 @@ class NotFound(FedsiloError):
     exit_code = 10
 
 
+class LimitExceeded(FedsiloError):
+    exit_code = 11
+
+
 _GRPC_STATUS: list[tuple[type[FedsiloError], grpc.StatusCode]] = [
     (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
     (DataError, grpc.StatusCode.FAILED_PRECONDITION),
@@ -74,6 +80,7 @@ _GRPC_STATUS: list[tuple[type[FedsiloError], grpc.StatusCode]] = [
     (SiloUnavailable, grpc.StatusCode.UNAVAILABLE),
     (JobError, grpc.StatusCode.ABORTED),
     (NotFound, grpc.StatusCode.NOT_FOUND),
+    (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
 ]
 
 

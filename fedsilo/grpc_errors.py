@@ -21,7 +21,7 @@ from fedsilo.errors import (
     grpc_status_for,
 )
 
-__all__ = ["RequestDecodeGuard", "abort_on_error", "is_retryable", "raise_from_rpc"]
+__all__ = ["FirstKept", "RequestDecodeGuard", "abort_on_error", "is_retryable", "raise_from_rpc"]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,15 +36,47 @@ def abort_on_error(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+        if hasattr(self, "on_refused") and isinstance(request, Iterator):
+            request = FirstKept(request)  # a refused stream is named by its first message
         try:
             return fn(self, request, context)
         except FedsiloError as err:
+            _report_refusal(self, fn.__name__, request, context, err)
             context.abort(grpc_status_for(err), str(err))
         except Exception:
             log.exception("internal error in %s", fn.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__}")
 
     return wrapper  # type: ignore[return-value]
+
+
+class FirstKept(Iterator[Any]):
+    """A request stream that remembers its first message (a step's header), so the record of a
+    refused stream can say which job and step it was."""
+
+    def __init__(self, messages: Iterator[Any]) -> None:
+        self._messages = messages
+        self.first: Any = None
+
+    def __next__(self) -> Any:
+        item = next(self._messages)
+        if self.first is None:
+            self.first = item
+        return item
+
+
+def _report_refusal(
+    servicer: Any, method: str, request: Any, context: grpc.ServicerContext, err: FedsiloError
+) -> None:
+    """Hand a refusal to the servicer's ``on_refused`` hook, if it has one (a silo records it in
+    its ledger); a hook that fails is logged, and the refusal is answered all the same."""
+    hook = getattr(servicer, "on_refused", None)
+    if hook is None:
+        return
+    try:
+        hook(method, request, context, err)
+    except Exception:
+        log.exception("could not record the refusal of %s", method)
 
 
 #: what gRPC writes into an UNAVAILABLE status when *this side* refused the TLS handshake, and

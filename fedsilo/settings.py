@@ -41,8 +41,31 @@ IDEMPOTENT_RETRIES: int = 4
 RETRY_BACKOFF_S: float = 0.25
 #: worker threads of a silo's gRPC server. Protocol steps are CPU bound and use processes.
 SERVER_THREADS: int = 8
+#: calls a silo serves at once, all callers together, except health checks and Describe: below
+#: ``SERVER_THREADS`` so that 2 threads always remain for those, whatever job streams do (gRPC's
+#: sync server holds a thread for a stream's whole life). A call beyond it is refused at once
+#: with RESOURCE_EXHAUSTED, never queued.
+MAX_JOB_CALLS: int = 6
+#: calls one caller identity (certificate name, or host with ``insecure_plaintext``) may have in
+#: progress at a silo: a coordinator runs one step per silo and job at a time, so 4 allows a few
+#: concurrent jobs while one caller cannot take all of ``MAX_JOB_CALLS``.
+MAX_JOB_CALLS_PER_CALLER: int = 4
+#: seconds a silo waits for the next frame of a step request, or for the caller to take the next
+#: reply frame, before it ends the call: a stalled caller must not hold a thread. A 1 MiB frame
+#: needs this long only below ~280 kbit/s.
+STEP_STREAM_IDLE_TIMEOUT_S: float = 30.0
+#: seconds, longest a silo spends receiving one step request (and again sending one reply): the
+#: coordinator's whole step deadline (``STEP_DEADLINE_S``), so a slower transfer could not succeed
+#: anyway; bounds a caller that trickles a frame just inside the idle timeout.
+STEP_STREAM_MAX_TRANSFER_S: float = 600.0
 #: seconds a silo keeps an idle job session in memory before dropping it.
 SESSION_IDLE_TIMEOUT_S: float = 3600.0
+#: job sessions one caller identity may hold open at a silo (idle ones expire first): each holds
+#: per-job keys and protocol state in memory; a coordinator runs one job at a time, so 16 leaves
+#: room for sessions whose close was lost. OpenJob beyond it is refused with RESOURCE_EXHAUSTED.
+MAX_OPEN_SESSIONS_PER_CALLER: int = 16
+#: job sessions a silo holds open for all callers together (see ``MAX_OPEN_SESSIONS_PER_CALLER``).
+MAX_OPEN_SESSIONS: int = 64
 
 # --- data ----------------------------------------------------------------------------------------
 #: rows per chunk when a silo reads its tables; bounds memory independently of table size.
@@ -55,6 +78,10 @@ WRITE_CHUNK_ROWS: int = 10_000
 PAILLIER_KEY_BITS: int = 2048
 #: bits, smallest Paillier modulus accepted without the explicit ``insecure`` option.
 PAILLIER_MIN_SECURE_BITS: int = 2048
+#: bits, largest Paillier modulus a silo accepts from a peer or makes for a job: 8192 is above
+#: NIST SP 800-57's 192-bit level (7680) and already costs ~60x a 2048-bit key per operation;
+#: without a ceiling a peer's key could make every ciphertext operation arbitrarily slow.
+PAILLIER_MAX_BITS: int = 8192
 #: CKKS polynomial modulus degree; 8192 with the coefficient moduli below gives 128-bit security
 #: (HE standard table) and 4096 slots.
 CKKS_POLY_MODULUS_DEGREE: int = 8192
@@ -145,6 +172,11 @@ LR_MAX_EPOCHS: int = 10
 LR_MAX_EPOCHS_LIMIT: int = 200
 #: vertical convergence: stop when the epoch's training loss falls by less than this fraction.
 LR_TOL: float = 1e-3
+#: standard deviation of the label holder's secret starting linear predictor in vertical LR
+#: (standardised units; coefficients and intercept drawn at random, never sent): with all weights
+#: at zero a passive party's first gradient would give it its exact per-feature label sums.
+#: Wide enough that sigmoid(z) spans ~0.1-0.9, narrow enough not to saturate (docs/leakage.md).
+LR_INIT_STD: float = 1.5
 #: a feature whose standard deviation is below this is constant: scale 1, coefficient stays 0.
 LR_MIN_FEATURE_STD: float = 1e-12
 #: fixed-point bits after the binary point of a passive party's standardised features when they
@@ -200,6 +232,13 @@ PAILLIER_DJN_EXPONENT_BITS: int = 224
 #: key (2^12 entries x 19 digits x 2 primes x 256 bytes); 13-14 were at most 8% faster for 2-4x
 #: the memory (bench/bench_paillier.py).
 PAILLIER_TABLE_WINDOW_BITS: int = 12
+#: bits per digit of a passive party's fixed-base table of the label holder's published
+#: re-randomisation base (mod n^2, no CRT, exponent bits(n) + 128): 8 gives ~1.3 ms per
+#: re-randomised histogram ciphertext for ~35 MB per process at 2048 bits (docs/crypto.md).
+PAILLIER_RERANDOMISE_WINDOW_BITS: int = 8
+#: bits, statistical margin of a re-randomiser's exponent over bits(n): each re-randomised reply
+#: is within 2^-128 of a fresh uniform encryption of its plaintext in the label holder's subgroup.
+PAILLIER_RERANDOMISE_STAT_BITS: int = 128
 #: rows per obfuscator task sent to the process pool (amortises task overhead, bounds memory).
 SECUREBOOST_ENCRYPT_CHUNK_ROWS: int = 4096
 #: rows per histogram task at a passive party.

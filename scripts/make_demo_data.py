@@ -13,7 +13,7 @@ strings (``C0000001``), as real keys usually are.
 
 Seeded and byte-for-byte reproducible (gzip mtime 0)::
 
-    python scripts/make_demo_data.py [--source ../shared/data/UCI_Credit_Card.csv]
+    python scripts/make_demo_data.py [--source tests/data/UCI_Credit_Card.csv.gz]
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SOURCE = ROOT.parent / "shared" / "data" / "UCI_Credit_Card.csv"
+#: bundled with its source, licence and checksum (tests/data/README.md); plain CSV works too.
+DEFAULT_SOURCE = ROOT / "tests" / "data" / "UCI_Credit_Card.csv.gz"
 OUT = ROOT / "fedsilo" / "data"
 SEED = 20240601
 LABEL_SOURCE = "default.payment.next.month"
@@ -45,7 +46,8 @@ PARTIES: dict[str, tuple[float, list[tuple[str, str]]]] = {
 
 
 def read_source(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="") as fh:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
 
 

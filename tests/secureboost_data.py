@@ -1,14 +1,12 @@
-"""Data helpers shared by the tree and SecureBoost tests (vertical splits from ../shared/data)."""
+"""Data helpers shared by the tree and SecureBoost tests (vertical splits from tests/data)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+from bundled_data import load_csv
 from sklearn.model_selection import train_test_split
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @dataclass
@@ -28,8 +26,7 @@ class Vertical:
 
 def load_vertical(name: str, rows: int | None = None) -> Vertical:
     """``name`` is ``breast`` or ``default_credit``; stratified 80/20 split with seed 42."""
-    guest = np.loadtxt(DATA / f"{name}_hetero_guest.csv", delimiter=",", skiprows=1)
-    host = np.loadtxt(DATA / f"{name}_hetero_host.csv", delimiter=",", skiprows=1)
+    guest, host = load_csv(f"{name}_hetero_guest"), load_csv(f"{name}_hetero_host")
     assert np.array_equal(guest[:, 0], host[:, 0])
     if rows is not None:
         guest, host = guest[:rows], host[:rows]

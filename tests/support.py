@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 import pytest
+from bundled_data import data_file
 from sqlalchemy import create_engine
 
 from fedsilo import settings
@@ -36,7 +37,6 @@ from fedsilo.coordinator.store import JobStore
 from fedsilo.silo_node.demo_data import load_csv_into_table
 from fedsilo.silo_node.node import SiloNode, start_silo
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 ALL_PROTOCOLS = '["psi", "secureboost", "lr", "hlr", "hxgb", "score"]'
 
 
@@ -151,9 +151,9 @@ PARTIES = {"bank": "active", "bureau": "passive", "telco": "passive"}
 def breast_silos(root: Path) -> Silos:
     """Configs and databases of the breast consortium (not started)."""
     c = Consortium(root)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST[:10]))
-    c.add_silo(SiloSpec("telco", DATA / "breast_hetero_host.csv", HOST[10:]))
+    c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST[:10]))
+    c.add_silo(SiloSpec("telco", data_file("breast_hetero_host"), HOST[10:]))
     return Silos(c)
 
 

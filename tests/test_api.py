@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from support import DATA, Consortium, SiloSpec
+from bundled_data import data_file
+from support import Consortium, SiloSpec
 
 from fedsilo.api import Consortium as Api
 
@@ -12,9 +13,9 @@ from fedsilo.api import Consortium as Api
 def test_notebook_api_runs_a_job_and_lists_it(tmp_path: Path) -> None:
     c = Consortium(tmp_path)
     c.add_silo(
-        SiloSpec("bank", DATA / "breast_hetero_guest.csv", [f"x{i}" for i in range(10)], label="y")
+        SiloSpec("bank", data_file("breast_hetero_guest"), [f"x{i}" for i in range(10)], label="y")
     )
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", [f"x{i}" for i in range(20)]))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), [f"x{i}" for i in range(20)]))
     c.start_all()
     try:
         api = Api(c.coordinator_config())

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from bundled_data import data_file
 from sqlalchemy import create_engine, inspect, text
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 GUEST = [f"x{i}" for i in range(10)]
 
@@ -34,7 +35,7 @@ def test_help_lists_every_command() -> None:
 
 def _bad_silo(tmp_path: Path, mutate: str) -> tuple[Path, str]:
     c = Consortium(tmp_path)
-    config = c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
+    config = c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
     db_url = f"sqlite:///{tmp_path / 'bank.db'}"
     engine = create_engine(db_url)
     with engine.begin() as conn:  # drop the loader's primary key so any corruption is possible
@@ -107,7 +108,7 @@ def test_run_with_unknown_step_kind(tmp_path: Path) -> None:
 
 def test_silo_check_prints_datasets(tmp_path: Path) -> None:
     c = Consortium(tmp_path)
-    config = c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
+    config = c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
     out = fedsilo("silo", "check", "--config", str(config))
     assert out.returncode == 0 and "569 rows" in out.stdout
 
@@ -116,8 +117,8 @@ def test_audit_prints_entries_summary_and_verifies(tmp_path: Path) -> None:
     from fedsilo.coordinator.orchestrator import run_job
 
     c = Consortium(tmp_path)
-    config = c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", [f"x{i}" for i in range(20)]))
+    config = c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), [f"x{i}" for i in range(20)]))
     c.start_all()
     try:
         spec = c.job({"bank": "active", "bureau": "passive"}, [{"kind": "psi", "alignment": "a"}])

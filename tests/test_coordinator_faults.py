@@ -25,8 +25,9 @@ from typing import Any
 
 import grpc
 import pytest
+from bundled_data import data_file
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from support import DATA, Consortium, SiloSpec, free_port
+from support import Consortium, SiloSpec, free_port
 
 from fedsilo import settings
 from fedsilo.coordinator.client import SiloClient, channel_options
@@ -47,8 +48,8 @@ HOST = [f"x{i}" for i in range(20)]
 @pytest.fixture
 def consortium(tmp_path: Path) -> Iterator[Consortium]:
     c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST))
+    c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST))
     c.start_all()
     yield c
     c.stop_all()
@@ -189,11 +190,13 @@ def tls_silo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, di
     """A TLS server holding the 'bank' certificate (health only), and everyone's files."""
     home = tmp_path_factory.mktemp("pki")
     certs.init_ca(home / "consortium")
-    files = {p: certs.issue(home / "consortium", p) for p in ("bank", "coordinator", "bureau")}
+    files = {p: certs.issue(home / "consortium", p, role="silo") for p in ("bank", "bureau")}
+    files["coordinator"] = certs.issue(home / "consortium", "coordinator", role="coordinator")
     certs.init_ca(home / "foreign")
-    files["foreign"] = certs.issue(home / "foreign", "coordinator")
+    files["foreign"] = certs.issue(home / "foreign", "coordinator", role="coordinator")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
-                         interceptors=[tls.IdentityInterceptor(allowed={"coordinator"})])
+                         interceptors=[tls.IdentityInterceptor(allowed={"coordinator"},
+                                                               role="coordinator")])
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     bank = files["bank"]

@@ -25,6 +25,7 @@ EXPORTS: dict[str, str] = {
     "JobError": "fedsilo.errors",
     "SiloUnavailable": "fedsilo.errors",
     "NotFound": "fedsilo.errors",
+    "LimitExceeded": "fedsilo.errors",
 }
 #: dunder names that are exports (everything else starting with "_" is private).
 PUBLIC_DUNDERS = {"__version__"}

@@ -24,10 +24,11 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
+from bundled_data import data_file
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 from fedsilo import settings as fs_settings
 from fedsilo.crypto.sealing import JobKeys
@@ -110,8 +111,23 @@ VALID_SPEC: dict[str, Any] = {
         "bank": {"dataset": "main", "role": "active"},
         "bureau": {"dataset": "main", "role": "passive"},
     },
-    "steps": [{"kind": "noop"}],
+    # one step of every kind the node's active role can take, so each method is authorised for
+    # the step that lists it (STEP_OF) and the fuzzing gets deep into the step functions
+    "steps": [
+        {"kind": "noop"},
+        {"kind": "psi", "alignment": "fz"},
+        {"kind": "split", "alignment": "fz", "test_fraction": 0.3, "valid_fraction": 0.1},
+        {"kind": "evaluate", "alignment": "fz", "model": "m-v1"},
+        {"kind": "score", "alignment": "fz", "table": "fz_scores", "chunk_rows": 50,
+         "model": "m-v1"},
+        {"kind": "secureboost", "alignment": "fz"},
+        {"kind": "lr", "alignment": "fz"},
+    ],
 }
+#: the index of the VALID_SPEC step each protocol's methods run in
+STEP_OF = {"job": 0, "psi": 1, "split": 2, "evaluate": 3, "predict": 3, "score": 4, "sgb": 5,
+           "lr": 6}
+ECHO = {"step": 0}
 
 
 def fuzz(examples: int) -> settings:
@@ -130,7 +146,7 @@ class Live:
 
     channel: grpc.Channel
     stub: pb_grpc.SiloServiceStub
-    bureau: JobKeys = field(default_factory=JobKeys)
+    bureau: JobKeys = field(default_factory=lambda: JobKeys(party="bureau", job_id=LIVE_JOB))
     bank_key: bytes = b""
     seq: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     last_seq: int = 0
@@ -144,7 +160,7 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     consortium = Consortium(root)
-    consortium.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", FEATURES, label="y"))
+    consortium.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), FEATURES, label="y"))
     node = consortium.start("bank")
     ids = next(node.ctx.data.iter_ids("main", chunk_rows=200))
     node.ctx.store.save_alignment("fz", "setup", "main", ids)  # so split/score steps get far
@@ -159,7 +175,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 def open_live_session(live: Live) -> None:
     """(Re)open the job this test's Step fuzzing targets, with bureau's key as the peer."""
     resp = live.stub.OpenJob(
-        pb.OpenJobRequest(job_id=LIVE_JOB, spec_json=json.dumps(VALID_SPEC)), timeout=10
+        # a resume of the same spec: the one way to open an open job again
+        pb.OpenJobRequest(job_id=LIVE_JOB, spec_json=json.dumps(VALID_SPEC), resume=True),
+        timeout=10,
     )
     live.bank_key = resp.session_public_key
     live.stub.SetPeers(
@@ -195,7 +213,7 @@ def assert_healthy(live: Live) -> None:
     assert resp.status == health_pb2.HealthCheckResponse.SERVING
     open_live_session(live)
     frames = step_frames(
-        LIVE_JOB, "job.echo", live.next_seq(), pack_step(StepPayload(), request=True)
+        LIVE_JOB, "job.echo", live.next_seq(), pack_step(StepPayload(meta=ECHO), request=True)
     )
     replies = list(live.stub.Step(iter(frames), timeout=10))
     assert replies and all(f.HasField("chunk") for f in replies)
@@ -487,7 +505,7 @@ def test_step_with_mutated_payloads(live: Live, data: st.DataObject) -> None:
         method = data.draw(st.text(max_size=30), "method")
     else:
         method = data.draw(st.sampled_from(registered), "method")
-    meta = SEED_META.get(method, {})
+    meta = {"step": STEP_OF.get(method.split(".")[0], 0), **SEED_META.get(method, {})}
     if chance(data, 50, "mutate meta"):
         meta = data.draw(mutated_json(meta), "meta")
     if not isinstance(meta, dict):
@@ -535,7 +553,9 @@ def test_hostile_message_headers_are_protocol_errors(live: Live, raw: bytes) -> 
     with pytest.raises(ProtocolError):
         decode(raw)
     sealed = live.bureau.seal("bank", raw)
-    payload = pack_step(StepPayload(envelopes=[Envelope("bureau", "bank", sealed)]), request=True)
+    payload = pack_step(
+        StepPayload(meta=ECHO, envelopes=[Envelope("bureau", "bank", sealed)]), request=True
+    )
     frames = step_frames(LIVE_JOB, "job.echo", live.next_seq(), payload)
     assert (
         code_of(lambda: live.stub.Step(iter(frames), timeout=10))
@@ -597,7 +617,7 @@ def test_logical_size_limits_are_invalid_argument(live: Live) -> None:
 def test_replayed_step_is_refused(live: Live) -> None:
     """The sequence check itself: the same seq twice is INVALID_ARGUMENT the second time."""
     open_live_session(live)
-    data = pack_step(StepPayload(), request=True)
+    data = pack_step(StepPayload(meta=ECHO), request=True)
     seq = live.next_seq()
     list(live.stub.Step(iter(step_frames(LIVE_JOB, "job.echo", seq, data)), timeout=10))
     with pytest.raises(grpc.RpcError) as err:
@@ -634,9 +654,9 @@ def test_tls_node_checks_identity_before_parsing(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     certs.init_ca(pki)
     for party in ("bank", "coordinator", "bureau"):
-        certs.issue(pki, party)
+        certs.issue(pki, party, role="coordinator" if party == "coordinator" else "silo")
     consortium = Consortium(tmp_path)
-    plain = consortium.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", FEATURES))
+    plain = consortium.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), FEATURES))
     files = f'ca = "{pki / "ca.pem"}"\ncert = "{pki / "bank.pem"}"\nkey = "{pki / "bank.key"}"\n'
     plain.write_text(
         plain.read_text().replace(

@@ -13,14 +13,16 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import xgboost as xgb
+from bundled_data import data_file, load_csv
 from sqlalchemy import create_engine, text
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 from fedsilo.cli.score_cmd import whole_score_spec
 from fedsilo.coordinator.config import parse_job_spec
@@ -29,6 +31,7 @@ from fedsilo.errors import JobError, ProtocolError
 from fedsilo.ml.lr_horizontal import HorizontalLRModel
 from fedsilo.ml.metrics import auc
 from fedsilo.silo_node import steps as silo_steps
+from fedsilo.silo_node.ledger import CONTROL_KINDS
 from fedsilo.silo_node.steps.hxgb import export_path
 
 FEATURES = [f"x{i}" for i in range(23)]
@@ -38,17 +41,17 @@ EVALUATE_ON = {"party": "guest", "dataset": "test"}
 
 def _csv(name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(ids as the silo normalises them, features, labels) of a default_credit_homo file."""
-    a = np.loadtxt(DATA / f"default_credit_homo_{name}.csv", delimiter=",", skiprows=1)
+    a = load_csv(f"default_credit_homo_{name}")
     return [str(int(i)) for i in a[:, 0]], a[:, 2:], a[:, 1]
 
 
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
     c = Consortium(tmp_path_factory.mktemp("horizontal-scoring"))
-    c.add_silo(SiloSpec("guest", DATA / "default_credit_homo_guest.csv", FEATURES, label="y",
-                        extra={"test": DATA / "default_credit_homo_test.csv"}))
+    c.add_silo(SiloSpec("guest", data_file("default_credit_homo_guest"), FEATURES, label="y",
+                        extra={"test": data_file("default_credit_homo_test")}))
     for party in MEMBERS[1:]:
-        c.add_silo(SiloSpec(party, DATA / f"default_credit_homo_{party}.csv", FEATURES,
+        c.add_silo(SiloSpec(party, data_file(f"default_credit_homo_{party}"), FEATURES,
                             label="y"))
     c.start_all()
     c.coordinator_config()  # writes coordinator.toml for the CLI
@@ -123,7 +126,10 @@ def test_hlr_evaluation_the_policy_forbids_is_refused_before_training(consortium
     with pytest.raises(JobError, match="policy does not allow dataset 'test'"):
         run_job(spec, clients=consortium.clients(), store=consortium.store())
     job = next(j for j in consortium.store().list_jobs() if j.name == "hlr-nope")
-    assert not consortium.nodes["host_1"].ctx.ledger.entries(job.job_id)
+    # host_1 sent nothing: its ledger holds only what it accepted, refused and closed
+    entries = consortium.nodes["host_1"].ctx.ledger.entries(job.job_id)
+    assert {e.kind for e in entries} <= CONTROL_KINDS
+    assert any(e.kind == "job.refused" and "dataset 'test'" in e.reveals for e in entries)
 
 
 def test_hxgb_scores_at_one_member_alone_match_the_xgboost_export(consortium, hxgb) -> None:
@@ -175,10 +181,10 @@ def test_whole_model_scoring_resumes_after_a_failure(consortium, hlr) -> None:
         calls["n"] += 1
         if calls["n"] > 3:
             raise ProtocolError("injected failure")
-        return original(ctx, session, req)
+        return original.fn(ctx, session, req)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(silo_steps._STEPS, "score.chunk", failing)
+        mp.setitem(silo_steps._STEPS, "score.chunk", replace(original, fn=failing))
         with pytest.raises(JobError, match="injected failure"):
             run_job(spec, clients=consortium.clients(), store=consortium.store())
     failed = next(j for j in consortium.store().list_jobs() if j.name == raw["name"]

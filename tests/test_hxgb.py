@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
+from bundled_data import load_csv
 from sklearn.metrics import roc_auc_score
 
 from fedsilo.crypto import ckks
@@ -27,20 +28,19 @@ from fedsilo.ml.hxgb import (
 from fedsilo.ml.tree import PlainSource, base_margin, grow_tree, logistic_gradients, quantize
 from fedsilo.ml.xgb_export import to_xgboost_dict, to_xgboost_json
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: the issue's reference setting: xgboost hist, depth 3, 30 trees, eta 0.3, max_bin 32, lambda 1
 PARAMS = HxgbParams(n_estimators=30, max_depth=3, learning_rate=0.3, max_bin=32, reg_lambda=1.0)
 
 
 def _csv(name: str) -> tuple[np.ndarray, np.ndarray]:
-    a = np.loadtxt(DATA / name, delimiter=",", skiprows=1)
+    a = load_csv(name)
     return a[:, 2:], a[:, 1]
 
 
 @pytest.fixture(scope="module")
 def credit() -> dict[str, object]:
-    parts = [_csv(f"default_credit_homo_{n}.csv") for n in ("guest", "host_1", "host_2")]
-    return {"parts": parts, "test": _csv("default_credit_homo_test.csv")}
+    parts = [_csv(f"default_credit_homo_{n}") for n in ("guest", "host_1", "host_2")]
+    return {"parts": parts, "test": _csv("default_credit_homo_test")}
 
 
 def _silos(parts, params=PARAMS, valid=None):
@@ -203,10 +203,10 @@ def test_model_json_round_trip_and_hostile_models_refused(trained):
 
 @pytest.fixture(scope="module")
 def breast() -> dict[str, object]:
-    parts = [_csv(f"breast_homo_{n}.csv") for n in ("guest", "host")]
+    parts = [_csv(f"breast_homo_{n}") for n in ("guest", "host")]
     x = np.vstack([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
-    return {"parts": [(x[i::3], y[i::3]) for i in range(3)], "test": _csv("breast_homo_test.csv")}
+    return {"parts": [(x[i::3], y[i::3]) for i in range(3)], "test": _csv("breast_homo_test")}
 
 
 def test_missing_values_learn_a_default_direction(breast, tmp_path):

@@ -18,14 +18,16 @@ from typing import Any
 import numpy as np
 import pytest
 import xgboost as xgb
+from bundled_data import data_file, load_csv
 from sklearn.metrics import roc_auc_score
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobRecord
 from fedsilo.crypto import ckks
 from fedsilo.errors import JobError, NotFound, PolicyError
 from fedsilo.ml.hxgb import HxgbParams, HxgbSilo, train_in_process
+from fedsilo.silo_node.ledger import CONTROL_KINDS
 from fedsilo.silo_node.predict import get_predictor
 from fedsilo.wire import StepPayload
 
@@ -38,18 +40,18 @@ EVALUATE_ON = {"party": "guest", "dataset": "test"}
 
 
 def _csv(name: str) -> tuple[np.ndarray, np.ndarray]:
-    a = np.loadtxt(DATA / f"default_credit_homo_{name}.csv", delimiter=",", skiprows=1)
+    a = load_csv(f"default_credit_homo_{name}")
     return a[:, 2:], a[:, 1]
 
 
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
     c = Consortium(tmp_path_factory.mktemp("hxgb"))
-    test_csv = DATA / "default_credit_homo_test.csv"
-    c.add_silo(SiloSpec("guest", DATA / "default_credit_homo_guest.csv", FEATURES, label="y",
+    test_csv = data_file("default_credit_homo_test")
+    c.add_silo(SiloSpec("guest", data_file("default_credit_homo_guest"), FEATURES, label="y",
                         extra={"test": test_csv}))
     for party in MEMBERS[1:]:
-        c.add_silo(SiloSpec(party, DATA / f"default_credit_homo_{party}.csv", FEATURES,
+        c.add_silo(SiloSpec(party, data_file(f"default_credit_homo_{party}"), FEATURES,
                             label="y"))
     c.start_all()
     yield c
@@ -294,7 +296,10 @@ def test_evaluation_the_policy_forbids_is_refused_before_training(consortium) ->
                                                              "dataset": "test"}}, name="nope")
     assert isinstance(err.value.__cause__, PolicyError)
     job = next(j for j in consortium.store().list_jobs() if j.name == "nope")
-    assert not consortium.nodes["host_1"].ctx.ledger.entries(job.job_id)
+    # host_1 sent nothing: its ledger holds only what it accepted, refused and closed
+    entries = consortium.nodes["host_1"].ctx.ledger.entries(job.job_id)
+    assert {e.kind for e in entries} <= CONTROL_KINDS
+    assert any(e.kind == "job.refused" and "dataset 'test'" in e.reveals for e in entries)
 
 
 def test_members_with_different_columns_are_told_so(consortium) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import gmpy2
 import numpy as np
 import pytest
+from bundled_data import load_csv
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
@@ -34,19 +35,14 @@ from fedsilo.ml.lr_local import Relay, run_horizontal, run_vertical
 from fedsilo.ml.lr_vertical import LabelHolder, PassiveParty, VerticalModelPart
 from fedsilo.ml.secure_hist import ObfuscatorStock
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 TEST_KEY_BITS = 512
 AUC_TOLERANCE = 0.005
-
-
-def _csv(name: str) -> np.ndarray:
-    return np.loadtxt(DATA / name, delimiter=",", skiprows=1)
 
 
 # --- vertical --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def hetero() -> dict[str, np.ndarray]:
-    guest, host = _csv("default_credit_hetero_guest.csv"), _csv("default_credit_hetero_host.csv")
+    guest, host = load_csv("default_credit_hetero_guest"), load_csv("default_credit_hetero_host")
     assert np.array_equal(guest[:, 0], host[:, 0])
     y = guest[:, 1]
     train, test = train_test_split(np.arange(y.size), test_size=0.2, stratify=y, random_state=42)
@@ -372,8 +368,8 @@ def test_standardizer_constant_column():
 # --- horizontal -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def homo() -> dict[str, object]:
-    parts = [_csv(f"default_credit_homo_{n}.csv") for n in ("guest", "host_1", "host_2")]
-    return {"parts": parts, "test": _csv("default_credit_homo_test.csv")}
+    parts = [load_csv(f"default_credit_homo_{n}") for n in ("guest", "host_1", "host_2")]
+    return {"parts": parts, "test": load_csv("default_credit_homo_test")}
 
 
 def _silos(parts, config: HLRConfig) -> list[HorizontalSilo]:
@@ -528,6 +524,7 @@ def test_exported_names():
             "PassiveParty",
             "RESIDUALS",
             "VerticalModelPart",
+            "initial_weights",
             "mask_partial",
             "sum_masked_partials",
         ],

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled_data import data_file, load_csv
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError
@@ -24,9 +25,9 @@ HOMO = [f"x{i}" for i in range(23)]
 @pytest.fixture
 def vertical(tmp_path: Path):
     c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST[:10]))
-    c.add_silo(SiloSpec("telco", DATA / "breast_hetero_host.csv", HOST[10:]))
+    c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST[:10]))
+    c.add_silo(SiloSpec("telco", data_file("breast_hetero_host"), HOST[10:]))
     c.start_all()
     yield c
     c.stop_all()
@@ -79,7 +80,7 @@ def test_vertical_lr_refuses_a_small_key(vertical: Consortium) -> None:
 def horizontal(tmp_path: Path):
     c = Consortium(tmp_path)
     for party, name in [("bank", "guest"), ("lender", "host_1"), ("card", "host_2")]:
-        c.add_silo(SiloSpec(party, DATA / f"default_credit_homo_{name}.csv", HOMO, label="y"))
+        c.add_silo(SiloSpec(party, data_file(f"default_credit_homo_{name}"), HOMO, label="y"))
     c.start_all()
     yield c
     c.stop_all()
@@ -100,10 +101,10 @@ def test_horizontal_lr_job_three_silos(horizontal: Consortium) -> None:
     ]
     assert all(p == payloads[0] for p in payloads)  # the whole model, identical at every silo
     model = HorizontalLRModel.from_dict(payloads[0]["model"])
-    test = np.loadtxt(DATA / "default_credit_homo_test.csv", delimiter=",", skiprows=1)
+    test = load_csv("default_credit_homo_test")
     pooled = np.vstack(
         [
-            np.loadtxt(DATA / f"default_credit_homo_{n}.csv", delimiter=",", skiprows=1)
+            load_csv(f"default_credit_homo_{n}")
             for n in ("guest", "host_1", "host_2")
         ]
     )

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from support import DATA, Consortium, SiloSpec
+from bundled_data import data_file
+from support import Consortium, SiloSpec
 
 from fedsilo.errors import ProtocolError
 from fedsilo.message import decode
@@ -200,7 +201,7 @@ def test_decode_refuses_pickles_without_running_them(tmp_path: Path) -> None:
 def silo_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.SiloServiceStub]:
     consortium = Consortium(tmp_path_factory.mktemp("nopickle"))
     features = [f"x{i}" for i in range(10)]
-    consortium.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", features, label="y"))
+    consortium.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), features, label="y"))
     node = consortium.start("bank")
     channel = grpc.insecure_channel(node.address)
     yield pb_grpc.SiloServiceStub(channel)

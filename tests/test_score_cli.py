@@ -6,17 +6,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bundled_data import data_file
 from sqlalchemy import create_engine, text
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 
 
 def test_score_command_runs_psi_then_scores(tmp_path: Path) -> None:
     c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", [f"x{i}" for i in range(10)],
+    c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), [f"x{i}" for i in range(10)],
                         label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", [f"x{i}" for i in range(20)]))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), [f"x{i}" for i in range(20)]))
     c.start_all()
     try:
         spec = c.job({"bank": "active", "bureau": "passive"},

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from bundled_data import data_file
 from sqlalchemy import create_engine, text
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import CoordinatorConfig, load_coordinator_config
@@ -110,8 +111,8 @@ class KillAfter:
 @pytest.fixture
 def consortium(tmp_path: Path) -> Iterator[tuple[Consortium, dict[str, SiloProcess]]]:
     c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST))
+    c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST))
     silos = {p: SiloProcess(path) for p, path in c.configs.items()}
     try:
         for silo in silos.values():

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bundled_data import data_file, load_csv
 from sqlalchemy import text
-from support import DATA, Consortium, SiloSpec
+from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError
@@ -26,16 +27,16 @@ PARAMS = {"n_estimators": 5, "max_depth": 3, "max_bin": 16, "min_child_weight": 
 @pytest.fixture
 def consortium(tmp_path: Path):
     c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST[:12]))
-    c.add_silo(SiloSpec("telco", DATA / "breast_hetero_host.csv", HOST[12:]))
+    c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST[:12]))
+    c.add_silo(SiloSpec("telco", data_file("breast_hetero_host"), HOST[12:]))
     c.start_all()
     yield c
     c.stop_all()
 
 
 def _csv(name: str) -> dict[str, np.ndarray]:
-    raw = np.loadtxt(DATA / name, delimiter=",", skiprows=1)
+    raw = load_csv(name)
     return {str(int(r[0])): r for r in raw}
 
 
@@ -79,7 +80,7 @@ def test_secureboost_job_three_silos(consortium: Consortium) -> None:
     assert "split" not in str(registered.record["metrics"])
 
     # the same model as the centralized mode on the same training rows in the same order
-    guest, host = _csv("breast_hetero_guest.csv"), _csv("breast_hetero_host.csv")
+    guest, host = _csv("breast_hetero_guest"), _csv("breast_hetero_host")
     train_ids = _aligned_ids(c, "breast-train")
     x = np.array([np.concatenate([guest[i][2:], host[i][1:]]) for i in train_ids])
     y = np.array([guest[i][1] for i in train_ids])

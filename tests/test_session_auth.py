@@ -41,14 +41,22 @@ JOB = "job-1"
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, certs.TlsFiles]:
     home = tmp_path_factory.mktemp("pki")
     certs.init_ca(home / "consortium")
-    files = {p: certs.issue(home / "consortium", p) for p in ("bank", "bureau", "coordinator")}
+    files = {p: certs.issue(home / "consortium", p, role="silo") for p in ("bank", "bureau")}
+    files["coordinator"] = certs.issue(home / "consortium", "coordinator", role="coordinator")
     certs.init_ca(home / "foreign")
-    files["foreign_bureau"] = certs.issue(home / "foreign", "bureau")
+    files["foreign_bureau"] = certs.issue(home / "foreign", "bureau", role="silo")
     return files
 
 
 def _ca(pki: dict[str, certs.TlsFiles]) -> x509.Certificate:
     return certs.load_certificate(pki["bank"].ca)
+
+
+def _any_signer(party: str, files: certs.TlsFiles) -> SessionKeySigner:
+    """A signer over any certificate, as a hostile coordinator builds one with its own
+    (``SessionKeySigner.load`` insists on a silo certificate)."""
+    pem = files.cert.read_text()
+    return SessionKeySigner(party=party, key=certs.load_private_key(files.key), certificate_pem=pem)
 
 
 def _signed(pki: dict[str, certs.TlsFiles], party: str, job_id: str = JOB) -> SessionKey:
@@ -92,7 +100,7 @@ def test_a_key_presented_for_another_party_is_refused(pki: dict[str, certs.TlsFi
 
 def test_the_coordinator_cannot_sign_for_a_silo(pki: dict[str, certs.TlsFiles]) -> None:
     """The coordinator holds a consortium certificate, but one that names the coordinator."""
-    signer = SessionKeySigner.load("coordinator", pki["coordinator"])
+    signer = _any_signer("coordinator", pki["coordinator"])
     own = signer.sign(JOB, JobKeys().public_bytes)
     with pytest.raises(AuthError, match="belongs to 'coordinator'"):
         verify_session_key(_ca(pki), JOB, "bureau", own)
@@ -158,8 +166,9 @@ def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Consortium
     """The demo's three silos (bank, bureau, lender) with mTLS and a fresh consortium CA."""
     root = tmp_path_factory.mktemp("tls_consortium")
     certs.init_ca(root / "certs")
-    for party in ("coordinator", "bank", "bureau", "lender"):
-        certs.issue(root / "certs", party)
+    certs.issue(root / "certs", "coordinator", role="coordinator")
+    for party in ("bank", "bureau", "lender"):
+        certs.issue(root / "certs", party, role="silo")
     nodes = {p: start_silo(path) for p, path in write_demo_consortium(root, tls=True).items()}
     try:
         yield _Consortium(root, nodes)
@@ -212,7 +221,7 @@ def test_a_coordinator_swapping_a_key_is_refused(consortium: _Consortium, attack
     forged = {
         "swap": replace(keys["bureau"], public_key=mine),
         "unsigned": SessionKey(mine),
-        "coordinator-signed": SessionKeySigner.load("coordinator", coordinator).sign(job, mine),
+        "coordinator-signed": _any_signer("coordinator", coordinator).sign(job, mine),
     }[attack]
     try:
         with pytest.raises(AuthError, match="'bureau'"):

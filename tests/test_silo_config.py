@@ -106,6 +106,9 @@ def test_policy_checks(tmp_path: Path) -> None:
     policy.check_paillier_bits(3072)
     with pytest.raises(PolicyError, match="3072"):
         policy.check_paillier_bits(2048)
+    policy.check_paillier_bits(8192)
+    with pytest.raises(PolicyError, match="key of 8193 bits, above the ceiling of 8192"):
+        policy.check_paillier_bits(8193)  # settings.PAILLIER_MAX_BITS
     policy.check_intersection(500)
     with pytest.raises(PolicyError, match="499"):
         policy.check_intersection(499)

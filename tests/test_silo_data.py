@@ -458,7 +458,7 @@ def test_model_parts_and_checkpoints(silo: tuple[SiloData, SiloStore]) -> None:
     store.save_model_part("m1", "secureboost", {"splits": {"3": [1, 0.5]}, "n": 2})
     part = store.load_model_part("m1")
     assert (part.kind, part.payload) == ("secureboost", {"splits": {"3": [1, 0.5]}, "n": 2})
-    with pytest.raises(JobError):
+    with pytest.raises(DataError, match="already exists"):
         store.save_model_part("m1", "secureboost", {})
     store.save_model_part("m1", "lr", {"w": [1.0]}, replace=True)
     assert [(m, k) for m, k, _ in store.list_model_parts()] == [("m1", "lr")]
@@ -520,7 +520,9 @@ def test_ledger_chain_verifies_and_detects_tampering(silo: tuple[SiloData, SiloS
         append(store, i, job="j1" if i % 2 == 0 else "j2")
     entries = store.ledger.entries()
     assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
-    assert entries[0].prev_hash == "0" * 64 and entries[1].prev_hash == entries[0].hash
+    genesis = store.ledger.genesis()  # per silo: its party and a random nonce, not zeros
+    assert genesis.party == "bank" and genesis.valid() and genesis.hash != "0" * 64
+    assert entries[0].prev_hash == genesis.hash and entries[1].prev_hash == entries[0].hash
     assert [e.seq for e in store.ledger.entries("j2")] == [2, 4]
     assert store.ledger.verify() == (True, None)
     assert store.ledger.head() == (5, entries[-1].hash)

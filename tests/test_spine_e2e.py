@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import DATA, Consortium, SiloSpec
+from bundled_data import data_file
+from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError, PolicyError
@@ -18,8 +19,8 @@ HOST = [f"x{i}" for i in range(20)]
 @pytest.fixture
 def consortium(tmp_path: Path, pg_url: str):
     c = Consortium(tmp_path)
-    c.add_silo(SiloSpec("bank", DATA / "breast_hetero_guest.csv", GUEST, label="y"))
-    c.add_silo(SiloSpec("bureau", DATA / "breast_hetero_host.csv", HOST, db_url=pg_url))
+    c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST, db_url=pg_url))
     c.start_all()
     yield c
     c.stop_all()

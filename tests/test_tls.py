@@ -36,14 +36,20 @@ class _Echo(grpc.GenericRpcHandler):
         return None
 
 
+def _role(party: str) -> str:
+    return "coordinator" if party == COORDINATOR else "silo"
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, certs.TlsFiles]:
     """The consortium CA with a silo, its coordinator and another member; plus a foreign CA."""
     home = tmp_path_factory.mktemp("pki")
     certs.init_ca(home / "consortium", name="test consortium")
-    files = {p: certs.issue(home / "consortium", p) for p in (SILO, COORDINATOR, "bureau")}
+    files = {
+        p: certs.issue(home / "consortium", p, role=_role(p)) for p in (SILO, COORDINATOR, "bureau")
+    }
     certs.init_ca(home / "foreign", name="another consortium")
-    files["foreign"] = certs.issue(home / "foreign", COORDINATOR)
+    files["foreign"] = certs.issue(home / "foreign", COORDINATOR, role="coordinator")
     return files
 
 
@@ -52,7 +58,7 @@ def silo(pki: dict[str, certs.TlsFiles]) -> Iterator[str]:
     """A silo-like server holding the 'bank' certificate that answers only the coordinator."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=4),
-        interceptors=[tls.IdentityInterceptor(allowed={COORDINATOR})],
+        interceptors=[tls.IdentityInterceptor(allowed={COORDINATOR}, role="coordinator")],
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -139,9 +145,9 @@ def test_host_entries_do_not_stand_in_for_an_identity(
     """Even a host named like a party gives no identity: only the reserved-suffix name does."""
     certs.init_ca(tmp_path)
     with pytest.raises(ConfigError, match="not a DNS name"):
-        certs.issue(tmp_path, "mallory", hosts=("bank.fedsilo.invalid",))
-    files = certs.issue(tmp_path, "mallory", hosts=("bank", "127.0.0.1"))
-    client = certs.issue(tmp_path, "second_lender.eu")
+        certs.issue(tmp_path, "mallory", role="silo", hosts=("bank.fedsilo.invalid",))
+    files = certs.issue(tmp_path, "mallory", role="silo", hosts=("bank", "127.0.0.1"))
+    client = certs.issue(tmp_path, "second_lender.eu", role="silo")
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     server.add_generic_rpc_handlers([_Echo()])
     port = server.add_secure_port(
@@ -158,7 +164,9 @@ def test_host_entries_do_not_stand_in_for_an_identity(
 
 def test_interceptor_needs_someone_to_allow() -> None:
     with pytest.raises(ConfigError):
-        tls.IdentityInterceptor(allowed=set())
+        tls.IdentityInterceptor(allowed=set(), role="coordinator")
+    with pytest.raises(ConfigError, match="role 'party'"):
+        tls.IdentityInterceptor(allowed={COORDINATOR}, role="party")
 
 
 # --- files and certificate contents --------------------------------------------------------------
@@ -166,7 +174,7 @@ def test_interceptor_needs_someone_to_allow() -> None:
 
 def test_keys_are_private_files(tmp_path: Path) -> None:
     ca = certs.init_ca(tmp_path)
-    party = certs.issue(tmp_path, "lender")
+    party = certs.issue(tmp_path, "lender", role="silo")
     for key in (ca.key, party.key):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     for cert in (ca.cert, party.cert):
@@ -176,14 +184,14 @@ def test_keys_are_private_files(tmp_path: Path) -> None:
 
 def test_existing_keys_are_not_replaced_without_force(tmp_path: Path) -> None:
     certs.init_ca(tmp_path)
-    first = certs.issue(tmp_path, "lender")
+    first = certs.issue(tmp_path, "lender", role="silo")
     key_before = first.key.read_bytes()
     with pytest.raises(ConfigError, match="already exists"):
-        certs.issue(tmp_path, "lender")
+        certs.issue(tmp_path, "lender", role="silo")
     with pytest.raises(ConfigError, match="already exists"):
         certs.init_ca(tmp_path)
     assert first.key.read_bytes() == key_before
-    again = certs.issue(tmp_path, "lender", force=True)
+    again = certs.issue(tmp_path, "lender", role="silo", force=True)
     assert again.key.read_bytes() != key_before
     assert stat.S_IMODE(again.key.stat().st_mode) == 0o600
     assert certs.verify_files(again, name="lender") == "lender"
@@ -195,19 +203,21 @@ def test_certificate_contents(pki: dict[str, certs.TlsFiles]) -> None:
     assert set(san.get_values_for_type(x509.DNSName)) == {"bank.fedsilo.invalid", "localhost"}
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    silo_role = x509.ObjectIdentifier(f"{certs.ROLE_ARC}.1")
+    assert set(eku) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH, silo_role}
+    assert certs.certificate_role(cert) == "silo"
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     assert certs.certificate_identity(cert) == SILO
 
 
 def test_one_line_errors(tmp_path: Path, pki: dict[str, certs.TlsFiles]) -> None:
     with pytest.raises(ConfigError, match="no consortium CA") as info:
-        certs.issue(tmp_path / "empty", "bank")
+        certs.issue(tmp_path / "empty", "bank", role="silo")
     assert "\n" not in str(info.value)
     certs.init_ca(tmp_path)
     for bad in ("", "a b", "../x", "x" * 64, "a..b"):
         with pytest.raises(ConfigError, match="not valid"):
-            certs.issue(tmp_path, bad)
+            certs.issue(tmp_path, bad, role="silo")
     mixed = certs.TlsFiles(ca=pki[SILO].ca, cert=pki["foreign"].cert, key=pki["foreign"].key)
     with pytest.raises(ConfigError, match="not issued by the CA"):
         tls.server_credentials(ca=mixed.ca, cert=mixed.cert, key=mixed.key)

@@ -45,8 +45,9 @@ def _prepare(workdir: Path) -> None:
 def _certificates(workdir: Path) -> None:
     folder = workdir / "certs"
     certs.init_ca(folder, name="fedsilo demo consortium CA")
-    for party in ("coordinator", *DEMO_PARTIES):
-        certs.issue(folder, party)
+    certs.issue(folder, "coordinator", role="coordinator")
+    for party in DEMO_PARTIES:
+        certs.issue(folder, party, role="silo")
 
 
 def _coordinator_toml(workdir: Path, nodes: dict[str, SiloNode]) -> Path:

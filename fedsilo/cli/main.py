@@ -111,6 +111,12 @@ def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     issue.add_argument("dir", type=Path, help="folder holding the CA")
     issue.add_argument("name", help="party name (its identity)")
     issue.add_argument(
+        "--role",
+        choices=["silo", "coordinator"],
+        help="what the party is (required): only silos can be parties of a job, only the "
+        "coordinator can call a silo",
+    )
+    issue.add_argument(
         "--host",
         action="append",
         default=None,
@@ -124,11 +130,17 @@ def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     audit = sub.add_parser("audit", help="print or verify a silo's audit ledger")
-    audit.add_argument("action", nargs="?", choices=["verify"], help="check the hash chain")
+    audit.add_argument("action", nargs="?", choices=["verify", "head", "heads"],
+                       help="verify: check the chain against the signed heads; head: print the "
+                       "latest signed head as JSON (for --expect-head); heads: list kept heads")
     audit.add_argument("--silo", type=Path, required=True, help="silo TOML config")
     audit.add_argument("--job", help="only this job's entries")
     audit.add_argument("--summary", action="store_true",
                        help="messages and bytes per job, recipient and kind")
+    audit.add_argument("--expect-head", metavar="FILE_OR_HEX",
+                       help="verify: the chain must extend this head too (a JSON file from "
+                       "'audit head' or the coordinator, or SEQ:HASH, or a bare HASH)")
+    audit.add_argument("--party", help="head: a peer's head this silo kept (default: its own)")
     audit.set_defaults(func=_lazy("audit_cmd", "audit"))
 
 

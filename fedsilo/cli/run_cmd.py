@@ -96,6 +96,9 @@ def jobs(args: argparse.Namespace) -> int:
         print(f"{rec.job_id}  {rec.state}  {rec.reason}".rstrip())
         for at, message in store.events(rec.job_id):
             print(f"  {at}  {message}")
+        for party, signed in store.ledger_heads(rec.job_id).items():  # for audit --expect-head
+            head, mark = signed.head, "signed" if signed.signed else "UNSIGNED"
+            print(f"  ledger head of {party}: {head.seq}:{head.hash} ({mark})")
         print(json.dumps(rec.result, indent=2))
         return 0
     for rec in store.list_jobs():

@@ -11,7 +11,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fedsilo import settings
-from fedsilo.crypto.session_auth import SessionKey
+from fedsilo.crypto.ledger_heads import SignedHead
+from fedsilo.crypto.session_auth import SessionKey, silo_certificate
 from fedsilo.errors import SiloUnavailable
 from fedsilo.grpc_errors import is_retryable, raise_from_rpc
 from fedsilo.protos import fedsilo_pb2 as pb
@@ -83,10 +84,17 @@ class SiloClient:
     def open_job(
         self, job_id: str, spec: dict[str, Any], *, resume: bool
     ) -> tuple[SessionKey, dict[str, Any]]:
-        """Open the job at the silo: its session key (signed under mTLS) and what it accepted."""
+        """Open the job at the silo: its session key (signed under mTLS) and what it accepted.
+
+        A signed key must come with a silo certificate for this party (AuthError otherwise):
+        the TLS handshake proved the name, this proves the role, so a coordinator-role
+        certificate answering at a silo's address goes no further. The silos check it again.
+        """
         req = pb.OpenJobRequest(job_id=job_id, spec_json=json.dumps(spec), resume=resume)
         resp = self._call(self._stub.OpenJob, req, settings.CONTROL_DEADLINE_S)
         key = SessionKey(resp.session_public_key, resp.session_key_signature, resp.certificate_pem)
+        if key.signed:
+            silo_certificate(self.party, key.certificate_pem)
         return key, json.loads(resp.accepted_json or "{}")
 
     def set_peers(self, job_id: str, keys: Mapping[str, SessionKey]) -> None:
@@ -104,11 +112,34 @@ class SiloClient:
         )
         self._call(self._stub.SetPeers, req, settings.CONTROL_DEADLINE_S)
 
-    def close_job(self, job_id: str, *, failed: bool = False, reason: str = "") -> None:
-        """Close the job's session; after a failure only briefly (the silo may be the cause)."""
+    def close_job(
+        self, job_id: str, *, failed: bool = False, reason: str = ""
+    ) -> SignedHead | None:
+        """Close the job's session; after a failure only briefly (the silo may be the cause).
+
+        Returns the silo's ledger head as it signed it at close (None if it sent none), for the
+        coordinator to keep and relay; the coordinator cannot check more than its shape.
+        """
         req = pb.CloseJobRequest(job_id=job_id, failed=failed, reason=reason)
         deadline = settings.CLOSE_DEADLINE_S if failed else settings.CONTROL_DEADLINE_S
-        self._call(self._stub.CloseJob, req, deadline)
+        resp = self._call(self._stub.CloseJob, req, deadline)
+        if not resp.HasField("ledger_head"):
+            return None
+        head = resp.ledger_head
+        return SignedHead(head.statement, head.signature, head.certificate_pem)
+
+    def keep_ledger_heads(self, job_id: str, heads: list[SignedHead]) -> int:
+        """Relay the job's other parties' signed ledger heads to this silo, which keeps them."""
+        req = pb.KeepLedgerHeadsRequest(
+            job_id=job_id,
+            heads=[
+                pb.SignedLedgerHead(
+                    statement=h.statement, signature=h.signature, certificate_pem=h.certificate_pem
+                )
+                for h in heads
+            ],
+        )
+        return int(self._call(self._stub.KeepLedgerHeads, req, settings.CLOSE_DEADLINE_S).kept)
 
     def step(
         self,

@@ -42,6 +42,11 @@ class JobRun:
     def parties(self) -> list[str]:
         return sorted(self.spec.parties)
 
+    @property
+    def wire_spec(self) -> dict[str, Any]:
+        """The job spec as the silos received it at OpenJob (what they authorise calls by)."""
+        return self.spec.to_wire(self.job_id)
+
     def role(self, party: str) -> str:
         return str(self.spec.parties[party]["role"])
 
@@ -78,7 +83,11 @@ class JobRun:
             self.job_id,
             method,
             self._next_seq(party),
-            StepPayload(meta=dict(meta or {}), envelopes=envelopes, plain=plain),
+            # every call names the step of the job it belongs to: silos authorise it against
+            # that step of the spec they accepted and read its parameters from there
+            StepPayload(
+                meta={**(meta or {}), "step": self.step_index}, envelopes=envelopes, plain=plain
+            ),
             deadline=deadline,
         )
         # relayed: sealed envelopes in, plus the plain messages (ciphertexts the coordinator

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedsilo import jobspec
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.store import ModelRecord
 
@@ -24,8 +25,9 @@ MODEL_KINDS = {
 
 
 def part_id(run: JobRun, kind: str) -> str:
-    """The id under which every silo stores its part of the model this job trains."""
-    return f"{run.job_id}-{kind}"
+    """The id under which every silo stores its part of the model this job trains (the silos
+    derive the same id themselves, :func:`fedsilo.jobspec.part_id`)."""
+    return jobspec.part_id(run.job_id, kind)
 
 
 def record_model(

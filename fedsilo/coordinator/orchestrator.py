@@ -27,6 +27,7 @@ from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.protocols import check_step, get_driver
 from fedsilo.coordinator.store import JobRecord, JobStore
+from fedsilo.crypto.ledger_heads import SignedHead
 from fedsilo.errors import FedsiloError, JobError, NotFound
 from fedsilo.progress import NullProgress, Progress
 
@@ -54,13 +55,40 @@ def _open_sessions(run: JobRun) -> None:
 def _close_sessions(run: JobRun, *, failed: bool, reason: str) -> None:
     """Close every silo's session, concurrently: a dead silo costs one short deadline, once."""
 
-    def close(party: str) -> None:
+    def close(party: str) -> SignedHead | None:
         try:
-            run.clients[party].close_job(run.job_id, failed=failed, reason=reason)
+            return run.clients[party].close_job(run.job_id, failed=failed, reason=reason)
         except FedsiloError as err:  # a dead silo must not hide the job's own outcome
             log.warning("could not close job %s at %s: %s", run.job_id, party, err)
+            return None
 
-    _parallel(run.parties, close)
+    closed = _parallel(run.parties, close)
+    _keep_heads(run, {p: h for p, h in closed.items() if h is not None})
+
+
+def _keep_heads(run: JobRun, heads: dict[str, SignedHead]) -> None:
+    """Keep each silo's signed ledger head and relay it to the job's other parties, so a silo
+    that later cuts or rewrites its ledger is contradicted by copies it does not hold. Best
+    effort, like the close: a silo that cannot take them must not change the job's outcome."""
+    kept: dict[str, SignedHead] = {}
+    for party, head in heads.items():
+        try:
+            run.store.save_ledger_head(run.job_id, party, head)
+            kept[party] = head
+        except FedsiloError as err:  # a malformed head is the silo's problem, not the job's
+            log.warning("ledger head of %s for job %s not kept: %s", party, run.job_id, err)
+
+    def relay(party: str) -> None:
+        others = [h for p, h in kept.items() if p != party]
+        try:
+            if others:
+                run.clients[party].keep_ledger_heads(run.job_id, others)
+        except FedsiloError as err:
+            log.warning("could not relay ledger heads of job %s to %s: %s", run.job_id, party, err)
+
+    _parallel(sorted(kept), relay)
+    if kept:
+        run.log("ledger heads kept: " + ", ".join(f"{p} #{h.head.seq}" for p, h in kept.items()))
 
 
 def step_key(index: int, step: dict[str, Any]) -> str:

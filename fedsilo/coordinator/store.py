@@ -22,11 +22,13 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     insert,
     select,
     update,
 )
 
+from fedsilo.crypto.ledger_heads import SignedHead
 from fedsilo.errors import NotFound
 
 __all__ = ["JOB_STATES", "JobRecord", "JobStore", "ModelRecord"]
@@ -65,6 +67,19 @@ _models = Table(
     Column("job_id", String(64), nullable=False),
     Column("record_json", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
+)
+
+#: each silo's signed audit-ledger head as it returned it at the job's close (kept so a silo's
+#: truncated or rewritten ledger can be shown: ``fedsilo audit verify --expect-head``)
+_heads = Table(
+    "fedsilo_ledger_heads",
+    _meta,
+    Column("job_id", String(64), primary_key=True),
+    Column("party", String(200), primary_key=True),
+    Column("seq", Integer, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("head_json", Text, nullable=False),
+    Column("kept_at", String(40), nullable=False),
 )
 
 
@@ -182,6 +197,30 @@ class JobStore:
                     .values(state="failed", reason=reason, updated_at=now())
                 )
         return ids
+
+    def save_ledger_head(self, job_id: str, party: str, signed: SignedHead) -> None:
+        """Keep ``party``'s head for the job (a resumed job's later close replaces it)."""
+        head = signed.head
+        where = (_heads.c.job_id == job_id) & (_heads.c.party == party)
+        with self.engine.begin() as conn:
+            conn.execute(delete(_heads).where(where))
+            conn.execute(
+                insert(_heads).values(
+                    job_id=job_id,
+                    party=party,
+                    seq=head.seq,
+                    hash=head.hash,
+                    head_json=signed.to_json(),
+                    kept_at=now(),
+                )
+            )
+
+    def ledger_heads(self, job_id: str) -> dict[str, SignedHead]:
+        """The heads the job's silos signed at its close, by party."""
+        stmt = select(_heads.c.party, _heads.c.head_json).where(_heads.c.job_id == job_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(_heads.c.party)).all()
+        return {r.party: SignedHead.from_json(r.head_json) for r in rows}
 
     def register_model(
         self, *, name: str, kind: str, job_id: str, record: dict[str, Any]

@@ -14,8 +14,16 @@ What a party certificate carries, and why (see :mod:`fedsilo.crypto.tls` for how
   hosts list happens to contain "bank" still cannot pass for the party "bank".
 - ``SAN`` entries for ``hosts`` (``localhost`` and ``127.0.0.1`` by default): so ordinary tools
   (``openssl s_client``, health probes) can talk to the node by address.
-- ``ExtendedKeyUsage = serverAuth, clientAuth``: a silo is a server, the coordinator is a
-  client of the silos and a server for the CLI; one certificate serves both.
+- ``ExtendedKeyUsage = serverAuth, clientAuth, <role>``: a silo is a server, the coordinator is
+  a client of the silos and a server for the CLI; one certificate serves both. ``<role>`` is
+  exactly one of fedsilo's role OIDs, ``ROLE_ARC.1`` (silo) or ``ROLE_ARC.2`` (coordinator),
+  under the arc ``2.25.<UUID as an integer>`` (ITU-T X.667: a UUID arc needs no registration).
+  The role is what keeps the coordinator out of every job: a silo answers only a caller whose
+  certificate has the coordinator role, and accepts a party's session key only from a
+  certificate with the silo role (:mod:`fedsilo.crypto.session_auth`). It is an EKU, so the CA
+  signs it like the name, TLS stacks ignore an unknown EKU purpose, and ``cryptography`` reads
+  it back (:func:`certificate_role`). The role is chosen when the certificate is issued
+  (``issue(..., role=...)``, ``fedsilo certs issue --role``), never defaulted.
 
 Layout of a certificate folder: ``ca.pem`` / ``ca.key`` and ``<party>.pem`` / ``<party>.key``.
 Private keys are unencrypted PKCS#8 PEM, protected by file mode 0600; they are written to a
@@ -48,9 +56,12 @@ __all__ = [
     "CA_DAYS",
     "CERT_DAYS",
     "DEFAULT_HOSTS",
+    "ROLES",
+    "ROLE_ARC",
     "CaFiles",
     "TlsFiles",
     "certificate_identity",
+    "certificate_role",
     "identity_dns_name",
     "init_ca",
     "issue",
@@ -70,6 +81,14 @@ IDENTITY_SUFFIX = ".fedsilo.invalid"
 _PARTY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,62}\Z")
 #: tolerated clock difference between parties when a certificate starts being valid.
 _CLOCK_SKEW = timedelta(minutes=5)
+#: fedsilo's private OID arc, ``2.25.<UUID 713073ef-67d4-46f2-b5ac-31b85078273f as an integer>``.
+ROLE_ARC = "2.25.150454345217674009543788703487503116095"
+#: the roles a consortium certificate can carry, and the EKU purpose OID that marks each.
+_ROLE_OIDS: dict[str, x509.ObjectIdentifier] = {
+    "silo": x509.ObjectIdentifier(f"{ROLE_ARC}.1"),
+    "coordinator": x509.ObjectIdentifier(f"{ROLE_ARC}.2"),
+}
+ROLES: tuple[str, ...] = tuple(_ROLE_OIDS)
 
 
 @dataclass(frozen=True)
@@ -139,16 +158,19 @@ def issue(
     directory: str | os.PathLike[str],
     name: str,
     *,
+    role: str,
     days: int = CERT_DAYS,
     hosts: Sequence[str] = DEFAULT_HOSTS,
     force: bool = False,
 ) -> TlsFiles:
     """Issue ``<name>.pem`` / ``<name>.key`` for party ``name``, signed by the CA in ``directory``.
 
-    ``hosts`` are the DNS names and IP addresses the party is reached at; they may not use the
-    identity suffix. The certificate never outlives the CA (its end date is capped).
+    ``role`` is ``"silo"`` or ``"coordinator"`` and has no default: a wrong default would let a
+    coordinator hold a silo's certificate. ``hosts`` are the DNS names and IP addresses the party
+    is reached at; they may not use the identity suffix. The certificate never outlives the CA.
     """
     _check_party(name)
+    role_oid = _role_oid(role)
     _check_days(days)
     folder = Path(directory)
     ca_cert, ca_key = _load_ca(folder)
@@ -162,7 +184,7 @@ def issue(
         .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH, role_oid]
             ),
             critical=False,
         )
@@ -176,6 +198,13 @@ def issue(
     _write_key(files.key, key, force=force, hint=f"party {name!r}")
     _write_public(files.cert, cert.public_bytes(serialization.Encoding.PEM))
     return files
+
+
+def _role_oid(role: str) -> x509.ObjectIdentifier:
+    oid = _ROLE_OIDS.get(role)
+    if oid is None:
+        raise ConfigError(f"certificate role {role!r} is not one of {', '.join(ROLES)}")
+    return oid
 
 
 def _check_days(days: int) -> None:
@@ -333,11 +362,37 @@ def certificate_identity(cert: x509.Certificate) -> str:
     return names[0].value
 
 
-def verify_files(files: TlsFiles, *, name: str | None = None) -> str:
+def certificate_role(cert: x509.Certificate) -> str:
+    """The fedsilo role a certificate carries: ``"silo"`` or ``"coordinator"``.
+
+    ConfigError unless it carries exactly one: a certificate with none (not issued by fedsilo, or
+    before roles existed) or with both may be neither a party nor the coordinator.
+    """
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        usages = x509.ExtendedKeyUsage([])
+    roles = [role for role, oid in _ROLE_OIDS.items() if oid in usages]
+    if len(roles) != 1:
+        what = "no fedsilo role" if not roles else f"{len(roles)} fedsilo roles"
+        raise ConfigError(f"certificate of {_subject_label(cert)} carries {what} (reissue it)")
+    return roles[0]
+
+
+def _subject_label(cert: x509.Certificate) -> str:
+    """How errors name a certificate: its CN if it has exactly one, else its whole subject."""
+    try:
+        return repr(certificate_identity(cert))
+    except ConfigError:
+        return repr(cert.subject.rfc4514_string()[:80])
+
+
+def verify_files(files: TlsFiles, *, name: str | None = None, role: str | None = None) -> str:
     """Check a party's files fit together before gRPC sees them; return the party's identity.
 
     gRPC reports a wrong key or a certificate from another CA only as a failed handshake on the
-    *other* side; checking here turns those into one-line errors at start-up.
+    *other* side; checking here turns those into one-line errors at start-up. ``name`` and
+    ``role``, when given, must be what the certificate carries.
     """
     ca, cert = load_certificate(files.ca, "CA certificate"), load_certificate(files.cert)
     key = load_private_key(files.key)
@@ -356,4 +411,6 @@ def verify_files(files: TlsFiles, *, name: str | None = None) -> str:
     identity = certificate_identity(cert)
     if name is not None and identity != name:
         raise ConfigError(f"{files.cert} names {identity!r}, expected {name!r}")
+    if role is not None and certificate_role(cert) != role:
+        raise ConfigError(f"{files.cert} has role {certificate_role(cert)!r}, expected {role!r}")
     return identity

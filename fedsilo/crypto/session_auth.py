@@ -10,8 +10,15 @@ with its certificate's private key (ECDSA P-256 / SHA-256) and returns the signa
 certificate. The coordinator relays both unchanged in ``SetPeers``; it holds no silo's key, so it
 cannot make a signature for a key of its own. Each silo accepts a peer's key only if the peer's
 certificate chains to *its own* configured consortium CA, is valid now, names that party (CN and
-the ``<party>.fedsilo.invalid`` SAN, the scheme of :mod:`fedsilo.crypto.certs`), and the signature
-verifies over this job id, that party and that key.
+the ``<party>.fedsilo.invalid`` SAN, the scheme of :mod:`fedsilo.crypto.certs`), carries the
+*silo* role, and the signature verifies over this job id, that party and that key.
+
+The role check is what keeps the coordinator from joining a job as a party: it holds a
+consortium certificate too, and could sign a session key of its own under its own name (or under
+a second name the CA gave it), then receive a horizontal job's CKKS secret key or lead a PSI.
+Its certificate carries the coordinator role, so no silo accepts a key it signed.
+:func:`check_silo_certificate` is the whole check of a peer certificate, for every other place a
+silo trusts a peer's signature.
 
 The tag and the job id keep a signature from being reused elsewhere: not for another protocol
 message, not for another job (a replayed key of an old job is refused), and the party name keeps
@@ -35,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fedsilo.crypto.certs import (
     TlsFiles,
     certificate_identity,
+    certificate_role,
     identity_dns_name,
     load_certificate,
     load_private_key,
@@ -46,7 +54,9 @@ __all__ = [
     "SESSION_KEY_TAG",
     "SessionKey",
     "SessionKeySigner",
+    "check_silo_certificate",
     "session_key_statement",
+    "silo_certificate",
     "verify_peer_keys",
     "verify_session_key",
 ]
@@ -88,9 +98,9 @@ class SessionKeySigner:
 
     @classmethod
     def load(cls, party: str, files: TlsFiles) -> SessionKeySigner:
-        """Load the silo's TLS files, checking they fit and that the certificate names ``party``:
-        peers will refuse a key signed under any other name, so fail at start instead."""
-        verify_files(files, name=party)
+        """Load the silo's TLS files, checking they fit and that the certificate is a silo's
+        certificate for ``party``: peers would refuse any other, so fail at start instead."""
+        verify_files(files, name=party, role="silo")
         cert = load_certificate(files.cert)
         pem = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
         return cls(party=party, key=load_private_key(files.key), certificate_pem=pem)
@@ -101,28 +111,52 @@ class SessionKeySigner:
         return SessionKey(public_key, signature, self.certificate_pem)
 
 
-def _peer_certificate(
-    ca: x509.Certificate, party: str, pem: str, now: datetime
+def check_silo_certificate(
+    ca: x509.Certificate, party: str, pem: str, *, now: datetime | None = None
 ) -> ec.EllipticCurvePublicKey:
-    """The public key of ``party``'s certificate, once it is shown to be the consortium's
+    """The public key of ``party``'s certificate, once it is shown to be the consortium's silo
     certificate for that party and valid ``now``; AuthError naming the party otherwise."""
-    try:
-        cert = x509.load_pem_x509_certificate(pem.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        raise AuthError(f"session key of '{party}': certificate is not a PEM certificate") from None
+    cert = _parse(party, pem)
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
-        raise AuthError(
-            f"session key of '{party}': certificate was not issued by this silo's CA"
-        ) from None
+        raise AuthError(f"certificate of '{party}' was not issued by this silo's CA") from None
+    now = now or datetime.now(UTC)
     if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-        raise AuthError(f"session key of '{party}': certificate is not valid now")
+        raise AuthError(f"certificate of '{party}' is not valid now")
     _check_names(cert, party)
+    _check_silo_role(cert, party)
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey):
-        raise AuthError(f"session key of '{party}': certificate key is not an EC key")
+        raise AuthError(f"certificate of '{party}' has no EC key")
     return public
+
+
+def silo_certificate(party: str, pem: str) -> x509.Certificate:
+    """``pem`` parsed, if it names ``party`` and carries the silo role; its issuer and validity
+    are not checked here (:func:`check_silo_certificate` checks all). AuthError otherwise."""
+    cert = _parse(party, pem)
+    _check_names(cert, party)
+    _check_silo_role(cert, party)
+    return cert
+
+
+def _parse(party: str, pem: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        raise AuthError(f"certificate of '{party}' is not a PEM certificate") from None
+
+
+def _check_silo_role(cert: x509.Certificate, party: str) -> None:
+    """Only a silo certificate may back a party's key: never the coordinator's, never one
+    without a role."""
+    try:
+        role = certificate_role(cert)
+    except ConfigError:
+        raise AuthError(f"certificate of '{party}' carries no fedsilo role") from None
+    if role != "silo":
+        raise AuthError(f"certificate of '{party}' has role '{role}', not silo")
 
 
 def _check_names(cert: x509.Certificate, party: str) -> None:
@@ -133,9 +167,9 @@ def _check_names(cert: x509.Certificate, party: str) -> None:
         dns = san.get_values_for_type(x509.DNSName)
         wanted = identity_dns_name(party)
     except (ConfigError, x509.ExtensionNotFound, ValueError):
-        raise AuthError(f"session key of '{party}': certificate does not name a party") from None
+        raise AuthError(f"certificate of '{party}' does not name a party") from None
     if cn != party or wanted not in dns:
-        raise AuthError(f"session key of '{party}': certificate belongs to '{cn}'")
+        raise AuthError(f"certificate of '{party}' belongs to '{cn}'")
 
 
 def verify_session_key(
@@ -150,7 +184,7 @@ def verify_session_key(
     certificate signed exactly that; raise AuthError naming the party otherwise."""
     if not key.signed:
         raise AuthError(f"session key of '{party}' is not signed (refused under mTLS)")
-    public = _peer_certificate(ca, party, key.certificate_pem, now or datetime.now(UTC))
+    public = check_silo_certificate(ca, party, key.certificate_pem, now=now)
     statement = session_key_statement(job_id, party, key.public_key)
     try:
         public.verify(key.signature, statement, ec.ECDSA(hashes.SHA256()))

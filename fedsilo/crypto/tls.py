@@ -16,9 +16,11 @@ address it answers at.
 a client certificate from the consortium CA (``require_client_auth=True``): a caller without
 one, or with one from another CA, fails the TLS handshake and never reaches a servicer. The
 :class:`IdentityInterceptor` then reads the verified certificate's common name
-(:func:`peer_identity`) and lets through only the identities the silo is configured to answer
-(its coordinator); any other member of the consortium is refused with ``UNAUTHENTICATED``
-(``AuthError``) before a handler runs, the health service included.
+(:func:`peer_identity`) and its fedsilo role (:func:`peer_role`, from the certificate gRPC
+verified) and lets through only the identities the silo is configured to answer (its
+coordinator) holding the role it expects (``coordinator``); any other member of the consortium,
+and a certificate under the coordinator's name but with the silo role or none, is refused with
+``UNAUTHENTICATED`` (``AuthError``) before a handler runs, the health service included.
 
 Plaintext exists only behind the config option ``insecure_plaintext``; nothing here builds an
 insecure channel.
@@ -26,6 +28,7 @@ insecure channel.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -33,8 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
 
-from fedsilo.crypto.certs import TlsFiles, identity_dns_name, verify_files
+from fedsilo.crypto.certs import (
+    ROLES,
+    TlsFiles,
+    certificate_role,
+    identity_dns_name,
+    verify_files,
+)
 from fedsilo.errors import AuthError, ConfigError, grpc_status_for
 
 __all__ = [
@@ -42,6 +52,7 @@ __all__ = [
     "channel_credentials",
     "identity_options",
     "peer_identity",
+    "peer_role",
     "server_credentials",
 ]
 
@@ -104,11 +115,33 @@ def peer_identity(context: grpc.ServicerContext) -> str | None:
         return None
 
 
+def peer_role(context: grpc.ServicerContext) -> str | None:
+    """The fedsilo role of the verified client certificate, or None without an authenticated
+    peer or without exactly one role."""
+    if context.peer_identities() is None:
+        return None
+    auth = context.auth_context()
+    if auth.get("transport_security_type") != [b"ssl"]:
+        return None
+    pems = auth.get("x509_pem_cert") or []
+    return _role_of_pem(pems[0]) if len(pems) == 1 else None
+
+
+@functools.lru_cache(maxsize=64)
+def _role_of_pem(pem: bytes) -> str | None:
+    """Parsed once per certificate: a silo sees the same few callers over and over."""
+    try:
+        return certificate_role(x509.load_pem_x509_certificate(pem))
+    except (ValueError, ConfigError):
+        return None
+
+
 Behavior = Callable[..., Any]
 
 
 class IdentityInterceptor(grpc.ServerInterceptor):
-    """Refuses every call whose verified caller identity is not in ``allowed``.
+    """Refuses every call whose verified caller identity is not in ``allowed`` or whose
+    certificate does not carry ``role`` (required: a name alone could be issued to anyone).
 
     Works on all four RPC shapes: the check runs in the handler's own thread, with the call's
     context, before the servicer's method is entered. ``exempt`` names full method paths
@@ -116,11 +149,14 @@ class IdentityInterceptor(grpc.ServerInterceptor):
     (deny by default).
     """
 
-    def __init__(self, allowed: Iterable[str], *, exempt: Iterable[str] = ()) -> None:
+    def __init__(self, allowed: Iterable[str], *, role: str, exempt: Iterable[str] = ()) -> None:
         self._allowed = frozenset(allowed)
         self._exempt = frozenset(exempt)
         if not self._allowed:
             raise ConfigError("an identity check with no allowed identity would refuse everyone")
+        if role not in ROLES:
+            raise ConfigError(f"caller role {role!r} is not one of {', '.join(ROLES)}")
+        self._role = role
 
     def intercept_service(
         self,
@@ -136,12 +172,15 @@ class IdentityInterceptor(grpc.ServerInterceptor):
     def _check(self, context: grpc.ServicerContext, method: str) -> None:
         caller = peer_identity(context)
         if caller in self._allowed:
-            return
-        err = AuthError(
-            "no authenticated caller identity"
-            if caller is None
-            else f"caller {caller!r} is not an identity this server answers"
-        )
+            role = peer_role(context)
+            if role == self._role:
+                return
+            held = f"role {role!r}" if role else "no fedsilo role"
+            err = AuthError(f"caller {caller!r} holds a certificate with {held}, not {self._role}")
+        elif caller is None:
+            err = AuthError("no authenticated caller identity")
+        else:
+            err = AuthError(f"caller {caller!r} is not an identity this server answers")
         log.warning("refused %s from %s (%s): %s", method, caller, context.peer(), err)
         context.abort(grpc_status_for(err), str(err))
 

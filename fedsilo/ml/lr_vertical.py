@@ -93,6 +93,7 @@ __all__ = [
     "PassiveParty",
     "RESIDUALS",
     "VerticalModelPart",
+    "initial_weights",
     "mask_partial",
     "sum_masked_partials",
 ]
@@ -301,6 +302,26 @@ def sum_masked_partials(
     return _from_fixed(total)
 
 
+def initial_weights(x: FloatArray, y: FloatArray, seed: int) -> FloatArray:
+    """The label holder's secret start: coefficients and intercept (``x`` has its ones column).
+
+    Zero weights would make the first residuals ``0.5 - y``, so a passive party's first gradient
+    would be its exact per-feature label sums. The start is drawn from SHAKE-256 of the holder's
+    own standardised features, labels and the job seed: a party without that data cannot compute
+    it, and the same job re-run or resumed starts (and ends) identically. Each weight is normal
+    with variance ``LR_INIT_STD**2 / columns``, so ``z`` has about that spread; the optimum is
+    unchanged (the loss is convex). Residual leakage: ``docs/leakage.md``, vertical LR.
+    """
+    cols = x.shape[1]
+    xof = hashlib.shake_256(b"fedsilo.lr.initial_weights\x00" + str(seed).encode() + b"\x00")
+    xof.update(np.ascontiguousarray(x, dtype=np.float64).tobytes())
+    xof.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    words = np.frombuffer(xof.digest(16 * cols), dtype="<u8")
+    u = ((words >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53  # uniform in (0, 1)
+    normal = np.sqrt(-2.0 * np.log(u[:cols])) * np.cos(2.0 * np.pi * u[cols:])  # Box-Muller
+    return np.asarray(normal * settings.LR_INIT_STD / np.sqrt(cols))
+
+
 class LabelHolder:
     """The active silo: labels, its own features, the intercept and the Paillier key."""
 
@@ -331,7 +352,7 @@ class LabelHolder:
             raise PolicyError(
                 f"class weight above LR_MAX_CLASS_WEIGHT={settings.LR_MAX_CLASS_WEIGHT}"
             )
-        self._w = np.zeros(self._x.shape[1])
+        self._w = initial_weights(self._x, self._y, config.seed)
         self._public, self._key = paillier.generate_keypair(
             key_bits, insecure_min_bits=insecure_min_key_bits
         )

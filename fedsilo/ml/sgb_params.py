@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from fedsilo import settings
 from fedsilo.ml.boost_params import BoostParams
 
-__all__ = ["SecureBoostParams"]
+__all__ = ["STEP_KEYS", "SecureBoostParams", "secureboost_params"]
+
+#: keys of a ``secureboost`` job step that are not training parameters
+STEP_KEYS = frozenset({"kind", "alignment", "valid_alignment", "name"})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,3 +36,8 @@ class SecureBoostParams(BoostParams):
             (8 <= self.precision_bits <= 40, "precision_bits"),
             (self.binning in ("xgboost", "quantile"), "binning"),
         ]
+
+
+def secureboost_params(step: Mapping[str, Any]) -> SecureBoostParams:
+    """The training parameters of a ``secureboost`` job step (its flat keys, checked)."""
+    return SecureBoostParams.from_dict({k: v for k, v in step.items() if k not in STEP_KEYS})

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64silo/protos/fedsilo.proto\x12\nfedsilo.v1\"J\n\x05\x46rame\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.fedsilo.v1.StepHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"N\n\nStepHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\"\x11\n\x0f\x44\x65scribeRequest\"]\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x11\n\tid_column\x18\x03 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\t\x12\r\n\x05label\x18\x05 \x01(\t\"\x90\x01\n\x10\x44\x65scribeResponse\x12\r\n\x05party\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12)\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32\x17.fedsilo.v1.DatasetInfo\x12\x13\n\x0bpolicy_json\x18\x05 \x01(\t\"C\n\x0eOpenJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_json\x18\x02 \x01(\t\x12\x0e\n\x06resume\x18\x03 \x01(\x08\"|\n\x0fOpenJobResponse\x12\x1a\n\x12session_public_key\x18\x01 \x01(\x0c\x12\x15\n\raccepted_json\x18\x02 \x01(\t\x12\x1d\n\x15session_key_signature\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\t\"=\n\x0fSessionKeyProof\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\"\xd1\x02\n\x0fSetPeersRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12O\n\x13session_public_keys\x18\x02 \x03(\x0b\x32\x32.fedsilo.v1.SetPeersRequest.SessionPublicKeysEntry\x12M\n\x12session_key_proofs\x18\x03 \x03(\x0b\x32\x31.fedsilo.v1.SetPeersRequest.SessionKeyProofsEntry\x1a\x38\n\x16SessionPublicKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x1aT\n\x15SessionKeyProofsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.fedsilo.v1.SessionKeyProof:\x02\x38\x01\"\x12\n\x10SetPeersResponse\"A\n\x0f\x43loseJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x12\n\x10\x43loseJobResponse\"E\n\x10SubmitJobRequest\x12\x11\n\tspec_toml\x18\x01 \x01(\t\x12\x0e\n\x06resume\x18\x02 \x01(\x08\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x85\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\x12\n\nupdated_at\x18\x07 \x01(\t\"\x11\n\x0fListJobsRequest\"7\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.fedsilo.v1.JobStatus\"\x13\n\x11ListModelsRequest\"4\n\x0bModelRecord\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_json\x18\x02 \x01(\t\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.fedsilo.v1.ModelRecord2\xd8\x02\n\x0bSiloService\x12\x45\n\x08\x44\x65scribe\x12\x1b.fedsilo.v1.DescribeRequest\x1a\x1c.fedsilo.v1.DescribeResponse\x12\x42\n\x07OpenJob\x12\x1a.fedsilo.v1.OpenJobRequest\x1a\x1b.fedsilo.v1.OpenJobResponse\x12\x45\n\x08SetPeers\x12\x1b.fedsilo.v1.SetPeersRequest\x1a\x1c.fedsilo.v1.SetPeersResponse\x12\x30\n\x04Step\x12\x11.fedsilo.v1.Frame\x1a\x11.fedsilo.v1.Frame(\x01\x30\x01\x12\x45\n\x08\x43loseJob\x12\x1b.fedsilo.v1.CloseJobRequest\x1a\x1c.fedsilo.v1.CloseJobResponse2\xa6\x02\n\x12\x43oordinatorService\x12@\n\tSubmitJob\x12\x1c.fedsilo.v1.SubmitJobRequest\x1a\x15.fedsilo.v1.JobStatus\x12:\n\x06GetJob\x12\x19.fedsilo.v1.GetJobRequest\x1a\x15.fedsilo.v1.JobStatus\x12\x45\n\x08ListJobs\x12\x1b.fedsilo.v1.ListJobsRequest\x1a\x1c.fedsilo.v1.ListJobsResponse\x12K\n\nListModels\x12\x1d.fedsilo.v1.ListModelsRequest\x1a\x1e.fedsilo.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x66\x65\x64silo/protos/fedsilo.proto\x12\nfedsilo.v1\"J\n\x05\x46rame\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.fedsilo.v1.StepHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04\x62ody\"N\n\nStepHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06method\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\"\x11\n\x0f\x44\x65scribeRequest\"]\n\x0b\x44\x61tasetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04rows\x18\x02 \x01(\x04\x12\x11\n\tid_column\x18\x03 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x04 \x03(\t\x12\r\n\x05label\x18\x05 \x01(\t\"\x90\x01\n\x10\x44\x65scribeResponse\x12\r\n\x05party\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x18\n\x10software_version\x18\x03 \x01(\t\x12)\n\x08\x64\x61tasets\x18\x04 \x03(\x0b\x32\x17.fedsilo.v1.DatasetInfo\x12\x13\n\x0bpolicy_json\x18\x05 \x01(\t\"C\n\x0eOpenJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tspec_json\x18\x02 \x01(\t\x12\x0e\n\x06resume\x18\x03 \x01(\x08\"|\n\x0fOpenJobResponse\x12\x1a\n\x12session_public_key\x18\x01 \x01(\x0c\x12\x15\n\raccepted_json\x18\x02 \x01(\t\x12\x1d\n\x15session_key_signature\x18\x03 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x04 \x01(\t\"=\n\x0fSessionKeyProof\x12\x11\n\tsignature\x18\x01 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x02 \x01(\t\"\xd1\x02\n\x0fSetPeersRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12O\n\x13session_public_keys\x18\x02 \x03(\x0b\x32\x32.fedsilo.v1.SetPeersRequest.SessionPublicKeysEntry\x12M\n\x12session_key_proofs\x18\x03 \x03(\x0b\x32\x31.fedsilo.v1.SetPeersRequest.SessionKeyProofsEntry\x1a\x38\n\x16SessionPublicKeysEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\x1aT\n\x15SessionKeyProofsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12*\n\x05value\x18\x02 \x01(\x0b\x32\x1b.fedsilo.v1.SessionKeyProof:\x02\x38\x01\"\x12\n\x10SetPeersResponse\"A\n\x0f\x43loseJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61iled\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\"E\n\x10\x43loseJobResponse\x12\x31\n\x0bledger_head\x18\x01 \x01(\x0b\x32\x1c.fedsilo.v1.SignedLedgerHead\"Q\n\x10SignedLedgerHead\x12\x11\n\tstatement\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x03 \x01(\t\"U\n\x16KeepLedgerHeadsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12+\n\x05heads\x18\x02 \x03(\x0b\x32\x1c.fedsilo.v1.SignedLedgerHead\"\'\n\x17KeepLedgerHeadsResponse\x12\x0c\n\x04kept\x18\x01 \x01(\r\"E\n\x10SubmitJobRequest\x12\x11\n\tspec_toml\x18\x01 \x01(\t\x12\x0e\n\x06resume\x18\x02 \x01(\x08\x12\x0e\n\x06job_id\x18\x03 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x85\x01\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0bresult_json\x18\x05 \x01(\t\x12\x12\n\ncreated_at\x18\x06 \x01(\t\x12\x12\n\nupdated_at\x18\x07 \x01(\t\"\x11\n\x0fListJobsRequest\"7\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.fedsilo.v1.JobStatus\"\x13\n\x11ListModelsRequest\"4\n\x0bModelRecord\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x13\n\x0brecord_json\x18\x02 \x01(\t\"=\n\x12ListModelsResponse\x12\'\n\x06models\x18\x01 \x03(\x0b\x32\x17.fedsilo.v1.ModelRecord2\xb4\x03\n\x0bSiloService\x12\x45\n\x08\x44\x65scribe\x12\x1b.fedsilo.v1.DescribeRequest\x1a\x1c.fedsilo.v1.DescribeResponse\x12\x42\n\x07OpenJob\x12\x1a.fedsilo.v1.OpenJobRequest\x1a\x1b.fedsilo.v1.OpenJobResponse\x12\x45\n\x08SetPeers\x12\x1b.fedsilo.v1.SetPeersRequest\x1a\x1c.fedsilo.v1.SetPeersResponse\x12\x30\n\x04Step\x12\x11.fedsilo.v1.Frame\x1a\x11.fedsilo.v1.Frame(\x01\x30\x01\x12\x45\n\x08\x43loseJob\x12\x1b.fedsilo.v1.CloseJobRequest\x1a\x1c.fedsilo.v1.CloseJobResponse\x12Z\n\x0fKeepLedgerHeads\x12\".fedsilo.v1.KeepLedgerHeadsRequest\x1a#.fedsilo.v1.KeepLedgerHeadsResponse2\xa6\x02\n\x12\x43oordinatorService\x12@\n\tSubmitJob\x12\x1c.fedsilo.v1.SubmitJobRequest\x1a\x15.fedsilo.v1.JobStatus\x12:\n\x06GetJob\x12\x19.fedsilo.v1.GetJobRequest\x1a\x15.fedsilo.v1.JobStatus\x12\x45\n\x08ListJobs\x12\x1b.fedsilo.v1.ListJobsRequest\x1a\x1c.fedsilo.v1.ListJobsResponse\x12K\n\nListModels\x12\x1d.fedsilo.v1.ListModelsRequest\x1a\x1e.fedsilo.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -62,25 +62,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CLOSEJOBREQUEST']._serialized_start=1079
   _globals['_CLOSEJOBREQUEST']._serialized_end=1144
   _globals['_CLOSEJOBRESPONSE']._serialized_start=1146
-  _globals['_CLOSEJOBRESPONSE']._serialized_end=1164
-  _globals['_SUBMITJOBREQUEST']._serialized_start=1166
-  _globals['_SUBMITJOBREQUEST']._serialized_end=1235
-  _globals['_GETJOBREQUEST']._serialized_start=1237
-  _globals['_GETJOBREQUEST']._serialized_end=1268
-  _globals['_JOBSTATUS']._serialized_start=1271
-  _globals['_JOBSTATUS']._serialized_end=1404
-  _globals['_LISTJOBSREQUEST']._serialized_start=1406
-  _globals['_LISTJOBSREQUEST']._serialized_end=1423
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1425
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1480
-  _globals['_LISTMODELSREQUEST']._serialized_start=1482
-  _globals['_LISTMODELSREQUEST']._serialized_end=1501
-  _globals['_MODELRECORD']._serialized_start=1503
-  _globals['_MODELRECORD']._serialized_end=1555
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1557
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1618
-  _globals['_SILOSERVICE']._serialized_start=1621
-  _globals['_SILOSERVICE']._serialized_end=1965
-  _globals['_COORDINATORSERVICE']._serialized_start=1968
-  _globals['_COORDINATORSERVICE']._serialized_end=2262
+  _globals['_CLOSEJOBRESPONSE']._serialized_end=1215
+  _globals['_SIGNEDLEDGERHEAD']._serialized_start=1217
+  _globals['_SIGNEDLEDGERHEAD']._serialized_end=1298
+  _globals['_KEEPLEDGERHEADSREQUEST']._serialized_start=1300
+  _globals['_KEEPLEDGERHEADSREQUEST']._serialized_end=1385
+  _globals['_KEEPLEDGERHEADSRESPONSE']._serialized_start=1387
+  _globals['_KEEPLEDGERHEADSRESPONSE']._serialized_end=1426
+  _globals['_SUBMITJOBREQUEST']._serialized_start=1428
+  _globals['_SUBMITJOBREQUEST']._serialized_end=1497
+  _globals['_GETJOBREQUEST']._serialized_start=1499
+  _globals['_GETJOBREQUEST']._serialized_end=1530
+  _globals['_JOBSTATUS']._serialized_start=1533
+  _globals['_JOBSTATUS']._serialized_end=1666
+  _globals['_LISTJOBSREQUEST']._serialized_start=1668
+  _globals['_LISTJOBSREQUEST']._serialized_end=1685
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1687
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1742
+  _globals['_LISTMODELSREQUEST']._serialized_start=1744
+  _globals['_LISTMODELSREQUEST']._serialized_end=1763
+  _globals['_MODELRECORD']._serialized_start=1765
+  _globals['_MODELRECORD']._serialized_end=1817
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1819
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1880
+  _globals['_SILOSERVICE']._serialized_start=1883
+  _globals['_SILOSERVICE']._serialized_end=2319
+  _globals['_COORDINATORSERVICE']._serialized_start=2322
+  _globals['_COORDINATORSERVICE']._serialized_end=2616
 # @@protoc_insertion_point(module_scope)

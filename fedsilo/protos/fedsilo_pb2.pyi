@@ -127,8 +127,34 @@ class CloseJobRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., failed: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class CloseJobResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("ledger_head",)
+    LEDGER_HEAD_FIELD_NUMBER: _ClassVar[int]
+    ledger_head: SignedLedgerHead
+    def __init__(self, ledger_head: _Optional[_Union[SignedLedgerHead, _Mapping]] = ...) -> None: ...
+
+class SignedLedgerHead(_message.Message):
+    __slots__ = ("statement", "signature", "certificate_pem")
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    statement: bytes
+    signature: bytes
+    certificate_pem: str
+    def __init__(self, statement: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[str] = ...) -> None: ...
+
+class KeepLedgerHeadsRequest(_message.Message):
+    __slots__ = ("job_id", "heads")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    HEADS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    heads: _containers.RepeatedCompositeFieldContainer[SignedLedgerHead]
+    def __init__(self, job_id: _Optional[str] = ..., heads: _Optional[_Iterable[_Union[SignedLedgerHead, _Mapping]]] = ...) -> None: ...
+
+class KeepLedgerHeadsResponse(_message.Message):
+    __slots__ = ("kept",)
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    kept: int
+    def __init__(self, kept: _Optional[int] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
     __slots__ = ("spec_toml", "resume", "job_id")

@@ -59,6 +59,11 @@ class SiloServiceStub:
                 request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.CloseJobRequest.SerializeToString,
                 response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.CloseJobResponse.FromString,
                 _registered_method=True)
+        self.KeepLedgerHeads = channel.unary_unary(
+                '/fedsilo.v1.SiloService/KeepLedgerHeads',
+                request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsRequest.SerializeToString,
+                response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsResponse.FromString,
+                _registered_method=True)
 
 
 class SiloServiceServicer:
@@ -100,6 +105,13 @@ class SiloServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KeepLedgerHeads(self, request, context):
+        """Keep the other parties' signed ledger heads of a closed job (relayed by the coordinator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SiloServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +139,11 @@ def add_SiloServiceServicer_to_server(servicer, server):
                     servicer.CloseJob,
                     request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.CloseJobRequest.FromString,
                     response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.CloseJobResponse.SerializeToString,
+            ),
+            'KeepLedgerHeads': grpc.unary_unary_rpc_method_handler(
+                    servicer.KeepLedgerHeads,
+                    request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsRequest.FromString,
+                    response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +281,33 @@ class SiloService:
             '/fedsilo.v1.SiloService/CloseJob',
             fedsilo_dot_protos_dot_fedsilo__pb2.CloseJobRequest.SerializeToString,
             fedsilo_dot_protos_dot_fedsilo__pb2.CloseJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KeepLedgerHeads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsilo.v1.SiloService/KeepLedgerHeads',
+            fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsRequest.SerializeToString,
+            fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsResponse.FromString,
             options,
             channel_credentials,
             insecure,

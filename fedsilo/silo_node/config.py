@@ -6,7 +6,9 @@ meant to enforce. So every unknown key is an error, every error is one line nami
 key, and a policy value may only be *tighter* than the defaults in :mod:`fedsilo.settings`.
 
 Policy is deny-by-default: without ``[policy] protocols`` and ``roles`` the silo takes part in
-nothing. Columns a job may use default to the dataset's declared features.
+nothing. Columns a job may use default to the dataset's declared features. ``peers`` (optional)
+names the only parties the silo works with; without it, any silo certificate of its CA will do,
+and the ``[tls] coordinator`` identity is never a party either way.
 
 Relative paths (SQLite database file, TLS files) are resolved against the config file's folder,
 so a config works the same whatever the current directory of the process.
@@ -50,7 +52,7 @@ _TLS_KEYS = frozenset({"ca", "cert", "key", "coordinator", "insecure_plaintext"}
 _DATASET_KEYS = frozenset({"table", "query", "id_column", "features", "label"})
 _POLICY_KEYS = frozenset({
     "protocols", "roles", "min_intersection", "min_paillier_bits", "min_rows_per_statistic",
-    "release_feature_names", "allowed_columns", "psi_pad_to_multiple",
+    "release_feature_names", "allowed_columns", "psi_pad_to_multiple", "peers",
 })
 
 
@@ -100,6 +102,13 @@ class PolicyConfig:
     psi_pad_to_multiple: int = 1
     #: dataset name -> columns a job may read (already defaulted to the declared features).
     allowed_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: the only parties this silo works with; None: any silo certified by its consortium CA.
+    peers: frozenset[str] | None = None
+
+    def check_peer(self, party: str) -> None:
+        """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
+        if self.peers is not None and party not in self.peers:
+            raise PolicyError(f"policy does not allow peer '{party[:40]}' (not in [policy] peers)")
 
     def check_protocol(self, name: str, role: str | None = None) -> None:
         """Refuse a protocol (and role, when given) this silo did not opt into."""
@@ -120,6 +129,10 @@ class PolicyConfig:
                 f"of dataset '{dataset}'")
 
     def check_paillier_bits(self, bits: int) -> None:
+        if bits > settings.PAILLIER_MAX_BITS:
+            raise PolicyError(
+                f"job asks for a Paillier key of {bits} bits, above the ceiling of "
+                f"{settings.PAILLIER_MAX_BITS} bits")
         if bits < self.min_paillier_bits:
             raise PolicyError(
                 f"policy requires Paillier keys of at least {self.min_paillier_bits} bits, "
@@ -230,7 +243,7 @@ class _Parser:
             if key not in raw:
                 raise self.fail("top level", f"needs '{key}'")
         datasets = self.datasets(raw.get("datasets", {}))
-        return SiloConfig(
+        config = SiloConfig(
             party=self.string("top level", "party", raw["party"], _NAME_RE),
             listen=self.listen(raw["listen"]),
             database_url=self.database(raw["database"]),
@@ -239,6 +252,16 @@ class _Parser:
             tls=self.tls(raw["tls"]),
             path=path,
         )
+        self.coordinator_apart(config)
+        return config
+
+    def coordinator_apart(self, config: SiloConfig) -> None:
+        """The coordinator is never a party: not this silo's own name, not a listed peer."""
+        coordinator = config.tls.coordinator
+        if coordinator is not None and coordinator == config.party:
+            raise self.fail("[tls]", f"'coordinator' = {coordinator!r} is this silo's own party")
+        if coordinator is not None and coordinator in (config.policy.peers or ()):
+            raise self.fail("[policy]", f"'peers' lists the coordinator {coordinator!r}")
 
     def listen(self, value: Any) -> str:
         text = self.string("top level", "listen", value)
@@ -353,7 +376,17 @@ class _Parser:
                 where, "release_feature_names", t.get("release_feature_names", False)),
             allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
             psi_pad_to_multiple=self.pad_multiple(where, t.get("psi_pad_to_multiple", 1)),
+            peers=self.peers(where, t["peers"]) if "peers" in t else None,
         )
+
+    def peers(self, where: str, value: Any) -> frozenset[str]:
+        names = self.strings(where, "peers", value)
+        if not names:
+            raise self.fail(where, "'peers' lists no party (leave it out to allow any silo)")
+        for name in names:
+            if not _NAME_RE.match(name):
+                raise self.fail(where, f"'peers' has {name!r}, not a valid party name")
+        return frozenset(names)
 
     def pad_multiple(self, where: str, value: Any) -> int:
         pad = self.integer(where, "psi_pad_to_multiple", value, 1)

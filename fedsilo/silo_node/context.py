@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fedsilo.crypto.sealing import JobKeys
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.silo_node.config import SiloConfig
 from fedsilo.silo_node.data import SiloData
-from fedsilo.silo_node.session import JobSession, SessionTable
+from fedsilo.silo_node.session import JobSession, SessionTable, spec_hash
 from fedsilo.silo_node.store import Ledger, SiloStore
 
 __all__ = ["SiloContext"]
@@ -54,6 +55,22 @@ class SiloContext:
         columns = mine.get("columns")
         if columns is not None:
             self.config.policy.check_columns(dataset, list(columns))
-        session = JobSession(job_id=job_id, spec=spec, role=role, dataset=dataset, resume=resume)
+        self._check_reopen(job_id, spec, resume=resume)
+        keys = JobKeys(party=self.party, job_id=job_id)
+        session = JobSession(
+            job_id=job_id, spec=spec, role=role, dataset=dataset, resume=resume, keys=keys
+        )
         self.sessions.add(session)
         return session
+
+    def _check_reopen(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> None:
+        """An open job is never opened again, except as a resume of the very same spec: a second
+        OpenJob would otherwise replace the session (keys, state) and re-arm its step counter."""
+        open_ = self.sessions.find(job_id)
+        if open_ is None:
+            return
+        if not resume or spec_hash(open_.spec) != spec_hash(spec):
+            raise ProtocolError(
+                f"job '{job_id[:64]}' is already open at '{self.party}' (only a resume of the "
+                "same job spec may open it again)"
+            )

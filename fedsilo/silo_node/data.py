@@ -686,6 +686,6 @@ def open_silo(config: SiloConfig, *, engine: Engine | None = None) -> OpenedSilo
     engine = engine if engine is not None else make_engine(config.database_url)
     data = SiloData(engine, config)
     rows = data.validate()
-    store = SiloStore(engine)
+    store = SiloStore(engine, party=config.party)
     store.create_tables()
     return OpenedSilo(data=data, store=store, ledger=store.ledger, rows=rows)

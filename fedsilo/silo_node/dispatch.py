@@ -1,4 +1,9 @@
-"""Run one step at a silo: unseal the inbox, call the step, record and seal the outbox.
+"""Run one step at a silo: authorise it, unseal the inbox, call it, record and seal the outbox.
+
+Authorisation has one path (:func:`authorize`): every call names the step of the accepted job it
+belongs to (``meta["step"]``, an index into the spec the silo accepted at OpenJob); the method
+must be registered for that step's kind, and the silo's policy must allow that kind in this
+silo's role. A method the accepted job does not list is refused, whatever the coordinator says.
 
 The ledger entry for every outgoing message is committed before the sealed bytes are handed to
 gRPC, so a silo's audit trail can never miss something it sent.
@@ -10,18 +15,21 @@ import importlib
 import json
 import logging
 import pkgutil
+from collections.abc import Mapping
 from typing import Any
 
 from fedsilo import leakage
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobspec import step_entry
 from fedsilo.message import check_strings, decode, encode
 from fedsilo.silo_node import steps as steps_pkg
+from fedsilo.silo_node.config import KNOWN_PROTOCOLS
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepFn, StepReply, StepRequest, get_step
+from fedsilo.silo_node.steps import RegisteredStep, StepFn, StepReply, StepRequest, get_step
 from fedsilo.wire import Envelope, StepPayload
 
-__all__ = ["StepMeta", "load_step_modules", "run_step"]
+__all__ = ["StepMeta", "authorize", "load_step_modules", "run_step"]
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +51,33 @@ class StepMeta(dict[str, Any]):
         raise ProtocolError(f"step meta lacks '{str(key)[:40]}'")
 
 
+def authorize(
+    ctx: SiloContext, session: JobSession, method: str, registered: RegisteredStep, index: Any
+) -> Mapping[str, Any]:
+    """The accepted spec's entry for the step this call names; refuse what it does not allow.
+
+    The method must belong to that entry's kind (``psi.start`` to a psi step, ``predict.part`` to
+    an evaluate or score step), and a protocol kind must be allowed by this silo's policy in its
+    role in this job. Checked on every call, not once for the steps the spec lists.
+    """
+    entry = step_entry(session.spec, index)
+    kind = str(entry.get("kind", ""))
+    if kind not in registered.kinds:
+        raise PolicyError(
+            f"step '{method[:80]}' is not part of a '{kind[:40]}' step; the accepted job "
+            f"allows it only in {', '.join(sorted(registered.kinds))}"
+        )
+    if kind in KNOWN_PROTOCOLS:
+        ctx.config.policy.check_protocol(kind, session.role)
+    return entry
+
+
 def _open_inbox(session: JobSession, payload: StepPayload) -> StepRequest:
     inbox = {}
     for env in payload.envelopes:
-        if env.sender not in session.parties:
-            raise ProtocolError(f"envelope from '{env.sender[:40]}', not a party of the job")
+        if env.sender not in session.parties or env.sender == session.keys.party:
+            raise ProtocolError(f"envelope from '{env.sender[:40]}', not a peer in the job")
         inbox[env.sender] = decode(session.keys.open(env.sender, env.sealed))
-    check_strings(payload.meta, "step meta")  # NUL never reaches the silo's database
     return StepRequest(meta=StepMeta(payload.meta), inbox=inbox, plain=payload.plain)
 
 
@@ -95,7 +123,8 @@ def _seal_outbox(
             nbytes=len(data),
             reveals=leakage.describe(msg.kind),
         )
-        envelopes.append(Envelope(ctx.party, recipient, session.keys.seal(recipient, data)))
+        sealed = session.keys.seal(recipient, data, step=method)
+        envelopes.append(Envelope(ctx.party, recipient, sealed))
     plain = None
     if reply.release is not None:
         plain = reply.release
@@ -123,9 +152,13 @@ def _seal_outbox(
 def run_step(
     ctx: SiloContext, session: JobSession, method: str, seq: int, payload: StepPayload
 ) -> StepPayload:
-    """One step, serialised per session and in sequence order."""
-    fn = get_step(method)
+    """One step, authorised against the accepted job, serialised per session, in order."""
+    registered = get_step(method)
+    check_strings(payload.meta, "step meta")  # NUL never reaches the silo's database
     with session.lock:
+        entry = authorize(ctx, session, method, registered, payload.meta.get("step"))
         session.advance(seq)
-        reply = _call_step(fn, ctx, session, method, _open_inbox(session, payload))
+        request = _open_inbox(session, payload)
+        request.spec_step, request.step_index = entry, int(payload.meta["step"])
+        reply = _call_step(registered.fn, ctx, session, method, request)
         return _seal_outbox(ctx, session, method, reply)

@@ -65,7 +65,7 @@ def _security(
             "(or insecure_plaintext = true)"
         )
     creds = tls.server_credentials(ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key)
-    return creds, [tls.IdentityInterceptor(allowed={config.tls.coordinator})]
+    return creds, [tls.IdentityInterceptor(allowed={config.tls.coordinator}, role="coordinator")]
 
 
 def start_silo(config: SiloConfig | Path | str) -> SiloNode:

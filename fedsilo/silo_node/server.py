@@ -6,6 +6,7 @@ import json
 import logging
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,17 +14,20 @@ import grpc
 from cryptography import x509
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from fedsilo import __version__, settings
+from fedsilo import __version__, leakage, settings
 from fedsilo.crypto.certs import TlsFiles, load_certificate
 from fedsilo.crypto.session_auth import SessionKey, SessionKeySigner, verify_peer_keys
-from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.crypto.tls import peer_identity
+from fedsilo.errors import ConfigError, PolicyError, ProtocolError
 from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
 from fedsilo.message import parse_json
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
-from fedsilo.silo_node.config import TlsConfig
+from fedsilo.silo_node import heads
+from fedsilo.silo_node.config import SiloConfig, TlsConfig
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.dispatch import load_step_modules, run_step
+from fedsilo.silo_node.limits import AdmissionInterceptor, CallLimiter, paced_replies, timed_frames
 from fedsilo.silo_node.session import JobSession, check_job_id, check_spec_shape
 from fedsilo.wire import chunks, join_chunks, pack_step, unpack_step
 
@@ -115,7 +119,12 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
         spec = _json_object(request.spec_json, "job spec")
         check_spec_shape(spec)
         job_id = check_job_id(request.job_id)
+        _check_party_names(self.ctx.config, job_id, spec)
         session = self.ctx.open_session(job_id, spec, resume=request.resume)
+        caller, peer = _caller(context)
+        self.ctx.ledger.record_accepted(job_id=job_id, spec=spec, role=session.role,
+                                        dataset=session.dataset, resume=request.resume,
+                                        caller=caller, peer=peer)
         accepted = {"party": self.ctx.party, "role": session.role, "dataset": session.dataset}
         public = session.keys.public_bytes
         key = self.key_auth.signer.sign(job_id, public) if self.key_auth else SessionKey(public)
@@ -150,29 +159,102 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
     def CloseJob(
         self, request: pb.CloseJobRequest, context: grpc.ServicerContext
     ) -> pb.CloseJobResponse:
-        self.ctx.sessions.close(request.job_id)
-        return pb.CloseJobResponse()
+        job_id = request.job_id
+        self.ctx.sessions.close(job_id)
+        if not _is_job_id(job_id):
+            return pb.CloseJobResponse()  # no job was ever open under it: nothing to record
+        if self.ctx.ledger.took_part(job_id):
+            caller, peer = _caller(context)
+            self.ctx.ledger.record_close(job_id=job_id, failed=request.failed,
+                                         reason=request.reason, caller=caller, peer=peer)
+        head = heads.sign_own_head(self.ctx.ledger, job_id, self._head_key())
+        return pb.CloseJobResponse(ledger_head=heads.to_pb(head))
+
+    @abort_on_error
+    def KeepLedgerHeads(
+        self, request: pb.KeepLedgerHeadsRequest, context: grpc.ServicerContext
+    ) -> pb.KeepLedgerHeadsResponse:
+        ca = self.key_auth.ca if self.key_auth else None
+        kept = heads.keep_peer_heads(
+            self.ctx.ledger, check_job_id(request.job_id), request.heads, ca=ca
+        )
+        return pb.KeepLedgerHeadsResponse(kept=kept)
+
+    def _head_key(self) -> SessionKeySigner | None:
+        return self.key_auth.signer if self.key_auth else None
+
+    def on_refused(
+        self, method: str, request: Any, context: grpc.ServicerContext, err: Exception
+    ) -> None:
+        """Every refused call goes into the ledger (``abort_on_error`` calls this), with the
+        one-line reason the caller is told. A refusal dispatch already recorded with its job
+        (``fedsilo.silo_node.ledger.refuse``) is not recorded twice."""
+        if getattr(err, "ledger_recorded", False):
+            return
+        job_id = getattr(request, "job_id", "")
+        first = getattr(request, "first", None)  # a Step stream's header (grpc_errors.FirstKept)
+        if method == "_step":
+            header = first.header if first is not None and first.HasField("header") else None
+            job_id = header.job_id if header else ""
+            method = f"Step {header.method}" if header else "Step"
+        caller, peer = _caller(context)
+        self.ctx.ledger.record_refusal(
+            method=method,
+            reason=str(err),
+            job_id=job_id if isinstance(job_id, str) else "",
+            caller=caller,
+            peer=peer,
+        )
 
     def Step(
         self, request_iterator: Iterator[pb.Frame], context: grpc.ServicerContext
     ) -> Iterator[pb.Frame]:
         reply = self._step(request_iterator, context)
-        for part in chunks(reply):
-            yield pb.Frame(chunk=part)
+        frames = (pb.Frame(chunk=part) for part in chunks(reply))
+        yield from paced_replies(
+            frames,
+            context.cancel,
+            idle_s=settings.STEP_STREAM_IDLE_TIMEOUT_S,
+            total_s=settings.STEP_STREAM_MAX_TRANSFER_S,
+        )
 
     @abort_on_error
     def _step(self, request_iterator: Iterator[pb.Frame], context: grpc.ServicerContext) -> bytes:
-        first = next(request_iterator, None)
-        if first is None or not first.HasField("header"):
-            raise ProtocolError("a step must start with a header frame")
-        head = first.header
-        if head.total_bytes > settings.MAX_LOGICAL_MESSAGE_BYTES:
-            raise ProtocolError("step payload exceeds the logical size limit")
-        session = self.ctx.sessions.get(head.job_id)
-        data = join_chunks((_chunk(f) for f in request_iterator), expected=head.total_bytes)
+        timed = timed_frames(
+            request_iterator,
+            idle_s=settings.STEP_STREAM_IDLE_TIMEOUT_S,
+            total_s=settings.STEP_STREAM_MAX_TRANSFER_S,
+        )
+        with closing(timed) as frames:
+            first = next(frames, None)
+            if first is None or not first.HasField("header"):
+                raise ProtocolError("a step must start with a header frame")
+            head = first.header
+            if head.total_bytes > settings.MAX_LOGICAL_MESSAGE_BYTES:
+                raise ProtocolError("step payload exceeds the logical size limit")
+            session = self.ctx.sessions.get(head.job_id)
+            data = join_chunks((_chunk(f) for f in frames), expected=head.total_bytes)
         payload = unpack_step(data, request=True, party=self.ctx.party)
         reply = run_step(self.ctx, session, head.method, head.seq, payload)
         return pack_step(reply, request=False)
+
+
+def _is_job_id(job_id: str) -> bool:
+    try:
+        check_job_id(job_id)
+    except ProtocolError:
+        return False
+    return True
+
+
+def _caller(context: grpc.ServicerContext) -> tuple[str, str]:
+    """Who called, for the ledger, as (text, peer): under mTLS the verified certificate name
+    (also the entry's peer); in plaintext the connection's address, marked unauthenticated,
+    and the ``coordinator`` pseudo-recipient as peer."""
+    identity = peer_identity(context)
+    if identity is not None:
+        return f"'{identity}' (mTLS)", identity
+    return f"unauthenticated {context.peer()[:80]}", leakage.COORDINATOR
 
 
 def _policy_json(ctx: SiloContext) -> str:
@@ -187,8 +269,23 @@ def _policy_json(ctx: SiloContext) -> str:
             "min_rows_per_statistic": policy.min_rows_per_statistic,
             "release_feature_names": policy.release_feature_names,
             "allowed_columns": {k: sorted(v) for k, v in policy.allowed_columns.items()},
+            "peers": sorted(policy.peers) if policy.peers is not None else None,
         }
     )
+
+
+def _check_party_names(config: SiloConfig, job_id: str, spec: dict[str, Any]) -> None:
+    """Refuse a job naming this silo's coordinator as a party (it would receive what only silos
+    may: sealed payloads, the CKKS secret key, the PSI leader's view), or a peer the policy does
+    not list. A non-silo certificate behind any other name is refused at SetPeers."""
+    for party in sorted(spec["parties"]):
+        if party == config.party:
+            continue
+        if party == config.tls.coordinator:
+            raise PolicyError(
+                f"job '{job_id}' names this silo's coordinator '{party[:40]}' as a party"
+            )
+        config.policy.check_peer(party)
 
 
 def _peer_keys(request: pb.SetPeersRequest, me: str) -> dict[str, SessionKey]:
@@ -240,12 +337,21 @@ def build_server(
     credentials: grpc.ServerCredentials | None,
     interceptors: list[grpc.ServerInterceptor] | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A started silo server on ``ctx.config.listen``; ``credentials=None`` means plaintext."""
+    """A started silo server on ``ctx.config.listen``; ``credentials=None`` means plaintext.
+
+    Calls pass ``interceptors`` (the identity check) first, then the admission caps
+    (``limits.py``), so health and Describe always find a free thread; then request parsing.
+    """
     load_step_modules()
+    if settings.MAX_JOB_CALLS >= settings.SERVER_THREADS:
+        raise ConfigError("MAX_JOB_CALLS must stay below SERVER_THREADS (threads for health)")
+    limiter = CallLimiter(
+        total=settings.MAX_JOB_CALLS, per_caller=settings.MAX_JOB_CALLS_PER_CALLER
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
         options=server_options(),
-        interceptors=[*(interceptors or []), RequestDecodeGuard()],
+        interceptors=[*(interceptors or []), AdmissionInterceptor(limiter), RequestDecodeGuard()],
     )
     pb_grpc.add_SiloServiceServicer_to_server(SiloServicer(ctx), server)
     health_servicer = health.HealthServicer()

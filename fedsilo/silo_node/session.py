@@ -9,19 +9,32 @@ the silo's database by the steps themselves; a restarted silo has no sessions.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from fedsilo import settings
 from fedsilo.crypto.sealing import JobKeys
-from fedsilo.errors import NotFound, ProtocolError
+from fedsilo.errors import LimitExceeded, NotFound, ProtocolError
 
-__all__ = ["JobSession", "SessionTable", "check_job_id", "check_spec_shape"]
+__all__ = [
+    "JobSession",
+    "SessionTable",
+    "check_job_id",
+    "check_spec_shape",
+    "current_caller",
+    "spec_hash",
+]
 
 #: longest job id a silo accepts: the id columns of its own tables hold 200 characters.
 MAX_JOB_ID_CHARS = 200
+#: who is calling: set per call by the server's admission check (``silo_node/limits.py``), so a
+#: new session is counted against its caller; "local" outside any call (local runs, tests).
+current_caller: ContextVar[str] = ContextVar("fedsilo_caller", default="local")
 
 
 def check_job_id(job_id: str) -> str:
@@ -57,6 +70,12 @@ def check_spec_shape(spec: dict[str, Any]) -> None:
         raise ProtocolError("job spec: 'steps' must be a list of tables with a string 'kind'")
 
 
+def spec_hash(spec: dict[str, Any]) -> str:
+    """SHA-256 over the canonical JSON of a job spec: what the silo accepted, by value."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
 @dataclass
 class JobSession:
     job_id: str
@@ -69,6 +88,8 @@ class JobSession:
     last_seq: int = 0
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the caller identity that opened the session (what the per-caller session cap counts)
+    caller: str = field(default_factory=current_caller.get)
 
     @property
     def parties(self) -> dict[str, dict[str, Any]]:
@@ -102,7 +123,14 @@ class SessionTable:
     def add(self, session: JobSession) -> None:
         with self._lock:
             self._expire()
+            self._check_room(session)
             self._sessions[session.job_id] = session
+
+    def find(self, job_id: str) -> JobSession | None:
+        """The open (not expired) session of ``job_id``, or None."""
+        with self._lock:
+            self._expire()
+            return self._sessions.get(job_id)
 
     def get(self, job_id: str) -> JobSession:
         with self._lock:
@@ -114,6 +142,22 @@ class SessionTable:
     def close(self, job_id: str) -> None:
         with self._lock:
             self._sessions.pop(job_id, None)
+
+    def _check_room(self, session: JobSession) -> None:
+        """Refuse a new session beyond the caps on open sessions, per caller and in total (idle
+        ones are expired first): each holds keys and protocol state in the silo's memory."""
+        others = [s for k, s in self._sessions.items() if k != session.job_id]
+        if len(others) >= settings.MAX_OPEN_SESSIONS:
+            raise LimitExceeded(
+                f"{len(others)} job sessions open, the most this silo keeps (MAX_OPEN_SESSIONS); "
+                "close a job first"
+            )
+        mine = sum(1 for s in others if s.caller == session.caller)
+        if mine >= settings.MAX_OPEN_SESSIONS_PER_CALLER:
+            raise LimitExceeded(
+                f"{mine} job sessions open for '{session.caller}', the most this silo keeps per "
+                "caller (MAX_OPEN_SESSIONS_PER_CALLER); close a job first"
+            )
 
     def _expire(self) -> None:
         now = time.monotonic()

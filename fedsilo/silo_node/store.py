@@ -11,10 +11,8 @@ Why each table looks the way it does:
 - **model parts** and **checkpoints** are JSON text: nothing executable is ever stored.
 - **scores** have the primary key ``(id, model_version)`` and are written with insert-or-ignore,
   one transaction per chunk, so a scoring job killed half-way is resumed by writing again.
-- the **ledger** is a SHA-256 hash chain over a canonical JSON of every entry; an entry is
-  committed before the message it records leaves the silo (the dispatcher's job). Editing or
-  deleting a row in the middle breaks :meth:`Ledger.verify`. Truncating the *tail* cannot be seen
-  from the chain alone: compare :meth:`Ledger.head` with a copy kept elsewhere.
+- the **ledger** lives in :mod:`fedsilo.silo_node.ledger` (hash chain from a per-silo genesis,
+  signed heads kept by others); its tables are created here with the others.
 
 Tables are created by :meth:`SiloStore.create_tables`, which ``open_silo`` calls only after the
 silo's datasets validated, so a bad config writes nothing to the database.
@@ -22,11 +20,9 @@ silo's datasets validated, so a bad config writes nothing to the database.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,10 +48,17 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from fedsilo import settings
 from fedsilo.errors import DataError, JobError, NotFound
+from fedsilo.silo_node.ledger import (  # noqa: F401 - LEDGER re-exported for readers
+    GENESIS_HASH,
+    LEDGER,
+    Ledger,
+    LedgerEntry,
+    ledger_metadata,
+)
 
 __all__ = [
     "ALIGNMENTS",
@@ -73,8 +76,6 @@ __all__ = [
 #: longest job id, model id, alignment name, step name... the store accepts.
 _MAX_NAME = 200
 _TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-#: ``prev_hash`` of the first ledger entry.
-GENESIS_HASH = "0" * 64
 
 metadata = MetaData()
 
@@ -109,19 +110,7 @@ CHECKPOINTS = Table(
     Column("payload", Text, nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
-LEDGER = Table(
-    "fedsilo_ledger", metadata,
-    Column("seq", Integer, primary_key=True, autoincrement=False),
-    Column("job_id", String(_MAX_NAME), nullable=False, index=True),
-    Column("step", String(_MAX_NAME), nullable=False),
-    Column("peer", String(_MAX_NAME), nullable=False),
-    Column("kind", String(_MAX_NAME), nullable=False),
-    Column("nbytes", BigInteger, nullable=False),
-    Column("reveals", Text, nullable=False),
-    Column("created_at", String(40), nullable=False),
-    Column("prev_hash", String(64), nullable=False),
-    Column("hash", String(64), nullable=False),
-)
+
 
 
 def _now() -> str:
@@ -181,8 +170,9 @@ class ModelPart:
 class SiloStore:
     """The silo's own tables, over the same engine as its data (one DB, joins in SQL)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, party: str | None = None) -> None:
         self.engine = engine
+        self.party = party  # names the ledger's genesis
         self._score_tables: dict[str, Table] = {}
         self._lock = threading.Lock()
         self._ledger: Ledger | None = None
@@ -195,17 +185,19 @@ class SiloStore:
         default rollback journal an open reader blocks every writer.
         """
         metadata.create_all(self.engine)
+        ledger_metadata.create_all(self.engine)
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "",
                                                                                      ":memory:"):
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        self.ledger.genesis()  # drawn once, before the first entry
 
     @property
     def ledger(self) -> Ledger:
         """The one ledger of this store (one per process keeps appends serialised)."""
         with self._lock:
             if self._ledger is None:
-                self._ledger = Ledger(self.engine)
+                self._ledger = Ledger(self.engine, self.party)
             return self._ledger
 
     # --- alignments -----------------------------------------------------------------------------
@@ -303,7 +295,7 @@ class SiloStore:
             exists = conn.execute(select(MODEL_PARTS.c.model_id)
                                   .where(MODEL_PARTS.c.model_id == model_id)).first()
             if exists and not replace:
-                raise JobError(f"model part '{model_id}' already exists at this silo")
+                raise DataError(f"model part '{model_id}' already exists at this silo")
             conn.execute(delete(MODEL_PARTS).where(MODEL_PARTS.c.model_id == model_id))
             conn.execute(insert(MODEL_PARTS).values(model_id=model_id, kind=kind, payload=text,
                                                     created_at=_now()))
@@ -419,114 +411,3 @@ def _score_params(row: tuple[str, float, str, datetime | str]) -> dict[str, Any]
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return {"id": ident, "score": float(score), "model_version": version, "scored_at": when}
-
-
-# --- audit ledger -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class LedgerEntry:
-    seq: int
-    job_id: str
-    step: str
-    peer: str
-    kind: str
-    nbytes: int
-    reveals: str
-    created_at: str
-    prev_hash: str
-    hash: str
-
-    def canonical(self) -> bytes:
-        """The bytes the hash covers: every field but ``hash``, as sorted compact ASCII JSON."""
-        fields = {k: getattr(self, k) for k in (
-            "seq", "job_id", "step", "peer", "kind", "nbytes", "reveals", "created_at",
-            "prev_hash")}
-        return json.dumps(fields, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=True).encode("ascii")
-
-    def computed_hash(self) -> str:
-        return hashlib.sha256(self.canonical()).hexdigest()
-
-
-def _is_contention(err: IntegrityError | OperationalError) -> bool:
-    """Another writer took the sequence number or holds the lock: worth retrying."""
-    if isinstance(err, IntegrityError):
-        return True
-    text = str(err.orig).lower()
-    return "locked" in text or "busy" in text
-
-
-def _entry(row: Any) -> LedgerEntry:
-    return LedgerEntry(int(row.seq), row.job_id, row.step, row.peer, row.kind, int(row.nbytes),
-                       row.reveals, row.created_at, row.prev_hash, row.hash)
-
-
-class Ledger:
-    """Append-only, hash-chained record of every message this silo sent, and what it revealed.
-
-    Appends are serialised by a lock (threads of this process) and by the primary key on
-    ``seq`` (another process racing for the same number fails and retries), so the chain stays
-    linear. There is deliberately no update or delete method.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._lock = threading.Lock()
-
-    def append(self, job_id: str, step: str, peer: str, kind: str, nbytes: int,
-               reveals: str) -> LedgerEntry:
-        """Commit one entry and return it; the caller sends the message only afterwards."""
-        for what, value in (("job id", job_id), ("step", step), ("peer", peer), ("kind", kind)):
-            _name(f"ledger {what}", value)
-        with self._lock:
-            for attempt in range(settings.LEDGER_APPEND_RETRIES):
-                try:
-                    return self._append_once(job_id, step, peer, kind, int(nbytes), str(reveals))
-                except (IntegrityError, OperationalError) as err:
-                    if not _is_contention(err):
-                        raise DataError(f"cannot append to the audit ledger ({err.orig})") from None
-                    time.sleep(settings.RETRY_BACKOFF_S * (2 ** attempt))
-        raise DataError("could not append to the audit ledger (database busy)")
-
-    def _append_once(self, job_id: str, step: str, peer: str, kind: str, nbytes: int,
-                     reveals: str) -> LedgerEntry:
-        with self.engine.begin() as conn:
-            last = conn.execute(select(LEDGER.c.seq, LEDGER.c.hash)
-                                .order_by(LEDGER.c.seq.desc()).limit(1)).first()
-            seq, prev = (1, GENESIS_HASH) if last is None else (int(last.seq) + 1, last.hash)
-            draft = LedgerEntry(seq, job_id, step, peer, kind, nbytes, reveals, _now(), prev, "")
-            entry = LedgerEntry(**{**draft.__dict__, "hash": draft.computed_hash()})
-            conn.execute(insert(LEDGER).values(**entry.__dict__))
-        return entry
-
-    def entries(self, job_id: str | None = None) -> list[LedgerEntry]:
-        stmt = select(LEDGER).order_by(LEDGER.c.seq)
-        if job_id is not None:
-            stmt = stmt.where(LEDGER.c.job_id == job_id)
-        with self.engine.connect() as conn:
-            return [_entry(r) for r in conn.execute(stmt)]
-
-    def head(self) -> tuple[int, str]:
-        """``(seq, hash)`` of the last entry (``(0, GENESIS_HASH)`` when empty): keep a copy
-        elsewhere to detect a truncated tail."""
-        with self.engine.connect() as conn:
-            last = conn.execute(select(LEDGER.c.seq, LEDGER.c.hash)
-                                .order_by(LEDGER.c.seq.desc()).limit(1)).first()
-        return (0, GENESIS_HASH) if last is None else (int(last.seq), last.hash)
-
-    def verify(self) -> tuple[bool, int | None]:
-        """Walk the chain in order: ``(True, None)`` or ``(False, first bad seq)``.
-
-        A row is bad if its seq is not the next number, its ``prev_hash`` is not the previous
-        row's hash, or its own hash does not match its fields. Streams: memory stays bounded.
-        """
-        expected_seq, expected_prev = 1, GENESIS_HASH
-        stmt = select(LEDGER).order_by(LEDGER.c.seq)
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=settings.READ_CHUNK_ROWS).execute(stmt)
-            for row in result:
-                entry = _entry(row)
-                if (entry.seq != expected_seq or entry.prev_hash != expected_prev
-                        or entry.computed_hash() != entry.hash):
-                    return False, entry.seq
-                expected_seq, expected_prev = entry.seq + 1, entry.hash
-        return True, None

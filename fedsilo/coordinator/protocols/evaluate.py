@@ -17,12 +17,14 @@ from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.protocols import driver
 from fedsilo.coordinator.protocols.score import predict_range, resolve_model
 from fedsilo.errors import ConfigError
+from fedsilo.jobspec import split_parts, test_alignment
 
 
 def _alignments(run: JobRun, step: dict[str, Any], record: dict[str, Any]) -> tuple[str, str]:
-    split = run.results.get("split", {})
-    test = step.get("alignment") or split.get("test")
-    train = step.get("train_alignment") or split.get("train") or record["trained_on"]["alignment"]
+    """(test, train) alignments, derived from the spec as the silos derive them."""
+    test = test_alignment(run.wire_spec, run.step_index)
+    parts = split_parts(run.wire_spec, run.step_index) or {}
+    train = step.get("train_alignment") or parts.get("train") or record["trained_on"]["alignment"]
     if not test or not train:
         raise ConfigError("step 'evaluate' needs 'alignment' (or a split step before it)")
     return str(test), str(train)

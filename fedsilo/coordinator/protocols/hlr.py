@@ -81,7 +81,7 @@ def _evaluate(run: JobRun, step: HlrStep, meta: dict[str, Any], model_id: str,
     """Headline metrics of the model on the held-out dataset at the member the step names."""
     assert step.evaluate_on is not None
     party = step.evaluate_on.party
-    out = run.call(party, "hlr.evaluate", {**meta, "model_id": model_part, "model": model_id})
+    out = run.call(party, "hlr.evaluate", {**meta, "model": model_id})
     metrics = out.meta["metrics"]
     run.log(f"evaluated {model_id} at {party} on '{step.evaluate_on.dataset}': AUC "
             f"{metrics.get('auc')} (member alone: {metrics.get('member_only_auc')}); report at "
@@ -110,7 +110,7 @@ def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         if progress:
             run.log(f"hlr round {progress['round']}: largest change {progress['max_change']:.2e}")
     model_part = part_id(run, KIND)
-    run.call_many({p: ("hlr.save", {"model_id": model_part}, []) for p in members})
+    run.call_many({p: ("hlr.save", {}, []) for p in members})
     rounds = int(progress.get("round", -1)) + 1
     model = record_model(
         run,

@@ -110,7 +110,7 @@ def _train(
 
 def _finish(run: JobRun, members: list[str], model_part: str) -> dict[str, Any]:
     """Every member stores the model; the digests they release must agree."""
-    replies = run.call_many({p: ("hxgb.finish", {"model_id": model_part}, []) for p in members})
+    replies = run.call_many({p: ("hxgb.finish", {}, []) for p in members})
     if len({str(r.meta.get("digest")) for r in replies.values()}) != 1:
         raise JobError("hxgb members ended with different models")
     return dict(replies[members[0]].meta)
@@ -122,7 +122,7 @@ def _evaluate(
     """Headline metrics of the model on the held-out dataset at the member the step names."""
     assert step.evaluate_on is not None
     party = step.evaluate_on.party
-    out = run.call(party, "hxgb.evaluate", {**meta, "model_id": model_part, "model": model_id})
+    out = run.call(party, "hxgb.evaluate", {**meta, "model": model_id})
     run.log(
         f"evaluated {model_id} at {party} on '{step.evaluate_on.dataset}': AUC "
         f"{out.meta['metrics'].get('auc')} (member alone: "

@@ -33,13 +33,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fedsilo import settings
 from fedsilo.coordinator.jobrun import Call, JobRun
-from fedsilo.coordinator.models import part_id, record_model
+from fedsilo.coordinator.models import record_model
 from fedsilo.coordinator.protocols import driver
-from fedsilo.coordinator.protocols.split import alignment_of
 from fedsilo.coordinator.resume import resumed_at
 from fedsilo.errors import ConfigError, JobError
+from fedsilo.jobspec import train_alignments
 from fedsilo.ml.lr_common import LRConfig, epoch_batches
 from fedsilo.wire import Envelope, StepPayload
 
@@ -49,11 +48,9 @@ _STEP_KEYS = {"kind", "alignment", "key_bits", "name", "params"}
 
 
 def train_alignment(run: JobRun, step: dict[str, Any]) -> str:
-    """The step's `alignment`, else the split's training part, else the PSI alignment."""
-    if step.get("alignment"):
-        return str(step["alignment"])
-    train = run.results.get("split", {}).get("train")
-    return str(train) if train else alignment_of(run, step)
+    """The step's `alignment`, else the split's training part, else the PSI alignment (as the
+    silos read it from the spec, :func:`fedsilo.jobspec.train_alignments`)."""
+    return train_alignments(run.wire_spec, run.step_index)[0]
 
 
 def _config(step: dict[str, Any]) -> LRConfig:
@@ -79,15 +76,15 @@ class _Start:
     history: list[dict[str, Any]]
 
 
-def _setup(run: JobRun, meta: dict[str, Any], active: str, passives: list[str]) -> _Start:
+def _setup(run: JobRun, active: str, passives: list[str]) -> _Start:
     """Key to the passive silos, pair seeds between them; where (which epoch) training starts.
 
     On a resumed run the label holder says at which epoch its checkpoint resumes; the passive
     silos are told, and all must agree (:func:`resumed_at`).
     """
-    keyed = run.call(active, "lr.setup", meta)
+    keyed = run.call(active, "lr.setup")
     start_epoch = int(keyed.meta.get("resumed_at", 0))
-    passive_meta = {**meta, "start_epoch": start_epoch}
+    passive_meta = {"start_epoch": start_epoch}
     replies = run.call_many(
         {p: ("lr.setup", passive_meta, keyed.outbox_for(p)) for p in passives}
     )
@@ -122,13 +119,7 @@ def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     if not passives or set(run.parties) != {active, *passives}:
         raise ConfigError("an lr step needs one active party and passive parties only")
     alignment = train_alignment(run, step)
-    meta = {
-        "alignment": alignment,
-        "params": config.to_spec(),
-        "key_bits": int(step.get("key_bits", settings.PAILLIER_KEY_BITS)),
-        "step": run.step_index,
-    }
-    start = _setup(run, meta, active, passives)
+    start = _setup(run, active, passives)
     rows, history = start.rows, start.history
     run.log(f"lr: {rows} aligned rows, {len(passives)} passive silo(s)")
     task = run.progress.task("vertical LR epochs", total=config.max_epochs)
@@ -145,7 +136,7 @@ def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         if history[-1]["stop"]:
             break
     task.finish()
-    run.call_many({p: ("lr.save", {"model_id": part_id(run, "lr")}, []) for p in run.parties})
+    run.call_many({p: ("lr.save", {}, []) for p in run.parties})
     last = history[-1]
     model = record_model(
         run,

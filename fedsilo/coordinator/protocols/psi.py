@@ -22,40 +22,19 @@ from typing import Any
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.protocols import driver
 from fedsilo.errors import ConfigError, FedsiloError, JobError
+from fedsilo.jobspec import psi_settings
 from fedsilo.wire import Envelope, StepPayload
-
-_STEP_KEYS = {"kind", "alignment", "mode", "reveal", "replace"}
-
-
-def _reveal(step: dict[str, Any], followers: list[str]) -> list[str]:
-    """The passive silos that learn the alignment."""
-    reveal = step.get("reveal", "all")
-    if reveal == "all":
-        return followers
-    if reveal == "leader":
-        return []
-    if isinstance(reveal, list) and all(r in followers for r in reveal):
-        return sorted(set(reveal))
-    raise ConfigError('psi \'reveal\' must be "all", "leader" or a list of passive parties')
 
 
 def start_meta(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
-    """The checked ``psi.start`` meta from the job's step table."""
-    unknown = sorted(set(step) - _STEP_KEYS)
-    if unknown:
-        raise ConfigError(f"step 'psi' has unknown key '{unknown[0]}'")
-    mode = step.get("mode", "alignment")
-    if mode not in ("alignment", "cardinality"):
-        raise ConfigError('psi \'mode\' must be "alignment" or "cardinality"')
-    reveal = _reveal(step, run.with_role("passive")) if mode == "alignment" else []
-    name = step.get("alignment", run.spec.name)
-    if not isinstance(name, str) or not name:
-        raise ConfigError("psi 'alignment' must be a non-empty string")
+    """The psi step's settings as every silo reads them from the accepted spec (for the log and
+    the job's result; the silos take them from their own copy of the spec, not from here)."""
+    psi = psi_settings(run.wire_spec, run.step_index, run.with_role("passive"))
     return {
-        "mode": mode,
-        "reveal": reveal,
-        "alignment": name,
-        "replace": bool(step.get("replace", False)),
+        "mode": psi.mode,
+        "reveal": list(psi.reveal),
+        "alignment": psi.alignment,
+        "replace": psi.replace,
     }
 
 
@@ -69,20 +48,28 @@ def _inflight(replies: dict[str, StepPayload]) -> dict[str, list[Envelope]]:
 
 
 def _pump(run: JobRun, inflight: dict[str, list[Envelope]]) -> None:
-    """Relay rounds until every silo is idle and nothing is in flight."""
+    """Relay rounds until every silo is idle and nothing is in flight.
+
+    A round in which nothing is sent is progress if a silo blinded more of its own ids (a
+    follower holds its points until its whole set is blinded); otherwise the PSI is stalled.
+    """
+    done: dict[str, Any] = {}
     while True:
         replies = run.call_many({p: ("psi.pump", {}, inflight.get(p, [])) for p in run.parties})
         inflight = _inflight(replies)
         idle = all(r.meta.get("idle") is True for r in replies.values())
+        blinded = {p: r.meta.get("own_ids") for p, r in replies.items()}
         if not inflight:
             if idle:
                 return
-            raise JobError("PSI stalled: a silo is not done but sent nothing")
+            if blinded == done:
+                raise JobError("PSI stalled: a silo is not done but sent nothing")
+        done = blinded
 
 
-def _run(run: JobRun, meta: dict[str, Any]) -> dict[str, Any]:
+def _run(run: JobRun) -> dict[str, Any]:
     leader, followers = run.active(), run.with_role("passive")
-    started = run.call_many({p: ("psi.start", meta, []) for p in run.parties})
+    started = run.call_many({p: ("psi.start", {}, []) for p in run.parties})
     _pump(run, _inflight(started))
     fin = run.call(leader, "psi.finish")
     results = run.call_many({f: ("psi.result", {}, fin.outbox_for(f)) for f in followers})
@@ -99,19 +86,19 @@ def run_psi(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     meta = start_meta(run, step)
     run.log(f"psi ({meta['mode']}) between {', '.join(run.parties)}")
     try:
-        out = _run(run, meta)
+        out = _run(run)
     except FedsiloError:
-        _abort(run, meta["alignment"])
+        _abort(run)
         raise
     alignment = meta["alignment"] if meta["mode"] == "alignment" else None
     run.log(f"psi: intersection of {out['count']} rows; stored at {out['stored_at'] or 'none'}")
     return {"alignment": alignment, "mode": meta["mode"], **out}
 
 
-def _abort(run: JobRun, name: str) -> None:
+def _abort(run: JobRun) -> None:
     """Best effort: every reachable silo deletes the alignment this job stored, if any."""
     for party in run.parties:
         try:
-            run.call(party, "psi.abort", {"alignment": name})
+            run.call(party, "psi.abort")
         except FedsiloError:
             pass

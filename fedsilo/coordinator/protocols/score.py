@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedsilo import settings
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.protocols import driver
 from fedsilo.coordinator.protocols.split import alignment_of
 from fedsilo.errors import ConfigError, JobError
+from fedsilo.jobspec import score_alignment, score_table
 
 __all__ = ["WHOLE_KINDS", "predict_range", "resolve_model", "scorer"]
 
@@ -83,11 +83,13 @@ def predict_range(
 def _alignment(run: JobRun, step: dict[str, Any], kind: str, at: str) -> str:
     """The alignment to score: the step's or PSI's; for a whole model without one, the member's
     own dataset stored as ``<job id>-local`` (kept by a resumed job, so it scores the same
-    chunks)."""
-    if kind not in WHOLE_KINDS or step.get("alignment") or "psi" in run.results:
+    chunks). Derived from the spec as the silos derive it."""
+    if kind not in WHOLE_KINDS:
         return alignment_of(run, step)
-    name = f"{run.job_id}-local"
-    rows = run.call(at, "score.local_alignment", {"alignment": name}).meta["rows"]
+    name = score_alignment(run.wire_spec, run.step_index, run.job_id)
+    if name != f"{run.job_id}-local":
+        return name
+    rows = run.call(at, "score.local_alignment").meta["rows"]
     run.log(f"{at} scores its own dataset alone: {rows} ids in alignment {name}")
     return name
 
@@ -98,15 +100,14 @@ def run_score(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     record = {**record, "kind": kind}
     at = scorer(run, record)
     alignment = _alignment(run, step, kind, at)
-    table = str(step.get("table", "scores"))
+    table = score_table(run.wire_spec, run.step_index)
     base = {
         "model_id": record["parts"][at],
         "alignment": alignment,
         "table": table,
         "version": model_id,
     }
-    chunk = int(step.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
-    plan = run.call(at, "score.plan", {**base, "chunk_rows": chunk}).meta
+    plan = run.call(at, "score.plan", base).meta
     pending = plan["pending"]
     task = run.progress.task(f"scoring {plan['rows']} rows with {model_id}", total=len(pending))
     written = 0

@@ -27,33 +27,19 @@ from __future__ import annotations
 from typing import Any
 
 from fedsilo.coordinator.jobrun import JobRun
-from fedsilo.coordinator.models import part_id, record_model
+from fedsilo.coordinator.models import record_model
 from fedsilo.coordinator.protocols import driver
-from fedsilo.coordinator.protocols.split import alignment_of
 from fedsilo.coordinator.resume import resumed_at
 from fedsilo.errors import ConfigError, JobError
-from fedsilo.ml.secureboost import SecureBoostParams
+from fedsilo.jobspec import train_alignments
+from fedsilo.ml.sgb_params import SecureBoostParams, secureboost_params
 from fedsilo.wire import StepPayload
 
 __all__ = ["run_secureboost"]
 
 KIND = "secureboost"
-_STEP_KEYS = {"kind", "alignment", "valid_alignment", "name"}
 #: rounds per tree are ~3 per level plus validation; this bounds a runaway label holder
 _MAX_ROUNDS_PER_TREE = 200
-
-
-def _params(step: dict[str, Any]) -> SecureBoostParams:
-    return SecureBoostParams.from_dict({k: v for k, v in step.items() if k not in _STEP_KEYS})
-
-
-def _alignments(run: JobRun, step: dict[str, Any]) -> tuple[str, str | None]:
-    split = run.results.get("split", {})
-    train = step.get("alignment") or split.get("train") or alignment_of(run, step)
-    valid = step.get("valid_alignment")
-    if valid is None and int(split.get("sizes", {}).get("valid", 0)) > 0:
-        valid = split.get("valid")
-    return str(train), (str(valid) if valid else None)
 
 
 def _to_active(run: JobRun, replies: dict[str, StepPayload]) -> list[Any]:
@@ -61,14 +47,14 @@ def _to_active(run: JobRun, replies: dict[str, StepPayload]) -> list[Any]:
     return [env for reply in replies.values() for env in reply.outbox_for(active)]
 
 
-def _train(run: JobRun, meta: dict[str, Any], max_rounds: int) -> StepPayload:
+def _train(run: JobRun, params: SecureBoostParams, max_rounds: int) -> StepPayload:
     active, passives = run.active(), run.with_role("passive")
-    first = run.call(active, "sgb.setup", meta)
-    replies = run.call_many({p: ("sgb.setup", meta, first.outbox_for(p)) for p in passives})
+    first = run.call(active, "sgb.setup")
+    replies = run.call_many({p: ("sgb.setup", {}, first.outbox_for(p)) for p in passives})
     done_trees = resumed_at({active: first, **replies}, "tree")
     if done_trees:
         run.log(f"secureboost resumed at tree {done_trees}")
-    task = run.progress.task("SecureBoost trees", total=int(meta["params"]["n_estimators"]))
+    task = run.progress.task("SecureBoost trees", total=params.n_estimators)
     if done_trees:
         task.advance(done_trees)
     for _ in range(max_rounds):
@@ -93,22 +79,15 @@ def run_secureboost(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     passives = run.with_role("passive")
     if not passives or set(run.parties) != {run.active(), *passives}:
         raise ConfigError("a secureboost step needs one active party and passive parties only")
-    params = _params(step)
-    train, valid = _alignments(run, step)
+    params = secureboost_params(step)
+    train, valid = train_alignments(run.wire_spec, run.step_index)
     if params.early_stopping_rounds and not valid:
         raise ConfigError(
             "early_stopping_rounds needs a validation alignment (split valid_fraction)"
         )
-    meta = {
-        "params": params.to_dict(),
-        "alignment": train,
-        "valid_alignment": valid,
-        "step": run.step_index,
-    }
     run.log(f"secureboost: {params.n_estimators} trees, depth {params.max_depth} on {train}")
-    _train(run, meta, _MAX_ROUNDS_PER_TREE * params.n_estimators + 10)
-    model_id = part_id(run, KIND)
-    saved = run.call_many({p: ("sgb.save", {"model_id": model_id}, []) for p in run.parties})
+    _train(run, params, _MAX_ROUNDS_PER_TREE * params.n_estimators + 10)
+    saved = run.call_many({p: ("sgb.save", {}, []) for p in run.parties})
     released = saved[run.active()].meta
     metrics = {"trees": int(released.get("trees", 0)), **dict(released.get("metrics", {}))}
     model = record_model(

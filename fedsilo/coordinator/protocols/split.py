@@ -6,28 +6,20 @@ from typing import Any
 
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.protocols import driver
-from fedsilo.errors import ConfigError
+from fedsilo.jobspec import input_alignment, split_settings
 
 
 def alignment_of(run: JobRun, step: dict[str, Any]) -> str:
-    """The alignment a step works on: its own `alignment` key, else the one PSI just made."""
-    name = step.get("alignment") or run.results.get("psi", {}).get("alignment")
-    if not name:
-        raise ConfigError(f"step '{step['kind']}' needs 'alignment' (or a psi step before it)")
-    return str(name)
+    """The alignment a step works on: its own `alignment`, else the one a psi step before it made
+    (read from the spec as the silos read it, :func:`fedsilo.jobspec.input_alignment`)."""
+    return input_alignment(run.wire_spec, run.step_index)
 
 
 @driver("split")
 def run_split(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
-    alignment = alignment_of(run, step)
-    meta = {
-        "alignment": alignment,
-        "test_fraction": float(step.get("test_fraction", 0.2)),
-        "valid_fraction": float(step.get("valid_fraction", 0.0)),
-        "seed": int(step.get("seed", 42)),
-    }
+    alignment = split_settings(run.wire_spec, run.step_index).alignment
     active = run.active()
-    drawn = run.call(active, "split.draw", meta)
+    drawn = run.call(active, "split.draw")
     others = [p for p in run.parties if p != active]
     run.call_many({p: ("split.apply", {}, drawn.outbox_for(p)) for p in others})
     out = {

@@ -1,14 +1,18 @@
 """Registry of silo-side protocol steps.
 
 A step is a plain function ``(ctx, session, request) -> reply`` registered under a method name
-with :func:`step`. It sees unsealed :class:`~fedsilo.message.Message` values only; sealing, the
-audit ledger and gRPC are the dispatcher's business (``fedsilo.silo_node.dispatch``). Modules in
-this package are imported by the dispatcher, so a new protocol is one new module here.
+with :func:`step`, together with the job step kinds it belongs to (``psi.start`` runs only inside
+a ``psi`` step of the accepted job, ``predict.part`` inside an ``evaluate`` or ``score`` step). It
+sees unsealed :class:`~fedsilo.message.Message` values only, and the entry of the job spec the
+silo accepted at OpenJob for the step it runs in (``request.spec_step``): parameters come from
+there, never from the coordinator's meta. Authorisation, sealing, the audit ledger and gRPC are
+the dispatcher's business (``fedsilo.silo_node.dispatch``). Modules in this package are imported
+by the dispatcher, so a new protocol is one new module here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +23,15 @@ if TYPE_CHECKING:
     from fedsilo.silo_node.context import SiloContext
     from fedsilo.silo_node.session import JobSession
 
-__all__ = ["StepFn", "StepReply", "StepRequest", "get_step", "step", "step_names"]
+__all__ = [
+    "RegisteredStep",
+    "StepFn",
+    "StepReply",
+    "StepRequest",
+    "get_step",
+    "step",
+    "step_names",
+]
 
 
 @dataclass
@@ -28,6 +40,9 @@ class StepRequest:
     inbox: dict[str, Message] = field(default_factory=dict)
     #: an unsealed message from the coordinator (e.g. a sum of ciphertexts it computed)
     plain: Message | None = None
+    #: the accepted job spec's entry for the step this method runs in, and its index
+    spec_step: Mapping[str, Any] = field(default_factory=dict)
+    step_index: int = 0
 
     def message_from(self, sender: str, kind: str) -> Message:
         """The message ``sender`` sent for this step; refuses a missing or wrong-kind one."""
@@ -52,22 +67,35 @@ class StepReply:
 
 
 StepFn = Callable[["SiloContext", "JobSession", StepRequest], StepReply]
-_STEPS: dict[str, StepFn] = {}
 
 
-def step(name: str) -> Callable[[StepFn], StepFn]:
-    """Register a step under ``protocol.method``."""
+@dataclass(frozen=True)
+class RegisteredStep:
+    """A step method and the job step kinds (``[[steps]] kind``) it may run inside."""
+
+    fn: StepFn
+    kinds: frozenset[str]
+
+
+_STEPS: dict[str, RegisteredStep] = {}
+
+
+def step(name: str, *, kinds: tuple[str, ...]) -> Callable[[StepFn], StepFn]:
+    """Register a step under ``protocol.method``, runnable only inside a job step of ``kinds``."""
+    if not kinds:
+        raise ValueError(f"step {name!r} must name the job step kinds it belongs to")
 
     def register(fn: StepFn) -> StepFn:
-        if name in _STEPS and _STEPS[name] is not fn:
+        known = _STEPS.get(name)
+        if known is not None and known.fn is not fn:
             raise ValueError(f"step {name!r} registered twice")
-        _STEPS[name] = fn
+        _STEPS[name] = RegisteredStep(fn, frozenset(kinds))
         return fn
 
     return register
 
 
-def get_step(name: str) -> StepFn:
+def get_step(name: str) -> RegisteredStep:
     try:
         return _STEPS[name]
     except KeyError:

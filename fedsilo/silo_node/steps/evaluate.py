@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobspec import split_parts
 from fedsilo.ml.baseline import baseline_scores
 from fedsilo.ml.metrics import evaluate
 from fedsilo.ml.report import write_report
@@ -22,17 +23,28 @@ from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
-from fedsilo.silo_node.steps.score import predict_scores
+from fedsilo.silo_node.steps.score import check_model_kind, check_target, predict_scores
 
 #: headline metrics released to the coordinator (the rest stays in the silo's report)
 RELEASED = ("rows", "positives", "auc", "ks", "withheld")
 
 
-@step("evaluate.chunk")
+@step("evaluate.chunk", kinds=("evaluate",))
 def chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     scores = predict_scores(ctx, session, req)
     session.state.setdefault("eval_scores", {})[int(req.meta["start"])] = scores
     return StepReply()
+
+
+def _train_alignment(session: JobSession, req: StepRequest) -> str:
+    """The training rows of the label-holder-only baseline: the step's ``train_alignment``, else
+    the split's training part, else (a model of an earlier job) what the coordinator's registry
+    says it was trained on. The baseline never leaves this silo but its AUC."""
+    named = req.spec_step.get("train_alignment")
+    if isinstance(named, str) and named:
+        return named
+    parts = split_parts(session.spec, req.step_index) or {}
+    return str(parts.get("train") or req.meta["train_alignment"])
 
 
 def _baseline(ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any],
@@ -130,11 +142,14 @@ def evaluate_whole_model(ctx: SiloContext, session: JobSession, *, kind: str,
         baseline_key="member_only_auc")
 
 
-@step("evaluate.finish")
+@step("evaluate.finish", kinds=("evaluate",))
 def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Metrics and report over the scores gathered by ``evaluate.chunk``."""
-    test, train = str(req.meta["alignment"]), str(req.meta["train_alignment"])
-    kind, payload = load_part(ctx, str(req.meta["model_id"]))
+    test, model_id = str(req.meta["alignment"]), str(req.meta["model_id"])
+    check_target(session, req, model_id, test)
+    kind, payload = load_part(ctx, model_id)
+    check_model_kind(ctx, session, req, kind)
+    train = _train_alignment(session, req)
     parts = session.state.pop("eval_scores", {})
     scores = np.concatenate([parts[k] for k in sorted(parts)]) if parts else np.empty(0)
     y = ctx.data.load_aligned_labels(session.dataset, test)

@@ -19,6 +19,7 @@ import hashlib
 from typing import Any
 
 from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobspec import part_id
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message
 from fedsilo.ml.hlr_step import step_at
@@ -59,7 +60,7 @@ def _silo(session: JobSession) -> HorizontalSilo:
     return silo
 
 
-@step("hlr.setup")
+@step("hlr.setup", kinds=("hlr",))
 def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     if session.role != "member":
         raise PolicyError(f"horizontal LR has no role '{session.role}'")
@@ -97,7 +98,7 @@ def _accept(silo: HorizontalSilo, plain: Message | None) -> dict[str, Any]:
     return silo.accept_update(plain).to_meta()
 
 
-@step("hlr.round")
+@step("hlr.round", kinds=("hlr",))
 def round_step(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Take the last sum (if any), then release the contribution the coordinator asks for."""
     silo = _silo(session)
@@ -117,21 +118,21 @@ def round_step(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepR
     raise ProtocolError(f"no horizontal LR contribution '{phase}' {index}")
 
 
-@step("hlr.save")
+@step("hlr.save", kinds=("hlr",))
 def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Store the whole model (every silo holds the same one)."""
     model = _silo(session).model()
     payload = {"columns": model.feature_names, "model": model.to_dict()}
-    ctx.store.save_model_part(str(req.meta["model_id"]), KIND, payload)
+    ctx.store.save_model_part(part_id(session.job_id, KIND), KIND, payload)
     return StepReply(meta={"saved": True})
 
 
-@step("hlr.evaluate")
+@step("hlr.evaluate", kinds=("hlr",))
 def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Score the held-out dataset the accepted job names for this silo; release headlines only."""
     spec = step_at(session.spec.get("steps"), req.meta.get("step"))
     return StepReply(meta=evaluate_whole_model(
-        ctx, session, kind=KIND, target=spec.evaluate_on, part_id=str(req.meta["model_id"]),
+        ctx, session, kind=KIND, target=spec.evaluate_on, part_id=part_id(session.job_id, KIND),
         model=req.meta.get("model"), params=spec.config.to_spec()))
 
 

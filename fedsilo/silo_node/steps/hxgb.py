@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobspec import part_id
 from fedsilo.message import Message
 from fedsilo.ml.ensemble import TreeEnsemble
 from fedsilo.ml.hxgb import PUBLIC_CONTEXT, SECRET_CONTEXT, SUM, HxgbSilo, RoundStatus
@@ -88,7 +89,7 @@ def _build(ctx: SiloContext, session: JobSession, spec: HxgbStep, members: list[
     return _State(silo=silo, step=spec, columns=columns, keys_from=key_holder(members))
 
 
-@step("hxgb.start")
+@step("hxgb.start", kinds=("hxgb",))
 def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Check the job and read the data; the key holder makes and shares the CKKS key."""
     if session.role != ROLE:
@@ -108,7 +109,7 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
                      release=Message(PUBLIC_CONTEXT, blobs={"context": public}))
 
 
-@step("hxgb.keys")
+@step("hxgb.keys", kinds=("hxgb",))
 def keys(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Take the job's key (unless this silo made it); release the encrypted binning update."""
     state = _state(session)
@@ -135,7 +136,7 @@ def _next_update(silo: HxgbSilo, phase: str) -> Message | None:
     return updates[phase]() if phase in updates else None
 
 
-@step("hxgb.round")
+@step("hxgb.round", kinds=("hxgb",))
 def round_(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """One secure sum done: take the pooled values, then release the next update (if any)."""
     state = _state(session)
@@ -174,7 +175,7 @@ def _importance(model: TreeEnsemble) -> dict[str, list[list[Any]]]:
     return {_ALL_MEMBERS: sorted(rows, key=lambda r: -r[1])}
 
 
-@step("hxgb.finish")
+@step("hxgb.finish", kinds=("hxgb",))
 def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Store the whole model (every member holds it) and its xgboost export (statistics stripped).
 
@@ -182,7 +183,7 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     can check every member ended with the same model without seeing it.
     """
     state = _state(session)
-    model_id = str(req.meta["model_id"])
+    model_id = part_id(session.job_id, MODEL_KIND)
     model = state.silo.model()
     doc = model.to_dict()
     path = export_path(ctx, model_id)
@@ -199,13 +200,13 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
 # --- evaluation and prediction -----------------------------------------------------------------
 
 
-@step("hxgb.evaluate")
+@step("hxgb.evaluate", kinds=("hxgb",))
 def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Score the held-out dataset the accepted job names for this silo; release headlines only."""
     spec = step_at(session.spec.get("steps"), req.meta["step"])
     return StepReply(meta=evaluate_whole_model(
         ctx, session, kind=MODEL_KIND, target=spec.evaluate_on,
-        part_id=str(req.meta["model_id"]), model=req.meta.get("model"),
+        part_id=part_id(session.job_id, MODEL_KIND), model=req.meta.get("model"),
         params=spec.params.to_dict()))
 
 

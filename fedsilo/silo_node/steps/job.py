@@ -7,7 +7,7 @@ from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 
-@step("job.echo")
+@step("job.echo", kinds=("noop",))
 def echo(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Answer with the party, its role and the size of the job's dataset: proves the path works."""
     rows = ctx.data.row_count(session.dataset)

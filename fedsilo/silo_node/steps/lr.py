@@ -22,6 +22,7 @@ import numpy as np
 
 from fedsilo import settings
 from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobspec import part_id, train_alignments
 from fedsilo.message import Message
 from fedsilo.ml.lr_common import LRConfig, sigmoid
 from fedsilo.ml.lr_vertical import (
@@ -48,6 +49,7 @@ __all__ = ["KIND"]
 KIND = "lr"
 _STATE = "lr"
 _CHECKPOINT = "lr.checkpoint"
+_CONFIG = "lr.config"
 
 
 def _active(session: JobSession) -> str:
@@ -68,22 +70,46 @@ def _passive(session: JobSession) -> PassiveParty:
     return party
 
 
-def _position(meta: dict[str, Any]) -> tuple[int, int]:
-    return int(meta["epoch"]), int(meta["batch"])
+def _position(session: JobSession, meta: dict[str, Any]) -> tuple[int, int]:
+    """The (epoch, batch) the coordinator asks for, within the epochs the accepted job allows."""
+    epoch, batch = int(meta["epoch"]), int(meta["batch"])
+    config = session.state.get(_CONFIG)
+    if not isinstance(config, LRConfig):
+        raise ProtocolError("LR step before lr.setup")
+    if not 0 <= epoch < config.max_epochs or batch < 0:
+        raise PolicyError(
+            f"LR epoch {epoch} is outside the {config.max_epochs} epochs the accepted job allows"
+        )
+    return epoch, batch
 
 
-@step("lr.setup")
+def _setup_inputs(session: JobSession, req: StepRequest) -> tuple[LRConfig, str, int]:
+    """(config, training alignment, key bits) of the lr step, from the accepted job spec."""
+    entry = req.spec_step
+    params = entry.get("params", {})
+    if not isinstance(params, dict):
+        raise ProtocolError("lr step 'params' must be a table")
+    bits = entry.get("key_bits", settings.PAILLIER_KEY_BITS)
+    if isinstance(bits, bool) or not isinstance(bits, int):
+        raise ProtocolError("lr step 'key_bits' must be an integer")
+    alignment, _valid = train_alignments(session.spec, req.step_index)
+    return LRConfig.from_spec(params), alignment, bits
+
+
+@step("lr.setup", kinds=("lr",))
 def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Load the aligned training rows; the label holder makes the key, passives take it."""
-    config = LRConfig.from_spec(dict(req.meta["params"]))
-    alignment, cols = str(req.meta["alignment"]), ctx.job_columns(session)
+    config, alignment, bits = _setup_inputs(session, req)
+    cols = ctx.job_columns(session)
     x = ctx.data.load_aligned(session.dataset, alignment, cols)
     ctx.config.policy.check_rows_per_statistic(min(config.batch_size, x.shape[0]))
     passives = session.party_with_role("passive")
-    checkpoint = TrainingCheckpoint(ctx, session, "lr", req.meta)
+    fingerprinted = {"alignment": alignment, "params": config.to_spec(), "key_bits": bits,
+                     "step": req.step_index}
+    checkpoint = TrainingCheckpoint(ctx, session, "lr", fingerprinted)
     session.state[_CHECKPOINT] = checkpoint
+    session.state[_CONFIG] = config
     if session.role == "active":
-        bits = int(req.meta.get("key_bits", settings.PAILLIER_KEY_BITS))
         ctx.config.policy.check_paillier_bits(bits)
         y = ctx.data.load_aligned_labels(session.dataset, alignment)
         holder = LabelHolder(
@@ -134,7 +160,7 @@ def _checkpoint(session: JobSession) -> TrainingCheckpoint:
     return checkpoint
 
 
-@step("lr.pair_seeds")
+@step("lr.pair_seeds", kinds=("lr",))
 def pair_seeds(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     passive = _passive(session)
     for sender, msg in req.inbox.items():
@@ -142,36 +168,36 @@ def pair_seeds(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepR
     return StepReply()
 
 
-@step("lr.partial")
+@step("lr.partial", kinds=("lr",))
 def partial(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
-    epoch, batch = _position(req.meta)
+    epoch, batch = _position(session, req.meta)
     msg = _passive(session).partial_message(epoch, batch)
     return StepReply(outbox={_active(session): msg})
 
 
-@step("lr.residuals")
+@step("lr.residuals", kinds=("lr",))
 def residuals(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     holder = _holder(session)
-    epoch, batch = _position(req.meta)
+    epoch, batch = _position(session, req.meta)
     partials = {s: m.expect(PARTIAL) for s, m in req.inbox.items()}
     msg = holder.residual_message(epoch, batch, partials)
     return StepReply(outbox={p: msg for p in holder.passive_parties})
 
 
-@step("lr.gradient")
+@step("lr.gradient", kinds=("lr",))
 def gradient(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     active = _active(session)
     msg = _passive(session).gradient_message(req.message_from(active, RESIDUALS))
     return StepReply(outbox={active: msg})
 
 
-@step("lr.open")
+@step("lr.open", kinds=("lr",))
 def open_gradients(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     masked = {s: m.expect(MASKED_GRADIENT) for s, m in req.inbox.items()}
     return StepReply(outbox=_holder(session).decrypt_gradients(masked))
 
 
-@step("lr.apply")
+@step("lr.apply", kinds=("lr",))
 def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     passive = _passive(session)
     passive.apply_gradient(req.message_from(_active(session), GRADIENT_OPENED))
@@ -181,16 +207,18 @@ def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     return StepReply()
 
 
-@step("lr.end_epoch")
+@step("lr.end_epoch", kinds=("lr",))
 def end_epoch(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Released: the epoch's mean training loss and whether training stops."""
     holder = _holder(session)
-    result = holder.end_epoch(int(req.meta["epoch"]))
+    epoch = int(req.meta["epoch"])
+    _position(session, {"epoch": epoch, "batch": 0})
+    result = holder.end_epoch(epoch)
     _checkpoint(session).save(holder.checkpoint())
     return StepReply(meta=result.to_meta())
 
 
-@step("lr.save")
+@step("lr.save", kinds=("lr",))
 def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Store this silo's part (its own features' coefficients; the intercept at the holder)."""
     party = session.state.get(_STATE)
@@ -202,7 +230,7 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         "part": part.to_dict(),
         "passive_parties": session.party_with_role("passive"),
     }
-    ctx.store.save_model_part(str(req.meta["model_id"]), KIND, payload)
+    ctx.store.save_model_part(part_id(session.job_id, KIND), KIND, payload)
     return StepReply(meta={"saved": True})
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from fedsilo import settings
 from fedsilo.errors import DataError, NotFound, PolicyError, ProtocolError
+from fedsilo.jobspec import PsiSettings, psi_settings
 from fedsilo.message import Message
 from fedsilo.psi import (
     Follower,
@@ -62,15 +63,9 @@ class PsiState:
 # --- starting ------------------------------------------------------------------------------------
 
 
-def _parse_start(session: JobSession, meta: dict[str, Any]) -> tuple[str, bool, list[str], str]:
-    """(mode, replace, reveal_to, alignment name) from the coordinator's meta, checked."""
-    mode, name, reveal = meta.get("mode"), meta.get("alignment"), meta.get("reveal", [])
-    if mode not in MODES or not isinstance(name, str) or not name:
-        raise ProtocolError("psi.start needs a mode (alignment|cardinality) and an alignment name")
-    passive = session.party_with_role("passive")
-    if not isinstance(reveal, list) or not set(reveal) <= set(passive):
-        raise ProtocolError("psi.start 'reveal' must list passive parties of the job")
-    return str(mode), bool(meta.get("replace", False)), [str(r) for r in reveal], name
+def _settings(session: JobSession, req: StepRequest) -> PsiSettings:
+    """The psi step as this silo accepted it (mode, alignment, who learns it, replace)."""
+    return psi_settings(session.spec, req.step_index, session.party_with_role("passive"))
 
 
 def _context(session: JobSession, name: str) -> bytes:
@@ -107,10 +102,11 @@ def _make_role(
     raise ProtocolError(f"PSI has no part for role '{session.role}'")
 
 
-@step("psi.start")
+@step("psi.start", kinds=("psi",))
 def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Set up this silo's role. In cardinality mode the first follower deals the shuffle seed."""
-    mode, replace, reveal, name = _parse_start(session, req.meta)
+    psi = _settings(session, req)
+    mode, replace, reveal, name = psi.mode, psi.replace, list(psi.reveal), psi.alignment
     leaders, followers = session.party_with_role("active"), session.party_with_role("passive")
     if len(leaders) != 1 or not followers or len(leaders) + len(followers) != len(session.parties):
         raise ProtocolError("PSI needs one active party and one or more passive parties only")
@@ -142,7 +138,7 @@ def _state(session: JobSession) -> PsiState:
     return state
 
 
-@step("psi.pump")
+@step("psi.pump", kinds=("psi",))
 def pump(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """One relay round (see :class:`fedsilo.psi.Pump`)."""
     state = _state(session)
@@ -171,21 +167,34 @@ PAD_PREFIX = "\x00fedsilo-psi-pad:"
 
 
 def _padded(chunks: Iterator[list[str]], multiple: int) -> Iterator[list[str]]:
-    """The dataset's ids, then random dummy ids up to the next multiple of ``multiple``.
+    """The dataset's ids, then random dummy ids up to the next multiple of ``multiple``, cut
+    into batches of ``PSI_BATCH_IDS`` (only the last is short).
 
     A dummy is hashed and blinded like an id, so it is a pseudo-random point nobody can tell from
     a real one; it matches nothing, so it never enters an intersection or an alignment. The
-    counterpart and the coordinator learn the set size only to within ``multiple``. An empty
-    dataset is not padded: it is still refused as empty.
+    counterpart and the coordinator learn the set size only to within ``multiple``: batch sizes,
+    and so the ``own_ids`` progress count the coordinator sees, depend on the padded size alone
+    (a short batch where the real ids end would give the true size away). An empty dataset is
+    not padded: it is still refused as empty.
     """
-    count = 0
+    step, count = settings.PSI_BATCH_IDS, 0
+    buffer: list[str] = []
     for chunk in chunks:
         count += len(chunk)
-        yield chunk
+        buffer.extend(chunk)
+        while len(buffer) >= step:
+            yield buffer[:step]
+            del buffer[:step]
     missing = -count % multiple if count else 0
-    for start in range(0, missing, settings.PSI_BATCH_IDS):
-        size = min(settings.PSI_BATCH_IDS, missing - start)
-        yield [PAD_PREFIX + secrets.token_hex(16) for _ in range(size)]
+    while missing:
+        size = min(step - len(buffer), missing)
+        buffer.extend(PAD_PREFIX + secrets.token_hex(16) for _ in range(size))
+        missing -= size
+        if len(buffer) == step:
+            yield buffer
+            buffer = []
+    if buffer:
+        yield buffer
 
 
 def _aligned_ids(
@@ -254,7 +263,7 @@ def _save(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarr
     state.stored = True
 
 
-@step("psi.finish")
+@step("psi.finish", kinds=("psi",))
 def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At the leader: intersect, check every party's minimum, send each follower its result."""
     state = _state(session)
@@ -265,7 +274,7 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     return StepReply(meta={"count": result.count}, outbox=dict(result.outbox))
 
 
-@step("psi.result")
+@step("psi.result", kinds=("psi",))
 def result(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At a follower: check the leader's result against own policy; store the alignment if told."""
     state = _state(session)
@@ -281,7 +290,7 @@ def result(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     return StepReply(meta={"count": outcome.count, "stored": state.stored})
 
 
-@step("psi.commit")
+@step("psi.commit", kinds=("psi",))
 def commit(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At the leader, once every follower took its result: store the leader's alignment."""
     state = _state(session)
@@ -291,11 +300,11 @@ def commit(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     return StepReply(meta={"stored": state.stored})
 
 
-@step("psi.abort")
+@step("psi.abort", kinds=("psi",))
 def abort(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """After a failed PSI: delete the alignment this job stored here, if any; drop the state."""
-    name, deleted = req.meta.get("alignment"), False
-    if isinstance(name, str) and name:
+    name, deleted = _settings(session, req).alignment, False
+    if name:
         try:
             deleted = ctx.store.alignment_info(name).job_id == session.job_id
             if deleted:

@@ -17,6 +17,7 @@ import numpy as np
 
 from fedsilo import settings
 from fedsilo.errors import NotFound, PolicyError, ProtocolError
+from fedsilo.jobspec import part_id, score_alignment, score_table, test_alignment, trained_kind
 from fedsilo.leakage import register_kind
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
@@ -34,9 +35,40 @@ PART_KIND = register_kind(
 )
 
 
+def _expected_alignment(session: JobSession, req: StepRequest) -> str | None:
+    """The alignment the accepted job's evaluate or score step works on."""
+    if req.spec_step.get("kind") == "evaluate":
+        return test_alignment(session.spec, req.step_index)
+    return score_alignment(session.spec, req.step_index, session.job_id)
+
+
+def check_target(session: JobSession, req: StepRequest, model_id: str, alignment: str) -> None:
+    """Refuse a prediction over rows or with a model the accepted step does not name.
+
+    The alignment is always derived from the spec (the step's own, the split's test part, the
+    PSI alignment); the model part too when the model was trained in this job. A model of an
+    earlier job is named by the coordinator's registry; then only this silo's stored part of
+    that id can be used, and evaluation checks its kind against the policy.
+    """
+    wanted = _expected_alignment(session, req)
+    if alignment != wanted:
+        raise PolicyError(
+            f"prediction over alignment '{alignment[:80]}', but the accepted "
+            f"{req.spec_step.get('kind')} step works on '{str(wanted)[:80]}'"
+        )
+    trained = trained_kind(session.spec, req.step_index)
+    if trained is not None and model_id != part_id(session.job_id, trained):
+        raise PolicyError(
+            f"prediction with model part '{model_id[:80]}', but the accepted step uses the "
+            f"{trained} model this job trained"
+        )
+
+
 def request_of(ctx: SiloContext, session: JobSession, req: StepRequest) -> PredictRequest:
-    """The predictor's view of this request (which rows, in which job, with which keys)."""
+    """The predictor's view of this request (which rows, in which job, with which keys), once
+    the rows and the model are shown to be those of the accepted step."""
     model_id, alignment, start, stop = _range(req.meta)
+    check_target(session, req, model_id, alignment)
     return PredictRequest(
         job_id=session.job_id,
         model_id=model_id,
@@ -59,11 +91,12 @@ def _range(meta: dict[str, object]) -> tuple[str, str, int, int]:
     return model_id, alignment, start, stop
 
 
-@step("predict.part")
+@step("predict.part", kinds=("evaluate", "score"))
 def predict_part(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At a silo holding part of the model: its contribution for a range of aligned rows."""
     request = request_of(ctx, session, req)
     kind, payload = load_part(ctx, request.model_id)
+    check_model_kind(ctx, session, req, kind)
     predictor = get_predictor(kind)
     if predictor.part is None:
         raise ProtocolError(f"model kind '{kind}' has no per-silo prediction part")
@@ -73,11 +106,19 @@ def predict_part(ctx: SiloContext, session: JobSession, req: StepRequest) -> Ste
     return StepReply(outbox={p: msg for p in session.party_with_role("active")})
 
 
+def check_model_kind(ctx: SiloContext, session: JobSession, req: StepRequest, kind: str) -> None:
+    """Evaluation runs a model's federated prediction: its kind must be one this silo's policy
+    allows (scoring is allowed by the ``score`` protocol itself, checked for every call)."""
+    if req.spec_step.get("kind") == "evaluate":
+        ctx.config.policy.check_protocol(kind, session.role)
+
+
 def predict_scores(ctx: SiloContext, session: JobSession, req: StepRequest) -> np.ndarray:
     """At the label holder: the model's scores for the requested range (shared with evaluate)."""
     request = request_of(ctx, session, req)
     rows = request.stop - request.start
     kind, payload = load_part(ctx, request.model_id)
+    check_model_kind(ctx, session, req, kind)
     X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
     parts = {sender: msg.expect(PART_KIND) for sender, msg in req.inbox.items()}
     scores = np.asarray(get_predictor(kind).combine(payload, X, parts, request), dtype=np.float64)
@@ -86,7 +127,7 @@ def predict_scores(ctx: SiloContext, session: JobSession, req: StepRequest) -> n
     return scores
 
 
-@step("score.local_alignment")
+@step("score.local_alignment", kinds=("score",))
 def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At a member scoring alone: every id of its dataset, sorted, stored as ``alignment``.
 
@@ -98,7 +139,9 @@ def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> 
     if session.role != "member":
         raise PolicyError(f"a local alignment is for a member scoring alone, not role "
                           f"'{session.role}'")
-    name = str(req.meta.get("alignment", ""))
+    name = score_alignment(session.spec, req.step_index, session.job_id)
+    if name != f"{session.job_id}-local":
+        raise PolicyError("the accepted score step names an alignment: no local one is made")
     try:
         info = ctx.store.alignment_info(name)
     except NotFound:
@@ -111,12 +154,13 @@ def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> 
     return StepReply(meta={"rows": info.rows, "reused": True})
 
 
-@step("score.plan")
+@step("score.plan", kinds=("score",))
 def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """The chunks of the alignment that are not completely scored yet for this model version."""
-    alignment, table = str(req.meta["alignment"]), str(req.meta["table"])
+    alignment = score_alignment(session.spec, req.step_index, session.job_id)
+    table = score_table(session.spec, req.step_index)
     version = str(req.meta["version"])
-    chunk = int(req.meta.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
+    chunk = _chunk_rows(req)
     ctx.store.ensure_score_table(table)
     done = ctx.store.scored_ids(table, version)
     pending, start = [], 0
@@ -127,7 +171,7 @@ def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     return StepReply(meta={"rows": start, "pending": pending, "already_scored": len(done)})
 
 
-@step("score.chunk")
+@step("score.chunk", kinds=("score",))
 def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Predict one chunk and write it in one transaction (insert-or-ignore)."""
     _model_id, alignment, start, stop = _range(req.meta)
@@ -136,8 +180,15 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> Step
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     version = str(req.meta["version"])
     rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
-    ctx.store.write_scores(str(req.meta["table"]), rows)
+    ctx.store.write_scores(score_table(session.spec, req.step_index), rows)
     return StepReply(meta={"written": len(rows)})
+
+
+def _chunk_rows(req: StepRequest) -> int:
+    chunk = req.spec_step.get("chunk_rows", settings.WRITE_CHUNK_ROWS)
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise ProtocolError("score step 'chunk_rows' must be a positive integer")
+    return chunk
 
 
 def _ids_in_range(ctx: SiloContext, alignment: str, start: int, stop: int) -> list[str]:

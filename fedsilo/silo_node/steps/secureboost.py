@@ -23,11 +23,13 @@ shows its feature names only with ``release_feature_names``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobspec import part_id, train_alignments
 from fedsilo.message import Message
 from fedsilo.ml.secureboost import (
     ActiveParty,
@@ -37,6 +39,7 @@ from fedsilo.ml.secureboost import (
     routes_message,
 )
 from fedsilo.ml.sgb_model import SecureBoostModel, SplitTable
+from fedsilo.ml.sgb_params import secureboost_params
 from fedsilo.ml.sgb_wire import GRADIENTS, SPLIT
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
@@ -53,36 +56,54 @@ _CHECKPOINT = "secureboost.checkpoint"
 
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What ``sgb.setup`` trains on, all read from the accepted job spec."""
+
+    params: SecureBoostParams
+    train: str
+    valid: str | None
+
+    def fingerprint_source(self, index: int) -> dict[str, Any]:
+        return {"params": self.params.to_dict(), "alignment": self.train,
+                "valid_alignment": self.valid, "step": index}
+
+
+def _inputs(session: JobSession, req: StepRequest) -> _Inputs:
+    train, valid = train_alignments(session.spec, req.step_index)
+    return _Inputs(secureboost_params(req.spec_step), train, valid)
+
+
 def _rows(
-    ctx: SiloContext, session: JobSession, meta: dict[str, Any], cols: list[str]
+    ctx: SiloContext, session: JobSession, inputs: _Inputs, cols: list[str]
 ) -> tuple[np.ndarray, int]:
     """Training rows then validation rows (if any), and how many training rows there are."""
-    train = ctx.data.load_aligned(session.dataset, str(meta["alignment"]), cols)
-    valid_name = meta.get("valid_alignment")
-    if not valid_name:
+    train = ctx.data.load_aligned(session.dataset, inputs.train, cols)
+    if not inputs.valid:
         return train, len(train)
-    valid = ctx.data.load_aligned(session.dataset, str(valid_name), cols)
+    valid = ctx.data.load_aligned(session.dataset, inputs.valid, cols)
     return np.vstack([train, valid]), len(train)
 
 
-def _labels(ctx: SiloContext, session: JobSession, meta: dict[str, Any]) -> np.ndarray:
-    y = ctx.data.load_aligned_labels(session.dataset, str(meta["alignment"]))
-    if meta.get("valid_alignment"):
-        y = np.concatenate(
-            [y, ctx.data.load_aligned_labels(session.dataset, str(meta["valid_alignment"]))]
-        )
+def _labels(ctx: SiloContext, session: JobSession, inputs: _Inputs) -> np.ndarray:
+    y = ctx.data.load_aligned_labels(session.dataset, inputs.train)
+    if inputs.valid:
+        y = np.concatenate([y, ctx.data.load_aligned_labels(session.dataset, inputs.valid)])
     return y
 
 
-@step("sgb.setup")
+@step("sgb.setup", kinds=("secureboost",))
 def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Load the aligned rows; the label holder makes its key and the passives their bins."""
-    params = SecureBoostParams.from_dict(dict(req.meta["params"]))
+    inputs = _inputs(session, req)
+    params = inputs.params
     ctx.config.policy.check_paillier_bits(params.key_bits)
     cols = ctx.job_columns(session)
-    x, n_train = _rows(ctx, session, req.meta, cols)
+    x, n_train = _rows(ctx, session, inputs, cols)
     ctx.config.policy.check_rows_per_statistic(n_train)
-    checkpoint = TrainingCheckpoint(ctx, session, "sgb", req.meta)
+    checkpoint = TrainingCheckpoint(
+        ctx, session, "sgb", inputs.fingerprint_source(req.step_index)
+    )
     session.state[_CHECKPOINT] = checkpoint
     stored = checkpoint.load()
     if session.role == "active":
@@ -90,7 +111,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         active = ActiveParty(
             ctx.party,
             x,
-            _labels(ctx, session, req.meta),
+            _labels(ctx, session, inputs),
             params=params,
             passives=session.party_with_role("passive"),
             feature_names=cols,
@@ -138,7 +159,7 @@ def _checkpoint(session: JobSession) -> TrainingCheckpoint:
     return checkpoint
 
 
-@step("sgb.step")
+@step("sgb.step", kinds=("secureboost",))
 def advance(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """The label holder takes the replies and says what goes out next (or that it is done)."""
     active = session.state.get(_STATE)
@@ -151,7 +172,7 @@ def advance(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepRepl
     return StepReply(meta={"done": active.done, "trees": active.model.n_trees}, outbox=outbox)
 
 
-@step("sgb.handle")
+@step("sgb.handle", kinds=("secureboost",))
 def handle(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     passive = session.state.get(_STATE)
     if not isinstance(passive, PassiveParty):
@@ -159,11 +180,11 @@ def handle(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     return _answer(session, passive, req)
 
 
-@step("sgb.save")
+@step("sgb.save", kinds=("secureboost",))
 def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Store this silo's part; the label holder releases the model's size and its metrics."""
     party = session.state.get(_STATE)
-    model_id = str(req.meta["model_id"])
+    model_id = part_id(session.job_id, KIND)
     if isinstance(party, ActiveParty):
         if not party.done:
             raise ProtocolError("sgb.save before training finished")

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from fedsilo.errors import ProtocolError
+from fedsilo.jobspec import split_settings
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message
 from fedsilo.ml.split import stratified_positions
@@ -54,16 +55,17 @@ def _save_parts(
     return sizes
 
 
-@step("split.draw")
+@step("split.draw", kinds=("split",))
 def draw(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At the label holder: draw the split, store it, send positions to the others."""
-    alignment = str(req.meta["alignment"])
+    split = split_settings(session.spec, req.step_index)
+    alignment = split.alignment
     labels = ctx.data.load_aligned_labels(session.dataset, alignment)
     parts = stratified_positions(
         labels,
-        test_fraction=float(req.meta["test_fraction"]),
-        valid_fraction=float(req.meta.get("valid_fraction", 0.0)),
-        seed=int(req.meta.get("seed", 42)),
+        test_fraction=split.test_fraction,
+        valid_fraction=split.valid_fraction,
+        seed=split.seed,
     )
     sizes = _save_parts(ctx, session, alignment, parts)
     msg = Message(POSITIONS, meta={"alignment": alignment}, arrays=parts)
@@ -71,10 +73,15 @@ def draw(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     return StepReply(meta={"sizes": sizes}, outbox={p: msg for p in others})
 
 
-@step("split.apply")
+@step("split.apply", kinds=("split",))
 def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """At every other silo: store the derived alignments from the label holder's positions."""
-    _sender, msg = req.only_message(POSITIONS)
+    sender, msg = req.only_message(POSITIONS)
+    if sender != session.active_party("split"):
+        raise ProtocolError("split positions must come from the label holder")
+    alignment = split_settings(session.spec, req.step_index).alignment
+    if msg.meta.get("alignment") != alignment:
+        raise ProtocolError("split positions name another alignment than the accepted job")
     parts = {p: msg.array(p).astype(np.int64) for p in PARTS}
-    sizes = _save_parts(ctx, session, str(msg.meta["alignment"]), parts)
+    sizes = _save_parts(ctx, session, alignment, parts)
     return StepReply(meta={"sizes": sizes})

@@ -233,8 +233,9 @@ PAILLIER_DJN_EXPONENT_BITS: int = 224
 #: the memory (bench/bench_paillier.py).
 PAILLIER_TABLE_WINDOW_BITS: int = 12
 #: bits per digit of a passive party's fixed-base table of the label holder's published
-#: re-randomisation base (mod n^2, no CRT, exponent bits(n) + 128): 8 gives ~1.3 ms per
-#: re-randomised histogram ciphertext for ~35 MB per process at 2048 bits (docs/crypto.md).
+#: re-randomisation base (mod n^2, no CRT, exponent bits(n) + 128): 8 gives ~1.5 ms per
+#: re-randomised histogram ciphertext for ~37 MiB per process at 2048 bits; 10 saves 20% for
+#: 3x the memory (bench/bench_paillier.py, docs/crypto.md).
 PAILLIER_RERANDOMISE_WINDOW_BITS: int = 8
 #: bits, statistical margin of a re-randomiser's exponent over bits(n): each re-randomised reply
 #: is within 2^-128 of a fresh uniform encryption of its plaintext in the label holder's subgroup.

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fedsilo import settings as fs_settings
 from fedsilo.crypto import paillier
 from fedsilo.crypto.paillier import (
     ObfuscatorTables,
@@ -22,7 +23,8 @@ from fedsilo.crypto.paillier import (
     slots_per_ciphertext,
     unpack_slots,
 )
-from fedsilo.errors import CryptoError
+from fedsilo.errors import CryptoError, PolicyError, ProtocolError
+from fedsilo.message import pack_uints, unpack_uints
 from fedsilo.ml.binning import fit_bins
 from fedsilo.ml.secure_hist import (
     ObfuscatorStock,
@@ -43,6 +45,11 @@ def keys():
 @pytest.fixture(scope="module")
 def tables(keys):
     return ObfuscatorTables.build(keys[1])
+
+
+@pytest.fixture(scope="module")
+def base(keys):
+    return paillier.rerandomiser_base(keys[1])
 
 
 def test_our_ciphertexts_open_with_phe_and_theirs_with_ours(keys, tables):
@@ -142,7 +149,7 @@ def test_packed_ciphertexts_decrypt_to_the_slots(keys, tables):
     assert list(zip(digits[1::2], digits[0::2], strict=True)) == pairs
 
 
-def test_encrypted_histogram_equals_plain_histogram(keys):
+def test_encrypted_histogram_equals_plain_histogram(keys, base):
     """Passive-side sums (parallel, densest bin omitted, packed) decode to the exact sums."""
     pub, key = keys
     rng = np.random.default_rng(1)
@@ -164,7 +171,9 @@ def test_encrypted_histogram_equals_plain_histogram(keys):
     keep = np.repeat(mask, layout.slots)
     # feature by feature, all features jointly, and a grouping that includes a masked feature
     for groups in (None, [[0, 1, 2, 3]], [[1, 2], [0], [3]]):
-        enc = encrypted_histogram(pub, spec, cts[rows], bins[rows], layout, mask, groups)
+        enc = encrypted_histogram(
+            pub, spec, cts[rows], bins[rows], layout, mask, groups, rerandomise_base=base
+        )
         (plain,) = decrypt_many(key, [enc.packed])
         gs, hs = decode_histogram(plain, enc, spec, layout, int(g[rows].sum()), int(h[rows].sum()))
         assert np.array_equal(gs[keep], eg[keep]) and np.array_equal(hs[keep], eh[keep])
@@ -207,3 +216,110 @@ def test_joint_cells_give_the_same_bin_products(keys, tables):
     assert sorted(a) == sorted(b) == [s for s in range(16) if present[s] and s % 4 != 3]
     assert all(decrypt(key, a[s]) == decrypt(key, b[s]) for s in a)
     assert feature_groups(bins, np.array([4, 4, 4, 4]), rows_per_cell=16)[0] == [0, 1, 2]
+
+
+def test_key_size_ceiling_refuses_peer_keys_and_jobs():
+    top = fs_settings.PAILLIER_MAX_BITS
+    with pytest.raises(ProtocolError, match=f"{top + 1} bits is above the ceiling of {top}"):
+        PublicKey.from_n((1 << top) + 1, insecure_min_bits=512)
+    with pytest.raises(PolicyError, match=f"{2 * top} bits"):
+        generate_keypair(2 * top)  # refused before any prime is drawn
+    assert PublicKey.from_n((1 << (top - 1)) + 1).bits == top
+
+
+def test_rerandomise_keeps_the_plaintext_and_changes_the_ciphertext(keys, tables, base):
+    pub, key = keys
+    rt = paillier.rerandomiser_tables(pub, base)
+    assert rt.digits * rt.window >= pub.bits + fs_settings.PAILLIER_RERANDOMISE_STAT_BITS
+    (c,) = encrypt_packed(key, tables, [-12345])
+    a, b = paillier.rerandomise(rt, [c, c])
+    assert len({int(c), int(a), int(b)}) == 3
+    assert decrypt_signed(key, a) == decrypt_signed(key, b) == -12345
+    assert paillier.rerandomiser_tables(pub, base) is rt  # built once per process
+
+
+def test_rerandomiser_base_from_a_peer_is_checked(keys, base):
+    pub, key = keys
+    assert paillier.check_rerandomiser_base(pub, int(base)) == base
+    for bad in (0, 1, pub.n2, pub.n2 + 5, key.p * 7):
+        with pytest.raises(ProtocolError):
+            paillier.check_rerandomiser_base(pub, int(bad))
+
+
+def test_label_holder_cannot_test_bin_membership_on_replies(keys, base):
+    """Two replies for the same bins differ yet decode to the same sums; the label holder's
+    product of its own ciphertexts over the true rows of each bin no longer equals the reply."""
+    from fedsilo.ml.secure_hist import _bin_products
+
+    pub, key = keys
+    width, n = pub.ciphertext_bytes, 240
+    rng = np.random.default_rng(11)
+    bins = rng.integers(0, 4, size=(n, 5)).astype(np.uint8)
+    layout = HistLayout((5,) * 5)
+    g = rng.integers(-(1 << 30), 1 << 30, size=n)
+    h = rng.integers(0, 1 << 28, size=n)
+    spec = PackingSpec.for_job(pub.bits, n, 30)
+    blob = encrypt_gradients(ObfuscatorStock(key), spec, g, h)
+    cts = np.frombuffer(blob, np.uint8).reshape(n, -1)
+    one, two = (
+        encrypted_histogram(pub, spec, cts, bins, layout, rerandomise_base=base) for _ in range(2)
+    )
+    assert np.array_equal(one.present, two.present) and np.array_equal(one.omitted, two.omitted)
+    replies, again = unpack_uints(one.packed, width), unpack_uints(two.packed, width)
+    assert len(replies) > 1 and all(a != b for a, b in zip(replies, again, strict=True))
+    totals = int(g.sum()), int(h.sum())
+    decoded = [
+        decode_histogram(plain, enc, spec, layout, *totals)
+        for plain, enc in zip(decrypt_many(key, [one.packed, two.packed]), (one, two), strict=True)
+    ]
+    expected = plain_histogram(bins, np.arange(n), g, h, layout)
+    for gs, hs in decoded:
+        assert np.array_equal(gs, expected[0]) and np.array_equal(hs, expected[1])
+
+    # the attack: the label holder multiplies its own ciphertexts over a candidate row set
+    own = unpack_uints(blob, width)
+    slot_of = bins.astype(np.int64) + layout.ptr[:-1]
+    order, k = np.flatnonzero(one.present), spec.pairs_per_ciphertext
+
+    def product(slot: int):
+        acc = gmpy2.mpz(1)
+        for i in np.flatnonzero((slot_of == slot).any(axis=1)).tolist():
+            acc = acc * own[i] % pub.n2
+        return acc
+
+    # its candidate (the true rows of each bin) is exactly the passive's bare sum ...
+    units = [np.array([f]) for f in range(5)]
+    slots, prods = _bin_products(int(pub.n2), blob, width, bins, layout.ptr, one.present, units)
+    bare = dict(zip(slots.tolist(), unpack_uints(prods, width), strict=True))
+    assert all(bare[s] == product(s) for s in order.tolist())
+    guesses = [
+        pack_ciphertexts(
+            pub.n2, [product(s) for s in order[i : i + k].tolist()], 2 * spec.slot_bits
+        )
+        for i in range(0, len(order), k)
+    ]
+    # ... and has the reply's plaintext, yet the equality test that used to confirm it fails
+    assert [decrypt(key, c) for c in guesses] == [decrypt(key, c) for c in replies]
+    assert all(guess != reply for guess, reply in zip(guesses, replies, strict=True))
+    assert pack_uints(guesses, width) != one.packed
+
+
+def test_vertical_lr_passive_refuses_an_oversized_key():
+    from fedsilo.message import Message
+    from fedsilo.ml import lr_vertical
+    from fedsilo.ml.lr_common import LRConfig
+
+    top = fs_settings.PAILLIER_MAX_BITS
+    passive = lr_vertical.PassiveParty(
+        np.random.default_rng(0).normal(size=(300, 2)),
+        party="h",
+        feature_names=["a", "b"],
+        config=LRConfig(batch_size=100),
+        passive_parties=["h"],
+        insecure_min_key_bits=512,
+    )
+    huge = (1 << top) + 1
+    msg = Message(lr_vertical.PUBLIC_KEY, blobs={"n": pack_uints([huge], (top + 8) // 8)})
+    with pytest.raises(ProtocolError, match=f"{top + 1} bits"):
+        passive.accept_public_key(msg)
+    assert passive.key_bits == 0

@@ -10,10 +10,12 @@ import xgboost as xgb
 from secureboost_data import load_vertical
 from sklearn.metrics import roc_auc_score
 
+from fedsilo import settings
 from fedsilo.crypto.paillier import generate_keypair
 from fedsilo.errors import ConfigError, CryptoError, ProtocolError
 from fedsilo.leakage import describe
 from fedsilo.message import Message
+from fedsilo.ml.secure_hist import decrypt_many
 from fedsilo.ml.secureboost import (
     ActiveParty,
     PassiveParty,
@@ -235,6 +237,45 @@ def test_passive_refuses_bad_messages(keypair):
         passive.handle(Message("sgb.split", meta={"tree": 5}))
 
 
+def test_replies_to_the_same_request_differ_but_decrypt_the_same(keypair):
+    """Histograms are re-randomised: two silos with the same columns answer the same gradients
+    with different ciphertexts of the same sums, and the label holder goes on with either."""
+    d = load_vertical("breast")
+    active = ActiveParty("g", d.guest, d.y, params=_params(), passives=["h"], keypair=keypair)
+    setup = active.step()["h"]
+    twins = [PassiveParty("h", d.host, insecure_min_key_bits=INSECURE) for _ in range(2)]
+    layouts = [p.handle(setup) for p in twins]
+    grads = active.step({"h": layouts[0]})["h"]
+    one, two = (p.handle(grads) for p in twins)
+    assert one is not None and two is not None
+    assert np.array_equal(one.array("present"), two.array("present"))
+    width = keypair[0].ciphertext_bytes
+    a, b = one.blob("packed"), two.blob("packed")
+    assert len(a) == len(b) > width
+    assert all(a[i : i + width] != b[i : i + width] for i in range(0, len(a), width))
+    assert decrypt_many(keypair[1], [a]) == decrypt_many(keypair[1], [b])
+    assert active.step({"h": two})  # the next request comes out as usual
+
+
+def test_passive_refuses_an_oversized_key_or_a_bad_base(keypair):
+    d = load_vertical("breast")
+    active = ActiveParty("g", d.guest, d.y, params=_params(), passives=["h"], keypair=keypair)
+    setup = active.step()["h"]
+    top = settings.PAILLIER_MAX_BITS
+    changes = [
+        ({"n": format((1 << top) + 1, "x")}, f"{top + 1} bits is above the ceiling"),
+        ({"rerandomise_base": "1"}, "re-randomisation base"),
+        ({"rerandomise_base": format(int(keypair[0].n2) + 3, "x")}, "re-randomisation base"),
+        ({"rerandomise_base": None}, "bad sgb.setup"),
+    ]
+    for change, message in changes:
+        meta = {k: v for k, v in {**setup.meta, **change}.items() if v is not None}
+        hostile = Message(setup.kind, meta=meta, arrays=setup.arrays)
+        with pytest.raises(ProtocolError, match=message):
+            PassiveParty("h", d.host, insecure_min_key_bits=INSECURE).handle(hostile)
+    assert PassiveParty("h", d.host, insecure_min_key_bits=INSECURE).handle(setup) is not None
+
+
 def test_params_are_validated_and_round_trip():
     with pytest.raises(ConfigError):
         SecureBoostParams(max_depth=0).validate()
@@ -304,17 +345,20 @@ EXPORTS = {
                                "predict_in_process", "read_routes", "routes_message",
                                "run_in_process"],
     "fedsilo.ml.sgb_model": ["FORMAT", "FeatureRef", "Routes", "SecureBoostModel", "SplitTable"],
-    "fedsilo.ml.sgb_params": ["SecureBoostParams"],
+    "fedsilo.ml.sgb_params": ["STEP_KEYS", "SecureBoostParams", "secureboost_params"],
     "fedsilo.ml.sgb_passive": ["PassiveParty"],
     "fedsilo.ml.sgb_wire": ["read_routes", "routes_message"],
     "fedsilo.ml.secure_hist": ["EncryptedHistogram", "ObfuscatorStock", "PackingSpec",
                                "decode_histogram", "decrypt_many", "encrypt_gradients",
                                "encrypted_histogram", "feature_groups"],
-    "fedsilo.crypto.paillier": ["ObfuscatorTables", "PrivateKey", "PublicKey", "decrypt",
+    "fedsilo.crypto.paillier": ["ObfuscatorTables", "PrivateKey", "PublicKey",
+                                "RerandomiserTables", "check_rerandomiser_base", "decrypt",
                                 "decrypt_signed", "djn_exponent_bits", "encrypt_packed",
                                 "encrypt_reference", "encrypt_with", "generate_keypair",
-                                "obfuscators", "pack_ciphertexts", "pack_row", "security_bits",
-                                "slot_bits", "slots_per_ciphertext", "tables_for", "unpack_slots"],
+                                "obfuscators", "pack_ciphertexts", "pack_row", "rerandomise",
+                                "rerandomiser_base", "rerandomiser_tables", "rerandomisers",
+                                "security_bits", "slot_bits", "slots_per_ciphertext",
+                                "tables_for", "unpack_slots"],
     "fedsilo.ml.tree": ["HistLayout", "HistogramSource", "NodeHistogram", "NodeSplit",
                         "PlainSource", "RowPartition", "Split", "Tree", "TreeGrower", "TreeParams",
                         "base_margin", "binned_go_left", "find_best_split", "grow_tree",

@@ -30,6 +30,15 @@ Fast encryption (only the key owner encrypts in SecureBoost, so it may use the p
     obfuscator is never used twice (two ciphertexts sharing ``r`` would reveal the difference of
     their plaintexts). ``docs/crypto.md`` repeats this caveat.
 
+Re-randomisation (a passive party, before sums it computed go back to the key owner)
+    The key owner knows the randomness of its own ciphertexts, so a bare product of them would
+    tell it which ciphertexts were multiplied. It publishes ``g = hs^u`` (:func:`rerandomiser_base`,
+    ``u`` secret and prime to ``λ``): a generator of the subgroup all its obfuscators lie in, which
+    does not reveal ``hs``. A passive party multiplies each reply by ``g^a`` for a fresh uniform
+    ``a`` of ``bits(n) + 128`` bits (fixed-base tables mod ``n²``, :class:`RerandomiserTables`):
+    the reply's randomness is then within ``2^-128`` of uniform in that subgroup, whatever rows
+    were summed. The argument is in ``docs/crypto.md``.
+
 Packing (plaintext layout; ``W`` = slot width in bits, see :func:`slot_bits`)
     A row is encrypted as ``g·2^W + h`` (fixed-point integers, ``g`` signed, ``h ≥ 0``). On the
     way back the passive party packs ``k`` bin sums ``(G_j, H_j)`` into one ciphertext as
@@ -63,12 +72,14 @@ import numpy as np
 from gmpy2 import mpz
 
 from fedsilo import settings
-from fedsilo.errors import CryptoError
+from fedsilo.errors import CryptoError, PolicyError, ProtocolError
 
 __all__ = [
     "ObfuscatorTables",
     "PrivateKey",
     "PublicKey",
+    "RerandomiserTables",
+    "check_rerandomiser_base",
     "decrypt",
     "decrypt_signed",
     "djn_exponent_bits",
@@ -79,6 +90,10 @@ __all__ = [
     "obfuscators",
     "pack_ciphertexts",
     "pack_row",
+    "rerandomise",
+    "rerandomiser_base",
+    "rerandomiser_tables",
+    "rerandomisers",
     "security_bits",
     "slot_bits",
     "slots_per_ciphertext",
@@ -111,7 +126,14 @@ class PublicKey:
 
     @classmethod
     def from_n(cls, n: int, *, insecure_min_bits: int | None = None) -> PublicKey:
-        """A peer's key, refused when smaller than the secure minimum (or an explicit lower one)."""
+        """A peer's key, refused when smaller than the secure minimum (or an explicit lower one)
+        or larger than ``PAILLIER_MAX_BITS`` (``ProtocolError``, checked before any arithmetic)."""
+        bits = int(n).bit_length()
+        if bits > settings.PAILLIER_MAX_BITS:
+            raise ProtocolError(
+                f"peer's Paillier key of {bits} bits is above the ceiling of "
+                f"{settings.PAILLIER_MAX_BITS} bits"
+            )
         key = cls(mpz(n))
         _check_bits(key.bits, insecure_min_bits)
         return key
@@ -180,7 +202,13 @@ def _djn_base(n: Any) -> Any:
 def generate_keypair(
     bits: int = settings.PAILLIER_KEY_BITS, *, insecure_min_bits: int | None = None
 ) -> tuple[PublicKey, PrivateKey]:
-    """A fresh key pair; sizes below the secure minimum need ``insecure_min_bits`` (tests)."""
+    """A fresh key pair; sizes below the secure minimum need ``insecure_min_bits`` (tests), sizes
+    above ``PAILLIER_MAX_BITS`` are refused (``PolicyError``)."""
+    if bits > settings.PAILLIER_MAX_BITS:
+        raise PolicyError(
+            f"a Paillier key of {bits} bits is above the ceiling of "
+            f"{settings.PAILLIER_MAX_BITS} bits"
+        )
     _check_bits(bits, insecure_min_bits)
     import phe
 
@@ -367,6 +395,82 @@ def encrypt_reference(public: PublicKey, plaintext: Any) -> Any:
     n, n2 = public.n, public.n2
     r = _random_below(n - 1) + 1
     return (1 + (mpz(plaintext) % n) * n) % n2 * gmpy2.powmod(r, n, n2) % n2
+
+
+# --- re-randomisation (module docstring, docs/crypto.md) ---------------------------------------
+
+
+def rerandomiser_base(key: PrivateKey) -> Any:
+    """``g = hs^u mod n²``, ``u`` uniform and prime to ``λ``: a generator of ``<hs>`` to publish."""
+    lam = gmpy2.lcm(key.p - 1, key.q - 1)
+    while True:
+        u = _random_below(lam)
+        if gmpy2.gcd(u, lam) == 1:
+            return gmpy2.powmod(key.hs, u, key.public.n2)
+
+
+def check_rerandomiser_base(public: PublicKey, base: int) -> Any:
+    """A peer's base, refused unless it is a unit mod ``n²`` other than 1 (``ProtocolError``)."""
+    g = mpz(base)
+    if not 1 < g < public.n2 or gmpy2.gcd(g, public.n) != 1:
+        raise ProtocolError("re-randomisation base is not a unit mod n^2")
+    return g
+
+
+@dataclass(frozen=True)
+class RerandomiserTables:
+    """Fixed-base tables of a published base ``g`` mod ``n²`` (no factors needed)."""
+
+    n2: Any
+    window: int
+    digits: int
+    table: tuple[tuple[Any, ...], ...]
+
+    @classmethod
+    def build(
+        cls,
+        public: PublicKey,
+        base: Any,
+        *,
+        window: int = settings.PAILLIER_RERANDOMISE_WINDOW_BITS,
+    ) -> RerandomiserTables:
+        digits = -(-(public.bits + settings.PAILLIER_RERANDOMISE_STAT_BITS) // window)
+        table = _fixed_base_table(mpz(base) % public.n2, public.n2, window, digits)
+        return cls(n2=public.n2, window=window, digits=digits, table=table)
+
+
+_RERANDOMISER_CACHE: dict[tuple[int, int], RerandomiserTables] = {}
+
+
+def rerandomiser_tables(public: PublicKey, base: Any) -> RerandomiserTables:
+    """Per-process cache, as :func:`tables_for`: built once per (key, base), at most two kept."""
+    ident = (hash((int(public.n), int(base))), settings.PAILLIER_RERANDOMISE_WINDOW_BITS)
+    tables = _RERANDOMISER_CACHE.get(ident)
+    if tables is None:
+        if len(_RERANDOMISER_CACHE) >= 2:
+            _RERANDOMISER_CACHE.clear()
+        tables = RerandomiserTables.build(public, base)
+        _RERANDOMISER_CACHE[ident] = tables
+    return tables
+
+
+def rerandomisers(tables: RerandomiserTables, count: int) -> list[Any]:
+    """``count`` fresh encryptions of zero ``g^a mod n²``, ``a`` uniform below ``2^(digits·w)``."""
+    n2, rows = tables.n2, tables.table
+    out = []
+    for ds in _random_digits(count, tables.digits, tables.window):
+        acc = rows[0][ds[0]]
+        for j in range(1, len(ds)):
+            acc = acc * rows[j][ds[j]] % n2
+        out.append(acc)
+    return out
+
+
+def rerandomise(tables: RerandomiserTables, ciphertexts: Sequence[Any]) -> list[Any]:
+    """The same plaintexts under fresh randomness (one :func:`rerandomisers` each)."""
+    n2 = tables.n2
+    fresh = rerandomisers(tables, len(ciphertexts))
+    return [mpz(c) * z % n2 for c, z in zip(ciphertexts, fresh, strict=True)]
 
 
 # --- homomorphic sums and packing ------------------------------------------------------------

@@ -14,7 +14,10 @@ top-level functions taking bytes, numpy arrays and ints (the pool is shared and 
    label holder knows the node's totals and recovers it by subtraction. Coarse, correlated
    features are summed through their joint cells when that needs fewer multiplications
    (:func:`feature_groups`, 45% fewer at the root on default credit). Then ``k`` bins are
-   packed per ciphertext (Horner, see the packing proof in :mod:`fedsilo.crypto.paillier`).
+   packed per ciphertext (Horner, see the packing proof in :mod:`fedsilo.crypto.paillier`) and
+   every packed ciphertext is re-randomised with the label holder's published base before it
+   leaves: a bare product would let the label holder, who knows its ciphertexts' randomness,
+   test which rows were summed (``docs/crypto.md``).
 3. :func:`decode_histogram` (label holder): CRT decryption of the packed ciphertexts, balanced
    digit unpacking, the omitted slots by subtraction; returns exact ``int64`` sums.
 
@@ -273,11 +276,12 @@ def _plan(
     return units
 
 
-def _pack_task(n2: int, group: bytes, width: int, shift_bits: int) -> bytes:
-    """Worker: Horner-pack one group of slot sums into a single ciphertext."""
-    return pack_uints(
-        [paillier.pack_ciphertexts(mpz(n2), unpack_uints(group, width), shift_bits)], width
-    )
+def _pack_task(n: int, base: int, group: bytes, width: int, shift_bits: int) -> bytes:
+    """Worker: Horner-pack one group of slot sums into a single ciphertext, re-randomised."""
+    public = PublicKey(mpz(n))
+    packed = paillier.pack_ciphertexts(public.n2, unpack_uints(group, width), shift_bits)
+    tables = paillier.rerandomiser_tables(public, mpz(base))
+    return pack_uints(paillier.rerandomise(tables, [packed]), width)
 
 
 def encrypted_histogram(
@@ -288,10 +292,13 @@ def encrypted_histogram(
     layout: HistLayout,
     feature_mask: np.ndarray | None = None,
     groups: list[list[int]] | None = None,
+    *,
+    rerandomise_base: Any,
 ) -> EncryptedHistogram:
-    """The encrypted, packed histogram of a node whose rows' ``ciphertexts`` (n x width bytes)
-    and ``bins`` (n x features) are given in the same order; ``groups`` are candidate joint
-    units (:func:`feature_groups`)."""
+    """The encrypted, packed, re-randomised histogram of a node whose rows' ``ciphertexts``
+    (n x width bytes) and ``bins`` (n x features) are given in the same order; ``groups`` are
+    candidate joint units (:func:`feature_groups`); ``rerandomise_base`` is the label holder's
+    published base (:func:`fedsilo.crypto.paillier.check_rerandomiser_base`)."""
     width = public.ciphertext_bytes
     n2 = int(public.n2)
     ptr = layout.ptr
@@ -312,8 +319,10 @@ def encrypted_histogram(
         order[i : i + spec.pairs_per_ciphertext]
         for i in range(0, len(order), spec.pairs_per_ciphertext)
     ]
+    n, base = int(public.n), int(rerandomise_base)
     args = [
-        (n2, pack_uints([sums[int(s)] for s in g], width), width, 2 * spec.slot_bits) for g in packs
+        (n, base, pack_uints([sums[int(s)] for s in g], width), width, 2 * spec.slot_bits)
+        for g in packs
     ]
     packed = b"".join(parallel.map_chunks(_pack_task, args)) if args else b""
     return EncryptedHistogram(present=present, omitted=omitted, packed=packed)

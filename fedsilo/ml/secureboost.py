@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from fedsilo import settings
-from fedsilo.crypto.paillier import PrivateKey, PublicKey, generate_keypair
+from fedsilo.crypto.paillier import PrivateKey, PublicKey, generate_keypair, rerandomiser_base
 from fedsilo.errors import ConfigError, DataError, ProtocolError
 from fedsilo.message import Message, decode, encode
 from fedsilo.ml import secure_hist
@@ -160,12 +160,14 @@ class ActiveParty:
         self.key: PrivateKey | None = None
         self.spec: PackingSpec | None = None
         self._stock: secure_hist.ObfuscatorStock | None = None
+        self._rerandomise_base: Any = None
         if self.passives:
             pub, self.key = keypair or generate_keypair(
                 params.key_bits, insecure_min_bits=params.insecure_min_key_bits
             )
             self.spec = PackingSpec.for_job(pub.bits, len(self.train_rows), self.bits)
             self._stock = secure_hist.ObfuscatorStock(self.key)
+            self._rerandomise_base = rerandomiser_base(self.key)
         self.model = SecureBoostModel(
             params=params.to_dict(),
             base_margin=self.base,
@@ -303,6 +305,7 @@ class ActiveParty:
         meta = {
             "start_tree": self._start_tree,
             "n": format(int(self.key.public.n), "x"),
+            "rerandomise_base": format(int(self._rerandomise_base), "x"),
             "packing": self.spec.to_meta(),
             "params": {**self.params.to_dict(), "insecure_min_key_bits": None},
         }

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from fedsilo import settings
+from fedsilo.crypto import paillier
 from fedsilo.crypto.paillier import PublicKey
 from fedsilo.errors import DataError, ProtocolError
 from fedsilo.message import Message
@@ -73,6 +74,8 @@ class PassiveParty:
         self._bins: np.ndarray | None = None
         self._mapper: BinMapper | None = None
         self._public: PublicKey | None = None
+        #: the label holder's published generator every reply is re-randomised with
+        self._base: Any = None
         self._spec: PackingSpec | None = None
         self._tree = -1
         self._restored_tree = -1
@@ -145,6 +148,9 @@ class PassiveParty:
         try:
             self._public = PublicKey.from_n(
                 int(str(meta["n"]), 16), insecure_min_bits=self.insecure_min_key_bits
+            )
+            self._base = paillier.check_rerandomiser_base(
+                self._public, int(str(meta["rerandomise_base"]), 16)
             )
             params = SecureBoostParams.from_dict(meta["params"])
         except (KeyError, ValueError) as exc:
@@ -231,6 +237,7 @@ class PassiveParty:
                     layout,
                     self._features,
                     self._groups,
+                    rerandomise_base=self._base,
                 )
             )
         self.stats[self._tree]["hist_s"] += time.perf_counter() - start

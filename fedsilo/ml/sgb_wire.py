@@ -26,7 +26,8 @@ __all__ = ["read_routes", "routes_message"]
 
 SETUP = register_kind(
     "sgb.setup",
-    reveals="the label holder's Paillier public key, the training parameters and which aligned "
+    reveals="the label holder's Paillier public key and a generator of the subgroup its encryption "
+    "randomness lies in (to re-randomise replies with), the training parameters and which aligned "
     "rows are training rows (the others are its validation rows)",
 )
 LAYOUT = register_kind(
@@ -46,7 +47,8 @@ HIST_REQUEST = register_kind(
 HISTOGRAMS = register_kind(
     "sgb.histograms",
     reveals="to the label holder, who decrypts them: per node and bin of the sender's features "
-    "the sums of gradients and hessians; which bins are empty and which is the fullest",
+    "the sums of gradients and hessians; which bins are empty and which is the fullest; "
+    "nothing more about which rows were summed (every ciphertext is re-randomised)",
 )
 SPLIT = register_kind(
     "sgb.split",

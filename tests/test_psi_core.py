@@ -17,12 +17,15 @@ from fedsilo.errors import CryptoError, DataError, PolicyError, ProtocolError
 from fedsilo.message import Message, decode, encode
 from fedsilo.psi import Follower, Leader, new_shuffle_seed, read_seed, seed_message
 from fedsilo.psi import _x25519 as x
+from fedsilo.psi._follower import _gather
+from fedsilo.psi._hash_to_curve import P, expand_message_xmd, field_hasher, map_to_curve
 from fedsilo.psi._ids import pack_ids
 from fedsilo.psi._match import (
     DuplicateValues,
     has_duplicates,
     match,
     seeded_permutation,
+    value_order,
 )
 
 CTX = b"job-test/salt-1"
@@ -31,6 +34,8 @@ CTX = b"job-test/salt-1"
 RFC_SCALAR = bytes.fromhex("a546e36bf0527c9d3b16154b82465edd62144c0ac1fc5a18506a2244ba449ac4")
 RFC_U = bytes.fromhex("e6db6867583030db3594c1a424b15f7c726624ec26b3353b10a903a6d0ab1c4c")
 RFC_OUT = bytes.fromhex("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552")
+# RFC 7748 section 5.2, second test vector: its input u lies on the twist, not on Curve25519.
+RFC_TWIST_U = bytes.fromhex("e5210f12786811d3f4b7959d0538ae2c31dbe7106fc03c3efc4cd549c715a493")
 LOW_ORDER = [
     bytes(32),
     (1).to_bytes(32, "little"),
@@ -60,16 +65,84 @@ def test_backends_agree_and_blinding_commutes() -> None:
     assert not np.array_equal(x.blind(a, points), points)
 
 
+# RFC 9380 appendix J.4.2, suite curve25519_XMD:SHA-512_ELL2_NU_: (msg, u[0], Q.x), big-endian.
+RFC9380_DST = b"QUUX-V01-CS02-with-curve25519_XMD:SHA-512_ELL2_NU_"
+RFC9380_NU = [
+    (
+        b"",
+        "608d892b641f0328523802a6603427c26e55e6f27e71a91a478148d45b5093cd",
+        "51125222da5e763d97f3c10fcc92ea6860b9ccbbd2eb1285728f566721c1e65b",
+    ),
+    (
+        b"abc",
+        "46f5b22494bfeaa7f232cc8d054be68561af50230234d7d1d63d1d9abeca8da5",
+        "7d56d1e08cb0ccb92baf069c18c49bb5a0dcd927eff8dcf75ca921ef7f3e6eeb",
+    ),
+    (
+        b"abcdef0123456789",
+        "235fe40c443766ce7e18111c33862d66c3b33267efa50d50f9e8e5d252a40aaa",
+        "3fbe66b9c9883d79e8407150e7c2a1c8680bee496c62fabe4619a72b3cabe90f",
+    ),
+    (
+        b"q128_" + b"q" * 128,
+        "001e92a544463bda9bd04ddbe3d6eed248f82de32f522669efc5ddce95f46f5b",
+        "227e0bb89de700385d19ec40e857db6e6a3e634b1c32962f370d26f84ff19683",
+    ),
+]
+
+
+@pytest.mark.parametrize("msg, u0, qx", RFC9380_NU)
+def test_rfc9380_elligator2_known_answers(msg: bytes, u0: str, qx: str) -> None:
+    r = field_hasher(RFC9380_DST)(msg)
+    assert r == int.from_bytes(expand_message_xmd(msg, RFC9380_DST, 48), "big") % P
+    assert f"{r:064x}" == u0
+    assert f"{map_to_curve(r):064x}" == qx
+
+
+def test_rfc9380_expand_message_xmd_sha512() -> None:
+    # RFC 9380 appendix K.3 (DST "QUUX-V01-CS02-with-expander"): one block, and four blocks
+    dst = b"QUUX-V01-CS02-with-expander"
+    assert expand_message_xmd(b"abc", dst, 0x20).hex() == (
+        "0eeda81f69376c80c0f8986496f22f21124cb3c562cf1dc608d2c13005553b0f"
+    )
+    four_blocks = expand_message_xmd(b"", dst, 0x80).hex()
+    assert four_blocks.startswith(
+        "0687ce02eba5eb3faf1c3c539d1f04babd3c0f420edae244eeb2253b6c6d6865"
+    )
+    assert four_blocks.endswith("8a03da6c942b2e12c14e88dbde3b0ba619d6214f47212b628f3e1b537b66efcf")
+
+
+def on_curve(point: bytes) -> bool:
+    """The curve equation by Euler's criterion, in plain Python: v^2 = u^3 + A u^2 + u solvable."""
+    u = int.from_bytes(point, "little")
+    return u < P and pow((u**3 + 486662 * u**2 + u) % P, (P - 1) // 2, P) in (0, 1)
+
+
 def test_hash_to_point_known_answer_and_domain_separation() -> None:
     blob, ends = pack_ids(["alice", "bøb"])
     got = x.hash_to_points(blob, ends, CTX)
-    prefix = b"fedsilo/psi/v1/hash-to-x25519\x00" + struct.pack(">I", len(CTX)) + CTX
-    want = bytearray(hashlib.sha512(prefix + "bøb".encode()).digest()[:32])
-    want[31] &= 0x7F
-    assert got[1].tobytes() == bytes(want)
-    assert (got[:, 31] & 0x80 == 0).all()
+    assert x.DST == b"fedsilo/psi/v2/curve25519_XMD:SHA-512_ELL2_NU_"
+    msg = struct.pack(">I", len(CTX)) + CTX + "bøb".encode()
+    r = int.from_bytes(expand_message_xmd(msg, x.DST, 48), "big") % P
+    assert got[1].tobytes() == map_to_curve(r).to_bytes(32, "little")
+    assert all(on_curve(p.tobytes()) for p in got)
     other = x.hash_to_points(blob, ends, b"another job")
     assert not (got == other).all(axis=1).any()
+
+
+def test_no_hashed_or_blinded_point_is_on_the_twist() -> None:
+    ids = [f"cust-{i}" for i in range(3000)]
+    blob, ends = pack_ids(ids)
+    hashed = x.hash_to_points(blob, ends, CTX)
+    blinded = x.hash_and_blind(x.new_secret(), ids, CTX)
+    again = x.blind(x.new_secret(), blinded)
+    for points in (hashed, blinded, again):
+        assert all(on_curve(p.tobytes()) for p in points)
+    assert len({p.tobytes() for p in hashed}) == len(ids)  # deterministic, distinct per id
+    assert np.array_equal(hashed, x.hash_to_points(blob, ends, CTX))
+    # v1 took 32 hash bytes as u: about half landed on the twist, so the check above can fail
+    v1 = [hashlib.sha512(i.encode()).digest()[:31] + b"\x00" for i in ids]
+    assert 0.4 < sum(map(on_curve, v1)) / len(v1) < 0.6
 
 
 def test_hash_and_blind_equals_hash_then_blind() -> None:
@@ -98,6 +171,35 @@ def test_parallel_chunks_match_inline(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_low_order_points_from_a_peer_are_refused(point: bytes, backend: str) -> None:
     with pytest.raises(ProtocolError, match="low-order"):
         x.blind(x.new_secret(), pts(RFC_U, point), backend)
+
+
+NON_CANONICAL = (9 + P).to_bytes(32, "little")  # u = 9 written as 9 + p
+HIGH_BIT = RFC_U[:31] + bytes([RFC_U[31] | 0x80])  # X25519 would ignore bit 255; we refuse it
+
+
+@pytest.mark.parametrize("point", [RFC_TWIST_U, NON_CANONICAL, HIGH_BIT])
+@pytest.mark.parametrize("backend", ["openssl", "libsodium"])
+def test_a_peers_point_off_the_curve_is_refused(point: bytes, backend: str) -> None:
+    assert not on_curve(point)
+    with pytest.raises(ProtocolError, match="not on Curve25519"):
+        x.blind(x.new_secret(), pts(RFC_U, point), backend)
+
+
+def test_twist_points_are_refused_in_the_workers_and_by_both_roles(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(settings, "PSI_WORK_CHUNK_IDS", 64)  # 5 tasks in the process pool
+    good = x.hash_and_blind(x.new_secret(), [f"id{i}" for i in range(300)], CTX)
+    bad = good.copy()
+    bad[250] = np.frombuffer(RFC_TWIST_U, np.uint8)
+    assert x.blind(x.new_secret(), good).shape == (300, 32)
+    with pytest.raises(ProtocolError, match="not on Curve25519"):
+        x.blind(x.new_secret(), bad)
+    msg = Message("psi.blinded", meta={"offset": 0}, arrays={"points": bad})
+    with pytest.raises(ProtocolError, match="not on Curve25519"):
+        Leader(context=CTX, followers=["f"]).on_follower("f", msg)
+    with pytest.raises(ProtocolError, match="not on Curve25519"):
+        Follower(context=CTX).on_leader(msg)
 
 
 @pytest.mark.parametrize(
@@ -169,19 +271,29 @@ def run_psi(
     reveal_to: tuple[str, ...] = (),
     cardinality_only: bool = False,
     batch: int = 7,
+    follower_batch: int | None = None,
     mins: dict[str, int] | None = None,
     relay: Relay | None = None,
+    to_leader: Relay | None = None,
+    secrets: dict[str, bytes] | None = None,
 ) -> tuple[object, dict[str, object]]:
-    """Drive a leader and followers batch by batch exactly as the coordinator will."""
+    """Drive a leader and followers batch by batch exactly as the coordinator will.
+
+    ``to_leader`` (default: ``relay``) carries everything the leader receives; ``secrets`` fixes
+    parties' secrets (and ``"seed"``, the followers' shuffle seed) so that two runs can be
+    compared byte for byte.
+    """
     relay = relay or Relay()
-    mins = mins or {}
-    seed = new_shuffle_seed() if cardinality_only else None
+    to_leader = to_leader or relay
+    mins, secrets = mins or {}, secrets or {}
+    seed = (secrets.get("seed") or new_shuffle_seed()) if cardinality_only else None
     leader = Leader(
         context=CTX,
         followers=list(follower_ids),
         cardinality_only=cardinality_only,
         reveal_to=reveal_to,
         min_intersection=mins.get("leader", 1),
+        secret=secrets.get("leader"),
     )
     followers = {
         name: Follower(
@@ -189,18 +301,20 @@ def run_psi(
             cardinality_only=cardinality_only,
             shuffle_seed=read_seed(relay(seed_message(seed))) if seed else None,
             min_intersection=mins.get(name, 1),
+            secret=secrets.get(name),
         )
         for name in follower_ids
     }
     for name, ids in follower_ids.items():
-        out = [followers[name].blind_own(b) for b in batches(ids, batch)]
-        for msg in [o for o in out if o is not None] + followers[name].close_own():
-            leader.on_follower(name, relay(msg))
+        for b in batches(ids, follower_batch or batch):
+            followers[name].blind_own(b)
+        for msg in followers[name].close_own():
+            leader.on_follower(name, to_leader(msg))
     own = [leader.blind_own(b) for b in batches(leader_ids, batch)] + [leader.close_own()]
     for msg in own:
         for name, f in followers.items():
             for back in f.on_leader(relay(msg)):
-                leader.on_follower(name, relay(back))
+                leader.on_follower(name, to_leader(back))
     result = leader.finish()
     return result, {n: f.on_result(relay(result.outbox[n])) for n, f in followers.items()}
 
@@ -249,6 +363,42 @@ def test_property_any_batching_gives_the_plaintext_intersection(seed: int, batch
     assert {leader_ids[r] for r in res.rows} == want
 
 
+@pytest.mark.parametrize("cardinality_only", [False, True])
+def test_the_leaders_view_is_the_same_whatever_order_the_follower_ids_are_in(
+    cardinality_only: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Item 4 of issue 12: with fixed secrets, every byte the leader receives from a follower is
+    the same for any row order and batching of the follower's ids, padding dummies included."""
+    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 16)  # several psi.blinded messages
+    leader_ids, fol, _ = make_sets(5)
+    dummies = [f"\x00fedsilo-psi-pad:{i:032x}" for i in range(11)]
+    ids = sorted(fol["f1"]) + dummies  # v1's leaky layout: id order, dummies last
+    shuffled = ids[:]
+    random.Random(5).shuffle(shuffled)
+    layouts = [(ids, 7), (ids[::-1], 3), (shuffled, 60)]
+    secrets = {"leader": x.new_secret(), "f": x.new_secret(), "seed": new_shuffle_seed()}
+    views = []
+    for order, fbatch in layouts:
+        view = Relay()
+        res, out = run_psi(
+            leader_ids,
+            {"f": order},
+            reveal_to=() if cardinality_only else ("f",),
+            cardinality_only=cardinality_only,
+            follower_batch=fbatch,
+            to_leader=view,
+            secrets=secrets,
+        )
+        views.append(view.seen)
+        assert res.count == len(set(leader_ids) & set(fol["f1"]))
+        if not cardinality_only:  # the follower still maps positions back to its own rows
+            assert [order[r] for r in out["f"].rows] == [leader_ids[r] for r in res.rows]
+    assert len(views[0]) > 3 and views[0] == views[1] == views[2]
+    blinded = [decode(raw) for raw in views[0] if decode(raw).kind == "psi.blinded"]
+    heads = np.concatenate([m.array("points")[:, :8] for m in blinded]).view(np.uint64).ravel()
+    assert len(heads) == len(ids) and (heads[1:] > heads[:-1]).all()  # sent sorted by value
+
+
 def test_cardinality_mode_reveals_only_the_count() -> None:
     leader_ids, fol, want = make_sets(2)
     res, out = run_psi(leader_ids, fol, cardinality_only=True)
@@ -287,6 +437,39 @@ def test_match_is_exact_even_when_first_halves_collide(
     assert parts == []
     want = sorted((i, b.index(v)) for i, v in enumerate(a) if v in b)
     assert list(zip(ia.tolist(), ib.tolist(), strict=True)) == want
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=1, max_size=14),
+    st.integers(1, 5),
+    st.randoms(use_true_random=False),
+)
+def test_value_order_depends_on_the_set_only_and_gathers_exactly(
+    rows: list[tuple[int, int]], part_size: int, rnd: random.Random
+) -> None:
+    # tiny values force rows that share their first uint64, the case the exact sort handles
+    def as_points(values: list[tuple[int, int]]) -> np.ndarray:
+        words = np.array([[a, b, 7, 7] for a, b in values], dtype=np.uint64).reshape(-1, 4)
+        return words.view(np.uint8).reshape(-1, 32)
+
+    def split(points: np.ndarray) -> list[np.ndarray]:
+        return [points[i : i + part_size] for i in range(0, len(points), part_size)]
+
+    if len(set(rows)) < len(rows):
+        with pytest.raises(DuplicateValues):
+            value_order(split(as_points(rows)))
+        return
+    shuffled = rows[:]
+    rnd.shuffle(shuffled)
+    sent = []
+    for values in (rows, shuffled):
+        parts = split(as_points(values))
+        order = value_order(parts)
+        starts = np.cumsum([0] + [len(p) for p in parts])
+        sent.append(_gather(parts, starts, order).tobytes())
+        assert [values[i] for i in order.tolist()] == sorted(rows)
+    assert sent[0] == sent[1]
 
 
 # --- refusals -----------------------------------------------------------------------------------
@@ -330,12 +513,12 @@ def test_a_follower_checks_its_own_minimum_on_the_result() -> None:
         f.on_result(Message("psi.cardinality", meta={"count": 4}))
 
 
-def test_out_of_order_and_foreign_messages_are_refused() -> None:
+def test_out_of_order_and_foreign_messages_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 2)
     leader = Leader(context=CTX, followers=["f"])
     f = Follower(context=CTX)
-    first = f.blind_own(["a", "b"])
-    second = f.blind_own(["c"])
-    assert first is not None and second is not None
+    f.blind_own(["a", "b", "c"])
+    first, second, _end = f.close_own()
     with pytest.raises(ProtocolError, match="out of order"):
         leader.on_follower("f", second)
     with pytest.raises(ProtocolError, match="not a follower"):
@@ -351,7 +534,9 @@ def test_out_of_order_and_foreign_messages_are_refused() -> None:
 def test_a_forged_alignment_is_refused() -> None:
     f = Follower(context=CTX)
     f.blind_own(["a", "b"])
-    f.close_own()
+    with pytest.raises(ProtocolError, match="before"):  # nothing sent yet: no alignment
+        f.on_result(Message("psi.alignment", meta={"count": 1}, arrays={"rows": np.zeros(1, "u4")}))
+    list(f.close_own())
     for rows in (np.array([0, 5], np.uint32), np.array([1, 1], np.uint32), np.array([-1], np.int8)):
         with pytest.raises(ProtocolError):
             f.on_result(Message("psi.alignment", meta={"count": len(rows)}, arrays={"rows": rows}))

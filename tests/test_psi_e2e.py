@@ -213,6 +213,31 @@ def test_many_small_batches_through_the_relay(
         assert set(bank) == SHARED and stored(consortium, "telco", "shared") == bank
 
 
+@pytest.mark.parametrize("mode", ["alignment", "cardinality"])
+def test_followers_much_larger_than_the_leader_do_not_stall_the_relay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    """Followers hold their points until their set is closed: once the leader is done, rounds
+    pass in which a follower only blinds its own ids and sends nothing. The coordinator must
+    count that as progress (its ``own_ids`` grows), not as a stall."""
+    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 16)  # leader: 8 batches, followers: 25
+    c = Consortium(tmp_path)
+    sets = {"bank": UNIVERSE[:120], "bureau": UNIVERSE, "telco": UNIVERSE[::-1]}
+    for party, ids in sets.items():
+        csv = write_csv(tmp_path / f"{party}.csv", ids, label=party == "bank")
+        c.add_silo(SiloSpec(party, csv, ["f1"], label="y" if party == "bank" else None))
+    c.start_all()
+    try:
+        record = run_job(psi_job(c, mode=mode), clients=c.clients(), store=c.store())
+        assert record.result["1:psi"]["count"] == 120
+        if mode == "alignment":
+            assert stored(c, "bureau", "shared") == sorted(UNIVERSE[:120])
+    finally:
+        c.stop_all()
+        for node in c.nodes.values():
+            node.ctx.store.engine.dispose()
+
+
 def test_a_dataset_changed_during_psi_is_refused_and_nothing_is_kept(
     consortium: Consortium, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,8 +297,9 @@ def test_a_padding_silo_reveals_only_its_padded_size(
 ) -> None:
     """telco pads its 300 ids to a multiple of 128: the coordinator and the leader see 384 (the
     leader's psi.end check and the follower's row bound still hold), and the intersection and
-    the stored alignments are exactly those without padding."""
-    seen: dict[str, int] = {}
+    the stored alignments are exactly those without padding. With batches of 64, no progress
+    count the coordinator sees is 300 (the real ids are re-cut with the dummies)."""
+    seen: dict[str, list[int]] = {}
     real = SiloClient.step
 
     def step(
@@ -281,11 +307,11 @@ def test_a_padding_silo_reveals_only_its_padded_size(
     ) -> StepPayload:
         reply = real(self, job_id, method, seq, payload, **kw)
         if method == "psi.pump":
-            seen[self.party] = int(reply.meta["own_ids"])
+            seen.setdefault(self.party, []).append(int(reply.meta["own_ids"]))
         return reply
 
     monkeypatch.setattr(SiloClient, "step", step)
-    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 100)  # real ids and dummies in several batches
+    monkeypatch.setattr(settings, "PSI_BATCH_IDS", 64)  # real ids and dummies in several batches
     c = Consortium(tmp_path)
     for party, ids in SETS.items():
         csv = write_csv(tmp_path / f"{party}.csv", ids, label=party == "bank")
@@ -295,7 +321,13 @@ def test_a_padding_silo_reveals_only_its_padded_size(
     c.start_all()
     try:
         record = run_job(psi_job(c), clients=c.clients(), store=c.store())
-        assert seen == {"bank": 300, "bureau": 300, "telco": 384}
+        assert {p: counts[-1] for p, counts in seen.items()} == {
+            "bank": 300,
+            "bureau": 300,
+            "telco": 384,
+        }
+        assert set(seen["telco"]) <= {0, 64, 128, 192, 256, 320, 384}  # never the real 300
+        assert 300 in seen["bureau"]  # an unpadded silo does show its size
         assert record.result["1:psi"]["count"] == len(SHARED)
         telco = stored(c, "telco", "shared")
         assert telco == sorted(SHARED) == stored(c, "bank", "shared")
@@ -316,5 +348,7 @@ def test_padding_adds_distinct_dummies_and_leaves_an_empty_set_empty(
     assert flat[:5] == ["a", "b", "c", "d", "e"] and len(flat) == 8
     assert all(d.startswith(PAD_PREFIX) and len(d) == len(PAD_PREFIX) + 32 for d in flat[5:])
     assert len(set(flat)) == 8 and max(map(len, chunks)) <= 4
-    assert [len(c) for c in _padded(iter([["a"] * 8]), 8)] == [8]  # already a multiple
+    assert [len(c) for c in chunks] == [4, 4]  # re-cut: a short batch would show the real size
+    assert [len(c) for c in _padded(iter([["a"] * 3, ["b"] * 6]), 1)] == [4, 4, 1]
+    assert [len(c) for c in _padded(iter([["a"] * 8]), 8)] == [4, 4]  # already a multiple
     assert list(_padded(iter([]), 8)) == []  # still refused as empty, not padded

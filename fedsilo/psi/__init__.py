@@ -7,14 +7,17 @@ all of them. Drive them with :class:`fedsilo.message.Message` s, batch by batch:
     leader = Leader(context=ctx, followers=["f1", "f2"], reveal_to=["f1"])
     f1 = Follower(context=ctx)
     for batch in my_ids:             # every party streams its own ids
-        to_leader = f1.blind_own(batch)
+        f1.blind_own(batch)          # a follower holds its points ...
+    to_leader = f1.close_own()       # ... and sends them sorted by value (one batch at a time)
     ...
     result = leader.finish()         # count, own rows in agreed order, one message per follower
 
 Modes: alignment (the leader learns its rows in the intersection; each follower named in
 ``reveal_to`` learns its own rows, the others only the count) and cardinality-only (every party
-learns only the count; followers share a shuffle seed, see :func:`new_shuffle_seed`). What each
-message reveals is registered in :mod:`fedsilo.leakage` and written in ``docs/leakage.md``.
+learns only the count; followers share a shuffle seed, see :func:`new_shuffle_seed`). Ids hash
+to Curve25519 by RFC 9380 Elligator 2 (``_hash_to_curve``); a follower's order of sending depends
+on its id set only (``_follower``). What each message reveals is registered in
+:mod:`fedsilo.leakage` and written in ``docs/leakage.md``.
 """
 
 from __future__ import annotations

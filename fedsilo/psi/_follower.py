@@ -1,25 +1,31 @@
 """The follower's side of ECDH-PSI: blind its own ids, blind the leader's, learn what policy allows.
 
-Alignment mode, per batch: own ids -> ``psi.blinded`` to the leader (in row order); the leader's
-``psi.blinded`` -> ``psi.double_blinded`` back (same order). At the end the leader sends
-``psi.alignment`` (this follower's rows in the agreed order) if the job lets it learn them, else
-``psi.cardinality``.
+Own ids, both modes: the follower blinds every batch but holds the points until its set is
+closed (dummies included), then sends them sorted by the blinded value itself (``psi.blinded``).
+The values are pseudo-random to the leader, so that order carries nothing: the leader's view is a
+function of the follower's id *set* (tested byte for byte), not of its row order, nor of where
+the padding dummies sit. The follower keeps the permutation (sent position -> own row) to read
+the leader's ``psi.alignment``, which names positions in the sent order.
 
-Cardinality mode: the follower holds its blinded ids and the leader's doubly blinded values until
-each set is complete, then sends its own in a private random order and the leader's in the order of
-a permutation derived from the seed all followers share (``psi.shuffle_seed``) and the leader never
+Leader's ids. Alignment mode: each ``psi.blinded`` from the leader goes back as
+``psi.double_blinded`` at once, in the leader's order. Cardinality mode: the follower holds the
+doubly blinded values until the leader's set is complete, then sends them in the order of a
+permutation derived from the seed all followers share (``psi.shuffle_seed``) and the leader never
 sees. Position ``j`` then means the same leader id at every follower, so the leader can count the
 ids every follower holds, but cannot tell which of its rows they are.
 
-Memory bound: alignment mode holds 16 bytes per own id (to refuse duplicate ids) plus one batch
-(32 bytes per id, ``settings.PSI_BATCH_IDS``). Cardinality mode holds 32 bytes per own id and 16
-bytes per leader id plus one batch.
+Memory bound: 32 bytes per own id until they are all sent; closing adds ~20 bytes per own id
+for the sort (a key and the order, :func:`value_order`); each sorted batch is gathered from the
+held parts (32 bytes per id of a batch, ``settings.PSI_BATCH_IDS``), never a second full copy.
+After the last batch the points are freed; alignment mode keeps 4 bytes per own id (the order; 8
+beyond 2^32 ids) until the result. Cardinality mode also holds 16 bytes per leader id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -28,8 +34,8 @@ from fedsilo.errors import DataError, PolicyError, ProtocolError
 from fedsilo.message import Message
 
 from . import _messages as m
-from ._match import fingerprints, has_duplicates, seeded_permutation, take_halves
-from ._x25519 import blind, hash_and_blind, new_secret
+from ._match import DuplicateValues, seeded_permutation, value_order
+from ._x25519 import POINT_BYTES, blind, hash_and_blind, new_secret
 
 __all__ = ["Follower", "FollowerResult"]
 
@@ -67,8 +73,8 @@ class Follower:
         self.min_intersection = min_intersection
         self._seed = shuffle_seed
         self._secret = secret or new_secret()
-        self._own_fp: list[np.ndarray] = []  # alignment mode: duplicate check only
-        self._own_points: list[np.ndarray] = []  # cardinality mode: held until shuffled
+        self._own_points: list[np.ndarray] = []  # held until closed and sent, sorted by value
+        self._order: np.ndarray | None = None  # sent position -> own row
         self._own_count = 0
         self._own_closed = False
         self._leader_fp: list[np.ndarray] = []  # cardinality mode
@@ -83,34 +89,37 @@ class Follower:
 
     # --- own ids --------------------------------------------------------------------------------
 
-    def blind_own(self, ids: Sequence[object]) -> Message | None:
-        """Hash and blind a batch of own ids; the message to send now (None: held until closed)."""
+    def blind_own(self, ids: Sequence[object]) -> None:
+        """Hash and blind a batch of own ids and hold them: they go out sorted, once closed."""
         if self._own_closed:
             raise ProtocolError("own ids already closed")
         points = hash_and_blind(self._secret, ids, self.context, first_row=self._own_count)
-        offset, self._own_count = self._own_count, self._own_count + len(points)
-        if self.cardinality_only:
-            self._own_points.append(points)
-            return None
-        self._own_fp.append(fingerprints(points))
-        return m.blinded_message(points, offset)
+        self._own_points.append(points)
+        self._own_count += len(points)
 
-    def close_own(self) -> list[Message]:
-        """Refuse an empty or duplicated set; the messages that finish the own stream."""
+    def close_own(self) -> Iterator[Message]:
+        """Refuse an empty or duplicated set; then the own points sorted by value, and the end.
+
+        The checks run now; the messages are built one batch at a time as they are drawn.
+        """
         self._own_closed = True
         if self._own_count == 0:
             raise DataError("the PSI dataset has no ids")
-        if not self.cardinality_only:
-            _refuse_duplicates(*take_halves(self._own_fp))  # empties the list as it copies
-            return [m.end_message(self._own_count, self.min_intersection)]
-        points, self._own_points = np.concatenate(self._own_points), []
-        fp = fingerprints(points)
-        _refuse_duplicates(fp[:, 0], fp[:, 1])
-        shuffled = points[seeded_permutation(len(points), new_secret())]
-        return [
-            *_batches(shuffled, m.blinded_message),
-            m.end_message(len(points), self.min_intersection),
-        ]
+        try:
+            self._order = _narrow(value_order(self._own_points))
+        except DuplicateValues:
+            raise DataError("the PSI dataset has duplicate ids") from None
+        return self._sorted_batches(self._order)
+
+    def _sorted_batches(self, order: np.ndarray) -> Iterator[Message]:
+        parts, step = self._own_points, settings.PSI_BATCH_IDS
+        starts = np.cumsum([0] + [len(p) for p in parts])
+        for at in range(0, len(order), step):
+            yield m.blinded_message(_gather(parts, starts, order[at : at + step]), at)
+        parts.clear()  # the points, now all sent (this list is ``self._own_points``)
+        if self.cardinality_only:
+            self._order = None
+        yield m.end_message(len(order), self.min_intersection)
 
     # --- the leader's ids -----------------------------------------------------------------------
 
@@ -152,25 +161,41 @@ class Follower:
             return FollowerResult(count=count, rows=None)
         if self.cardinality_only:
             raise ProtocolError("an alignment was sent in a cardinality-only job")
-        rows = msg.expect(m.ALIGNMENT).array("rows")
-        if rows.dtype.kind != "u" or rows.ndim != 1 or len(rows) != m.int_meta(msg, "count"):
+        sent = msg.expect(m.ALIGNMENT).array("rows")  # positions in the order this silo sent
+        if sent.dtype.kind != "u" or sent.ndim != 1 or len(sent) != m.int_meta(msg, "count"):
             raise ProtocolError("malformed PSI alignment")
-        rows = rows.astype(np.int64)
-        if len(rows) and (int(rows.max()) >= self._own_count or len(np.unique(rows)) != len(rows)):
+        sent = sent.astype(np.int64)
+        if self._order is None or self._own_points:
+            raise ProtocolError("a PSI alignment arrived before this silo sent its ids")
+        if len(sent) and (int(sent.max()) >= self._own_count or len(np.unique(sent)) != len(sent)):
             raise ProtocolError("PSI alignment names rows this silo does not have")
-        check_min(len(rows), self.min_intersection, "this silo")
-        return FollowerResult(count=len(rows), rows=rows)
+        check_min(len(sent), self.min_intersection, "this silo")
+        return FollowerResult(count=len(sent), rows=self._order[sent].astype(np.int64))
 
     @property
     def held_bytes(self) -> int:
         """Bytes of per-id state held now (for the memory bound and the benchmark)."""
-        arrays = self._own_fp + self._own_points + self._leader_fp
-        return sum(a.nbytes for a in arrays)
+        arrays = [*self._own_points, *self._leader_fp, self._order]
+        return sum(a.nbytes for a in arrays if a is not None)
 
 
-def _refuse_duplicates(hi: np.ndarray, lo: np.ndarray) -> None:
-    if has_duplicates(hi, lo):
-        raise DataError("the PSI dataset has duplicate ids")
+def _gather(parts: list[np.ndarray], starts: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows ``rows`` of the parts taken as one array (part ``i`` begins at row ``starts[i]``),
+    without concatenating them: one fancy index per part, so the peak is the result."""
+    which = np.searchsorted(starts, rows, side="right") - 1
+    by_part = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[by_part], np.arange(len(parts) + 1))
+    out = np.empty((len(rows), POINT_BYTES), np.uint8)
+    for i, (a, b) in enumerate(pairwise(bounds.tolist())):
+        if a < b:
+            sel = by_part[a:b]
+            out[sel] = parts[i][rows[sel] - starts[i]]
+    return out
+
+
+def _narrow(order: np.ndarray) -> np.ndarray:
+    """An order in 4 bytes per row when the rows fit (they do below 2^32 ids)."""
+    return order.astype(np.uint32) if len(order) < 2**32 else order
 
 
 def _batches(values: np.ndarray, build: Callable[[np.ndarray, int], Message]) -> list[Message]:

@@ -5,6 +5,13 @@ Pairwise with each follower ``F`` through the relay: the leader sends ``H(x)^a``
 ``H(y)^f`` for ``F``'s ids and raises them to ``H(y)^(f·a)`` itself. Equal values are shared ids.
 The multi-party intersection is the set of the leader's rows that every follower holds.
 
+Orders. A follower sends its points sorted by value (see :mod:`._follower`), so the leader learns
+which *sent positions* match, which says nothing about the follower's rows; ``psi.alignment``
+names those positions and the follower maps them back. The leader sends its own points in row
+order, dummies last: a follower learns nothing from that order, because it never learns which of
+the leader's values match (that needs ``H(y)^(f·a)``, hence the leader's secret); what it is told
+at the end is its own rows, in the agreed order.
+
 Agreed order: a uniformly random permutation the leader draws (ChaCha20 from a fresh seed). It is
 the same for every party because each is told its own rows in that one order, and it reveals
 nothing: sorting by a doubly blinded value would not do, because a follower knows the doubly
@@ -56,7 +63,7 @@ class LeaderResult:
 class _Peer:
     """What the leader holds about one follower."""
 
-    theirs: list[np.ndarray] = field(default_factory=list)  # H(y)^(f·a) fingerprints, their order
+    theirs: list[np.ndarray] = field(default_factory=list)  # H(y)^(f·a) fingerprints, as sent
     their_count: int = 0
     their_end: tuple[int, int] | None = None  # (count, min_intersection) from psi.end
     ours: list[np.ndarray] = field(default_factory=list)  # H(x)^(a·f) fingerprints

@@ -35,9 +35,10 @@ __all__ = [
 
 BLINDED = register_kind(
     "psi.blinded",
-    reveals="a batch of the sender's ids, each hashed with the job's context and blinded with "
-    "the sender's fresh per-job secret: pseudo-random curve points; the recipient learns the "
-    "batch size",
+    reveals="a batch of the sender's ids, each hashed to the curve with the job's context and "
+    "blinded with the sender's fresh per-job secret: pseudo-random points of the prime-order "
+    "subgroup; the recipient learns the batch size. A follower sends its ids sorted by value, so "
+    "their order depends on its id set only",
 )
 END = register_kind(
     "psi.end",
@@ -57,8 +58,8 @@ SHUFFLE_SEED = register_kind(
 )
 ALIGNMENT = register_kind(
     "psi.alignment",
-    reveals="the intersection: which of the recipient's own rows every party holds, in the job's "
-    "agreed random order, and so its size",
+    reveals="the intersection: which of the recipient's own ids every party holds (positions in "
+    "the order it sent them), in the job's agreed random order, and so its size",
 )
 CARDINALITY = register_kind(
     "psi.cardinality",

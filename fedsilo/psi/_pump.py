@@ -2,8 +2,9 @@
 
 The coordinator (or the benchmark) runs rounds: every party gets the messages relayed to it since
 the last round, answers them, blinds its next batch of ids and hands back at most one message
-per peer. A party blinds a new batch only while at most one message waits for each peer, so a
-fast party cannot pile up batches: a pump holds a few batches at most (32 bytes per id each)
+per peer. A party blinds a new batch (or, once its ids are closed, builds the next message of its
+closing stream: a follower's sorted batches) only while at most one message waits for each peer,
+so a fast party cannot pile up batches: a pump holds a few batches at most (32 bytes per id each)
 besides its role's state. Rounds run concurrently at all parties, so the cores of each party
 (or of one machine running all of them) stay busy while messages travel.
 """
@@ -39,19 +40,24 @@ class Pump:
         self.followers = list(followers)
         self.own_count = 0
         self._ids: Iterator[Sequence[object]] | None = ids
+        self._closing: Iterator[Message] | None = None  # drawn one message at a time
+        self._ahead: Message | None = None  # the closing stream's next message, if any
         peers = self.followers if isinstance(role, Leader) else [leader]
         self._queues: dict[str, deque[Message]] = {p: deque() for p in peers}
 
     @property
     def idle(self) -> bool:
         """True once every own id is sent and nothing waits to be sent."""
-        return self._ids is None and not any(self._queues.values())
+        return self._ids is None and self._ahead is None and not any(self._queues.values())
 
     def round(self, inbox: dict[str, Message]) -> dict[str, Message]:
         """Take this round's inbox; return at most one message per peer."""
         self._take(inbox)
-        if self._ids is not None and all(len(q) <= 1 for q in self._queues.values()):
-            self._blind_next()
+        if all(len(q) <= 1 for q in self._queues.values()):
+            if self._ids is not None:
+                self._blind_next()
+            elif self._ahead is not None:
+                self._queue([self._draw()])
         return {p: q.popleft() for p, q in self._queues.items() if q}
 
     def _take(self, inbox: dict[str, Message]) -> None:
@@ -67,16 +73,26 @@ class Pump:
                 raise ProtocolError(f"unexpected PSI message from '{sender}'")
 
     def _blind_next(self) -> None:
-        """Blind the next batch of own ids (or close the stream) and queue it for every peer."""
+        """Blind the next batch of own ids and queue what it gives, or close the own stream."""
         assert self._ids is not None
         batch = next(self._ids, None)
-        if batch is None:
-            self._ids = None
-            closing = self.role.close_own()
-            out = closing if isinstance(closing, list) else [closing]
-        else:
+        if batch is not None:
             msg = self.role.blind_own(batch)
             self.own_count += len(batch)
-            out = [msg] if msg is not None else []
+            self._queue([msg] if msg is not None else [])
+            return
+        self._ids = None
+        closing = self.role.close_own()
+        self._closing = iter([closing] if isinstance(closing, Message) else closing)
+        self._ahead = next(self._closing, None)
+        self._queue([self._draw()])
+
+    def _draw(self) -> Message:
+        """The closing stream's next message; looks one ahead so that ``idle`` is exact."""
+        assert self._closing is not None and self._ahead is not None
+        msg, self._ahead = self._ahead, next(self._closing, None)
+        return msg
+
+    def _queue(self, out: list[Message]) -> None:
         for queue in self._queues.values():
             queue.extend(out)

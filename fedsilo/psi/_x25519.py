@@ -1,27 +1,27 @@
-"""The curve arithmetic of ECDH-PSI: hash ids to X25519 u-coordinates and blind them.
+"""The curve arithmetic of ECDH-PSI: hash ids to Curve25519 u-coordinates and blind them.
 
 Group. X25519 (RFC 7748) through a vetted, constant-time library: OpenSSL via ``cryptography`` or
-libsodium via PyNaCl (``settings.PSI_X25519_BACKEND``). PyNaCl exposes no Ristretto255 functions,
-so the prime-order group is not reachable through a vetted binding here; X25519 is the
-twist-secure alternative the design allows. A "point" is a 32-byte u-coordinate. A random u lies on
-Curve25519 or on its quadratic twist; both have a large prime-order subgroup (~2^252) and small
-cofactors (8 and 4) that X25519's clamping (scalars are multiples of 8) strips. Blinding is
-``X25519(k, u)``, the u-coordinate of ``[k]P``; because x-only multiplication is well defined on
-curve and twist, ``X25519(a, X25519(b, u)) == X25519(b, X25519(a, u))`` (tested).
+libsodium via PyNaCl (``settings.PSI_X25519_BACKEND``). A "point" is a 32-byte u-coordinate.
+Blinding is ``X25519(k, u)``, the u-coordinate of ``[k]P``; clamped scalars are multiples of 8,
+so ``X25519(a, X25519(b, u)) == X25519(b, X25519(a, u))`` (tested) and every result lies in the
+prime-order subgroup of the curve.
 
-Hash to point. ``u = SHA-512(DOMAIN || len(context) || context || utf8(id))[:32]`` with bit 255
-cleared (X25519 ignores it). ``context`` is per job (job id and a salt), so blinded values of two
-jobs cannot be linked even by a party that kept its secret. The hash never leaves the worker that
-computes it: only blinded points come out.
+Hash to point (v2). RFC 9380 hash-to-curve with Elligator 2, u-coordinate only
+(:mod:`._hash_to_curve`): ``msg = len(context) || context || utf8(id)`` under the domain tag
+:data:`DST`. Every hashed id lands on Curve25519 itself; v1 took 32 hash bytes as u, which lands on
+the twist half of the time, so each blinded id leaked that one bit (blinding keeps curve and twist
+apart). ``context`` is per job (job id and a salt), so blinded values of two jobs cannot be linked
+even by a party that kept its secret. The hash never leaves the worker that computes it: only
+blinded points come out. It is not constant time (Python integers): see ``docs/crypto.md``.
 
-Low order. A u of small order makes X25519 output all zeros; both libraries refuse it. An id hashes
-to one with probability ~2^-250 (:class:`CryptoError`); a peer that sends one is misbehaving
-(:class:`ProtocolError`).
+Peer points. Every point a peer sends must be a canonical u-coordinate on the curve (a Legendre
+symbol, in the workers, before blinding); a twist point or a low-order point (all-zero X25519
+output, refused by both libraries) is a :class:`ProtocolError`. An own id hashes to a low-order
+point with probability ~2^-250 (:class:`CryptoError`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from collections.abc import Callable, Sequence
 from itertools import pairwise
@@ -35,12 +35,22 @@ from nacl.utils import random as nacl_random
 from fedsilo import parallel, settings
 from fedsilo.errors import ConfigError, CryptoError, ProtocolError
 
+from ._hash_to_curve import field_hasher, is_on_curve, map_to_curve
 from ._ids import pack_ids
 
-__all__ = ["POINT_BYTES", "blind", "hash_and_blind", "hash_to_points", "new_secret", "points_array"]
+__all__ = [
+    "DST",
+    "POINT_BYTES",
+    "blind",
+    "hash_and_blind",
+    "hash_to_points",
+    "new_secret",
+    "points_array",
+]
 
 POINT_BYTES = 32
-_DOMAIN = b"fedsilo/psi/v1/hash-to-x25519\x00"
+#: the RFC 9380 domain separation tag of PSI hashing; its version changes with the construction
+DST = b"fedsilo/psi/v2/curve25519_XMD:SHA-512_ELL2_NU_"
 
 #: multiplies every 32-byte point of a buffer by one secret scalar (a whole chunk per call: the
 #: per-point Python overhead is a list comprehension step, ~1 µs next to ~25 µs of arithmetic)
@@ -94,18 +104,25 @@ def _multiplier(secret: bytes, backend: str | None) -> Multiplier:
     return _BACKENDS[name](secret)
 
 
-def _domain_prefix(context: bytes) -> bytes:
-    return _DOMAIN + struct.pack(">I", len(context)) + context
-
-
 def _hash_chunk(context: bytes, blob: bytes, ends: np.ndarray) -> bytes:
-    """``u = SHA-512(prefix || id)[:32]`` with bit 255 cleared, for packed ids."""
-    prefix, sha = _domain_prefix(context), hashlib.sha512
+    """Elligator 2 u-coordinates (32 bytes, little-endian) of packed ids under ``context``."""
+    prefix, to_field = struct.pack(">I", len(context)) + context, field_hasher(DST)
     bounds = [0, *ends.tolist()]
-    digests = [sha(prefix + blob[a:b]).digest()[:32] for a, b in pairwise(bounds)]
-    points = np.frombuffer(b"".join(digests), dtype=np.uint8).reshape(-1, POINT_BYTES).copy()
-    points[:, 31] &= 0x7F
-    return points.tobytes()
+    return b"".join(
+        [
+            map_to_curve(to_field(prefix + blob[a:b])).to_bytes(32, "little")
+            for a, b in pairwise(bounds)
+        ]
+    )
+
+
+def _refuse_twist(points: bytes) -> None:
+    """A ProtocolError unless every 32-byte point is a canonical u-coordinate on the curve."""
+    for i in range(0, len(points), POINT_BYTES):
+        if not is_on_curve(int.from_bytes(points[i : i + POINT_BYTES], "little")):
+            raise ProtocolError(
+                "peer sent a point that is not on Curve25519 (twist or non-canonical)"
+            )
 
 
 def _hash_blind_chunk(
@@ -121,8 +138,9 @@ def _hash_blind_chunk(
 
 
 def _blind_chunk(secret: bytes, points: bytes, backend: str) -> bytes:
-    """Blind a chunk of a peer's points; a low-order point means the peer is misbehaving."""
+    """Check and blind a chunk of a peer's points; a twist or low-order point is misbehaviour."""
     mul = _multiplier(secret, backend)
+    _refuse_twist(points)
     try:
         return mul(points)
     except _LowOrder:
@@ -175,7 +193,10 @@ def hash_and_blind(
 
 
 def blind(secret: bytes, points: np.ndarray, backend: str | None = None) -> np.ndarray:
-    """``X25519(secret, u)`` for each of a peer's points, on all cores; ``(n, 32) uint8``."""
+    """``X25519(secret, u)`` for each of a peer's points, on all cores; ``(n, 32) uint8``.
+
+    Refuses (:class:`ProtocolError`) a point on the twist, non-canonical or of low order.
+    """
     pts = check_points(points)
     name = backend or settings.PSI_X25519_BACKEND
     chunks = [(secret, pts[a:b].tobytes(), name) for a, b in _spans(len(pts))]

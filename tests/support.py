@@ -34,6 +34,7 @@ from fedsilo.coordinator.config import (
 )
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.store import JobStore
+from fedsilo.crypto import certs
 from fedsilo.silo_node.demo_data import load_csv_into_table
 from fedsilo.silo_node.node import SiloNode, start_silo
 
@@ -70,6 +71,23 @@ class Consortium:
     root: Path
     nodes: dict[str, SiloNode] = field(default_factory=dict)
     configs: dict[str, Path] = field(default_factory=dict)
+    #: mTLS with a fresh consortium CA (silo-role certificates per party, a coordinator-role
+    #: one for "coordinator") instead of plaintext
+    tls: bool = False
+
+    def _tls_section(self, party: str, *, silo: bool) -> str:
+        """The ``[tls]`` table of a config: plaintext, or this consortium's certificates."""
+        if not self.tls:
+            return "[tls]\ninsecure_plaintext = true\n"
+        folder = self.root / "certs"
+        if not (folder / "ca.pem").exists():
+            certs.init_ca(folder, name="test consortium")
+            certs.issue(folder, "coordinator", role="coordinator")
+        if not (folder / f"{party}.pem").exists():
+            certs.issue(folder, party, role="silo" if silo else "coordinator")
+        coordinator = 'coordinator = "coordinator"\n' if silo else ""
+        return (f'[tls]\nca = "{folder / "ca.pem"}"\ncert = "{folder / f"{party}.pem"}"\n'
+                f'key = "{folder / f"{party}.key"}"\n{coordinator}')
 
     def add_silo(self, spec: SiloSpec, *, load: bool = True) -> Path:
         """Load the CSV into the silo's database and write its TOML; returns the config path."""
@@ -90,7 +108,7 @@ class Consortium:
         )
         text = (
             f'party = "{spec.party}"\nlisten = "127.0.0.1:{free_port()}"\ndatabase = "{db_url}"\n'
-            f"[tls]\ninsecure_plaintext = true\n{datasets}"
+            f"{self._tls_section(spec.party, silo=True)}{datasets}"
             f'[policy]\nprotocols = {ALL_PROTOCOLS}\nroles = ["active", "passive", "member"]\n'
             f"{spec.policy}"
         )
@@ -120,9 +138,8 @@ class Consortium:
         silos = "".join(f'[silos.{p}]\naddress = "{n.address}"\n' for p, n in self.nodes.items())
         path.write_text(
             f'name = "coordinator"\ndatabase = "sqlite:///{self.root / "coord.db"}"\n'
-            f"[tls]\ninsecure_plaintext = true\n{silos}"
+            f"{self._tls_section('coordinator', silo=False)}{silos}"
         )
-        from fedsilo.coordinator.config import load_coordinator_config
 
         return load_coordinator_config(path)
 

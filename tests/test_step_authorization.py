@@ -2,8 +2,9 @@
 against the job spec the silo accepted, parameters come from that spec, an open job cannot be
 opened again, and envelopes are bound to job, sender, recipient and order.
 
-The coordinator here is the test itself, holding the same ``SiloClient`` the real one uses: it
-opens jobs, relays keys and sends steps of its own choosing.
+The coordinator here is the test itself, holding the same ``SiloClient`` (and the same
+coordinator certificate) the real one uses: it opens jobs, relays keys and sends steps of its own
+choosing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from fedsilo.errors import CryptoError, JobError, PolicyError, ProtocolError
 from fedsilo.ml.sgb_model import SecureBoostModel
 from fedsilo.wire import Envelope, StepPayload
 
+pytestmark = pytest.mark.e2e
+
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(10)]
 PARTIES = {"bank": "active", "bureau": "passive"}
@@ -36,7 +39,8 @@ SEQ = itertools.count(1)
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[Consortium]:
-    c = Consortium(tmp_path)
+    """Two real silo servers under mTLS (silo-role certificates, a coordinator-role client)."""
+    c = Consortium(tmp_path, tls=True)
     c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), GUEST, label="y"))
     c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST))
     c.start_all()
@@ -163,7 +167,7 @@ def test_lr_epochs_stay_within_the_accepted_bound(
     _hostile(monkeypatch, {"lr": {"epoch": 5}})
     spec = pair.job(PARTIES, [
         {"kind": "psi", "alignment": "b"},
-        {"kind": "lr", "params": {"max_epochs": 2, "batch_size": 512}},
+        {"kind": "lr", "max_iter": 2, "batch_size": 512},
     ])
     with pytest.raises(JobError, match="outside the 2 epochs the accepted job allows"):
         run_job(spec, clients=pair.clients(), store=pair.store())

@@ -64,8 +64,8 @@ def authorize(
     kind = str(entry.get("kind", ""))
     if kind not in registered.kinds:
         raise PolicyError(
-            f"step '{method[:80]}' is not part of a '{kind[:40]}' step; the accepted job "
-            f"allows it only in {', '.join(sorted(registered.kinds))}"
+            f"'{method[:80]}' is not part of a '{kind[:40]}' step; it belongs to "
+            f"{' or '.join(sorted(registered.kinds))} steps only"
         )
     if kind in KNOWN_PROTOCOLS:
         ctx.config.policy.check_protocol(kind, session.role)

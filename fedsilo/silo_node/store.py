@@ -53,10 +53,13 @@ from sqlalchemy.exc import IntegrityError
 from fedsilo import settings
 from fedsilo.errors import DataError, JobError, NotFound
 from fedsilo.silo_node.ledger import (  # noqa: F401 - LEDGER re-exported for readers
+    _MAX_NAME,
     GENESIS_HASH,
     LEDGER,
     Ledger,
     LedgerEntry,
+    _name,
+    _now,
     ledger_metadata,
 )
 
@@ -73,8 +76,6 @@ __all__ = [
     "metadata",
 ]
 
-#: longest job id, model id, alignment name, step name... the store accepts.
-_MAX_NAME = 200
 _TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 metadata = MetaData()
@@ -111,17 +112,6 @@ CHECKPOINTS = Table(
     Column("updated_at", String(40), nullable=False),
 )
 
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _name(what: str, value: str) -> str:
-    """Refuse names the columns cannot hold rather than letting the database truncate or fail."""
-    if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
-        raise DataError(f"{what} must be a string of 1 to {_MAX_NAME} characters")
-    return value
 
 
 def _to_json(what: str, payload: dict[str, Any]) -> str:

@@ -1,11 +1,14 @@
-"""PSI benchmark: fedsilo's ECDH-PSI against openmined-psi on the same ids, one process run.
+"""PSI benchmark: fedsilo's ECDH-PSI against openmined-psi on the same ids, in one run.
 
     python bench/bench_psi.py [--sizes 100000,1000000] [--repeat 3] [--openmined-ds raw,bloom]
                               [--primitives]
 
-Both parties of each implementation run in this process on the same random string ids (n per
+Both parties of each implementation run in one process on the same random string ids (n per
 party, 50% overlap, shuffled), both revealing the intersection: fedsilo in alignment mode with the
 follower told its rows, openmined-psi with ``reveal_intersection=True`` (its client learns it).
+openmined-psi pins an older protobuf than fedsilo's generated code needs, so it runs in its own
+virtual environment (``bench/.venv-openmined``, made on first use) in a subprocess that times
+itself (``bench/reference/README.md``); its ``main`` memory is that subprocess's peak.
 
 Columns. ``elem/s`` is n / wall time. ``peak RSS`` is the kernel's high-water mark (``VmHWM``,
 reset through ``/proc/*/clear_refs`` before each run): ``main`` is this process, which holds BOTH
@@ -27,13 +30,16 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from reference.isolated import reference_python, run_json
 
 from fedsilo import parallel, settings
 from fedsilo.message import Message, decode, encode
@@ -42,6 +48,8 @@ from fedsilo.psi import _x25519 as x
 from fedsilo.psi._ids import pack_ids
 
 CTX = b"bench/psi"
+#: installed in bench/.venv-openmined, never beside fedsilo (bench/reference/README.md)
+OPENMINED_REQUIREMENTS = ["openmined-psi>=2.0"]
 
 
 @dataclass
@@ -177,21 +185,17 @@ def run_fedsilo(a: list[str], b: list[str]) -> Outcome:
 # --- openmined-psi --------------------------------------------------------------------------------
 
 
-def run_openmined(a: list[str], b: list[str], ds_name: str) -> Outcome:
-    """Client holds ``a`` and learns the intersection; server holds ``b``."""
-    import private_set_intersection.python as psi
-
-    ds = {"raw": psi.DataStructure.RAW, "gcs": psi.DataStructure.GCS}.get(
-        ds_name, psi.DataStructure.BLOOM_FILTER
-    )
-    client = psi.client.CreateWithNewKey(True)
-    server = psi.server.CreateWithNewKey(True)
-    setup = server.CreateSetupMessage(1e-9, len(a), b, ds)
-    request = client.CreateRequest(a)
-    response = server.ProcessRequest(request)
-    found = client.GetIntersection(setup, response)
-    nbytes = sum(len(m.SerializeToString()) for m in (setup, request, response))
-    return Outcome(len(found), "-", nbytes, None)
+def run_openmined(a: list[str], b: list[str], ds_name: str, rep: int = 0) -> Row:
+    """Client holds ``a`` and learns the intersection; server holds ``b``. Runs in
+    ``bench/.venv-openmined`` and times itself: interpreter start and id files do not count."""
+    python = reference_python("openmined", OPENMINED_REQUIREMENTS)
+    with tempfile.TemporaryDirectory(prefix="bench-psi-") as tmp:
+        paths = [Path(tmp, name) for name in ("client.txt", "server.txt")]
+        for path, ids in zip(paths, (a, b), strict=True):
+            path.write_text("\n".join(ids) + "\n", encoding="utf-8")
+        res = run_json(python, "openmined_psi_run.py", *map(str, paths), ds_name)
+    return Row(f"openmined-{ds_name}", len(a), int(res["found"]), float(res["wall"]),
+               int(res["rss_hwm"]), 0, "-", int(res["nbytes"]), float(res["cpu"]), rep)
 
 
 # --- driver ---------------------------------------------------------------------------------------
@@ -224,18 +228,21 @@ def measure(name: str, n: int, fn: Callable[[], Outcome], rep: int = 0) -> Row:
 
 
 def primitives(count: int = 20_000) -> None:
-    """Per-operation cost of hash-then-blind and of blinding on each backend, one core."""
+    """Per-operation cost of hashing to the curve, of the curve check of a peer's point, and of
+    one X25519 multiplication on each backend, one core (CPU time: a busy host inflates wall)."""
     blob, ends = pack_ids([f"C{i:016x}" for i in range(count)])
     secret = x.new_secret()
     points = x.hash_to_points(blob, ends, CTX).tobytes()
-    start = time.perf_counter()
-    x._hash_chunk(CTX, blob, ends)
-    print(f"hash-to-point   {(time.perf_counter() - start) / count * 1e6:6.1f} µs/op")
+    ops: list[tuple[str, Callable[[], object]]] = [
+        ("hash-to-point", lambda: x._hash_chunk(CTX, blob, ends)),
+        ("curve check", lambda: x._refuse_twist(points)),
+    ]
     for backend in ("openssl", "libsodium"):
-        start = time.perf_counter()
-        x._blind_chunk(secret, points, backend)
-        per_op = (time.perf_counter() - start) / count * 1e6
-        print(f"X25519 {backend:9s} {per_op:6.1f} µs/op")
+        ops.append((f"X25519 {backend}", partial(x._multiplier(secret, backend), points)))
+    for name, op in ops:
+        start = time.process_time()
+        op()
+        print(f"{name:17s} {(time.process_time() - start) / count * 1e6:6.1f} µs/op")
 
 
 def _row_text(r: Row, ratio: str) -> str:
@@ -305,8 +312,7 @@ def main() -> None:
         for rep in range(args.repeat):
             found = [measure("fedsilo", n, lambda a=a, b=b: run_fedsilo(a, b), rep)]
             for ds in [] if args.skip_openmined else args.openmined_ds.split(","):
-                run = lambda a=a, b=b, ds=ds: run_openmined(a, b, ds)  # noqa: E731
-                found.append(measure(f"openmined-{ds}", n, run, rep))
+                found.append(run_openmined(a, b, ds, rep))
             assert all(r.found == shared for r in found if not r.name.endswith(("gcs", "bloom")))
             rows += found
             print_table(found, f"n = {n:,}, run {rep + 1} of {args.repeat}")

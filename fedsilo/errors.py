@@ -16,12 +16,11 @@
                                   sessions or stream time (refused at once, never queued)
 
 gRPC status codes and CLI exit codes are derived from this tree in exactly one place each:
-:func:`grpc_status_for` here, and ``fedsilo.cli.main`` via :data:`EXIT_CODES`.
+``fedsilo.grpc_errors`` (the status table, so this module loads no grpc) and each class's
+``exit_code`` (read by ``fedsilo.cli.main``).
 """
 
 from __future__ import annotations
-
-import grpc
 
 
 class FedsiloError(Exception):
@@ -68,35 +67,3 @@ class NotFound(FedsiloError):
 
 class LimitExceeded(FedsiloError):
     exit_code = 11
-
-
-_GRPC_STATUS: list[tuple[type[FedsiloError], grpc.StatusCode]] = [
-    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
-    (DataError, grpc.StatusCode.FAILED_PRECONDITION),
-    (PolicyError, grpc.StatusCode.PERMISSION_DENIED),
-    (ProtocolError, grpc.StatusCode.INVALID_ARGUMENT),
-    (AuthError, grpc.StatusCode.UNAUTHENTICATED),
-    (CryptoError, grpc.StatusCode.INVALID_ARGUMENT),
-    (SiloUnavailable, grpc.StatusCode.UNAVAILABLE),
-    (JobError, grpc.StatusCode.ABORTED),
-    (NotFound, grpc.StatusCode.NOT_FOUND),
-    (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-]
-
-
-def grpc_status_for(err: FedsiloError) -> grpc.StatusCode:
-    """The status code a servicer aborts with for ``err`` (most specific class wins)."""
-    for cls, code in _GRPC_STATUS:
-        if isinstance(err, cls):
-            return code
-    return grpc.StatusCode.INTERNAL
-
-
-def error_from_status(code: grpc.StatusCode, details: str) -> FedsiloError:
-    """Rebuild the domain error a silo raised from the status it answered with."""
-    for cls, status in _GRPC_STATUS:
-        if status == code and cls is not SiloUnavailable:
-            return cls(details)
-    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return SiloUnavailable(details)
-    return JobError(details)

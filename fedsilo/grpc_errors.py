@@ -13,18 +13,64 @@ from google.protobuf.message import DecodeError
 from fedsilo.crypto.certs import IDENTITY_SUFFIX
 from fedsilo.errors import (
     AuthError,
+    ConfigError,
+    CryptoError,
+    DataError,
     FedsiloError,
     JobError,
+    LimitExceeded,
+    NotFound,
+    PolicyError,
     ProtocolError,
     SiloUnavailable,
-    error_from_status,
-    grpc_status_for,
 )
+from fedsilo.grpc_handlers import behavior_of, rebuilt
 
-__all__ = ["FirstKept", "RequestDecodeGuard", "abort_on_error", "is_retryable", "raise_from_rpc"]
+__all__ = [
+    "FirstKept",
+    "RequestDecodeGuard",
+    "abort_on_error",
+    "error_from_status",
+    "grpc_status_for",
+    "is_retryable",
+    "raise_from_rpc",
+]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: the status each domain error travels as; most specific class first (SiloUnavailable before
+#: JobError). Kept here, not in ``fedsilo.errors``, so the exception tree loads no grpc.
+_GRPC_STATUS: tuple[tuple[type[FedsiloError], grpc.StatusCode], ...] = (
+    (ConfigError, grpc.StatusCode.FAILED_PRECONDITION),
+    (DataError, grpc.StatusCode.FAILED_PRECONDITION),
+    (PolicyError, grpc.StatusCode.PERMISSION_DENIED),
+    (ProtocolError, grpc.StatusCode.INVALID_ARGUMENT),
+    (AuthError, grpc.StatusCode.UNAUTHENTICATED),
+    (CryptoError, grpc.StatusCode.INVALID_ARGUMENT),
+    (SiloUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (JobError, grpc.StatusCode.ABORTED),
+    (NotFound, grpc.StatusCode.NOT_FOUND),
+    (LimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+)
+
+
+def grpc_status_for(err: FedsiloError) -> grpc.StatusCode:
+    """The status code a servicer aborts with for ``err`` (most specific class wins)."""
+    for cls, code in _GRPC_STATUS:
+        if isinstance(err, cls):
+            return code
+    return grpc.StatusCode.INTERNAL
+
+
+def error_from_status(code: grpc.StatusCode, details: str) -> FedsiloError:
+    """Rebuild the domain error a silo raised from the status it answered with."""
+    for cls, status in _GRPC_STATUS:
+        if status == code and cls is not SiloUnavailable:
+            return cls(details)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return SiloUnavailable(details)
+    return JobError(details)
 
 
 def abort_on_error(fn: F) -> F:
@@ -51,8 +97,8 @@ def abort_on_error(fn: F) -> F:
 
 
 class FirstKept(Iterator[Any]):
-    """A request stream that remembers its first message (a step's header), so the record of a
-    refused stream can say which job and step it was."""
+    """A request stream that remembers its first message (the call's header), so the record of
+    a refused stream can say which job and method it was."""
 
     def __init__(self, messages: Iterator[Any]) -> None:
         self._messages = messages
@@ -157,15 +203,8 @@ class RequestDecodeGuard(grpc.ServerInterceptor):
 
 def _parse_in_handler(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     parse = handler.request_deserializer
-    codec = {"request_deserializer": None, "response_serializer": handler.response_serializer}
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, parse), **codec)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(_unary(handler.unary_stream, parse), **codec)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(_stream(handler.stream_unary, parse), **codec)
-    assert handler.stream_stream is not None
-    return grpc.stream_stream_rpc_method_handler(_stream(handler.stream_stream, parse), **codec)
+    wrap = _stream if handler.request_streaming else _unary
+    return rebuilt(handler, wrap(behavior_of(handler), parse), keep_deserializer=False)
 
 
 def _unary(behavior: Callable[..., Any], parse: Callable[[bytes], Any]) -> Callable[..., Any]:

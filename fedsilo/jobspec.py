@@ -17,11 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedsilo.errors import ConfigError, ProtocolError
+from fedsilo.jobschema import check_step, step_label
+from fedsilo.protocols import TRAINING_KINDS
 
 __all__ = [
     "TRAINING_KINDS",
     "PsiSettings",
     "SplitSettings",
+    "chunk_rows",
     "input_alignment",
     "part_id",
     "psi_settings",
@@ -35,10 +38,6 @@ __all__ = [
     "trained_kind",
 ]
 
-#: step kinds that train a model (each silo saves its part under ``part_id(job, kind)``)
-TRAINING_KINDS = ("secureboost", "lr", "hlr", "hxgb")
-_PSI_KEYS = frozenset({"kind", "alignment", "mode", "reveal", "replace"})
-_SPLIT_KEYS = frozenset({"kind", "alignment", "test_fraction", "valid_fraction", "seed"})
 _PARTS = ("train", "valid", "test")
 
 
@@ -85,31 +84,24 @@ class PsiSettings:
 
 def psi_settings(spec: Mapping[str, Any], index: int, passives: Sequence[str]) -> PsiSettings:
     """The checked settings of psi step ``index`` (``passives``: the job's passive parties)."""
-    entry = step_entry(spec, index)
-    unknown = sorted(set(entry) - _PSI_KEYS)
-    if unknown:
-        raise ConfigError(f"step 'psi' has unknown key '{unknown[0]}'")
-    mode = entry.get("mode", "alignment")
-    if mode not in ("alignment", "cardinality"):
-        raise ConfigError('psi \'mode\' must be "alignment" or "cardinality"')
-    name = entry.get("alignment", spec.get("name"))
+    values = check_step(step_entry(spec, index), index)
+    mode = str(values["mode"])
+    name = values["alignment"] or spec.get("name")
     if not isinstance(name, str) or not name:
-        raise ConfigError("psi 'alignment' must be a non-empty string")
-    reveal = _reveal(entry.get("reveal", "all"), passives) if mode == "alignment" else ()
-    replace = entry.get("replace", False)
-    if not isinstance(replace, bool):
-        raise ConfigError("psi 'replace' must be true or false")
-    return PsiSettings(mode=str(mode), alignment=name, reveal=reveal, replace=replace)
+        raise ConfigError(f"{step_label(index, 'psi')}: 'alignment' must be a non-empty string")
+    reveal = _reveal(values["reveal"], passives, index) if mode == "alignment" else ()
+    return PsiSettings(mode=mode, alignment=name, reveal=reveal, replace=bool(values["replace"]))
 
 
-def _reveal(reveal: Any, passives: Sequence[str]) -> tuple[str, ...]:
+def _reveal(reveal: Any, passives: Sequence[str], index: int) -> tuple[str, ...]:
     if reveal == "all":
         return tuple(sorted(passives))
     if reveal == "leader":
         return ()
     if isinstance(reveal, list) and all(r in passives for r in reveal):
         return tuple(sorted(set(reveal)))
-    raise ConfigError('psi \'reveal\' must be "all", "leader" or a list of passive parties')
+    raise ConfigError(f"{step_label(index, 'psi')}: 'reveal' must be \"all\", \"leader\" or a "
+                      "list of passive parties")
 
 
 def _psi_alignment(spec: Mapping[str, Any], index: int) -> str | None:
@@ -144,24 +136,9 @@ class SplitSettings:
 
 def split_settings(spec: Mapping[str, Any], index: int) -> SplitSettings:
     """The checked settings of split step ``index``."""
-    entry = step_entry(spec, index)
-    unknown = sorted(set(entry) - _SPLIT_KEYS)
-    if unknown:
-        raise ConfigError(f"step 'split' has unknown key '{unknown[0]}'")
-    test, valid = _fraction(entry, "test_fraction", 0.2), _fraction(entry, "valid_fraction", 0.0)
-    if test + valid >= 1.0:
-        raise ConfigError("step 'split': test_fraction + valid_fraction must be below 1")
-    seed = entry.get("seed", 42)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ConfigError("step 'split': 'seed' must be an integer")
-    return SplitSettings(input_alignment(spec, index), test, valid, seed)
-
-
-def _fraction(entry: Mapping[str, Any], key: str, default: float) -> float:
-    value = entry.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise ConfigError(f"step 'split': '{key}' must be a number in [0, 1)")
-    return float(value)
+    values = check_step(step_entry(spec, index), index)
+    return SplitSettings(input_alignment(spec, index), float(values["test_fraction"]),
+                         float(values["valid_fraction"]), int(values["seed"]))
 
 
 def split_parts(spec: Mapping[str, Any], index: int) -> dict[str, str] | None:
@@ -215,7 +192,9 @@ def score_alignment(spec: Mapping[str, Any], index: int, job_id: str) -> str:
 
 def score_table(spec: Mapping[str, Any], index: int) -> str:
     """The table a score step writes into at the label holder (default ``scores``)."""
-    table = step_entry(spec, index).get("table", "scores")
-    if not isinstance(table, str) or not table:
-        raise ConfigError("step 'score': 'table' must be a non-empty string")
-    return table
+    return str(check_step(step_entry(spec, index), index)["table"])
+
+
+def chunk_rows(spec: Mapping[str, Any], index: int) -> int:
+    """Rows per prediction call (and per write) of an evaluate or score step."""
+    return int(check_step(step_entry(spec, index), index)["chunk_rows"])

@@ -168,7 +168,7 @@ LR_MIN_BATCH_ROWS: int = 100
 #: epochs (vertical) before training stops even if not converged; and the largest value a job may
 #: ask for, which bounds how many gradients a passive party sees.
 LR_MAX_EPOCHS: int = 10
-#: epochs, the largest ``max_epochs`` a vertical LR job may ask for (see ``LR_MAX_EPOCHS``).
+#: epochs, the largest ``max_iter`` (epochs) an LR job may ask for (see ``LR_MAX_EPOCHS``).
 LR_MAX_EPOCHS_LIMIT: int = 200
 #: vertical convergence: stop when the epoch's training loss falls by less than this fraction.
 LR_TOL: float = 1e-3

@@ -35,10 +35,9 @@ from fedsilo.coordinator.config import (
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.store import JobStore
 from fedsilo.crypto import certs
+from fedsilo.protocols import KNOWN_PROTOCOLS
 from fedsilo.silo_node.demo_data import load_csv_into_table
 from fedsilo.silo_node.node import SiloNode, start_silo
-
-ALL_PROTOCOLS = '["psi", "secureboost", "lr", "hlr", "hxgb", "score"]'
 
 
 def free_port() -> int:
@@ -49,6 +48,10 @@ def free_port() -> int:
 
 def toml_list(items: list[str]) -> str:
     return "[" + ", ".join(f'"{x}"' for x in items) + "]"
+
+
+#: every protocol a policy may allow (derived from the registry, as the silos' vocabulary is)
+ALL_PROTOCOLS = toml_list(sorted(KNOWN_PROTOCOLS))
 
 
 @dataclass

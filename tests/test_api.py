@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from bundled_data import data_file
 from support import Consortium, SiloSpec
 
 from fedsilo.api import Consortium as Api
+
+pytestmark = pytest.mark.e2e
 
 
 def test_notebook_api_runs_a_job_and_lists_it(tmp_path: Path) -> None:

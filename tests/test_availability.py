@@ -31,6 +31,8 @@ from fedsilo.silo_node.limits import CallLimiter, paced_replies
 from fedsilo.silo_node.node import SiloNode, start_silo
 from fedsilo.silo_node.session import JobSession, SessionTable, current_caller
 
+pytestmark = pytest.mark.e2e
+
 FEATURES = [f"x{i}" for i in range(10)]
 #: seconds within which a call that must not wait gets its answer
 QUICK_S = 2.0

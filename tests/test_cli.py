@@ -11,6 +11,8 @@ from bundled_data import data_file
 from sqlalchemy import create_engine, inspect, text
 from support import Consortium, SiloSpec
 
+pytestmark = pytest.mark.e2e
+
 GUEST = [f"x{i}" for i in range(10)]
 
 

@@ -30,13 +30,16 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from support import Consortium, SiloSpec, free_port
 
 from fedsilo import settings
-from fedsilo.coordinator.client import SiloClient, channel_options
+from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.server import RESTART_REASON
 from fedsilo.crypto import certs, tls
 from fedsilo.errors import AuthError, JobError, PolicyError, SiloUnavailable
 from fedsilo.grpc_errors import is_retryable, raise_from_rpc
+from fedsilo.grpc_options import channel_options
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.e2e
 
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]

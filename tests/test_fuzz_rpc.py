@@ -39,6 +39,8 @@ from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.silo_node.steps import step_names
 from fedsilo.wire import Envelope, StepPayload, pack_step
 
+pytestmark = pytest.mark.e2e
+
 FEATURES = [f"x{i}" for i in range(10)]
 SERVICE = "/fedsilo.v1.SiloService"
 LIVE_JOB = "fuzz-live"

@@ -34,6 +34,8 @@ from fedsilo.silo_node import steps as silo_steps
 from fedsilo.silo_node.ledger import CONTROL_KINDS
 from fedsilo.silo_node.steps.hxgb import export_path
 
+pytestmark = pytest.mark.e2e
+
 FEATURES = [f"x{i}" for i in range(23)]
 MEMBERS = ("guest", "host_1", "host_2")
 EVALUATE_ON = {"party": "guest", "dataset": "test"}
@@ -70,7 +72,7 @@ def _train(c: Consortium, step: dict[str, Any], name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def hlr(consortium: Consortium) -> dict[str, Any]:
-    return _train(consortium, {"kind": "hlr", "params": {"l2": 1 / 24000},
+    return _train(consortium, {"kind": "hlr", "l2": 1 / 24000,
                                "evaluate_on": EVALUATE_ON}, name="hlr-eval")
 
 

@@ -363,6 +363,7 @@ def test_exported_names():
         ckks_module: [
             "EXACT_LIMIT",
             "FIXED_FRAC_BITS",
+            "check_silo_count",
             "decode_fixed",
             "decrypt_vector",
             "encode_fixed",

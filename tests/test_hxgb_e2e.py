@@ -31,6 +31,8 @@ from fedsilo.silo_node.ledger import CONTROL_KINDS
 from fedsilo.silo_node.predict import get_predictor
 from fedsilo.wire import StepPayload
 
+pytestmark = pytest.mark.e2e
+
 FEATURES = [f"x{i}" for i in range(23)]
 MEMBERS = ("guest", "host_1", "host_2")
 #: the issue's reference setting

@@ -24,11 +24,11 @@ def test_parameters_and_options_are_read() -> None:
 
 
 @pytest.mark.parametrize("extra, reason", [
-    ({"n_trees": 3}, "unknown hxgb parameter"),
+    ({"n_trees": 3}, "step \\(hxgb\\): unknown key .n_trees."),
     ({"max_depth": 0}, "max_depth"),
     ({"validation_fraction": 0.9}, "validation_fraction"),
     ({"validation_fraction": True}, "validation_fraction"),
-    ({"early_stopping_rounds": 3}, "needs validation_fraction"),
+    ({"early_stopping_rounds": 3}, "needs .validation_fraction."),
     ({"evaluate_on": {"party": "a"}}, "evaluate_on"),
     ({"evaluate_on": "a"}, "evaluate_on"),
     ({"name": ""}, "name"),

@@ -40,6 +40,8 @@ from fedsilo.silo_node.ledger import LEDGER, Ledger, LedgerEntry, ledger_metadat
 from fedsilo.silo_node.node import SiloNode, start_silo
 from fedsilo.wire import StepPayload
 
+pytestmark = pytest.mark.e2e
+
 # --- pure: genesis, heads, check_head ------------------------------------------------------------
 
 

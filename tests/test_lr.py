@@ -426,7 +426,7 @@ def test_horizontal_export_and_sklearn(homo, horizontal):
 
 def test_horizontal_all_silos_agree(homo):
     parts = [p[:600] for p in homo["parts"]]
-    silos = _silos(parts, HLRConfig(max_epochs=3))
+    silos = _silos(parts, HLRConfig(max_iter=3))
     run_horizontal(silos)
     models = [s.model() for s in silos]
     assert all(np.array_equal(m.coef, models[0].coef) for m in models)
@@ -480,7 +480,7 @@ def test_horizontal_statistics_survive_raw_money_columns(homo):
     parts = [p[:2000].copy() for p in homo["parts"]]
     for p in parts:
         p[:, 2:5] = p[:, 2:5] * 1.3e5 + 1.6e5
-    silos = _silos(parts, HLRConfig(max_epochs=1))
+    silos = _silos(parts, HLRConfig(max_iter=1))
     run_horizontal(silos)
     pooled = np.vstack(parts)[:, 2:]
     std = silos[0].model().standardizer
@@ -509,9 +509,12 @@ def test_exported_names():
             "epoch_batches",
             "learning_rate",
             "log_loss",
+            "parse_model_json",
+            "read_standardised",
             "sample_weights",
             "sigmoid",
             "sklearn_c",
+            "standardised_json",
         ],
         lr_vertical: [
             "EpochResult",

@@ -17,6 +17,8 @@ from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError
 from fedsilo.ml.lr_horizontal import HorizontalLRModel
 
+pytestmark = pytest.mark.e2e
+
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]
 HOMO = [f"x{i}" for i in range(23)]
@@ -40,7 +42,7 @@ def test_vertical_lr_job_three_silos(vertical: Consortium) -> None:
         [
             {"kind": "psi", "alignment": "breast"},
             {"kind": "split", "test_fraction": 0.2},
-            {"kind": "lr", "params": {"batch_size": 128, "learning_rate": 1.0, "max_epochs": 4}},
+            {"kind": "lr", "batch_size": 128, "learning_rate": 1.0, "max_iter": 4},
             {"kind": "evaluate"},
         ],
     )
@@ -69,7 +71,7 @@ def test_vertical_lr_refuses_a_small_key(vertical: Consortium) -> None:
         {"bank": "active", "bureau": "passive"},
         [
             {"kind": "psi", "alignment": "breast"},
-            {"kind": "lr", "key_bits": 1024, "params": {"batch_size": 128}},
+            {"kind": "lr", "key_bits": 1024, "batch_size": 128},
         ],
     )
     with pytest.raises(JobError, match="at least 2048 bits"):
@@ -90,7 +92,7 @@ def test_horizontal_lr_job_three_silos(horizontal: Consortium) -> None:
     store = horizontal.store()
     members = {"bank": "member", "lender": "member", "card": "member"}
     record = run_job(
-        horizontal.job(members, [{"kind": "hlr", "params": {"l2": 1 / 24000}}]),
+        horizontal.job(members, [{"kind": "hlr", "l2": 1 / 24000}]),
         clients=horizontal.clients(),
         store=store,
     )

@@ -112,8 +112,11 @@ def scan_source(source: str, path: Path) -> list[Finding]:
 
 
 def python_files() -> Iterator[Path]:
+    """Our files, not a reference library's environment (``bench/.venv-openmined``)."""
     for folder in SCANNED:
-        yield from sorted((ROOT / folder).rglob("*.py"))
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if not any(part.startswith(".") for part in path.relative_to(ROOT).parts):
+                yield path
 
 
 # --- the scan over our code ----------------------------------------------------------------------

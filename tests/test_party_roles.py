@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from support import Consortium, SiloSpec
 
-from fedsilo.coordinator.client import SiloClient, channel_options
+from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import load_coordinator_config, parse_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.crypto import certs, tls
@@ -39,7 +39,10 @@ from fedsilo.crypto.session_auth import (
     verify_session_key,
 )
 from fedsilo.errors import AuthError, ConfigError, NotFound, PolicyError
+from fedsilo.grpc_options import channel_options
 from fedsilo.silo_node.config import load_silo_config
+
+pytestmark = pytest.mark.e2e
 
 FEATURES = [f"x{i}" for i in range(10)]
 HONEST = ("bank", "bureau", "lender")
@@ -59,7 +62,7 @@ KINDS: dict[str, tuple[dict[str, str], str, list[dict[str, Any]]]] = {
     "lr": (
         {"bank": "active", "bureau": "passive", "lender": "passive"},
         "passive",
-        [PSI, {"kind": "lr", "params": {"max_epochs": 1}}],
+        [PSI, {"kind": "lr", "max_iter": 1}],
     ),
     # as a horizontal member it would receive the CKKS secret key
     "hlr": ({p: "member" for p in HONEST}, "member", [{"kind": "hlr"}]),

@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from bundled_data import data_file
 from sqlalchemy import create_engine, text
 from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
+
+pytestmark = pytest.mark.e2e
 
 
 def test_score_command_runs_psi_then_scores(tmp_path: Path) -> None:
@@ -22,7 +25,7 @@ def test_score_command_runs_psi_then_scores(tmp_path: Path) -> None:
     try:
         spec = c.job({"bank": "active", "bureau": "passive"},
                      [{"kind": "psi", "alignment": "train"},
-                      {"kind": "lr", "params": {"max_epochs": 2}}], name="cli")
+                      {"kind": "lr", "max_iter": 2}], name="cli")
         trained = run_job(spec, clients=c.clients(), store=c.store())
         model = trained.result["2:lr"]["model"]
         config = tmp_path / "coordinator.toml"

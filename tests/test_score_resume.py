@@ -33,6 +33,8 @@ from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import JobError
 from fedsilo.progress import ProgressTask
 
+pytestmark = pytest.mark.e2e
+
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]
 #: default policies: a silo config may only tighten them, so real 2048-bit keys, few trees

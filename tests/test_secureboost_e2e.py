@@ -17,6 +17,8 @@ from fedsilo.errors import JobError
 from fedsilo.ml.secureboost import ActiveParty, SecureBoostParams
 from fedsilo.ml.sgb_model import SecureBoostModel, SplitTable
 
+pytestmark = pytest.mark.e2e
+
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]
 #: default policies (2048-bit keys, >= 10 rows per statistic). A child needs a hessian of 3, so

@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import grpc
+import pytest
 from support import free_port, toml_list
 
 from fedsilo.silo_node.demo_data import DEMO_PARTIES
+
+pytestmark = pytest.mark.e2e
 
 
 def _config(tmp_path: Path, party: str, database: str) -> Path:

@@ -32,6 +32,8 @@ from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.errors import JobError
 
+pytestmark = pytest.mark.e2e
+
 #: seconds within which a dead silo must turn into a failed job
 BOUND_S = 30.0
 
@@ -41,7 +43,7 @@ def lr_job(s: Silos, epochs: int, alignment: str = "breast") -> JobSpec:
     return s.c.job(PARTIES, [
         {"kind": "psi", "alignment": alignment},
         {"kind": "split", "test_fraction": 0.2},
-        {"kind": "lr", "params": {"batch_size": 128, "max_epochs": epochs, "tol": 0.0}},
+        {"kind": "lr", "batch_size": 128, "max_iter": epochs, "tol": 0.0},
     ], name="faults")
 
 

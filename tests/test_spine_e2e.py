@@ -12,6 +12,8 @@ from support import Consortium, SiloSpec
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError, PolicyError
 
+pytestmark = pytest.mark.e2e
+
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]
 

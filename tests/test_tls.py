@@ -17,6 +17,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from fedsilo.crypto import certs, tls
 from fedsilo.errors import ConfigError
 
+pytestmark = pytest.mark.e2e
+
 WHOAMI = "/fedsilo.test.Echo/WhoAmI"
 STREAM = "/fedsilo.test.Echo/Count"
 COORDINATOR = "coordinator"

@@ -35,6 +35,8 @@ from fedsilo.ml.sgb_wire import GRADIENTS, SPLIT
 from fedsilo.progress import ProgressTask
 from fedsilo.silo_node.store import LEDGER, MODEL_PARTS
 
+pytestmark = pytest.mark.e2e
+
 INSECURE = 512
 
 
@@ -139,7 +141,7 @@ def test_bad_checkpoints_are_refused() -> None:
 
 # --- vertical LR, in process ---------------------------------------------------------------------
 
-LR_CONFIG = LRConfig(batch_size=128, max_epochs=4, tol=0.0, lr_schedule="step", seed=5)
+LR_CONFIG = LRConfig(batch_size=128, max_iter=4, tol=0.0, lr_schedule="step", seed=5)
 
 
 def _lr_parties() -> tuple[vlr.LabelHolder, list[vlr.PassiveParty]]:
@@ -188,7 +190,7 @@ def _lr_epoch(
 @pytest.mark.parametrize("passives_ahead", [False, True])
 def test_vertical_lr_resumed_in_process_equals_uninterrupted(passives_ahead: bool) -> None:
     full, full_passives = _lr_parties()
-    for epoch in range(LR_CONFIG.max_epochs):
+    for epoch in range(LR_CONFIG.max_iter):
         _lr_epoch(full, full_passives, epoch, {})
 
     holder, passives = _lr_parties()
@@ -202,7 +204,7 @@ def test_vertical_lr_resumed_in_process_equals_uninterrupted(passives_ahead: boo
     start = holder.restore(saved["g"])
     assert start == 2 and len(holder.history) == 2
     assert all(p.resume_at(saved[p.party], start) == start for p in passives)
-    for epoch in range(start, LR_CONFIG.max_epochs):
+    for epoch in range(start, LR_CONFIG.max_iter):
         _lr_epoch(holder, passives, epoch, saved)
     assert holder.history == full.history
     for ours, theirs in zip([holder, *passives], [full, *full_passives], strict=True):
@@ -225,7 +227,7 @@ def test_lr_passive_that_cannot_reach_the_epoch_starts_over() -> None:
 
 #: real 2048-bit keys (the silos' default policy), few small trees: the whole file stays fast
 SGB = {"n_estimators": 4, "max_depth": 3, "max_bin": 16}
-LR = {"batch_size": 128, "max_epochs": 4, "tol": 0.0}
+LR = {"batch_size": 128, "max_iter": 4, "tol": 0.0}
 KILL_AFTER = 2
 
 
@@ -331,12 +333,12 @@ def test_secureboost_resumes_after_the_last_completed_tree(silos: Silos) -> None
 
 def test_vertical_lr_resumes_after_the_last_completed_epoch(silos: Silos) -> None:
     store = silos.store()
-    training = {"kind": "lr", "key_bits": 2048, "params": LR}
+    training = {"kind": "lr", "key_bits": 2048, **LR}
     run_job(_job(silos, "ref", training), clients=silos.clients(), store=store, job_id="ref")
     _kill_then_resume(silos, store, training)
     assert _resumed_events(store, "crash") == [f"lr resumed at epoch {KILL_AFTER}"]
     record = store.get_job("crash")
-    assert record.result["3:lr"]["epochs"] == LR["max_epochs"]
+    assert record.result["3:lr"]["epochs"] == LR["max_iter"]
     for party in PARTIES:
         ours = _part(silos, party, "crash-lr")["part"]
         theirs = _part(silos, party, "ref-lr")["part"]

@@ -99,6 +99,16 @@ def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     models.set_defaults(func=_lazy("run_cmd", "models"))
 
 
+def _job(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    job = sub.add_parser("job", help="check a job spec without running it").add_subparsers(
+        dest="action", required=True
+    )
+    check = job.add_parser("check", help="validate every step (keys, types, bounds, roles) "
+                           "as `fedsilo run` does before contacting any silo")
+    check.add_argument("job", type=Path, help="job TOML spec")
+    check.set_defaults(func=_lazy("job_cmd", "check"))
+
+
 def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     certs = sub.add_parser("certs", help="consortium CA and party certificates").add_subparsers(
         dest="action", required=True
@@ -163,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedsilo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_demo, _silo, _coordinator, _jobs, _certs, _audit):
+    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit):
         add(sub)
     return parser
 

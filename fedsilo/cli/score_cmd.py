@@ -23,9 +23,9 @@ from fedsilo.cli.progress import RichProgress
 from fedsilo.coordinator.config import load_coordinator_config, parse_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
-from fedsilo.coordinator.protocols.score import WHOLE_KINDS
 from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import ConfigError
+from fedsilo.protocols import WHOLE_KINDS
 
 
 def _datasets(record: dict[str, Any], overrides: list[str]) -> dict[str, str]:

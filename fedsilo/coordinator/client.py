@@ -19,27 +19,7 @@ from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.wire import StepPayload, chunks, join_chunks, pack_step, unpack_step
 
-__all__ = ["SiloClient", "channel_options"]
-
-
-def channel_options() -> list[tuple[str, Any]]:
-    """Size limits, keepalive pings that find a hung silo long before a step's deadline, and
-    a short reconnect backoff so a restarted silo is reachable again soon.
-
-    A step may run for minutes with no data on the wire (the silo computes), so the pings must
-    not stop after gRPC's default two pings without data (``max_pings_without_data`` 0: no limit);
-    the silo server allows them (``silo_node.server.server_options``).
-    """
-    return [
-        ("grpc.max_receive_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
-        ("grpc.keepalive_time_ms", int(settings.GRPC_KEEPALIVE_TIME_S * 1000)),
-        ("grpc.keepalive_timeout_ms", int(settings.GRPC_KEEPALIVE_TIMEOUT_S * 1000)),
-        # recent gRPC cores time a ping out by this (default 60 s), not only the keepalive one
-        ("grpc.http2.ping_timeout_ms", int(settings.GRPC_KEEPALIVE_TIMEOUT_S * 1000)),
-        ("grpc.http2.max_pings_without_data", 0),
-        ("grpc.max_reconnect_backoff_ms", int(settings.GRPC_MAX_RECONNECT_BACKOFF_S * 1000)),
-    ]
+__all__ = ["SiloClient"]
 
 
 class SiloClient:

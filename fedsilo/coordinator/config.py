@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsilo.errors import ConfigError
+from fedsilo.jobschema import check_steps
 
 __all__ = [
     "CoordinatorConfig",
@@ -138,7 +139,10 @@ def load_coordinator_config(path: Path) -> CoordinatorConfig:
 
 
 def parse_job_spec(raw: dict[str, Any], path: Path) -> JobSpec:
-    """Validate a job spec's shape; each step's own keys are checked by its driver."""
+    """Validate a whole job spec: its shape, and every step against its kind's schema
+    (:mod:`fedsilo.jobschema`: keys, types, bounds), each error one line naming the file, the
+    step and the key. What needs the drivers (roles, earlier steps) is checked by ``run_job``
+    and ``fedsilo job check`` before any silo is contacted."""
     _check_keys(path, "top level", raw, {"name", "coordinator", "parties", "steps"})
     parties = raw.get("parties")
     if not isinstance(parties, dict) or not parties:
@@ -153,8 +157,10 @@ def parse_job_spec(raw: dict[str, Any], path: Path) -> JobSpec:
     steps = raw.get("steps", [])
     if not isinstance(steps, list) or not steps:
         raise ConfigError(f"{path.name}: needs at least one [[steps]] entry")
-    for i, entry in enumerate(steps):
-        _need_str(path, entry, "kind", f"[[steps]] #{i + 1} ")
+    try:
+        check_steps(steps)
+    except ConfigError as err:
+        raise ConfigError(f"{path.name}: {err}") from None
     consortium = None
     if "coordinator" in raw:
         consortium = load_coordinator_config(path.parent / _need_str(path, raw, "coordinator"))

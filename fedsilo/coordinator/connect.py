@@ -6,9 +6,10 @@ import logging
 
 import grpc
 
-from fedsilo.coordinator.client import SiloClient, channel_options
+from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import CoordinatorConfig
 from fedsilo.crypto import tls
+from fedsilo.grpc_options import channel_options
 
 __all__ = ["connect_silos"]
 

@@ -12,16 +12,10 @@ from typing import Any
 from fedsilo import jobspec
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.store import ModelRecord
+from fedsilo.protocols import MODEL_KINDS
 
 __all__ = ["MODEL_KINDS", "part_id", "record_model"]
 
-#: model kinds and their human names (`fedsilo models` shows these)
-MODEL_KINDS = {
-    "secureboost": "vertical SecureBoost (XGBoost)",
-    "lr": "vertical logistic regression",
-    "hxgb": "horizontal XGBoost",
-    "hlr": "horizontal logistic regression",
-}
 
 
 def part_id(run: JobRun, kind: str) -> str:

@@ -25,10 +25,11 @@ from typing import Any
 from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import JobRun
-from fedsilo.coordinator.protocols import check_step, get_driver
+from fedsilo.coordinator.protocols import check_job, get_driver
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.crypto.ledger_heads import SignedHead
 from fedsilo.errors import FedsiloError, JobError, NotFound
+from fedsilo.jobschema import check_steps
 from fedsilo.progress import NullProgress, Progress
 
 __all__ = ["run_job", "step_key"]
@@ -168,8 +169,7 @@ def run_job(
     missing = sorted(set(spec.parties) - set(clients))
     if missing:
         raise JobError(f"no client for party '{missing[0]}'")
-    for step in spec.steps:
-        get_driver(str(step["kind"]))  # unknown kinds fail before anything runs
+    check_steps(spec.steps)  # unknown kinds and keys fail before anything is recorded or runs
     job_id = _job_row(store, spec, job_id, resume=resume)
     done = _done_before(store, spec, job_id) if resume else {}
     run = JobRun(
@@ -189,8 +189,7 @@ def run_job(
         )
     contacted = False  # a job refused by a pre-flight check never reaches a silo, not even to close
     try:
-        for step in spec.steps:
-            check_step(spec, step)
+        check_job(spec)  # keys, types, bounds, roles: refused before any silo is contacted
         contacted = True
         _open_sessions(run)
         outputs = _run_steps(run, done)

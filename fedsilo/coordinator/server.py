@@ -26,9 +26,9 @@ from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.crypto import tls
 from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
+from fedsilo.grpc_options import server_options
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
-from fedsilo.silo_node.server import server_options
 
 __all__ = ["CoordinatorService", "serve_coordinator"]
 

@@ -30,11 +30,12 @@ import numpy as np
 import tenseal as ts
 
 from fedsilo import settings
-from fedsilo.errors import CryptoError, ProtocolError
+from fedsilo.errors import CryptoError, PolicyError, ProtocolError
 
 __all__ = [
     "EXACT_LIMIT",
     "FIXED_FRAC_BITS",
+    "check_silo_count",
     "decode_fixed",
     "decrypt_vector",
     "encode_fixed",
@@ -57,6 +58,17 @@ _MAX_CONTEXT_BYTES = settings.CKKS_MAX_CONTEXT_BYTES
 #: largest magnitude (in grid steps) a decrypted sum may have and still be rounded exactly; see
 #: :func:`round_exact` and ``settings.CKKS_EXACT_LIMIT``.
 EXACT_LIMIT: int = settings.CKKS_EXACT_LIMIT
+
+
+def check_silo_count(n_silos: int, *, protocol: str, summed: str) -> None:
+    """Refuse a secure sum over fewer than ``MIN_SECURE_AGGREGATION_SILOS`` silos: with two, the
+    sum minus one's own input is the other's (docs/leakage.md). ``summed`` names that input."""
+    if n_silos < settings.MIN_SECURE_AGGREGATION_SILOS:
+        raise PolicyError(
+            f"{protocol} needs at least {settings.MIN_SECURE_AGGREGATION_SILOS} silos, got "
+            f"{n_silos}: with two, each silo can subtract its own {summed} from the decrypted "
+            "sum and read the other silo's"
+        )
 
 
 def slot_count() -> int:

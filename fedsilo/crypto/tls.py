@@ -45,7 +45,9 @@ from fedsilo.crypto.certs import (
     identity_dns_name,
     verify_files,
 )
-from fedsilo.errors import AuthError, ConfigError, grpc_status_for
+from fedsilo.errors import AuthError, ConfigError
+from fedsilo.grpc_errors import grpc_status_for
+from fedsilo.grpc_handlers import behavior_of, rebuilt
 
 __all__ = [
     "IdentityInterceptor",
@@ -136,8 +138,6 @@ def _role_of_pem(pem: bytes) -> str | None:
         return None
 
 
-Behavior = Callable[..., Any]
-
 
 class IdentityInterceptor(grpc.ServerInterceptor):
     """Refuses every call whose verified caller identity is not in ``allowed`` or whose
@@ -189,23 +189,10 @@ def _wrap(
     handler: grpc.RpcMethodHandler, check: Callable[[grpc.ServicerContext], None]
 ) -> grpc.RpcMethodHandler:
     """The same handler with ``check(context)`` run before the behaviour."""
+    behavior = behavior_of(handler)
 
-    def guard(behavior: Behavior) -> Behavior:
-        def guarded(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
-            check(context)
-            return behavior(request_or_iterator, context)
+    def guarded(request_or_iterator: Any, context: grpc.ServicerContext) -> Any:
+        check(context)
+        return behavior(request_or_iterator, context)
 
-        return guarded
-
-    codec = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(guard(handler.unary_unary), **codec)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(guard(handler.unary_stream), **codec)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(guard(handler.stream_unary), **codec)
-    assert handler.stream_stream is not None
-    return grpc.stream_stream_rpc_method_handler(guard(handler.stream_stream), **codec)
+    return rebuilt(handler, guarded)

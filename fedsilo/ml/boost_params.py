@@ -1,27 +1,30 @@
 """XGBoost's training parameters, shared by vertical SecureBoost and horizontal XGBoost.
 
-Both federated tree models promise "the same training parameters as XGBoost", so their names,
-defaults and checks live here once; each protocol adds only its own knobs (Paillier key sizes
-for SecureBoost) in a subclass.
+Both federated tree models promise "the same training parameters as XGBoost", so their names
+live here once, with defaults and bounds from the job schema (:mod:`fedsilo.jobschema`, where a
+job step's keys are declared); each protocol adds only its own knobs (Paillier key sizes for
+SecureBoost) in a subclass.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Self
 
-from fedsilo import settings
 from fedsilo.errors import ConfigError
+from fedsilo.jobschema import BOOST_PARAMS, Param, check_values, defaults
 from fedsilo.ml.tree import TreeParams
 
 __all__ = ["BoostParams"]
 
 
+_D = defaults(BOOST_PARAMS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class BoostParams:
-    """XGBoost's names and defaults.
+    """XGBoost's names and defaults; bounds and help in :data:`fedsilo.jobschema.BOOST_PARAMS`.
 
     ``missing``: a value meaning "missing" besides NaN (None: NaN only; JSON has no NaN).
     ``base_score``: starting probability; None = the label mean (XGBoost 3.x's estimate).
@@ -29,48 +32,31 @@ class BoostParams:
     trees and keep the best iteration (needs validation rows).
     """
 
-    #: how error messages name the parameters ("invalid SecureBoost parameter(s): ...")
+    #: how error messages name the parameters ("SecureBoost parameters: 'max_depth' must ...")
     LABEL: ClassVar[str] = "boosting"
+    #: the declarations every field is checked against (one per field, same name)
+    PARAMS: ClassVar[tuple[Param, ...]] = BOOST_PARAMS
 
-    n_estimators: int = 100
-    max_depth: int = 6
-    learning_rate: float = 0.3
-    reg_lambda: float = 1.0
-    gamma: float = 0.0
-    min_child_weight: float = 1.0
-    subsample: float = 1.0
-    colsample_bytree: float = 1.0
-    max_bin: int = 256
-    base_score: float | None = None
-    missing: float | None = None
-    early_stopping_rounds: int | None = None
-    seed: int = 0
+    n_estimators: int = _D["n_estimators"]
+    max_depth: int = _D["max_depth"]
+    learning_rate: float = _D["learning_rate"]
+    reg_lambda: float = _D["reg_lambda"]
+    gamma: float = _D["gamma"]
+    min_child_weight: float = _D["min_child_weight"]
+    subsample: float = _D["subsample"]
+    colsample_bytree: float = _D["colsample_bytree"]
+    max_bin: int = _D["max_bin"]
+    base_score: float | None = _D["base_score"]
+    missing: float | None = _D["missing"]
+    early_stopping_rounds: int | None = _D["early_stopping_rounds"]
+    seed: int = _D["seed"]
 
     def __post_init__(self) -> None:
         self.validate()
 
-    def checks(self) -> list[tuple[bool, str]]:
-        """``(ok, parameter name)`` pairs; subclasses extend the list."""
-        return [
-            (1 <= self.n_estimators <= settings.SECUREBOOST_MAX_TREES, "n_estimators"),
-            (1 <= self.max_depth <= 16, "max_depth"),
-            (0 < self.learning_rate <= 1, "learning_rate"),
-            (self.reg_lambda >= 0 and self.gamma >= 0, "reg_lambda/gamma"),
-            (self.min_child_weight >= 0, "min_child_weight"),
-            (0 < self.subsample <= 1 and 0 < self.colsample_bytree <= 1, "subsample/colsample"),
-            (2 <= self.max_bin <= settings.SECUREBOOST_MAX_BIN, "max_bin"),
-            (self.base_score is None or 0 < self.base_score < 1, "base_score"),
-            (
-                self.early_stopping_rounds is None or self.early_stopping_rounds >= 1,
-                "early_stopping_rounds",
-            ),
-            (self.missing is None or math.isfinite(self.missing), "missing"),
-        ]
-
     def validate(self) -> None:
-        bad = [name for ok, name in self.checks() if not ok]
-        if bad:
-            raise ConfigError(f"invalid {self.LABEL} parameter(s): {', '.join(bad)}")
+        """Every field against its declaration: type and bounds (one line naming the key)."""
+        check_values(self.PARAMS, self.to_dict(), f"{self.LABEL} parameters")
 
     def tree_params(self) -> TreeParams:
         return TreeParams(

@@ -25,7 +25,8 @@ import numpy as np
 
 from fedsilo.errors import DataError
 from fedsilo.ml.binning import BinMapper
-from fedsilo.ml.tree import Tree, binned_go_left, sigmoid
+from fedsilo.ml.mathfn import sigmoid
+from fedsilo.ml.tree import Tree, binned_go_left
 
 __all__ = ["FORMAT", "IMPORTANCE_TYPES", "TreeEnsemble"]
 

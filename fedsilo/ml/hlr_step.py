@@ -6,8 +6,7 @@
     kind = "hlr"                   # every party has role "member"; three or more
     name = "default-risk-hlr"      # optional registry name
     evaluate_on = { party = "bank", dataset = "test" }   # optional: held-out data at one member
-    [steps.params]                 # fedsilo.ml.lr_horizontal.HLRConfig; all optional
-    l2 = 4.2e-5
+    l2 = 4.2e-5                    # any hlr parameter of docs/jobs.md (flat, like hxgb's)
 
 Why both sides parse it: the coordinator refuses a bad step before any silo is contacted, and a
 member reads the parameters and where evaluation happens from the spec it accepted at
@@ -21,13 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from fedsilo.errors import ConfigError
+from fedsilo.jobschema import check_step
 from fedsilo.ml.lr_horizontal import HLRConfig
 from fedsilo.ml.step_spec import EvaluateOn, step_entry
 
 __all__ = ["KIND", "HlrStep", "step_at"]
 
 KIND = "hlr"
-_STEP_KEYS = frozenset({"kind", "name", "params", "evaluate_on"})
 
 
 @dataclass(frozen=True)
@@ -39,21 +38,15 @@ class HlrStep:
     name: str | None = None
 
     @classmethod
-    def from_step(cls, step: Mapping[str, Any]) -> HlrStep:
-        """Parse and check a step table; unknown keys and bad values are ConfigErrors."""
+    def from_step(cls, step: Mapping[str, Any], index: int | None = None) -> HlrStep:
+        """Parse a step table checked by the job schema (:mod:`fedsilo.jobschema`); unknown
+        keys and bad values are ConfigErrors naming the step (``index``) and key."""
         if step.get("kind") != KIND:
             raise ConfigError(f"not an '{KIND}' step")
-        unknown = sorted(set(step) - _STEP_KEYS)
-        if unknown:
-            raise ConfigError(f"step 'hlr' has unknown key '{unknown[0]}'")
-        params = step.get("params", {})
-        if not isinstance(params, Mapping):
-            raise ConfigError("step 'hlr': [steps.params] must be a table")
-        name = step.get("name")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError("step 'hlr': name must be a non-empty string")
-        return cls(config=HLRConfig.from_spec(dict(params)),
-                   evaluate_on=EvaluateOn.optional(step.get("evaluate_on"), KIND), name=name)
+        values = check_step(step, index)
+        return cls(config=HLRConfig.from_step(step, index),
+                   evaluate_on=EvaluateOn.optional(values["evaluate_on"], KIND),
+                   name=values["name"])
 
 
 def step_at(steps: Any, index: Any) -> HlrStep:

@@ -53,6 +53,7 @@ from fedsilo.ml import grid_sketch
 from fedsilo.ml.binning import BinMapper
 from fedsilo.ml.boost_params import BoostParams
 from fedsilo.ml.ensemble import TreeEnsemble
+from fedsilo.ml.mathfn import sigmoid
 from fedsilo.ml.tree import (
     HistLayout,
     NodeHistogram,
@@ -65,7 +66,6 @@ from fedsilo.ml.tree import (
     logistic_gradients,
     plain_histogram,
     quantize,
-    sigmoid,
 )
 
 __all__ = [
@@ -141,13 +141,8 @@ class HxgbParams(BoostParams):
 
 
 def check_silo_count(n_silos: int) -> None:
-    """Refuse secure aggregation over fewer silos than ``MIN_SECURE_AGGREGATION_SILOS``."""
-    if n_silos < settings.MIN_SECURE_AGGREGATION_SILOS:
-        raise PolicyError(
-            f"horizontal XGBoost needs at least {settings.MIN_SECURE_AGGREGATION_SILOS} silos, "
-            f"got {n_silos}: with two, each silo can subtract its own histograms from the "
-            "decrypted sum and read the other silo's"
-        )
+    """Horizontal XGBoost's use of the one rule, :func:`fedsilo.crypto.ckks.check_silo_count`."""
+    ckks.check_silo_count(n_silos, protocol="horizontal XGBoost", summed="histograms")
 
 
 def gradient_bits(n_rows: int) -> int:

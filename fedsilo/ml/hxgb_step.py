@@ -5,27 +5,28 @@
     [[steps]]
     kind = "hxgb"                  # every party of the job has role "member"; three or more
     name = "credit-hxgb"           # optional registry name (default: JOB-hxgb)
-    n_estimators = 30              # any HxgbParams field (fedsilo/ml/hxgb.py)
+    n_estimators = 30              # any XGBoost parameter of docs/jobs.md
     max_depth = 3
     max_bin = 32
     early_stopping_rounds = 5      # needs validation_fraction > 0
     validation_fraction = 0.1      # share of its rows each member holds out for the pooled loss
     evaluate_on = { party = "guest", dataset = "test" }   # optional: held-out data at one member
 
-Why both sides parse it: the coordinator refuses a bad step before any silo is contacted, and a
-member trusts only the job spec it accepted at ``OpenJob``. The coordinator names the step by its
+Keys, defaults and bounds are declared once in :mod:`fedsilo.jobschema`. Why both sides parse
+it: the coordinator refuses a bad step before any silo is contacted, and a member trusts only the
+job spec it accepted at ``OpenJob``. The coordinator names the step by its
 index; each member reads the parameters (and where evaluation happens) from its own copy of the
 spec, so a coordinator cannot train deeper trees, or read another dataset, than the silos agreed to.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from fedsilo.errors import ConfigError
+from fedsilo.jobschema import check_step
 from fedsilo.ml.hxgb import HxgbParams, check_silo_count
 from fedsilo.ml.step_spec import EvaluateOn, step_entry
 
@@ -33,10 +34,6 @@ __all__ = ["KIND", "ROLE", "EvaluateOn", "HxgbStep", "key_holder", "members_of",
 
 KIND = "hxgb"
 ROLE = "member"
-#: step keys that are not training parameters
-_OWN_KEYS = frozenset({"kind", "name", "validation_fraction", "evaluate_on"})
-#: largest share of a member's rows held out for validation: the rest must train
-_MAX_VALIDATION_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,25 +46,16 @@ class HxgbStep:
     name: str | None = None
 
     @classmethod
-    def from_step(cls, step: Mapping[str, Any]) -> HxgbStep:
-        """Parse and check a step table; unknown keys and bad values are ConfigErrors."""
+    def from_step(cls, step: Mapping[str, Any], index: int | None = None) -> HxgbStep:
+        """Parse a step table checked by the job schema (:mod:`fedsilo.jobschema`); unknown
+        keys and bad values are ConfigErrors naming the step (``index``) and key."""
         if step.get("kind") != KIND:
             raise ConfigError(f"not an '{KIND}' step")
-        params = HxgbParams.from_dict({k: v for k, v in step.items() if k not in _OWN_KEYS})
-        fraction = step.get("validation_fraction", 0.0)
-        if isinstance(fraction, bool) or not isinstance(fraction, int | float) \
-                or not (0 <= fraction <= _MAX_VALIDATION_FRACTION and math.isfinite(fraction)):
-            raise ConfigError(f"step 'hxgb': validation_fraction must be in "
-                              f"[0, {_MAX_VALIDATION_FRACTION}]")
-        if params.early_stopping_rounds and fraction == 0:
-            raise ConfigError("step 'hxgb': early_stopping_rounds needs validation_fraction > 0")
-        raw_eval = step.get("evaluate_on")
-        name = step.get("name")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ConfigError("step 'hxgb': name must be a non-empty string")
-        return cls(params=params, validation_fraction=float(fraction),
-                   evaluate_on=EvaluateOn.optional(raw_eval, KIND),
-                   name=name)
+        values = check_step(step, index)
+        params = HxgbParams(**{f.name: values[f.name] for f in fields(HxgbParams)})
+        return cls(params=params, validation_fraction=float(values["validation_fraction"]),
+                   evaluate_on=EvaluateOn.optional(values["evaluate_on"], KIND),
+                   name=values["name"])
 
     def check_members(self, members: Sequence[str]) -> None:
         """The evaluating party must be a member (the count is :func:`members_of`'s job)."""

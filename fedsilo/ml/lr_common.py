@@ -15,14 +15,18 @@ Everything here is plain numpy; nothing knows about parties or transport.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from fedsilo import settings
 from fedsilo.errors import ConfigError, DataError
+from fedsilo.jobschema import HLR_PARAMS, LR_PARAMS, Param, check_step, check_values, defaults
+from fedsilo.ml.mathfn import sigmoid  # re-exported: its home is mathfn
 
 __all__ = [
     "LRConfig",
@@ -30,58 +34,54 @@ __all__ = [
     "epoch_batches",
     "learning_rate",
     "log_loss",
+    "parse_model_json",
+    "read_standardised",
     "sample_weights",
     "sigmoid",
     "sklearn_c",
+    "standardised_json",
 ]
 
 FloatArray = npt.NDArray[np.float64]
 Schedule = Literal["constant", "step", "inverse"]
-_SCHEDULES = ("constant", "step", "inverse")
+_D = defaults(HLR_PARAMS)
+_LR_D = defaults(LR_PARAMS)
 
 
 @dataclass(frozen=True, kw_only=True)
 class LRConfig:
     """Training knobs of one LR job; every party of the job holds the same values.
 
-    ``class_weight`` is ``None``, ``"balanced"`` (scikit-learn's ``N / (2 * n_class)``) or a
-    ``(w0, w1)`` pair. ``tol`` is a relative decrease of the training loss between two epochs
-    (vertical) or a largest coefficient change between two rounds (horizontal) below which
-    training stops. ``local_epochs`` only matters for horizontal LR.
+    Declared (defaults, bounds, help) in :data:`fedsilo.jobschema.LR_PARAMS`, scikit-learn's
+    names where one exists. ``class_weight`` is ``None``, ``"balanced"`` (scikit-learn's
+    ``N / (2 * n_class)``) or a ``(w0, w1)`` pair. ``max_iter`` counts epochs (rounds in
+    horizontal LR), as scikit-learn's ``SGDClassifier`` does. ``tol`` is a relative decrease of
+    the training loss between two epochs (vertical) or a largest coefficient change between two
+    rounds (horizontal) below which training stops. ``local_epochs`` only matters for horizontal
+    LR.
     """
 
-    l2: float = settings.LR_L2
-    learning_rate: float = settings.LR_LEARNING_RATE
-    lr_schedule: Schedule = "step"
-    lr_decay: float = settings.LR_DECAY
-    batch_size: int = settings.LR_BATCH_ROWS
-    max_epochs: int = settings.LR_MAX_EPOCHS
-    tol: float = settings.LR_TOL
-    class_weight: str | tuple[float, float] | None = None
-    local_epochs: int = 1
-    seed: int = 0
+    #: the declarations every field is checked against (bounds are the same for both forms)
+    PARAMS: ClassVar[tuple[Param, ...]] = HLR_PARAMS
+
+    l2: float = _LR_D["l2"]
+    learning_rate: float = _LR_D["learning_rate"]
+    lr_schedule: Schedule = _LR_D["lr_schedule"]
+    lr_decay: float = _LR_D["lr_decay"]
+    batch_size: int = _LR_D["batch_size"]
+    max_iter: int = _LR_D["max_iter"]
+    tol: float = _LR_D["tol"]
+    class_weight: str | tuple[float, float] | None = _LR_D["class_weight"]
+    local_epochs: int = _D["local_epochs"]
+    seed: int = _LR_D["seed"]
 
     def __post_init__(self) -> None:
-        _require(self.l2 >= 0 and np.isfinite(self.l2), "l2 must be a finite number >= 0")
-        _require(self.learning_rate > 0, "learning_rate must be > 0")
-        _require(self.lr_schedule in _SCHEDULES, f"lr_schedule must be one of {_SCHEDULES}")
-        _require(self.lr_decay >= 0, "lr_decay must be >= 0")
-        _require(
-            self.batch_size >= settings.LR_MIN_BATCH_ROWS,
-            f"batch_size must be >= {settings.LR_MIN_BATCH_ROWS} rows (smaller batches "
-            "let a party solve for the residuals from its gradients)",
-        )
-        _require(
-            1 <= self.max_epochs <= settings.LR_MAX_EPOCHS_LIMIT,
-            f"max_epochs must be in 1..{settings.LR_MAX_EPOCHS_LIMIT}",
-        )
-        _require(self.tol >= 0, "tol must be >= 0")
-        _require(1 <= self.local_epochs <= 100, "local_epochs must be in 1..100")
-        _check_class_weight(self.class_weight)
+        check_values(self.PARAMS, asdict(self), "LR parameters")
 
     @classmethod
-    def from_spec(cls, spec: dict[str, Any]) -> Self:
-        """Build from a job spec table (TOML): unknown keys and wrong types are ConfigErrors."""
+    def from_spec(cls, spec: Mapping[str, Any]) -> Self:
+        """Build from parameter values (a model record, a test): unknown keys and wrong types
+        are ConfigErrors."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(spec) - known)
         if unknown:
@@ -89,10 +89,14 @@ class LRConfig:
         values = dict(spec)
         if isinstance(values.get("class_weight"), list):
             values["class_weight"] = tuple(values["class_weight"])
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ConfigError(f"bad LR option: {exc}") from None
+        return cls(**values)
+
+    @classmethod
+    def from_step(cls, step: Mapping[str, Any], index: int | None = None) -> Self:
+        """The parameters of an ``lr`` / ``hlr`` job step (flat keys, checked by the job schema;
+        ``index`` names the step in errors)."""
+        values = check_step(step, index)
+        return cls.from_spec({f.name: values[f.name] for f in fields(cls) if f.name in values})
 
     def to_spec(self) -> dict[str, Any]:
         """JSON/TOML-safe form, the inverse of :meth:`from_spec`."""
@@ -100,22 +104,6 @@ class LRConfig:
         if isinstance(self.class_weight, tuple):
             out["class_weight"] = list(self.class_weight)
         return out
-
-
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ConfigError(message)
-
-
-def _check_class_weight(cw: object) -> None:
-    if cw is None or cw == "balanced":
-        return
-    ok = (
-        isinstance(cw, tuple)
-        and len(cw) == 2
-        and all(isinstance(v, int | float) and v > 0 and np.isfinite(v) for v in cw)
-    )
-    _require(ok, "class_weight must be null, 'balanced' or two positive numbers [w0, w1]")
 
 
 def sklearn_c(l2: float, n_rows: int) -> float:
@@ -151,11 +139,6 @@ def sample_weights(y: npt.ArrayLike, class_weight: str | tuple[float, float] | N
     else:
         w0, w1 = (float(v) for v in class_weight)
     return np.where(labels == 1, w1, w0).astype(np.float64)
-
-
-def sigmoid(z: FloatArray) -> FloatArray:
-    """Logistic function without overflow warnings for large ``|z|``."""
-    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64))))
 
 
 def log_loss(z: FloatArray, y: FloatArray, weights: FloatArray) -> float:
@@ -227,6 +210,27 @@ class Standardizer:
         if mean.shape != scale.shape or mean.ndim != 1 or np.any(scale <= 0):
             raise DataError("bad standardiser in model: shapes or scales")
         return cls(mean=mean, scale=scale)
+
+
+def standardised_json(std: Standardizer, coef: FloatArray, intercept: float) -> dict[str, Any]:
+    """The ``"standardised"`` block of every LR model's JSON (vertical part, horizontal model):
+    one encoding, so both kinds predict and resume from the same numbers."""
+    return {"coef": np.asarray(coef).tolist(), "intercept": intercept, **std.to_json()}
+
+
+def read_standardised(block: Mapping[str, Any]) -> tuple[Standardizer, FloatArray, float]:
+    """Standardiser, coefficients and intercept from a :func:`standardised_json` block; a bad
+    block raises KeyError, TypeError or ValueError for the caller to name its model."""
+    coef = np.asarray(block["coef"], dtype=np.float64)
+    return Standardizer.from_json(dict(block)), coef, float(block["intercept"])
+
+
+def parse_model_json(text: str, what: str) -> Any:
+    """``json.loads`` for a stored model: a parse failure is a DataError naming ``what``."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise DataError(f"bad {what}: {exc}") from None
 
 
 def _as_matrix(x: npt.ArrayLike) -> FloatArray:

@@ -42,6 +42,7 @@ from sklearn.linear_model import LogisticRegression
 from fedsilo import settings
 from fedsilo.crypto import ckks
 from fedsilo.errors import DataError, PolicyError, ProtocolError
+from fedsilo.jobschema import HLR_PARAMS, defaults
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message
 from fedsilo.ml.lr_common import (
@@ -51,8 +52,11 @@ from fedsilo.ml.lr_common import (
     epoch_batches,
     learning_rate,
     log_loss,
+    parse_model_json,
+    read_standardised,
     sample_weights,
     sigmoid,
+    standardised_json,
 )
 
 __all__ = [
@@ -89,27 +93,25 @@ STATS_PHASES = 4
 _MODEL_FORMAT = "fedsilo.lr.horizontal/1"
 
 
+_HLR_D = defaults(HLR_PARAMS)
+
+
 @dataclass(frozen=True, kw_only=True)
 class HLRConfig(LRConfig):
     """:class:`LRConfig` with FedAvg defaults: ``batch_size`` is the local mini-batch, an
     "epoch" is a round, ``local_epochs`` passes over local data per round, ``tol`` the largest
     coefficient change between rounds that still counts as moving."""
 
-    learning_rate: float = settings.HLR_LEARNING_RATE
-    lr_decay: float = settings.HLR_DECAY
-    batch_size: int = settings.HLR_LOCAL_BATCH_ROWS
-    max_epochs: int = settings.HLR_MAX_ROUNDS
-    tol: float = settings.HLR_TOL
+    learning_rate: float = _HLR_D["learning_rate"]
+    lr_decay: float = _HLR_D["lr_decay"]
+    batch_size: int = _HLR_D["batch_size"]
+    max_iter: int = _HLR_D["max_iter"]
+    tol: float = _HLR_D["tol"]
 
 
 def check_silo_count(n_silos: int) -> None:
-    """Refuse secure aggregation over fewer silos than ``MIN_SECURE_AGGREGATION_SILOS``."""
-    if n_silos < settings.MIN_SECURE_AGGREGATION_SILOS:
-        raise PolicyError(
-            f"horizontal LR needs at least {settings.MIN_SECURE_AGGREGATION_SILOS} silos, got "
-            f"{n_silos}: with two, each silo can subtract its own update from the decrypted sum "
-            "and read the other silo's update"
-        )
+    """Horizontal LR's use of the one rule, :func:`fedsilo.crypto.ckks.check_silo_count`."""
+    ckks.check_silo_count(n_silos, protocol="horizontal LR", summed="update")
 
 
 @dataclass(frozen=True)
@@ -201,11 +203,9 @@ class HorizontalLRModel:
             "features": self.feature_names,
             "coef": self.coef.tolist(),
             "intercept": self.intercept,
-            "standardised": {
-                "coef": self.coef_standardised.tolist(),
-                "intercept": self.intercept_standardised,
-                **self.standardizer.to_json(),
-            },
+            "standardised": standardised_json(
+                self.standardizer, self.coef_standardised, self.intercept_standardised
+            ),
             "info": self.info,
         }
 
@@ -214,25 +214,21 @@ class HorizontalLRModel:
 
     @classmethod
     def from_json(cls, text: str) -> HorizontalLRModel:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise DataError(f"bad horizontal LR model JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_model_json(text, "horizontal LR model JSON"))
 
     @classmethod
     def from_dict(cls, data: Any) -> HorizontalLRModel:
         try:
             if data.get("format") != _MODEL_FORMAT:
                 raise DataError(f"not a {_MODEL_FORMAT} model")
-            std = data["standardised"]
+            std, coef_std, intercept_std = read_standardised(data["standardised"])
             model = cls(
                 feature_names=[str(f) for f in data["features"]],
                 coef=np.asarray(data["coef"], dtype=np.float64),
                 intercept=float(data["intercept"]),
-                standardizer=Standardizer.from_json(std),
-                coef_standardised=np.asarray(std["coef"], dtype=np.float64),
-                intercept_standardised=float(std["intercept"]),
+                standardizer=std,
+                coef_standardised=coef_std,
+                intercept_standardised=intercept_std,
                 info=dict(data.get("info", {})),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -403,7 +399,7 @@ class HorizontalSilo:
         self._round += 1
         assert self._x is not None and self._weights is not None
         loss = log_loss(self._x @ new_w, self._y, self._weights)
-        converged = change <= self.config.tol or self._round >= self.config.max_epochs
+        converged = change <= self.config.tol or self._round >= self.config.max_iter
         return RoundResult(round=index, max_change=change, converged=converged, train_loss=loss)
 
     def model(self) -> HorizontalLRModel:

@@ -63,7 +63,7 @@ def run_horizontal(
         total = aggregate(public, [relay.carry(s.stats_message(index)) for s in silos])
         for silo in silos:
             silo.accept_stats(relay.carry(total))
-    for _ in range(silos[0].config.max_epochs):
+    for _ in range(silos[0].config.max_iter):
         total = aggregate(public, [relay.carry(s.update_message()) for s in silos])
         results = [silo.accept_update(relay.carry(total)) for silo in silos]
         relay.history.append(
@@ -91,7 +91,7 @@ def run_vertical(
     for passive in passives:
         passive.accept_public_key(relay.carry(public_key))
     _exchange_pair_seeds(passives, relay)
-    for epoch in range(label_holder.config.max_epochs):
+    for epoch in range(label_holder.config.max_iter):
         for batch in range(label_holder.batches_in_epoch(epoch)):
             _vertical_batch(label_holder, passives, relay, epoch, batch)
         result = label_holder.end_epoch(epoch)

@@ -77,8 +77,11 @@ from fedsilo.ml.lr_common import (
     epoch_batches,
     learning_rate,
     log_loss,
+    parse_model_json,
+    read_standardised,
     sample_weights,
     sigmoid,
+    standardised_json,
 )
 from fedsilo.ml.secure_hist import ObfuscatorStock
 
@@ -186,11 +189,9 @@ class VerticalModelPart:
             "features": self.feature_names,
             "coef": self.coef.tolist(),
             "offset": self.offset,
-            "standardised": {
-                "coef": self.coef_standardised.tolist(),
-                "intercept": self.intercept_standardised,
-                **self.standardizer.to_json(),
-            },
+            "standardised": standardised_json(
+                self.standardizer, self.coef_standardised, self.intercept_standardised
+            ),
         }
 
     def to_json(self) -> str:
@@ -198,27 +199,23 @@ class VerticalModelPart:
 
     @classmethod
     def from_json(cls, text: str) -> VerticalModelPart:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise DataError(f"bad vertical LR model part: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(parse_model_json(text, "vertical LR model part"))
 
     @classmethod
     def from_dict(cls, data: Any) -> VerticalModelPart:
         try:
             if data.get("format") != _FORMAT or data.get("role") not in _ROLES:
                 raise DataError(f"not a {_FORMAT} model part")
-            std = data["standardised"]
+            std, coef_std, intercept_std = read_standardised(data["standardised"])
             part = cls(
                 party=str(data["party"]),
                 role=str(data["role"]),
                 feature_names=[str(f) for f in data["features"]],
                 coef=np.asarray(data["coef"], dtype=np.float64),
                 offset=float(data["offset"]),
-                standardizer=Standardizer.from_json(std),
-                coef_standardised=np.asarray(std["coef"], dtype=np.float64),
-                intercept_standardised=float(std["intercept"]),
+                standardizer=std,
+                coef_standardised=coef_std,
+                intercept_standardised=intercept_std,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DataError(f"bad vertical LR model part: {exc}") from None
@@ -396,7 +393,7 @@ class LabelHolder:
                        for h in state["history"]]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"bad LR checkpoint: {exc}") from None
-        if w.shape != self._w.shape or len(history) != epoch or epoch > self.config.max_epochs:
+        if w.shape != self._w.shape or len(history) != epoch or epoch > self.config.max_iter:
             raise DataError("LR checkpoint does not fit this job's features or parameters")
         self._w, self.history, self._expect = w, history, (epoch, 0)
         self._previous_loss = history[-1].train_loss if history else None
@@ -420,7 +417,7 @@ class LabelHolder:
         batches = self._batches(epoch)
         if batch + 1 < len(batches):
             self._stock.prefetch(len(batches[batch + 1]))
-        elif epoch + 1 < self.config.max_epochs:
+        elif epoch + 1 < self.config.max_iter:
             self._stock.prefetch(len(self._batches(epoch + 1)[0]))
 
     def _batch_rows(self, epoch: int, batch: int) -> npt.NDArray[np.int64]:
@@ -484,7 +481,7 @@ class LabelHolder:
         loss = self._loss_sum / max(self._loss_rows, 1)
         prev = self._previous_loss
         converged = prev is not None and prev - loss < self.config.tol * prev
-        stop = converged or epoch + 1 >= self.config.max_epochs
+        stop = converged or epoch + 1 >= self.config.max_iter
         result = EpochResult(epoch=epoch, train_loss=loss, converged=converged, stop=stop)
         self.history.append(result)
         self._previous_loss, self._loss_sum, self._loss_rows = loss, 0.0, 0

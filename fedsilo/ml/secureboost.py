@@ -564,9 +564,9 @@ class ActiveParty:
             return routes[(t, node)][rows]
 
         self.valid_margin += tree.leaf_values()[tree.leaf_index(n, go_left)]
-        p = np.clip(sigmoid(self.valid_margin), 1e-15, 1 - 1e-15)
+        prob = np.clip(sigmoid(self.valid_margin), 1e-15, 1 - 1e-15)
         y = self.y[self.valid_rows]
-        loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+        loss = float(-np.mean(y * np.log(prob) + (1 - y) * np.log(1 - prob)))
         self.valid_loss.append(loss)
         return loss
 

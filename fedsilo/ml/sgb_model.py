@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from fedsilo.errors import DataError
-from fedsilo.ml.tree import Tree, sigmoid
+from fedsilo.ml.mathfn import sigmoid
+from fedsilo.ml.tree import Tree
 
 __all__ = ["FORMAT", "FeatureRef", "Routes", "SecureBoostModel", "SplitTable"]
 

@@ -3,41 +3,40 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from fedsilo import settings
+from fedsilo.jobschema import SCHEMAS, SECUREBOOST_PARAMS, Param, check_step, defaults
 from fedsilo.ml.boost_params import BoostParams
 
 __all__ = ["STEP_KEYS", "SecureBoostParams", "secureboost_params"]
 
-#: keys of a ``secureboost`` job step that are not training parameters
-STEP_KEYS = frozenset({"kind", "alignment", "valid_alignment", "name"})
+_D = defaults(SECUREBOOST_PARAMS)
+#: keys of a ``secureboost`` job step that are not training parameters (derived from the schema)
+STEP_KEYS = frozenset({"kind", *SCHEMAS["secureboost"].names()}) - {
+    p.name for p in SECUREBOOST_PARAMS}
 
 
 @dataclass(frozen=True, kw_only=True)
 class SecureBoostParams(BoostParams):
-    """XGBoost's parameters plus the encryption ones.
+    """XGBoost's parameters plus the encryption ones (declared in
+    :data:`fedsilo.jobschema.SECUREBOOST_PARAMS`).
 
     ``early_stopping_rounds`` needs validation rows at the label holder.
     ``insecure_min_key_bits`` lowers the key-size floor (tests only).
     """
 
     LABEL: ClassVar[str] = "SecureBoost"
+    PARAMS: ClassVar[tuple[Param, ...]] = SECUREBOOST_PARAMS
 
-    key_bits: int = settings.PAILLIER_KEY_BITS
-    insecure_min_key_bits: int | None = None
-    precision_bits: int = settings.SECUREBOOST_PRECISION_BITS
-    binning: str = "xgboost"
-
-    def checks(self) -> list[tuple[bool, str]]:
-        return [
-            *super().checks(),
-            (8 <= self.precision_bits <= 40, "precision_bits"),
-            (self.binning in ("xgboost", "quantile"), "binning"),
-        ]
+    key_bits: int = _D["key_bits"]
+    insecure_min_key_bits: int | None = _D["insecure_min_key_bits"]
+    precision_bits: int = _D["precision_bits"]
+    binning: str = _D["binning"]
 
 
-def secureboost_params(step: Mapping[str, Any]) -> SecureBoostParams:
-    """The training parameters of a ``secureboost`` job step (its flat keys, checked)."""
-    return SecureBoostParams.from_dict({k: v for k, v in step.items() if k not in STEP_KEYS})
+def secureboost_params(step: Mapping[str, Any], index: int | None = None) -> SecureBoostParams:
+    """The training parameters of a ``secureboost`` job step (its flat keys, checked by the job
+    schema; ``index`` names the step in errors)."""
+    values = check_step(step, index)
+    return SecureBoostParams(**{f.name: values[f.name] for f in fields(SecureBoostParams)})

@@ -56,6 +56,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from fedsilo.ml.mathfn import sigmoid  # re-exported: its home is mathfn
+
 __all__ = [
     "HistLayout",
     "HistogramSource",
@@ -97,10 +99,6 @@ class TreeParams:
     reg_lambda: float = 1.0
     gamma: float = 0.0
     min_child_weight: float = 1.0
-
-
-def sigmoid(margin: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-margin))
 
 
 def logistic_gradients(margin: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

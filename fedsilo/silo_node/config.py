@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from fedsilo import protocols as registry
 from fedsilo import settings
 from fedsilo.errors import ConfigError, PolicyError
 
@@ -39,10 +40,10 @@ __all__ = [
     "load_silo_config",
 ]
 
-#: protocol names a policy may allow (the ``kind`` of a job step).
-KNOWN_PROTOCOLS: frozenset[str] = frozenset({"psi", "secureboost", "lr", "hlr", "hxgb", "score"})
+#: protocol names a policy may allow (the ``kind`` of a job step), from the protocol registry.
+KNOWN_PROTOCOLS: frozenset[str] = registry.KNOWN_PROTOCOLS
 #: roles a silo may take in a job: label holder, feature holder, horizontal member.
-KNOWN_ROLES: frozenset[str] = frozenset({"active", "passive", "member"})
+KNOWN_ROLES: frozenset[str] = registry.ROLES
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

@@ -7,6 +7,8 @@ from typing import Any
 
 from fedsilo.crypto.sealing import JobKeys
 from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobschema import check_step, step_label
+from fedsilo.protocols import JOB_STEPS, ROLES
 from fedsilo.silo_node.config import SiloConfig
 from fedsilo.silo_node.data import SiloData
 from fedsilo.silo_node.session import JobSession, SessionTable, spec_hash
@@ -14,9 +16,6 @@ from fedsilo.silo_node.store import Ledger, SiloStore
 
 __all__ = ["SiloContext"]
 
-_ROLES = ("active", "passive", "member")
-#: job-level step kinds that are part of every protocol, not protocols a policy opts into
-_JOB_STEPS = frozenset({"noop", "split", "evaluate"})
 
 
 @dataclass
@@ -44,17 +43,15 @@ class SiloContext:
         if not isinstance(mine, dict):
             raise PolicyError(f"job '{job_id}' does not name party '{self.party}'")
         role, dataset = str(mine.get("role", "")), str(mine.get("dataset", ""))
-        if role not in _ROLES:
+        if role not in ROLES:
             raise ProtocolError(f"job '{job_id}' gives '{self.party}' an unknown role '{role}'")
         if dataset not in self.config.datasets:
             raise PolicyError(f"silo '{self.party}' has no dataset '{dataset}' for job '{job_id}'")
-        for entry in spec.get("steps", []):
-            kind = str(entry.get("kind", ""))
-            if kind not in _JOB_STEPS:
-                self.config.policy.check_protocol(kind, role)
         columns = mine.get("columns")
         if columns is not None:
             self.config.policy.check_columns(dataset, list(columns))
+        for index, entry in enumerate(spec.get("steps", [])):
+            self._check_step_policy(entry, index, role, dataset, columns)
         self._check_reopen(job_id, spec, resume=resume)
         keys = JobKeys(party=self.party, job_id=job_id)
         session = JobSession(
@@ -62,6 +59,26 @@ class SiloContext:
         )
         self.sessions.add(session)
         return session
+
+    def _check_step_policy(self, entry: dict[str, Any], index: int, role: str, dataset: str,
+                           columns: list[str] | None) -> None:
+        """What this silo's policy says about one step's parameters, before anything runs:
+        the protocol in this role, the Paillier key size, the dataset an evaluation reads here.
+        (The spec was checked against the job schema already, ``check_spec_shape``.)"""
+        kind = str(entry.get("kind", ""))
+        policy = self.config.policy
+        try:
+            if kind not in JOB_STEPS:
+                policy.check_protocol(kind, role)
+            values = check_step(entry, index)
+            if "key_bits" in values:
+                policy.check_paillier_bits(int(values["key_bits"]))
+            target = values.get("evaluate_on")
+            if target is not None and target["party"] == self.party:
+                cols = columns if columns is not None else self.config.datasets[dataset].features
+                policy.check_columns(str(target["dataset"]), [str(c) for c in cols])
+        except PolicyError as err:
+            raise PolicyError(f"{step_label(index, kind[:40])}: {err}") from None
 
     def _check_reopen(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> None:
         """An open job is never opened again, except as a resume of the very same spec: a second

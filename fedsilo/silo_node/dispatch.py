@@ -22,8 +22,8 @@ from fedsilo import leakage
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobspec import step_entry
 from fedsilo.message import check_strings, decode, encode
+from fedsilo.protocols import KNOWN_PROTOCOLS
 from fedsilo.silo_node import steps as steps_pkg
-from fedsilo.silo_node.config import KNOWN_PROTOCOLS
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import RegisteredStep, StepFn, StepReply, StepRequest, get_step

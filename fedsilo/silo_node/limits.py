@@ -26,7 +26,9 @@ from typing import Any, TypeVar
 import grpc
 
 from fedsilo.crypto.tls import peer_identity
-from fedsilo.errors import ConfigError, LimitExceeded, grpc_status_for
+from fedsilo.errors import ConfigError, LimitExceeded
+from fedsilo.grpc_errors import grpc_status_for
+from fedsilo.grpc_handlers import Behavior, behavior_of, rebuilt
 from fedsilo.silo_node.session import current_caller
 
 __all__ = [
@@ -39,7 +41,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-Behavior = Callable[..., Any]
 
 #: calls that never wait behind job calls (nor count against their caps): the liveness probe and
 #: the cheap read-only description.
@@ -134,7 +135,7 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
         method = handler_call_details.method  # type: ignore[attr-defined]
         if handler is None or method in self._unlimited:
             return handler
-        return _wrap(handler, lambda behavior: self._admitted(behavior, method))
+        return rebuilt(handler, self._admitted(behavior_of(handler), method))
 
     def _admitted(self, behavior: Behavior, method: str) -> Behavior:
         def run(request: Any, context: grpc.ServicerContext) -> Any:
@@ -167,24 +168,6 @@ def _releasing(replies: Iterator[T], release: Callable[[], None]) -> Iterator[T]
         yield from replies
     finally:
         release()
-
-
-def _wrap(
-    handler: grpc.RpcMethodHandler, guard: Callable[[Behavior], Behavior]
-) -> grpc.RpcMethodHandler:
-    """The same handler with its behaviour passed through ``guard``."""
-    codec = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary is not None:
-        return grpc.unary_unary_rpc_method_handler(guard(handler.unary_unary), **codec)
-    if handler.unary_stream is not None:
-        return grpc.unary_stream_rpc_method_handler(guard(handler.unary_stream), **codec)
-    if handler.stream_unary is not None:
-        return grpc.stream_unary_rpc_method_handler(guard(handler.stream_unary), **codec)
-    assert handler.stream_stream is not None
-    return grpc.stream_stream_rpc_method_handler(guard(handler.stream_stream), **codec)
 
 
 # --- stream timeouts ------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from fedsilo.crypto.session_auth import SessionKey, SessionKeySigner, verify_pee
 from fedsilo.crypto.tls import peer_identity
 from fedsilo.errors import ConfigError, PolicyError, ProtocolError
 from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
+from fedsilo.grpc_options import server_options
 from fedsilo.message import parse_json
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
@@ -36,30 +37,11 @@ __all__ = [
     "SessionKeyAuth",
     "SiloServicer",
     "build_server",
-    "server_options",
     "session_key_auth",
 ]
 
 log = logging.getLogger(__name__)
 API_VERSION = "fedsilo.v1"
-
-
-def server_options() -> list[tuple[str, Any]]:
-    """Message size limits set on purpose (see settings) for every fedsilo server.
-
-    Keepalive: the coordinator pings every ``GRPC_KEEPALIVE_TIME_S`` while a step runs, even
-    when no data flows for minutes; gRPC's default policy (one ping per 5 minutes without data,
-    two strikes) would answer with GOAWAY "too_many_pings" and kill a healthy long step.
-    """
-    return [
-        ("grpc.max_receive_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", settings.GRPC_MAX_MESSAGE_BYTES),
-        (
-            "grpc.http2.min_ping_interval_without_data_ms",
-            int(settings.GRPC_KEEPALIVE_TIME_S * 1000 / 2),
-        ),
-        ("grpc.http2.max_ping_strikes", 0),
-    ]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from typing import Any
 
 from fedsilo import settings
 from fedsilo.crypto.sealing import JobKeys
-from fedsilo.errors import LimitExceeded, NotFound, ProtocolError
+from fedsilo.errors import ConfigError, LimitExceeded, NotFound, ProtocolError
+from fedsilo.jobschema import check_step
 
 __all__ = [
     "JobSession",
@@ -50,7 +51,9 @@ def check_spec_shape(spec: dict[str, Any]) -> None:
     The coordinator validated the spec from TOML, but a silo cannot trust that: this is the
     silo's own check of the structure every later reader assumes (``parties`` a table of tables
     with string ``role``/``dataset`` and optional string ``columns``; ``steps`` a list of tables
-    with a string ``kind``). Meaning (roles, datasets, policy) is checked by ``open_session``.
+    with a string ``kind``), and every step against its kind's schema (keys, types, bounds; the
+    same code the coordinator runs). Meaning (roles, datasets, policy) is checked by
+    ``open_session``.
     """
     parties = spec.get("parties")
     if not isinstance(parties, dict):
@@ -68,6 +71,11 @@ def check_spec_shape(spec: dict[str, Any]) -> None:
         isinstance(e, dict) and isinstance(e.get("kind"), str) for e in steps
     ):
         raise ProtocolError("job spec: 'steps' must be a list of tables with a string 'kind'")
+    try:
+        for index, entry in enumerate(steps):  # the coordinator's schema check, made again
+            check_step(entry, index)
+    except ConfigError as err:
+        raise ProtocolError(f"job spec: {err}") from None
 
 
 def spec_hash(spec: dict[str, Any]) -> str:

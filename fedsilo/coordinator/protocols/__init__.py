@@ -17,12 +17,23 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fedsilo.errors import ConfigError
+from fedsilo.jobschema import check_steps
 
 if TYPE_CHECKING:
     from fedsilo.coordinator.config import JobSpec
     from fedsilo.coordinator.jobrun import JobRun
 
-__all__ = ["Check", "Driver", "check_step", "driver", "driver_kinds", "get_driver", "load_drivers"]
+__all__ = [
+    "Check",
+    "Driver",
+    "check_job",
+    "check_step",
+    "driver",
+    "driver_kinds",
+    "get_driver",
+    "index_of",
+    "load_drivers",
+]
 
 Driver = Callable[["JobRun", dict[str, Any]], dict[str, Any]]
 Check = Callable[["JobSpec", dict[str, Any]], None]
@@ -47,6 +58,20 @@ def check_step(spec: JobSpec, step: dict[str, Any]) -> None:
     check = _CHECKS.get(kind)
     if check is not None:
         check(spec, step)
+
+
+def check_job(spec: JobSpec) -> None:
+    """The whole job, before any silo is contacted: every step against its kind's schema
+    (:func:`fedsilo.jobschema.check_steps`: keys, types, bounds), then each driver's own check
+    (roles, what earlier steps must provide)."""
+    check_steps(spec.steps)
+    for step in spec.steps:
+        check_step(spec, step)
+
+
+def index_of(spec: JobSpec, step: dict[str, Any]) -> int:
+    """The position of ``step`` (this very table) in the job's step list."""
+    return next(i for i, entry in enumerate(spec.steps) if entry is step)
 
 
 def load_drivers() -> None:

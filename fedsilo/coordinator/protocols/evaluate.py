@@ -6,18 +6,24 @@
     kind = "evaluate"          # after a split and a training step
     model = "..."              # optional: defaults to the model this job trained
     alignment = "x-test"       # optional: defaults to the split's test alignment
+
+Its inputs may come from earlier jobs: a registered ``model`` and a stored test ``alignment``
+need no split or training step in the same job. The label holder tells how many rows the
+alignment the accepted step names holds (``evaluate.plan``), the coordinator then asks for
+predictions over that alignment in chunks (``chunk_rows``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fedsilo import settings
+from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import JobRun
-from fedsilo.coordinator.protocols import driver
+from fedsilo.coordinator.protocols import driver, index_of
 from fedsilo.coordinator.protocols.score import predict_range, resolve_model
 from fedsilo.errors import ConfigError
-from fedsilo.jobspec import split_parts, test_alignment
+from fedsilo.jobschema import step_label
+from fedsilo.jobspec import chunk_rows, split_parts, test_alignment
 
 
 def _alignments(run: JobRun, step: dict[str, Any], record: dict[str, Any]) -> tuple[str, str]:
@@ -26,7 +32,8 @@ def _alignments(run: JobRun, step: dict[str, Any], record: dict[str, Any]) -> tu
     parts = split_parts(run.wire_spec, run.step_index) or {}
     train = step.get("train_alignment") or parts.get("train") or record["trained_on"]["alignment"]
     if not test or not train:
-        raise ConfigError("step 'evaluate' needs 'alignment' (or a split step before it)")
+        raise ConfigError(f"{step_label(run.step_index, 'evaluate')}: needs 'alignment' (or a "
+                          "split step before it)")
     return str(test), str(train)
 
 
@@ -35,17 +42,24 @@ def _fmt(value: object) -> str:
     return f"{value:.4f}" if isinstance(value, float) else "withheld"
 
 
-@driver("evaluate")
+def check(spec: JobSpec, step: dict[str, Any]) -> None:
+    """The test rows must be named by the spec: the step's ``alignment`` (a stored alignment,
+    perhaps of an earlier job) or the test part of a split before it."""
+    index = index_of(spec, step)
+    if not test_alignment(spec.to_wire(""), index):
+        raise ConfigError(f"{step_label(index, 'evaluate')}: needs 'alignment' (a stored test "
+                          "alignment) or a split step before it")
+
+
+@driver("evaluate", check=check)
 def run_evaluate(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     model_id, kind, record = resolve_model(run, step)
     record = {**record, "kind": kind}
     test, train = _alignments(run, step, record)
     active = run.active()
     part = record["parts"][active]
-    rows = int(run.results.get("split", {}).get("sizes", {}).get("test", 0)) or None
-    if rows is None:
-        raise ConfigError("step 'evaluate' needs a split step before it in the same job")
-    chunk = int(step.get("chunk_rows", settings.WRITE_CHUNK_ROWS))
+    rows = int(run.call(active, "evaluate.plan").meta["rows"])  # of `test`, as the silo reads it
+    chunk = chunk_rows(run.wire_spec, run.step_index)
     for start in range(0, rows, chunk):
         meta = {
             "model_id": part,

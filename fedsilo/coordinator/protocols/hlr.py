@@ -6,13 +6,12 @@
     kind = "hlr"                 # every party has role "member"
     name = "default-risk-hlr"    # optional registry name
     evaluate_on = { party = "bank", dataset = "test" }   # optional: held-out data at one member
-    [steps.params]               # fedsilo.ml.lr_horizontal.HLRConfig; all optional
-    l2 = 4.2e-5
+    l2 = 4.2e-5                  # every key of docs/jobs.md is flat in the step table
     learning_rate = 0.5          # local SGD step, decayed per round
     lr_decay = 0.8
     batch_size = 256             # local mini-batch rows
     local_epochs = 1
-    max_epochs = 30              # rounds
+    max_iter = 30                # rounds
     tol = 1e-3                   # stop when no coefficient moves more than this in a round
 
 The coordinator holds the public CKKS context (no secret key), adds the silos' ciphertexts with
@@ -103,7 +102,7 @@ def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         total, _ = _round(run, members, public, {"next": "stats", "index": index}, total)
     run.log(f"hlr: pooled standardisation over {len(members)} silos done")
     progress: dict[str, Any] = {}
-    for index in range(config.max_epochs + 1):
+    for index in range(config.max_iter + 1):
         total, progress = _round(run, members, public, {"next": "round", "index": index}, total)
         if total is None:
             break

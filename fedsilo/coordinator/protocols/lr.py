@@ -8,13 +8,12 @@ the passive silos.
     alignment = "x-train"        # optional: defaults to the split's train alignment, else PSI's
     key_bits = 2048              # the label holder's Paillier key (each silo's policy sets a floor)
     name = "default-risk-lr"     # optional registry name (default: job name + "-lr")
-    [steps.params]               # fedsilo.ml.lr_common.LRConfig; all optional
-    l2 = 4.2e-5                  # scikit-learn's C = 1 / (l2 * rows)
-    learning_rate = 2.0
+    l2 = 4.2e-5                  # scikit-learn's C = 1 / (l2 * rows); every key of docs/jobs.md
+    learning_rate = 2.0          # is flat in the step table, like secureboost's
     lr_schedule = "step"         # constant | step | inverse
     lr_decay = 0.5
     batch_size = 2048
-    max_epochs = 10
+    max_iter = 10                # epochs
     tol = 1e-3                   # stop when the epoch's loss falls by less than this fraction
     class_weight = "balanced"    # or [w0, w1], or leave out
     seed = 0
@@ -33,34 +32,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import Call, JobRun
 from fedsilo.coordinator.models import record_model
-from fedsilo.coordinator.protocols import driver
+from fedsilo.coordinator.protocols import driver, index_of
 from fedsilo.coordinator.resume import resumed_at
 from fedsilo.errors import ConfigError, JobError
+from fedsilo.jobschema import step_label
 from fedsilo.jobspec import train_alignments
 from fedsilo.ml.lr_common import LRConfig, epoch_batches
 from fedsilo.wire import Envelope, StepPayload
 
-__all__ = ["run_lr", "train_alignment"]
-
-_STEP_KEYS = {"kind", "alignment", "key_bits", "name", "params"}
-
+__all__ = ["check", "run_lr", "train_alignment"]
 
 def train_alignment(run: JobRun, step: dict[str, Any]) -> str:
     """The step's `alignment`, else the split's training part, else the PSI alignment (as the
     silos read it from the spec, :func:`fedsilo.jobspec.train_alignments`)."""
     return train_alignments(run.wire_spec, run.step_index)[0]
-
-
-def _config(step: dict[str, Any]) -> LRConfig:
-    unknown = sorted(set(step) - _STEP_KEYS)
-    if unknown:
-        raise ConfigError(f"step 'lr' has unknown key '{unknown[0]}'")
-    params = step.get("params", {})
-    if not isinstance(params, dict):
-        raise ConfigError("step 'lr': [steps.params] must be a table")
-    return LRConfig.from_spec(params)
 
 
 def _to(replies: dict[str, StepPayload], party: str) -> list[Envelope]:
@@ -112,22 +100,31 @@ def _batch(run: JobRun, active: str, passives: list[str], epoch: int, batch: int
     run.call_many({p: ("lr.apply", {}, opened.outbox_for(p)) for p in passives})
 
 
-@driver("lr")
+def check(spec: JobSpec, step: dict[str, Any]) -> None:
+    """Refuse what the spec alone shows is wrong: parameters and roles."""
+    index = index_of(spec, step)
+    LRConfig.from_step(step, index)
+    passives, actives = spec.parties_with_role("passive"), spec.parties_with_role("active")
+    if len(actives) != 1 or not passives or len(actives) + len(passives) != len(spec.parties):
+        raise ConfigError(f"{step_label(index, 'lr')}: needs one active party and passive "
+                          "parties only")
+
+
+@driver("lr", check=check)
 def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
-    config = _config(step)
+    check(run.spec, step)
+    config = LRConfig.from_step(step, run.step_index)
     active, passives = run.active(), run.with_role("passive")
-    if not passives or set(run.parties) != {active, *passives}:
-        raise ConfigError("an lr step needs one active party and passive parties only")
     alignment = train_alignment(run, step)
     start = _setup(run, active, passives)
     rows, history = start.rows, start.history
     run.log(f"lr: {rows} aligned rows, {len(passives)} passive silo(s)")
-    task = run.progress.task("vertical LR epochs", total=config.max_epochs)
+    task = run.progress.task("vertical LR epochs", total=config.max_iter)
     if start.epoch:
         run.log(f"lr resumed at epoch {start.epoch}")
         task.advance(start.epoch)
     stopped = bool(history) and bool(history[-1].get("stop"))
-    for epoch in range(start.epoch, 0 if stopped else config.max_epochs):
+    for epoch in range(start.epoch, 0 if stopped else config.max_iter):
         for batch in range(len(epoch_batches(rows, config.batch_size, epoch, config.seed))):
             _batch(run, active, passives, epoch, batch)
         history.append(run.call(active, "lr.end_epoch", {"epoch": epoch}).meta)

@@ -25,11 +25,10 @@ from fedsilo.coordinator.protocols import driver
 from fedsilo.coordinator.protocols.split import alignment_of
 from fedsilo.errors import ConfigError, JobError
 from fedsilo.jobspec import score_alignment, score_table
+from fedsilo.protocols import WHOLE_KINDS
 
 __all__ = ["WHOLE_KINDS", "predict_range", "resolve_model", "scorer"]
 
-#: model kinds whose every member holds the whole model: they score alone
-WHOLE_KINDS = frozenset({"hxgb", "hlr"})
 
 
 def resolve_model(run: JobRun, step: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:

@@ -6,7 +6,7 @@
     kind = "secureboost"
     alignment = "x-train"        # default: the split step's train alignment, else the PSI one
     valid_alignment = "x-valid"  # default: the split's validation alignment when it has rows
-    n_estimators = 30            # any SecureBoostParams field (fedsilo/ml/secureboost.py)
+    n_estimators = 30            # any secureboost key of docs/jobs.md (fedsilo/jobschema.py)
     max_depth = 3
     learning_rate = 0.3
     max_bin = 32
@@ -26,16 +26,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.models import record_model
-from fedsilo.coordinator.protocols import driver
+from fedsilo.coordinator.protocols import driver, index_of
 from fedsilo.coordinator.resume import resumed_at
 from fedsilo.errors import ConfigError, JobError
+from fedsilo.jobschema import step_label
 from fedsilo.jobspec import train_alignments
 from fedsilo.ml.sgb_params import SecureBoostParams, secureboost_params
 from fedsilo.wire import StepPayload
 
-__all__ = ["run_secureboost"]
+__all__ = ["check", "run_secureboost"]
 
 KIND = "secureboost"
 #: rounds per tree are ~3 per level plus validation; this bounds a runaway label holder
@@ -74,17 +76,26 @@ def _train(run: JobRun, params: SecureBoostParams, max_rounds: int) -> StepPaylo
     raise JobError("SecureBoost did not finish within its round budget")
 
 
-@driver(KIND)
-def run_secureboost(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
-    passives = run.with_role("passive")
-    if not passives or set(run.parties) != {run.active(), *passives}:
-        raise ConfigError("a secureboost step needs one active party and passive parties only")
-    params = secureboost_params(step)
-    train, valid = train_alignments(run.wire_spec, run.step_index)
+def check(spec: JobSpec, step: dict[str, Any]) -> None:
+    """Refuse what the spec alone shows is wrong: roles, parameters, early stopping without
+    validation rows (before PSI has run, not after)."""
+    index = index_of(spec, step)
+    passives, actives = spec.parties_with_role("passive"), spec.parties_with_role("active")
+    if len(actives) != 1 or not passives or len(actives) + len(passives) != len(spec.parties):
+        raise ConfigError(f"{step_label(index, KIND)}: needs one active party and passive "
+                          "parties only")
+    params = secureboost_params(step, index)
+    _train, valid = train_alignments(spec.to_wire(""), index)
     if params.early_stopping_rounds and not valid:
-        raise ConfigError(
-            "early_stopping_rounds needs a validation alignment (split valid_fraction)"
-        )
+        raise ConfigError(f"{step_label(index, KIND)}: 'early_stopping_rounds' needs a "
+                          "validation alignment (valid_alignment, or a split's valid_fraction)")
+
+
+@driver(KIND, check=check)
+def run_secureboost(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
+    check(run.spec, step)
+    params = secureboost_params(step, run.step_index)
+    train, _valid = train_alignments(run.wire_spec, run.step_index)
     run.log(f"secureboost: {params.n_estimators} trees, depth {params.max_depth} on {train}")
     _train(run, params, _MAX_ROUNDS_PER_TREE * params.n_estimators + 10)
     saved = run.call_many({p: ("sgb.save", {}, []) for p in run.parties})

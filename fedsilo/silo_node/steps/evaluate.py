@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fedsilo.errors import PolicyError, ProtocolError
-from fedsilo.jobspec import split_parts
+from fedsilo.jobspec import split_parts, test_alignment
 from fedsilo.ml.baseline import baseline_scores
 from fedsilo.ml.metrics import evaluate
 from fedsilo.ml.report import write_report
@@ -27,6 +27,23 @@ from fedsilo.silo_node.steps.score import check_model_kind, check_target, predic
 
 #: headline metrics released to the coordinator (the rest stays in the silo's report)
 RELEASED = ("rows", "positives", "auc", "ks", "withheld")
+
+
+@step("evaluate.plan", kinds=("evaluate",))
+def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+    """At the label holder: how many rows the test alignment of the accepted step holds (the
+    split's test part, or a stored alignment the step names; nothing is taken from the
+    coordinator's meta). Releases that count only."""
+    if session.role != "active":
+        raise PolicyError(f"evaluation is planned at the label holder, not role '{session.role}'")
+    name = test_alignment(session.spec, req.step_index)
+    if not name:
+        raise PolicyError("the accepted evaluate step names no test alignment")
+    info = ctx.store.alignment_info(name)
+    if info.dataset != session.dataset:
+        raise PolicyError(f"alignment '{name[:80]}' was made over dataset '{info.dataset[:60]}', "
+                          f"not the job's '{session.dataset[:60]}'")
+    return StepReply(meta={"rows": info.rows})
 
 
 @step("evaluate.chunk", kinds=("evaluate",))

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from fedsilo import settings
 from fedsilo.errors import PolicyError, ProtocolError
+from fedsilo.jobschema import check_step
 from fedsilo.jobspec import part_id, train_alignments
 from fedsilo.message import Message
 from fedsilo.ml.lr_common import LRConfig, sigmoid
@@ -76,24 +76,20 @@ def _position(session: JobSession, meta: dict[str, Any]) -> tuple[int, int]:
     config = session.state.get(_CONFIG)
     if not isinstance(config, LRConfig):
         raise ProtocolError("LR step before lr.setup")
-    if not 0 <= epoch < config.max_epochs or batch < 0:
+    if not 0 <= epoch < config.max_iter or batch < 0:
         raise PolicyError(
-            f"LR epoch {epoch} is outside the {config.max_epochs} epochs the accepted job allows"
+            f"LR epoch {epoch} is outside the {config.max_iter} epochs the accepted job allows"
         )
     return epoch, batch
 
 
 def _setup_inputs(session: JobSession, req: StepRequest) -> tuple[LRConfig, str, int]:
-    """(config, training alignment, key bits) of the lr step, from the accepted job spec."""
-    entry = req.spec_step
-    params = entry.get("params", {})
-    if not isinstance(params, dict):
-        raise ProtocolError("lr step 'params' must be a table")
-    bits = entry.get("key_bits", settings.PAILLIER_KEY_BITS)
-    if isinstance(bits, bool) or not isinstance(bits, int):
-        raise ProtocolError("lr step 'key_bits' must be an integer")
+    """(config, training alignment, key bits) of the lr step, from the accepted job spec (its
+    flat keys, checked by the job schema as at OpenJob)."""
+    config = LRConfig.from_step(req.spec_step, req.step_index)
+    bits = int(check_step(req.spec_step, req.step_index)["key_bits"])
     alignment, _valid = train_alignments(session.spec, req.step_index)
-    return LRConfig.from_spec(params), alignment, bits
+    return config, alignment, bits
 
 
 @step("lr.setup", kinds=("lr",))

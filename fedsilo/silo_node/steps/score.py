@@ -15,9 +15,15 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from fedsilo import settings
 from fedsilo.errors import NotFound, PolicyError, ProtocolError
-from fedsilo.jobspec import part_id, score_alignment, score_table, test_alignment, trained_kind
+from fedsilo.jobspec import (
+    chunk_rows,
+    part_id,
+    score_alignment,
+    score_table,
+    test_alignment,
+    trained_kind,
+)
 from fedsilo.leakage import register_kind
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
@@ -160,7 +166,7 @@ def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     alignment = score_alignment(session.spec, req.step_index, session.job_id)
     table = score_table(session.spec, req.step_index)
     version = str(req.meta["version"])
-    chunk = _chunk_rows(req)
+    chunk = _chunk_rows(session, req)
     ctx.store.ensure_score_table(table)
     done = ctx.store.scored_ids(table, version)
     pending, start = [], 0
@@ -184,11 +190,8 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> Step
     return StepReply(meta={"written": len(rows)})
 
 
-def _chunk_rows(req: StepRequest) -> int:
-    chunk = req.spec_step.get("chunk_rows", settings.WRITE_CHUNK_ROWS)
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
-        raise ProtocolError("score step 'chunk_rows' must be a positive integer")
-    return chunk
+def _chunk_rows(session: JobSession, req: StepRequest) -> int:
+    return chunk_rows(session.spec, req.step_index)
 
 
 def _ids_in_range(ctx: SiloContext, alignment: str, start: int, stop: int) -> list[str]:

@@ -71,7 +71,7 @@ class _Inputs:
 
 def _inputs(session: JobSession, req: StepRequest) -> _Inputs:
     train, valid = train_alignments(session.spec, req.step_index)
-    return _Inputs(secureboost_params(req.spec_step), train, valid)
+    return _Inputs(secureboost_params(req.spec_step, req.step_index), train, valid)
 
 
 def _rows(

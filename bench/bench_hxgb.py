@@ -12,8 +12,8 @@ label distributions differ.
 Three ways to train, per split:
 
 * ``xgboost``: hist, same parameters, pooled rows (the reference).
-* ``fedsilo in-process``: :func:`fedsilo.ml.hxgb.train_in_process`, every silo, the aggregator
-  and the CKKS work in this one process, one after the other (a deployment runs the silos
+* ``fedsilo in-process``: :func:`fedsilo.protocols.hxgb.training.train_in_process`, every silo, the
+  aggregator and the CKKS work in this one process, one after the other (a deployment runs the silos
   concurrently, so its critical path is about ``silo s / silos + aggregator s`` plus network).
 * ``fedsilo service``: the real thing over gRPC with mTLS on loopback: three silo nodes (SQLite
   databases, each reads its rows from its own table) and the coordinator running the ``hxgb`` job
@@ -49,7 +49,7 @@ from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobStore
 from fedsilo.crypto import certs
-from fedsilo.ml.hxgb import HxgbParams, HxgbSilo, train_in_process
+from fedsilo.protocols.hxgb.training import HxgbParams, HxgbSilo, train_in_process
 from fedsilo.silo_node.demo_data import load_csv_into_table
 from fedsilo.silo_node.node import SiloNode, start_silo
 from fedsilo.silo_node.predict import get_predictor

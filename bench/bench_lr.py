@@ -5,8 +5,9 @@
 Data: default credit. Vertical on ``default_credit_hetero_{guest,host}`` (stratified 80/20 split,
 seed 42; label holder 13 features, host 10, or the host's split 5 + 5 over two passive silos);
 horizontal on ``default_credit_homo_{guest,host_1,host_2}`` tested on ``..._homo_test``.
-All parties run in this process (``fedsilo.ml.lr_local``), every message encoded and decoded as on
-the wire; the shared process pool is warmed first (a silo node's pool is long-lived).
+All parties run in this process (``fedsilo.protocols.lr.local``, ``fedsilo.protocols.hlr.local``),
+every message encoded and decoded as on the wire; the shared process pool is warmed first (a silo
+node's pool is long-lived).
 
 Columns. ``wall s`` is training wall time to convergence (key generation and standardisation
 included; scoring the test set excluded). ``cpu s`` is the CPU time this process and the pool's
@@ -36,12 +37,14 @@ from sklearn.model_selection import train_test_split
 
 from fedsilo import parallel, settings
 from fedsilo.crypto import paillier
-from fedsilo.ml import lr_paillier as he
 from fedsilo.ml.lr_common import LRConfig, Standardizer, sklearn_c
-from fedsilo.ml.lr_horizontal import HLRConfig, HorizontalSilo
-from fedsilo.ml.lr_local import Relay, run_horizontal, run_vertical
-from fedsilo.ml.lr_vertical import LabelHolder, PassiveParty
+from fedsilo.ml.relay import Relay
 from fedsilo.ml.secure_hist import ObfuscatorStock
+from fedsilo.protocols.hlr.horizontal import HLRConfig, HorizontalSilo
+from fedsilo.protocols.hlr.local import run_horizontal
+from fedsilo.protocols.lr import paillier as he
+from fedsilo.protocols.lr.local import run_vertical
+from fedsilo.protocols.lr.vertical import LabelHolder, PassiveParty
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"  # bundled: tests/data/README.md
 

@@ -7,11 +7,12 @@ Data: the bundled demo (``fedsilo/data/demo_*.csv.gz``): ``bank`` holds the labe
 alignment), split as the demo's ``split`` step does (test 0.2, seed 42); training rows only. Each
 silo standardises its own columns, as the protocol does.
 
-Training is simulated in the clear with the protocol's update rule (``fedsilo.ml.lr_vertical``
-without the encryption, which changes nothing a passive silo sees but rounding), from the label
-holder's secret start (:func:`fedsilo.ml.lr_vertical.initial_weights`, "secret start") and from
-all-zero weights (the code before issue 12 item 7, "zero start"). One run per job seed
-(``LRConfig.seed``: which rows form each batch, and the secret start); ``--seeds`` runs.
+Training is simulated in the clear with the protocol's update rule
+(``fedsilo.protocols.lr.vertical`` without the encryption, which changes nothing a passive silo sees
+but rounding), from the label holder's secret start
+(:func:`fedsilo.protocols.lr.vertical.initial_weights`, "secret start") and from all-zero weights
+(the code before issue 12 item 7, "zero start"). One run per job seed (``LRConfig.seed``: which rows
+form each batch, and the secret start); ``--seeds`` runs.
 
 What the passive silo sees per batch is ``v = X_p^T r`` (times ``1/B``), ``r = sigmoid(z) - y``.
 Its attacks, both using ``sigmoid(z) ~ m`` (``m = 0.5`` in the first batch, the known base rate
@@ -36,8 +37,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from fedsilo.ml.lr_common import LRConfig, Standardizer, epoch_batches, learning_rate, sigmoid
-from fedsilo.ml.lr_vertical import initial_weights
-from fedsilo.ml.split import stratified_positions
+from fedsilo.protocols.lr.vertical import initial_weights
+from fedsilo.protocols.split.stratify import stratified_positions
 from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES
 
 FloatArray = np.ndarray

@@ -42,7 +42,12 @@ from fedsilo.coordinator.config import load_coordinator_config, parse_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobStore
-from fedsilo.ml.secureboost import ActiveParty, PassiveParty, SecureBoostParams, run_in_process
+from fedsilo.protocols.secureboost.active import (
+    ActiveParty,
+    PassiveParty,
+    SecureBoostParams,
+    run_in_process,
+)
 from fedsilo.silo_node.demo_data import load_csv_into_table
 from fedsilo.silo_node.store import SiloStore
 

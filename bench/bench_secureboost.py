@@ -23,7 +23,7 @@ import numpy as np
 
 from fedsilo import parallel
 from fedsilo.crypto.paillier import generate_keypair
-from fedsilo.ml.secureboost import (
+from fedsilo.protocols.secureboost.active import (
     ActiveParty,
     PassiveParty,
     SecureBoostParams,

@@ -1,10 +1,13 @@
 """Every job step kind's parameters, declared once: name, type, default, bounds, unit, help.
 
-One truth for three readers: the coordinator validates a whole job with it before it contacts
-any silo (``fedsilo job check``, :func:`fedsilo.coordinator.orchestrator.run_job`), every silo
-validates the spec it is offered at OpenJob with the same code, and the parameter dataclasses
-(:class:`~fedsilo.ml.boost_params.BoostParams`, :class:`~fedsilo.ml.lr_common.LRConfig`) take
-their defaults and bounds from here. ``docs/jobs.md`` is generated from it
+This module holds the machinery (:class:`Param`, :class:`StepSchema`, :func:`check_step`) and the
+parameters several kinds share; each kind declares its own :class:`StepSchema` as ``SCHEMA`` in
+``fedsilo/protocols/<kind>/schema.py``, and :data:`SCHEMAS` gathers them for every record of the
+protocol registry. One truth for three readers: the coordinator validates a whole job with it before
+it contacts any silo (``fedsilo job check``, :func:`fedsilo.coordinator.orchestrator.run_job`),
+every silo validates the spec it is offered at OpenJob with the same code, and the parameter
+dataclasses (:class:`~fedsilo.ml.boost_params.BoostParams`, :class:`~fedsilo.ml.lr_common.LRConfig`)
+take their defaults and bounds from here. ``docs/jobs.md`` is generated from it
 (``scripts/jobs_doc.py``). Plain data and checks: no numpy, no grpc.
 """
 
@@ -12,19 +15,25 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from fedsilo import settings
 from fedsilo.errors import ConfigError
+from fedsilo.protocols import modules
 
 __all__ = [
+    "ALIGNMENT",
     "BOOST_PARAMS",
+    "CHUNK_ROWS",
+    "EVALUATE_ON",
     "HLR_PARAMS",
+    "KEY_BITS",
     "LR_PARAMS",
+    "MODEL",
+    "NAME",
     "SCHEMAS",
-    "SECUREBOOST_PARAMS",
     "Param",
     "Rule",
     "StepSchema",
@@ -33,6 +42,7 @@ __all__ = [
     "check_values",
     "defaults",
     "did_you_mean",
+    "fraction",
     "get_schema",
     "step_label",
 ]
@@ -266,24 +276,24 @@ def check_steps(steps: Any) -> list[dict[str, Any]]:
     return out
 
 
-# --- parameters shared by several kinds ----------------------------------------------------------
+# --- parameters several kinds share (a kind's own: fedsilo/protocols/<kind>/schema.py) ------
 
-_ALIGNMENT = Param(
+ALIGNMENT = Param(
     "alignment",
     "str",
     None,
     "stored alignment this step works on; default: "
     "what an earlier step of the job made (see each kind)",
 )
-_NAME = Param("name", "str", None, "registry name of the model (default: job name + kind)")
-_MODEL = Param(
+NAME = Param("name", "str", None, "registry name of the model (default: job name + kind)")
+MODEL = Param(
     "model",
     "str",
     None,
     "registry id of a model, or the kind of a model trained "
     "earlier in this job; default: the last model this job trained",
 )
-_CHUNK_ROWS = Param(
+CHUNK_ROWS = Param(
     "chunk_rows",
     "int",
     settings.WRITE_CHUNK_ROWS,
@@ -291,13 +301,13 @@ _CHUNK_ROWS = Param(
     "rows",
     low=1,
 )
-_EVALUATE_ON = Param(
+EVALUATE_ON = Param(
     "evaluate_on",
     "party_dataset",
     None,
     "held-out dataset at one member: the whole model is scored there, alone",
 )
-_KEY_BITS = Param(
+KEY_BITS = Param(
     "key_bits",
     "int",
     settings.PAILLIER_KEY_BITS,
@@ -373,36 +383,6 @@ BOOST_PARAMS: tuple[Param, ...] = (
         low=1,
     ),
     Param("seed", "int", 0, "seed of row and column sampling"),
-)
-
-#: SecureBoost: XGBoost's parameters plus the Paillier ones
-SECUREBOOST_PARAMS: tuple[Param, ...] = (
-    *BOOST_PARAMS,
-    _KEY_BITS,
-    Param(
-        "insecure_min_key_bits",
-        "int",
-        None,
-        "lowers the library's key-size floor (tests only; silo policy still applies)",
-        "bits",
-        low=1,
-    ),
-    Param(
-        "precision_bits",
-        "int",
-        settings.SECUREBOOST_PRECISION_BITS,
-        "fixed-point bits of encrypted gradients",
-        "bits",
-        low=8,
-        high=40,
-    ),
-    Param(
-        "binning",
-        "str",
-        "xgboost",
-        "how features are cut into bins",
-        choices=("xgboost", "quantile"),
-    ),
 )
 
 #: logistic regression (vertical); scikit-learn's names where one exists
@@ -489,152 +469,44 @@ HLR_PARAMS: tuple[Param, ...] = tuple(
 )
 
 
-def _fraction(
+
+
+def fraction(
     name: str, default: float, help: str, high: float = 1.0, *, open_high: bool = True
 ) -> Param:
+    """A share of rows: a float in ``[0, high)`` (``[0, high]`` when not ``open_high``)."""
     return Param(name, "float", default, help, low=0, high=high, open_high=open_high)
 
 
-_SPLIT_RULE = Rule(
-    "valid_fraction",
-    lambda v: v["test_fraction"] + v["valid_fraction"] < 1,
-    "plus 'test_fraction' must be below 1",
-)
-_HXGB_RULE = Rule(
-    "early_stopping_rounds",
-    lambda v: not v["early_stopping_rounds"] or v["validation_fraction"] > 0,
-    "needs 'validation_fraction' > 0",
-)
+class _Schemas(Mapping[str, StepSchema]):
+    """Every kind's :class:`StepSchema`, in registry order: ``SCHEMA`` of
+    ``fedsilo.protocols.<kind>.schema`` for every record of :mod:`fedsilo.protocols`.
 
-SCHEMAS: dict[str, StepSchema] = {
-    s.kind: s
-    for s in (
-        StepSchema("noop", "every silo answers with its role and dataset size", ()),
-        StepSchema(
-            "psi",
-            "ECDH private set intersection between the label holder and passives",
-            (
-                replace(
-                    _ALIGNMENT,
-                    help="name each silo stores its aligned rows under; default: the job name",
-                ),
-                Param(
-                    "mode",
-                    "str",
-                    "alignment",
-                    "alignment: store the aligned rows; cardinality: "
-                    "every party learns only the count",
-                    choices=("alignment", "cardinality"),
-                ),
-                Param(
-                    "reveal",
-                    "reveal",
-                    "all",
-                    "who besides the label holder learns and stores the "
-                    'alignment: "all" passives, "leader" (nobody else) or a list of passives',
-                ),
-                Param("replace", "bool", False, "replace an existing alignment of the same name"),
-            ),
-        ),
-        StepSchema(
-            "split",
-            "stratified train / validation / test split of an alignment",
-            (
-                replace(_ALIGNMENT, help="alignment to split; default: the psi step's"),
-                _fraction("test_fraction", 0.2, "share of rows in the test part"),
-                _fraction("valid_fraction", 0.0, "share of rows in the validation part"),
-                Param("seed", "int", 42, "seed of the draw"),
-            ),
-            (_SPLIT_RULE,),
-        ),
-        StepSchema(
-            "secureboost",
-            "vertical XGBoost (Paillier) between label holder and passives",
-            (
-                replace(
-                    _ALIGNMENT, help="training rows; default: the split's train part, else psi's"
-                ),
-                Param(
-                    "valid_alignment",
-                    "str",
-                    None,
-                    "validation rows; default: the split's validation part when it has rows",
-                ),
-                _NAME,
-                *SECUREBOOST_PARAMS,
-            ),
-        ),
-        StepSchema(
-            "lr",
-            "vertical logistic regression (Paillier) between label holder and passives",
-            (
-                replace(
-                    _ALIGNMENT, help="training rows; default: the split's train part, else psi's"
-                ),
-                _KEY_BITS,
-                _NAME,
-                *LR_PARAMS,
-            ),
-        ),
-        StepSchema(
-            "hlr",
-            "horizontal logistic regression over CKKS secure sums, >= 3 members",
-            (
-                _NAME,
-                _EVALUATE_ON,
-                *HLR_PARAMS,
-            ),
-        ),
-        StepSchema(
-            "hxgb",
-            "horizontal XGBoost over CKKS secure sums, >= 3 members",
-            (
-                _NAME,
-                _fraction(
-                    "validation_fraction",
-                    0.0,
-                    "share of its rows each member holds out for the pooled validation loss",
-                    0.5,
-                    open_high=False,
-                ),
-                _EVALUATE_ON,
-                *BOOST_PARAMS,
-            ),
-            (_HXGB_RULE,),
-        ),
-        StepSchema(
-            "evaluate",
-            "federated prediction on test rows; metrics and report at the label holder",
-            (
-                _MODEL,
-                replace(
-                    _ALIGNMENT,
-                    help="test rows; default: the split's test part (a stored "
-                    "alignment of an earlier job needs no split in this job)",
-                ),
-                Param(
-                    "train_alignment",
-                    "str",
-                    None,
-                    "rows of the label-holder-only baseline; "
-                    "default: the split's train part, else what the model trained on",
-                ),
-                _CHUNK_ROWS,
-            ),
-        ),
-        StepSchema(
-            "score",
-            "federated batch scoring into a table at the label holder",
-            (
-                _MODEL,
-                replace(
-                    _ALIGNMENT,
-                    help="rows to score; default: the psi step's, or (a whole model "
-                    "at one member) the member's own dataset",
-                ),
-                Param("table", "str", "scores", "table the scores are written to"),
-                _CHUNK_ROWS,
-            ),
-        ),
-    )
-}
+    Loaded on first use, so that a ``schema.py`` (which imports this module's machinery) and this
+    module can be imported in either order.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, StepSchema] | None = None
+
+    def _all(self) -> dict[str, StepSchema]:
+        if self._loaded is None:
+            loaded = {kind: module.SCHEMA for kind, module in modules("schema").items()}
+            for kind, schema in loaded.items():
+                if not isinstance(schema, StepSchema) or schema.kind != kind:
+                    raise TypeError(f"fedsilo.protocols.{kind}.schema.SCHEMA is not {kind}'s")
+            self._loaded = loaded
+        return self._loaded
+
+    def __getitem__(self, kind: str) -> StepSchema:
+        return self._all()[kind]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+#: step kind -> its schema, for every registered protocol
+SCHEMAS: Mapping[str, StepSchema] = _Schemas()

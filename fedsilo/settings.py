@@ -150,7 +150,7 @@ SQLITE_BUSY_TIMEOUT_S: float = 60.0
 #: attempts to append a ledger entry when another process took the same sequence number.
 LEDGER_APPEND_RETRIES: int = 5
 
-# --- logistic regression (ml/lr_common.py, ml/lr_vertical.py, ml/lr_horizontal.py) -------------
+# --- logistic regression (ml/lr_common.py, protocols/lr/vertical.py, protocols/hlr/horizontal.py)
 #: L2 strength on the mean loss, ``(l2/2)*||w||^2``; scikit-learn's C is ``1/(l2*N)``, so 1e-4 is
 #: C=1 at 10k rows. Small: standardised features and thousands of rows barely need shrinkage.
 LR_L2: float = 1e-4
@@ -220,7 +220,7 @@ HLR_TOL: float = 1e-3
 #: coordinator or silo accepts for one round.
 HLR_MAX_VECTOR_LENGTH: int = 100_000
 
-# --- SecureBoost (vertical XGBoost with Paillier; fedsilo/ml/secureboost.py) ---------------------
+# --- SecureBoost (vertical XGBoost with Paillier; fedsilo/protocols/secureboost/) -------------
 #: fractional bits of the fixed-point gradients and hessians (2**-30 ~ 1e-9, finer than the
 #: float32 gradients XGBoost itself uses). Capped per job so that sums stay exact in float64
 #: (``fedsilo.ml.tree.precision_bits``); every slot of a packed ciphertext costs this many bits.
@@ -253,7 +253,7 @@ SECUREBOOST_MAX_TREES: int = 1000
 #: bins, the largest ``max_bin`` a SecureBoost job may ask for.
 SECUREBOOST_MAX_BIN: int = 1024
 
-# --- horizontal XGBoost (fedsilo/ml/hxgb.py, fedsilo/ml/grid_sketch.py) --------------------------
+# --- horizontal XGBoost (fedsilo/protocols/hxgb/training.py, fedsilo/ml/grid_sketch.py) -------
 #: smallest magnitude the fixed binning grid resolves; values closer to 0 share the middle bucket.
 #: z-scored or monetary features never need finer.
 HXGB_GRID_MIN_ABS: float = 1e-8

@@ -123,7 +123,7 @@ def test_one_silo_uses_postgres_the_others_sqlite(tmp_path: Path) -> None:
 
 def test_job_file_parses(tmp_path: Path) -> None:
     from fedsilo.coordinator.config import load_job_spec
-    from fedsilo.coordinator.protocols import driver_kinds
+    from fedsilo.coordinator.drivers import driver_kinds
 
     _with_certs(DOCKER / "config" / "coordinator.toml", tmp_path)
     job = _with_certs(DOCKER / "config" / "job.toml", tmp_path)

@@ -1,4 +1,4 @@
-"""One job schema: every step kind declares its keys once (fedsilo/jobschema.py); the coordinator
+"""One job schema: every step kind declares its keys once (its schema.py); the coordinator
 refuses a bad job before contacting any silo, each silo refuses it again at OpenJob with the same
 code and checks its policy there, `fedsilo job check` runs the check alone, docs/jobs.md is
 generated from the schemas, and an evaluate step may take its inputs from earlier jobs."""
@@ -20,15 +20,15 @@ from support import Consortium, SiloSpec
 
 from fedsilo.cli.main import main
 from fedsilo.coordinator.config import JobSpec, parse_job_spec
+from fedsilo.coordinator.drivers import driver_kinds
 from fedsilo.coordinator.orchestrator import run_job
-from fedsilo.coordinator.protocols import driver_kinds
 from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import ConfigError, FedsiloError, JobError, PolicyError, ProtocolError
 from fedsilo.jobschema import SCHEMAS, check_step, check_steps
-from fedsilo.ml.hxgb import HxgbParams
 from fedsilo.ml.lr_common import LRConfig
-from fedsilo.ml.lr_horizontal import HLRConfig
-from fedsilo.ml.sgb_params import SecureBoostParams
+from fedsilo.protocols.hlr.horizontal import HLRConfig
+from fedsilo.protocols.hxgb.training import HxgbParams
+from fedsilo.protocols.secureboost.params import SecureBoostParams
 
 ROOT = Path(__file__).resolve().parent.parent
 GUEST = [f"x{i}" for i in range(10)]

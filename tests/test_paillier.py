@@ -306,8 +306,8 @@ def test_label_holder_cannot_test_bin_membership_on_replies(keys, base):
 
 def test_vertical_lr_passive_refuses_an_oversized_key():
     from fedsilo.message import Message
-    from fedsilo.ml import lr_vertical
     from fedsilo.ml.lr_common import LRConfig
+    from fedsilo.protocols.lr import vertical as lr_vertical
 
     top = fs_settings.PAILLIER_MAX_BITS
     passive = lr_vertical.PassiveParty(

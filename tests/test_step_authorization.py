@@ -26,7 +26,7 @@ from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.crypto.sealing import JobKeys
 from fedsilo.crypto.session_auth import SessionKey
 from fedsilo.errors import CryptoError, JobError, PolicyError, ProtocolError
-from fedsilo.ml.sgb_model import SecureBoostModel
+from fedsilo.protocols.secureboost.model import SecureBoostModel
 from fedsilo.wire import Envelope, StepPayload
 
 pytestmark = pytest.mark.e2e

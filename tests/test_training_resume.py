@@ -28,11 +28,16 @@ from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import DataError, JobError
 from fedsilo.message import Message, decode, encode
-from fedsilo.ml import lr_vertical as vlr
 from fedsilo.ml.lr_common import LRConfig
-from fedsilo.ml.secureboost import ActiveParty, PassiveParty, SecureBoostParams, run_in_process
-from fedsilo.ml.sgb_wire import GRADIENTS, SPLIT
 from fedsilo.progress import ProgressTask
+from fedsilo.protocols.lr import vertical as vlr
+from fedsilo.protocols.secureboost.active import (
+    ActiveParty,
+    PassiveParty,
+    SecureBoostParams,
+    run_in_process,
+)
+from fedsilo.protocols.secureboost.wire import GRADIENTS, SPLIT
 from fedsilo.silo_node.store import LEDGER, MODEL_PARTS
 
 pytestmark = pytest.mark.e2e

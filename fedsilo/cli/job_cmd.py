@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from fedsilo.coordinator.config import load_job_spec
-from fedsilo.coordinator.protocols import check_job
+from fedsilo.coordinator.drivers import check_job
 from fedsilo.errors import FedsiloError
 
 __all__ = ["check"]

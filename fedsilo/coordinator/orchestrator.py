@@ -24,8 +24,8 @@ from typing import Any
 
 from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import JobSpec
+from fedsilo.coordinator.drivers import check_job, get_driver
 from fedsilo.coordinator.jobrun import JobRun
-from fedsilo.coordinator.protocols import check_job, get_driver
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.crypto.ledger_heads import SignedHead
 from fedsilo.errors import FedsiloError, JobError, NotFound

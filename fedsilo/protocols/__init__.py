@@ -1,19 +1,26 @@
 """The registry of protocols: one record per job step kind, from which every list is derived.
 
-A *protocol* here is what a job's ``[[steps]] kind`` names: its parties' algorithms, messages,
-silo steps and coordinator driver. Each has exactly one :class:`Protocol` record below; the
+A *protocol* here is what a job's ``[[steps]] kind`` names. Each lives in its own package,
+``fedsilo.protocols.<kind>``: its parties' algorithms and messages, its step schema
+(``schema.py``), its silo steps (``silo.py``) and its coordinator driver (``driver.py``). Each has
+exactly one :class:`Protocol` record below, and the records say which packages exist: the job
+schema, the silo's step registry and the coordinator's driver registry import
+``fedsilo.protocols.<kind>.<part>`` for every record (:func:`modules`). The
 silo's policy vocabulary (``KNOWN_PROTOCOLS``), the model registry's kinds (``MODEL_KINDS``),
 the kinds whose every member holds the whole model (``WHOLE_KINDS``) and the job-level kinds no
 policy switch governs (``JOB_STEPS``) are computed from these records, never kept by hand.
-Adding a protocol is one record here (and its code, its schema and its leakage rows).
+Adding a protocol is its folder, one record here and its rows in ``docs/leakage.md``.
 
 This module imports nothing but the standard library: the silo, the coordinator and the
-algorithms all read it.
+algorithms all read it. Each protocol package's ``__init__.py`` holds a docstring only, so that
+importing one part (the schema) never loads another (the algorithms, the silo side).
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 
 __all__ = [
     "JOB_STEPS",
@@ -25,6 +32,7 @@ __all__ = [
     "TRAINING_KINDS",
     "WHOLE_KINDS",
     "Protocol",
+    "modules",
     "protocol",
 ]
 
@@ -87,3 +95,12 @@ WHOLE_KINDS: frozenset[str] = frozenset(p.model for p in PROTOCOLS if p.whole_mo
 def protocol(kind: str) -> Protocol | None:
     """The record of step kind ``kind``, or None for a kind fedsilo does not know."""
     return _BY_KIND.get(kind)
+
+
+def modules(part: str) -> dict[str, ModuleType]:
+    """``fedsilo.protocols.<kind>.<part>`` imported for every record, by kind, in record order.
+
+    ``part`` is ``"schema"`` (the job schema), ``"silo"`` (the silo's steps) or ``"driver"`` (the
+    coordinator's drivers). Importing a ``silo`` or ``driver`` module registers what it defines.
+    """
+    return {p.kind: importlib.import_module(f"{__name__}.{p.kind}.{part}") for p in PROTOCOLS}

@@ -7,7 +7,7 @@ reduced mod p; section 5) then the Elligator 2 map (section 6.7.1, Z = 2): with
 ``-x1 - A``. The result always lies on Curve25519, never on its twist. The RFC's last step,
 ``clear_cofactor`` (multiply by 8), is left to X25519: its scalars are multiples of 8, so every
 blinded point is in the prime-order subgroup. The RFC's test vectors (appendix J.4.2) check
-:func:`hash_to_field` and :func:`map_to_curve` (``tests/test_psi_core.py``).
+:func:`hash_to_field` and :func:`map_to_curve` (``tests/protocols/psi/test_psi_core.py``).
 
 Not constant time: Python integers and GMP branch and loop on their values. The input is the hash
 of the silo's own id, computed inside the silo's own worker processes, and only blinded points

@@ -11,10 +11,8 @@ gRPC, so a silo's audit trail can never miss something it sent.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import pkgutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,8 +20,7 @@ from fedsilo import leakage
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobspec import step_entry
 from fedsilo.message import check_strings, decode, encode
-from fedsilo.protocols import KNOWN_PROTOCOLS
-from fedsilo.silo_node import steps as steps_pkg
+from fedsilo.protocols import KNOWN_PROTOCOLS, modules
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
 from fedsilo.silo_node.steps import RegisteredStep, StepFn, StepReply, StepRequest, get_step
@@ -35,9 +32,9 @@ log = logging.getLogger(__name__)
 
 
 def load_step_modules() -> None:
-    """Import every module of ``fedsilo.silo_node.steps`` so their steps register."""
-    for info in pkgutil.iter_modules(steps_pkg.__path__):
-        importlib.import_module(f"{steps_pkg.__name__}.{info.name}")
+    """Import ``fedsilo.protocols.<kind>.silo`` for every registered protocol, so its steps
+    register (:func:`fedsilo.silo_node.steps.step`)."""
+    modules("silo")
 
 
 class StepMeta(dict[str, Any]):

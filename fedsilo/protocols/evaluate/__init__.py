@@ -1,0 +1,5 @@
+"""Federated evaluation of a model on test rows: metrics and report at the label holder.
+
+The parts of this package are listed in ``fedsilo/protocols/__init__.py`` and
+``docs/internals.md``; this file stays empty so that importing one part loads no other.
+"""

@@ -1,0 +1,5 @@
+"""Horizontal XGBoost over CKKS secure sums, three or more members.
+
+The parts of this package are listed in ``fedsilo/protocols/__init__.py`` and
+``docs/internals.md``; this file stays empty so that importing one part loads no other.
+"""

@@ -1,0 +1,5 @@
+"""Federated batch scoring of a model into a table at the label holder.
+
+The parts of this package are listed in ``fedsilo/protocols/__init__.py`` and
+``docs/internals.md``; this file stays empty so that importing one part loads no other.
+"""

@@ -1,0 +1,5 @@
+"""Vertical SecureBoost (XGBoost with Paillier): label holder and passive parties.
+
+The parts of this package are listed in ``fedsilo/protocols/__init__.py`` and
+``docs/internals.md``; this file stays empty so that importing one part loads no other.
+"""

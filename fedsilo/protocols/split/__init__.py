@@ -1,0 +1,5 @@
+"""Stratified train / validation / test split of an alignment, at the label holder.
+
+The parts of this package are listed in ``fedsilo/protocols/__init__.py`` and
+``docs/internals.md``; this file stays empty so that importing one part loads no other.
+"""

@@ -95,3 +95,15 @@ def silos(tmp_path: Path) -> Iterator[Silos]:
         yield s
     finally:
         s.stop_all()
+
+
+# --- tiers ---------------------------------------------------------------------------------------
+# Every test is `unit` or `e2e` (real gRPC servers, silo processes, the CLI): modules that start
+# servers say `pytestmark = pytest.mark.e2e`; every other test is marked `unit` here, so both
+# tiers can be selected. `slow` marks what the fast tier (`-m "not slow"`) leaves out.
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("e2e") is None:
+            item.add_marker(pytest.mark.unit)

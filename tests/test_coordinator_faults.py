@@ -97,6 +97,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> Non
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_coordinator_killed_mid_job_leaves_no_job_running(consortium: Consortium) -> None:
     store = consortium.store()  # before coordinator_toml: store() rewrites the config
     port = free_port()

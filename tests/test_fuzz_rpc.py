@@ -494,6 +494,7 @@ def test_step_with_random_frame_sequences(live: Live, frames: list[pb.Frame]) ->
     assert_allowed(code, f"Step frames {[f.WhichOneof('body') for f in frames]}")
 
 
+@pytest.mark.slow
 @fuzz(1200)
 @given(data=st.data())
 def test_step_with_mutated_payloads(live: Live, data: st.DataObject) -> None:

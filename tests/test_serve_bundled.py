@@ -14,7 +14,7 @@ from support import free_port, toml_list
 
 from fedsilo.silo_node.demo_data import DEMO_PARTIES
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def _config(tmp_path: Path, party: str, database: str) -> Path:

@@ -32,7 +32,7 @@ from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.errors import JobError
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 #: seconds within which a dead silo must turn into a failed job
 BOUND_S = 30.0

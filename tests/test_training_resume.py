@@ -321,6 +321,7 @@ def _same_parts(s: Silos, ref: str, resumed: str, key: str) -> None:
         assert ours == theirs, party
 
 
+@pytest.mark.slow
 def test_secureboost_resumes_after_the_last_completed_tree(silos: Silos) -> None:
     store = silos.store()
     training = {"kind": "secureboost", **SGB}
@@ -336,6 +337,7 @@ def test_secureboost_resumes_after_the_last_completed_tree(silos: Silos) -> None
     _same_parts(silos, "ref", "crash", "secureboost")
 
 
+@pytest.mark.slow
 def test_vertical_lr_resumes_after_the_last_completed_epoch(silos: Silos) -> None:
     store = silos.store()
     training = {"kind": "lr", "key_bits": 2048, **LR}

@@ -127,6 +127,7 @@ def _part(c: Consortium, party: str, record: JobRecord) -> dict[str, Any]:
     return payload
 
 
+@pytest.mark.slow
 def test_reference_setting_matches_pooled_xgboost(consortium, reference) -> None:
     record, _ = reference
     out = record.result["1:hxgb"]

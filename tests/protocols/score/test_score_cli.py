@@ -13,7 +13,7 @@ from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_score_command_runs_psi_then_scores(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import JobError
 from fedsilo.progress import ProgressTask
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]

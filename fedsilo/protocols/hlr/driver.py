@@ -26,12 +26,13 @@ from __future__ import annotations
 from typing import Any
 
 from fedsilo.coordinator.config import JobSpec
+from fedsilo.coordinator.conversation import JobParties
 from fedsilo.coordinator.drivers import driver
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.models import part_id, record_model
-from fedsilo.errors import ConfigError, JobError
-from fedsilo.message import Message
-from fedsilo.protocols.hlr.horizontal import STATS_PHASES, aggregate, check_silo_count
+from fedsilo.errors import ConfigError
+from fedsilo.protocols.hlr import conversation
+from fedsilo.protocols.hlr.horizontal import check_silo_count
 from fedsilo.protocols.hlr.step import KIND, HlrStep
 
 __all__ = ["check", "run_hlr"]
@@ -45,34 +46,6 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
         raise ConfigError("an hlr step needs every party in role 'member'")
     if parsed.evaluate_on is not None:
         parsed.evaluate_on.check_member(members, KIND)
-
-
-def _setup(run: JobRun, members: list[str], meta: dict[str, Any]) -> bytes:
-    """Key at the first member, secret context to the others; returns the public context."""
-    first = run.call(members[0], "hlr.setup", meta)
-    rest = run.call_many({p: ("hlr.setup", meta, first.outbox_for(p)) for p in members[1:]})
-    digests = {first.meta["columns_digest"], *(r.meta["columns_digest"] for r in rest.values())}
-    if len(digests) != 1:
-        raise JobError("horizontal LR silos name different feature columns")
-    if first.plain is None:
-        raise JobError(f"'{members[0]}' released no public CKKS context")
-    return first.plain.expect("hlr.public_context").blob("context")
-
-
-def _round(
-    run: JobRun, members: list[str], public: bytes, meta: dict[str, Any], previous: Message | None
-) -> tuple[Message | None, dict[str, Any]]:
-    """One relay: the previous sum out, contributions in; returns (their sum, released meta)."""
-    replies = run.call_many({p: ("hlr.round", meta, []) for p in members}, plain=previous)
-    released = [r.meta for r in replies.values()]
-    if any(m != released[0] for m in released):
-        raise JobError("horizontal LR silos disagree about the model's progress")
-    contributions = [r.plain for r in replies.values() if r.plain is not None]
-    if not contributions:
-        return None, released[0]
-    if len(contributions) != len(members):
-        raise JobError("some horizontal LR silos released no contribution")
-    return aggregate(public, contributions), released[0]
 
 
 def _evaluate(run: JobRun, step: HlrStep, meta: dict[str, Any], model_id: str,
@@ -96,20 +69,8 @@ def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     members = run.with_role("member")
     check_silo_count(len(members))
     meta = {"step": run.spec.steps.index(step)}
-    public = _setup(run, members, meta)
-    total: Message | None = None
-    for index in range(STATS_PHASES):
-        total, _ = _round(run, members, public, {"next": "stats", "index": index}, total)
-    run.log(f"hlr: pooled standardisation over {len(members)} silos done")
-    progress: dict[str, Any] = {}
-    for index in range(config.max_iter + 1):
-        total, progress = _round(run, members, public, {"next": "round", "index": index}, total)
-        if total is None:
-            break
-        if progress:
-            run.log(f"hlr round {progress['round']}: largest change {progress['max_change']:.2e}")
+    progress = conversation.run(JobParties(run), members, max_iter=config.max_iter, log=run.log)
     model_part = part_id(run, KIND)
-    run.call_many({p: ("hlr.save", {}, []) for p in members})
     rounds = int(progress.get("round", -1)) + 1
     model = record_model(
         run,

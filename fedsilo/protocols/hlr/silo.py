@@ -17,17 +17,14 @@ coordinator names the step by its index (:func:`fedsilo.protocols.hlr.step.step_
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobspec import part_id
-from fedsilo.leakage import register_kind
 from fedsilo.message import Message
 from fedsilo.protocols.evaluate.silo import check_evaluation_allowed, evaluate_whole_model
+from fedsilo.protocols.hlr.conversation import PUBLIC_CONTEXT, member_round
 from fedsilo.protocols.hlr.horizontal import (
     SECRET_CONTEXT,
-    STATS_PHASES,
-    SUM,
     HorizontalLRModel,
     HorizontalSilo,
     check_silo_count,
@@ -42,11 +39,6 @@ __all__ = ["KIND", "PUBLIC_CONTEXT"]
 
 KIND = "hlr"
 _STATE = "hlr"
-PUBLIC_CONTEXT = register_kind(
-    "hlr.public_context",
-    reveals="to the coordinator: the job's CKKS parameters without the secret key or any "
-    "evaluation key (enough to add ciphertexts, not to read them)",
-)
 
 
 def columns_digest(columns: list[str]) -> str:
@@ -89,34 +81,13 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     )
 
 
-def _accept(silo: HorizontalSilo, plain: Message | None) -> dict[str, Any]:
-    if plain is None:
-        return {}
-    phase = plain.expect(SUM).meta.get("phase")
-    if phase == "stats":
-        silo.accept_stats(plain)
-        return {}
-    return silo.accept_update(plain).to_meta()
-
-
 @step("hlr.round", kinds=("hlr",))
 def round_step(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Take the last sum (if any), then release the contribution the coordinator asks for."""
-    silo = _silo(session)
-    released = _accept(silo, req.plain)
-    phase, index = str(req.meta["next"]), int(req.meta["index"])
-    if released.get("converged") or phase == "done":
-        return StepReply(meta=released)
-    if phase == "stats" and 0 <= index < STATS_PHASES:
-        return StepReply(meta=released, release=silo.stats_message(index))
-    if phase == "round":
-        update = silo.update_message()
-        if update.meta.get("index") != index:
-            raise ProtocolError(
-                f"coordinator asked for round {index}, silo is at {update.meta.get('index')}"
-            )
-        return StepReply(meta=released, release=update)
-    raise ProtocolError(f"no horizontal LR contribution '{phase}' {index}")
+    released, contribution = member_round(
+        _silo(session), req.plain, str(req.meta["next"]), int(req.meta["index"])
+    )
+    return StepReply(meta=released, release=contribution)
 
 
 @step("hlr.save", kinds=("hlr",))

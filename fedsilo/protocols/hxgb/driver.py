@@ -26,19 +26,14 @@ from __future__ import annotations
 from typing import Any
 
 from fedsilo.coordinator.config import JobSpec
+from fedsilo.coordinator.conversation import JobParties
 from fedsilo.coordinator.drivers import driver
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.models import part_id, record_model
-from fedsilo.errors import JobError
-from fedsilo.message import Message
+from fedsilo.protocols.hxgb import conversation
 from fedsilo.protocols.hxgb.step import KIND, HxgbStep, key_holder, members_of
-from fedsilo.protocols.hxgb.training import PUBLIC_CONTEXT, UPDATE, Aggregator
-from fedsilo.wire import StepPayload
 
 __all__ = ["check", "run_hxgb"]
-
-_PHASES = ("hist", "eval", "done")
-
 
 def check(spec: JobSpec, step: dict[str, Any]) -> None:
     """Refuse what the spec alone shows is wrong: parameters, roles, fewer than three members."""
@@ -46,74 +41,23 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
     HxgbStep.from_step(step).check_members(members)
 
 
-def _released(reply: StepPayload, party: str, kind: str) -> Message:
-    if reply.plain is None:
-        raise JobError(f"'{party}' released no '{kind}' message")
-    return reply.plain.expect(kind)
+def _train(run: JobRun, members: list[str], step: HxgbStep) -> conversation.Trained:
+    """The conversation, with progress by finished tree and the pooled losses logged."""
+    task = run.progress.task("hxgb trees", total=step.params.n_estimators)
+    done = 0
 
-
-def _setup(
-    run: JobRun,
-    members: list[str],
-    meta: dict[str, Any],
-) -> tuple[Aggregator, dict[str, StepPayload]]:
-    """Sessions read their data and share the key; returns the aggregator and the bins updates."""
-    started = run.call_many({p: ("hxgb.start", meta, []) for p in members})
-    if len({str(r.meta.get("columns_digest")) for r in started.values()}) != 1:
-        raise JobError("hxgb members name different feature columns (names and order must match)")
-    holder = key_holder(members)
-    public = _released(started[holder], holder, PUBLIC_CONTEXT).blob("context")
-    aggregator = Aggregator(public, len(members))
-    sealed = started[holder]
-    updates = run.call_many({p: ("hxgb.keys", {}, sealed.outbox_for(p)) for p in members})
-    return aggregator, updates
-
-
-def _agreed(replies: dict[str, StepPayload]) -> dict[str, Any]:
-    """The round status every member released; they must be identical."""
-    statuses = [r.meta for r in replies.values()]
-    status = statuses[0]
-    if any(s != status for s in statuses[1:]):
-        raise JobError("hxgb members disagree about the model's progress")
-    if status.get("next") not in _PHASES or not isinstance(status.get("tree"), int):
-        raise JobError("hxgb member released a malformed round status")
-    return status
-
-
-def _train(
-    run: JobRun,
-    members: list[str],
-    aggregator: Aggregator,
-    updates: dict[str, StepPayload],
-    step: HxgbStep,
-) -> tuple[int, list[float]]:
-    """Secure sums until every member is done; returns (rounds, pooled validation losses)."""
-    n_trees = step.params.n_estimators
-    task = run.progress.task("hxgb trees", total=n_trees)
-    done, losses = 0, []
-    max_rounds = 2 + n_trees * (step.params.max_depth + 2)
-    for rounds in range(1, max_rounds + 1):
-        total = aggregator.sum([_released(updates[p], p, UPDATE) for p in members])
-        updates = run.call_many({p: ("hxgb.round", {}, []) for p in members}, plain=total)
-        status = _agreed(updates)
+    def round_done(status: dict[str, Any]) -> None:
+        nonlocal done
         finished = status["tree"] + (1 if status["next"] in ("eval", "done") else 0)
         task.advance(finished - done)
         done = finished
         if status.get("valid_loss") is not None:
-            losses.append(float(status["valid_loss"]))
-            run.log(f"hxgb tree {done}: pooled validation log-loss {losses[-1]:.5f}")
+            run.log(f"hxgb tree {done}: pooled validation log-loss "
+                    f"{float(status['valid_loss']):.5f}")
         if status["next"] == "done":
             task.finish()
-            return rounds, losses
-    raise JobError(f"hxgb did not finish within {max_rounds} rounds")
 
-
-def _finish(run: JobRun, members: list[str], model_part: str) -> dict[str, Any]:
-    """Every member stores the model; the digests they release must agree."""
-    replies = run.call_many({p: ("hxgb.finish", {}, []) for p in members})
-    if len({str(r.meta.get("digest")) for r in replies.values()}) != 1:
-        raise JobError("hxgb members ended with different models")
-    return dict(replies[members[0]].meta)
+    return conversation.run(JobParties(run), members, params=step.params, on_round=round_done)
 
 
 def _evaluate(
@@ -139,10 +83,9 @@ def run_hxgb(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     members = members_of(run.spec.parties)
     meta = {"step": run.spec.steps.index(step)}
     run.log(f"hxgb between {', '.join(members)} (CKKS key made at {key_holder(members)})")
-    aggregator, updates = _setup(run, members, meta)
-    rounds, losses = _train(run, members, aggregator, updates, parsed)
+    trained = _train(run, members, parsed)
+    rounds, losses, saved = trained.rounds, trained.valid_losses, trained.saved
     model_part = part_id(run, KIND)
-    saved = _finish(run, members, model_part)
     metrics: dict[str, Any] = {"trees": saved["trees"], "best_iteration": saved["best_iteration"]}
     if losses:
         metrics["valid_loss"] = losses

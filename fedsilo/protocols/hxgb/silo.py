@@ -25,7 +25,6 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +37,12 @@ from fedsilo.message import Message
 from fedsilo.ml.ensemble import TreeEnsemble
 from fedsilo.ml.xgb_export import to_xgboost_json
 from fedsilo.protocols.evaluate.silo import check_evaluation_allowed, evaluate_whole_model
+from fedsilo.protocols.hxgb.conversation import member_round, model_digest
 from fedsilo.protocols.hxgb.step import ROLE, HxgbStep, key_holder, members_of, step_at
 from fedsilo.protocols.hxgb.training import (
     PUBLIC_CONTEXT,
     SECRET_CONTEXT,
-    SUM,
     HxgbSilo,
-    RoundStatus,
 )
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.predict import register_whole_model
@@ -128,29 +126,11 @@ def keys(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     return StepReply(release=state.silo.binning_update())
 
 
-def _accept(silo: HxgbSilo, total: Message) -> RoundStatus:
-    accept: dict[str, Callable[[Message], RoundStatus]] = {
-        "bins": silo.accept_binning, "hist": silo.accept_histograms, "eval": silo.accept_eval}
-    phase = total.expect(SUM).meta.get("phase")
-    if phase not in accept:
-        raise ProtocolError("hxgb sum names no known phase")
-    return accept[str(phase)](total)
-
-
-def _next_update(silo: HxgbSilo, phase: str) -> Message | None:
-    updates: dict[str, Callable[[], Message]] = {
-        "hist": silo.histogram_update, "eval": silo.eval_update}
-    return updates[phase]() if phase in updates else None
-
-
 @step("hxgb.round", kinds=("hxgb",))
 def round_(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """One secure sum done: take the pooled values, then release the next update (if any)."""
-    state = _state(session)
-    if req.plain is None:
-        raise ProtocolError("hxgb.round needs the coordinator's sum")
-    status = _accept(state.silo, req.plain)
-    return StepReply(meta=status.to_meta(), release=_next_update(state.silo, status.next))
+    status, update = member_round(_state(session).silo, req.plain)
+    return StepReply(meta=status.to_meta(), release=update)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -198,8 +178,7 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
         "columns": state.columns, "model": doc, "importance": _importance(model),
         "params": state.step.params.to_dict(), "export": path.name})
     _write_atomic(path, to_xgboost_json(model))
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32]
-    return StepReply(meta={"trees": len(model.trees), "digest": digest,
+    return StepReply(meta={"trees": len(model.trees), "digest": model_digest(model),
                            "best_iteration": model.info.get("best_iteration"),
                            "export": f"models/{path.name}"})
 

@@ -36,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
@@ -48,7 +47,7 @@ from fedsilo import settings
 from fedsilo.crypto import ckks
 from fedsilo.errors import DataError, PolicyError, ProtocolError
 from fedsilo.leakage import register_kind
-from fedsilo.message import Message, encode
+from fedsilo.message import Message
 from fedsilo.ml import grid_sketch
 from fedsilo.ml.binning import BinMapper
 from fedsilo.ml.boost_params import BoostParams
@@ -555,55 +554,14 @@ class TrainingStats:
     valid_losses: list[float] = field(default_factory=list)
 
 
-_ROUND_METHODS = {
-    "bins": ("binning_update", "accept_binning"),
-    "hist": ("histogram_update", "accept_histograms"),
-    "eval": ("eval_update", "accept_eval"),
-}
-
-
 def train_in_process(silos: Sequence[HxgbSilo]) -> tuple[TreeEnsemble, TrainingStats]:
-    """Run the whole protocol between ``silos`` in this process, as the coordinator would.
+    """Run the whole protocol between ``silos`` in this process, as the coordinator would, in
+    the coordinator's order (:mod:`fedsilo.protocols.hxgb.conversation`).
 
     Every message is encoded to bytes as on the wire (sealing aside), which is what
     ``bytes_relayed`` counts: every update to the coordinator, every sum back to each silo, the
-    keys once. Returns the model (checked identical at every silo) and the run's figures.
+    keys once. Returns the model (every silo's digest checked equal) and the run's figures.
     """
-    check_silo_count(len(silos))
-    stats = TrainingStats()
-    start = time.perf_counter()
-    secret, public = silos[0].create_keys()
-    for silo in silos[1:]:
-        silo.accept_keys(secret)
-    stats.bytes_relayed += len(encode(secret)) * (len(silos) - 1) + len(public)
-    stats.silo_seconds += time.perf_counter() - start
-    agg = Aggregator(public, len(silos))
-    phase = "bins"
-    while phase != "done":
-        phase = _one_round(silos, agg, phase, stats)
-    models = [s.model() for s in silos]
-    if any(m.to_dict() != models[0].to_dict() for m in models[1:]):
-        raise ProtocolError("silos ended with different models")
-    return models[0], stats
+    from fedsilo.protocols.hxgb.local import run_in_process  # it builds on this module
 
-
-def _one_round(silos: Sequence[HxgbSilo], agg: Aggregator, phase: str, stats: TrainingStats) -> str:
-    """One secure sum: updates from every silo, their sum, every silo's step; the next phase."""
-    send, accept = _ROUND_METHODS[phase]
-    t0 = time.perf_counter()
-    updates = [getattr(s, send)() for s in silos]
-    t1 = time.perf_counter()
-    total = agg.sum(updates)
-    t2 = time.perf_counter()
-    statuses: list[RoundStatus] = [getattr(s, accept)(total) for s in silos]
-    t3 = time.perf_counter()
-    stats.silo_seconds += (t1 - t0) + (t3 - t2)
-    stats.aggregator_seconds += t2 - t1
-    stats.rounds += 1
-    stats.bytes_relayed += sum(len(encode(u)) for u in updates)
-    stats.bytes_relayed += len(encode(total)) * len(silos)
-    if len({s.next for s in statuses}) != 1:
-        raise ProtocolError("silos disagree on the next hxgb phase")
-    if statuses[0].valid_loss is not None:
-        stats.valid_losses.append(statuses[0].valid_loss)
-    return statuses[0].next
+    return run_in_process(silos)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from itertools import pairwise
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -35,7 +34,7 @@ from nacl.utils import random as nacl_random
 from fedsilo import parallel, settings
 from fedsilo.errors import ConfigError, CryptoError, ProtocolError
 
-from ._hash_to_curve import field_hasher, is_on_curve, map_to_curve
+from ._hash_to_curve import first_off_curve, hash_to_curve_many
 from ._ids import pack_ids
 
 __all__ = [
@@ -106,23 +105,14 @@ def _multiplier(secret: bytes, backend: str | None) -> Multiplier:
 
 def _hash_chunk(context: bytes, blob: bytes, ends: np.ndarray) -> bytes:
     """Elligator 2 u-coordinates (32 bytes, little-endian) of packed ids under ``context``."""
-    prefix, to_field = struct.pack(">I", len(context)) + context, field_hasher(DST)
-    bounds = [0, *ends.tolist()]
-    return b"".join(
-        [
-            map_to_curve(to_field(prefix + blob[a:b])).to_bytes(32, "little")
-            for a, b in pairwise(bounds)
-        ]
-    )
+    prefix = struct.pack(">I", len(context)) + context
+    return hash_to_curve_many(DST, prefix, blob, [0, *ends.tolist()])
 
 
 def _refuse_twist(points: bytes) -> None:
     """A ProtocolError unless every 32-byte point is a canonical u-coordinate on the curve."""
-    for i in range(0, len(points), POINT_BYTES):
-        if not is_on_curve(int.from_bytes(points[i : i + POINT_BYTES], "little")):
-            raise ProtocolError(
-                "peer sent a point that is not on Curve25519 (twist or non-canonical)"
-            )
+    if first_off_curve(points) >= 0:
+        raise ProtocolError("peer sent a point that is not on Curve25519 (twist or non-canonical)")
 
 
 def _hash_blind_chunk(

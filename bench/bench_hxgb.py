@@ -126,20 +126,29 @@ def _write_csv(path: Path, part: Part) -> None:
     """``id,y,x0..x22`` with exact float text, so the silo reads back the very same values."""
     x, y = part
     table = np.column_stack([np.arange(len(y)), y, x])
-    np.savetxt(path, table, delimiter=",", fmt=["%d", "%d"] + ["%.17g"] * x.shape[1],
-               header=",".join(["id", "y", *FEATURES]), comments="")
+    np.savetxt(
+        path,
+        table,
+        delimiter=",",
+        fmt=["%d", "%d"] + ["%.17g"] * x.shape[1],
+        header=",".join(["id", "y", *FEATURES]),
+        comments="",
+    )
 
 
 def _silo_toml(root: Path, party: str, datasets: list[str]) -> Path:
-    tables = "".join(f'[datasets.{d}]\ntable = "{d}"\nid_column = "id"\n'
-                     f"features = {json.dumps(FEATURES)}\nlabel = \"y\"\n"
-                     for d in datasets)
+    tables = "".join(
+        f'[datasets.{d}]\ntable = "{d}"\nid_column = "id"\n'
+        f'features = {json.dumps(FEATURES)}\nlabel = "y"\n'
+        for d in datasets
+    )
     path = root / f"{party}.toml"
     path.write_text(
         f'party = "{party}"\nlisten = "127.0.0.1:{_free_port()}"\n'
         f'database = "sqlite:///{party}.db"\n[tls]\nca = "certs/ca.pem"\n'
         f'cert = "certs/{party}.pem"\nkey = "certs/{party}.key"\ncoordinator = "coordinator"\n'
-        f'{tables}[policy]\nprotocols = ["hxgb"]\nroles = ["member"]\n')
+        f'{tables}[policy]\nprotocols = ["hxgb"]\nroles = ["member"]\n'
+    )
     return path
 
 
@@ -173,12 +182,21 @@ def run_service(parts: list[Part], test: Part, params: HxgbParams) -> dict[str, 
             (root / "coordinator.toml").write_text(
                 f'name = "coordinator"\ndatabase = "sqlite:///coordinator.db"\n[tls]\n'
                 f'ca = "certs/ca.pem"\ncert = "certs/coordinator.pem"\n'
-                f'key = "certs/coordinator.key"\n{silos}')
+                f'key = "certs/coordinator.key"\n{silos}'
+            )
             consortium = load_coordinator_config(root / "coordinator.toml")
-            step: dict[str, Any] = {"kind": "hxgb", **{k: v for k, v in asdict(params).items()
-                                                       if v is not None}}
-            spec = parse_job_spec({"name": "bench", "steps": [step], "parties": {
-                p: {"dataset": "train", "role": "member"} for p in SILOS}}, root / "job.toml")
+            step: dict[str, Any] = {
+                "kind": "hxgb",
+                **{k: v for k, v in asdict(params).items() if v is not None},
+            }
+            spec = parse_job_spec(
+                {
+                    "name": "bench",
+                    "steps": [step],
+                    "parties": {p: {"dataset": "train", "role": "member"} for p in SILOS},
+                },
+                root / "job.toml",
+            )
             clients = connect_silos(consortium)
             cpu, start = time.process_time(), time.perf_counter()
             record = run_job(spec, clients=clients, store=JobStore(consortium.database_url))
@@ -191,9 +209,14 @@ def run_service(parts: list[Part], test: Part, params: HxgbParams) -> dict[str, 
                 node.stop(grace=None)
     scores = get_predictor("hxgb").combine(part, test[0], {})
     out = record.result["1:hxgb"]
-    return {"wall": wall, "cpu": cpu, "rounds": out["rounds"], "trees": out["trees"],
-            "mib": record.result["relayed_bytes"] / 2**20,
-            "auc": float(roc_auc_score(test[1], scores))}
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "rounds": out["rounds"],
+        "trees": out["trees"],
+        "mib": record.result["relayed_bytes"] / 2**20,
+        "auc": float(roc_auc_score(test[1], scores)),
+    }
 
 
 def main() -> None:
@@ -202,8 +225,7 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=3)
     ap.add_argument("--max-bin", type=int, default=32)
     ap.add_argument("--eta", type=float, default=0.3)
-    ap.add_argument("--skip-service", action="store_true",
-                    help="do not run the gRPC service path")
+    ap.add_argument("--skip-service", action="store_true", help="do not run the gRPC service path")
     args = ap.parse_args()
     params = HxgbParams(
         n_estimators=args.trees,
@@ -224,15 +246,21 @@ def main() -> None:
     for name, data in (("given", parts), ("by x13", skewed(parts))):
         xgb_wall, xgb_auc = run_xgboost(data, test, params)
         fed = run_fedsilo(data, test, params)
-        print(f"{name:10}{'xgboost (hist, pooled)':26}{xgb_wall:>8.2f}{'':>8}{'':>8}{'':>9}"
-              f"{xgb_auc:>9.4f}")
-        print(f"{'':10}{'fedsilo in-process':26}{fed['wall']:>8.2f}{fed['cpu']:>8.2f}"
-              f"{fed['rounds']:>8.0f}{fed['mib']:>9.1f}{fed['auc']:>9.4f}{fed['silo']:>9.2f}"
-              f"{fed['agg']:>8.2f}")
+        print(
+            f"{name:10}{'xgboost (hist, pooled)':26}{xgb_wall:>8.2f}{'':>8}{'':>8}{'':>9}"
+            f"{xgb_auc:>9.4f}"
+        )
+        print(
+            f"{'':10}{'fedsilo in-process':26}{fed['wall']:>8.2f}{fed['cpu']:>8.2f}"
+            f"{fed['rounds']:>8.0f}{fed['mib']:>9.1f}{fed['auc']:>9.4f}{fed['silo']:>9.2f}"
+            f"{fed['agg']:>8.2f}"
+        )
         if not args.skip_service:
             svc = run_service(data, test, params)
-            print(f"{'':10}{'fedsilo service (gRPC)':26}{svc['wall']:>8.2f}{svc['cpu']:>8.2f}"
-                  f"{svc['rounds']:>8.0f}{svc['mib']:>9.1f}{svc['auc']:>9.4f}")
+            print(
+                f"{'':10}{'fedsilo service (gRPC)':26}{svc['wall']:>8.2f}{svc['cpu']:>8.2f}"
+                f"{svc['rounds']:>8.0f}{svc['mib']:>9.1f}{svc['auc']:>9.4f}"
+            )
         print(f"{'':10}{'AUC difference (in-proc)':26}{'':>41}{fed['auc'] - xgb_auc:>+9.4f}")
     print(f"\nload average at end {os.getloadavg()[0]:.2f}")
 

@@ -77,8 +77,11 @@ def load_demo() -> Demo:
 
 def gradients(demo: Demo, config: LRConfig, secret_start: bool, batches: int):
     """Yield ``(rows, {passive: v})`` for the first ``batches`` batches of epoch 0."""
-    w0 = (initial_weights(demo.x0, demo.y, config.seed) if secret_start
-          else np.zeros(demo.x0.shape[1]))
+    w0 = (
+        initial_weights(demo.x0, demo.y, config.seed)
+        if secret_start
+        else np.zeros(demo.x0.shape[1])
+    )
     wp = {p: np.zeros(x.shape[1]) for p, x in demo.passives.items()}
     step = learning_rate(config, 0)
     for rows in epoch_batches(demo.y.size, config.batch_size, 0, config.seed)[:batches]:
@@ -154,9 +157,11 @@ def _report(label: str, out: dict) -> None:
     err = np.concatenate(out["err"])
     later = _auc(*_joined(out["later"])) if out["later"] else float("nan")
     outside = _auc(*_joined(out["out"]))
-    print(f"{label:<22} {np.median(err):>7.3f} {_auc(y, s):>7.3f} {outside:>7.3f}"
-          f" {_auc(*_joined(out['top'])):>7.3f} {sure.mean() * 100:>6.2f}% {acc:>7.3f}"
-          f" {later:>7.3f}")
+    print(
+        f"{label:<22} {np.median(err):>7.3f} {_auc(y, s):>7.3f} {outside:>7.3f}"
+        f" {_auc(*_joined(out['top'])):>7.3f} {sure.mean() * 100:>6.2f}% {acc:>7.3f}"
+        f" {later:>7.3f}"
+    )
 
 
 def main() -> None:
@@ -165,10 +170,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=11, help="batches of epoch 0 to attack")
     args = parser.parse_args()
     demo = load_demo()
-    print(f"demo training rows {demo.y.size}, positives {demo.y.mean():.4f}, batch "
-          f"{LRConfig().batch_size} rows, {args.seeds} job seeds")
-    print(f"{'passive, start':<22} {'sum err':>7} {'AUC in':>7} {'AUC out':>7} {'top .5%':>7} "
-          f"{'sure':>7} {'sure ok':>7} {'later':>7}")
+    print(
+        f"demo training rows {demo.y.size}, positives {demo.y.mean():.4f}, batch "
+        f"{LRConfig().batch_size} rows, {args.seeds} job seeds"
+    )
+    print(
+        f"{'passive, start':<22} {'sum err':>7} {'AUC in':>7} {'AUC out':>7} {'top .5%':>7} "
+        f"{'sure':>7} {'sure ok':>7} {'later':>7}"
+    )
     for party in demo.passives:
         for secret in (False, True):
             out = attack(demo, party, secret, args.seeds, args.batches)

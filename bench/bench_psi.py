@@ -194,8 +194,18 @@ def run_openmined(a: list[str], b: list[str], ds_name: str, rep: int = 0) -> Row
         for path, ids in zip(paths, (a, b), strict=True):
             path.write_text("\n".join(ids) + "\n", encoding="utf-8")
         res = run_json(python, "openmined_psi_run.py", *map(str, paths), ds_name)
-    return Row(f"openmined-{ds_name}", len(a), int(res["found"]), float(res["wall"]),
-               int(res["rss_hwm"]), 0, "-", int(res["nbytes"]), float(res["cpu"]), rep)
+    return Row(
+        f"openmined-{ds_name}",
+        len(a),
+        int(res["found"]),
+        float(res["wall"]),
+        int(res["rss_hwm"]),
+        0,
+        "-",
+        int(res["nbytes"]),
+        float(res["cpu"]),
+        rep,
+    )
 
 
 # --- driver ---------------------------------------------------------------------------------------

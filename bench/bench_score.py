@@ -74,21 +74,27 @@ def load() -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], list[str]]:
     return guest[:, 1], guest[:, 2:], host[:, 1:], g_cols, h_cols
 
 
-def train(y: np.ndarray, g: np.ndarray, h: np.ndarray, g_cols: list[str], h_cols: list[str]
-          ) -> tuple[dict, dict]:
+def train(
+    y: np.ndarray, g: np.ndarray, h: np.ndarray, g_cols: list[str], h_cols: list[str]
+) -> tuple[dict, dict]:
     """The bank's and the bureau's stored payloads, exactly as ``sgb.save`` writes them."""
     params = SecureBoostParams.from_dict(PARAMS)
     active = ActiveParty("bank", g, y, params=params, passives=["bureau"], feature_names=g_cols)
     passive = PassiveParty("bureau", h, feature_names=h_cols, insecure_min_key_bits=1024)
     run_in_process(active, {"bureau": passive})
     model = active.model
-    bank = {"columns": [f.name for f in model.features if f.party == "bank"],
-            "model": model.to_dict(), "passive_parties": ["bureau"], "importance": {}}
+    bank = {
+        "columns": [f.name for f in model.features if f.party == "bank"],
+        "model": model.to_dict(),
+        "passive_parties": ["bureau"],
+        "importance": {},
+    }
     return bank, {"columns": list(h_cols), "part": passive.model_part()}
 
 
-def cached_train(y: np.ndarray, g: np.ndarray, h: np.ndarray, g_cols: list[str],
-                 h_cols: list[str], cache: Path) -> tuple[dict, dict]:
+def cached_train(
+    y: np.ndarray, g: np.ndarray, h: np.ndarray, g_cols: list[str], h_cols: list[str], cache: Path
+) -> tuple[dict, dict]:
     """Training takes ~1.5 min here and is not what is measured: keep the parts as JSON."""
     if cache.exists():
         saved = json.loads(cache.read_text())
@@ -105,12 +111,18 @@ def replicate(x: np.ndarray, rows: int, rng: np.random.Generator) -> np.ndarray:
     out = np.vstack([x] * times)[:rows]
     cont = [f for f in range(x.shape[1]) if len(np.unique(x[:, f])) > 50]
     if len(out) > len(x):
-        out[len(x):, cont] += rng.normal(0, 0.01, size=(len(out) - len(x), len(cont)))
+        out[len(x) :, cont] += rng.normal(0, 0.01, size=(len(out) - len(x), len(cont)))
     return out
 
 
-def write_csv(path: Path, ids: list[str], cols: list[str], x: np.ndarray, order: np.ndarray,
-              label: np.ndarray | None = None) -> None:
+def write_csv(
+    path: Path,
+    ids: list[str],
+    cols: list[str],
+    x: np.ndarray,
+    order: np.ndarray,
+    label: np.ndarray | None = None,
+) -> None:
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id", *(["y"] if label is not None else []), *cols])
@@ -125,14 +137,16 @@ def silo_toml(root: Path, party: str, port: int, cols: list[str], label: bool) -
         f'party = "{party}"\nlisten = "127.0.0.1:{port}"\n'
         f'database = "sqlite:///{root / (party + ".db")}"\n[tls]\ninsecure_plaintext = true\n'
         f'[datasets.main]\ntable = "{party}_data"\nid_column = "id"\n'
-        f'features = [{", ".join(repr(c).replace(chr(39), chr(34)) for c in cols)}]\n'
+        f"features = [{', '.join(repr(c).replace(chr(39), chr(34)) for c in cols)}]\n"
         + ('label = "y"\n' if label else "")
-        + '[policy]\nprotocols = ["psi", "secureboost", "score"]\nroles = ["active", "passive"]\n')
+        + '[policy]\nprotocols = ["psi", "secureboost", "score"]\nroles = ["active", "passive"]\n'
+    )
     return path
 
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -141,8 +155,9 @@ def free_port() -> int:
 def start_silo(config: Path) -> subprocess.Popen[str]:
     """``fedsilo silo serve`` in its own process group; returns once it is listening."""
     cmd = [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config", str(config)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if "serving on" in line:
@@ -164,9 +179,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--chunk-rows", type=int, default=10_000)
-    ap.add_argument("--model-cache", type=Path,
-                    default=Path(tempfile.gettempdir()) / "fedsilo_bench_score_model.json",
-                    help="JSON file of the trained parts, reused when the parameters match")
+    ap.add_argument(
+        "--model-cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "fedsilo_bench_score_model.json",
+        help="JSON file of the trained parts, reused when the parameters match",
+    )
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench_score_"))
     rng = np.random.default_rng(0)
@@ -182,8 +200,10 @@ def main() -> int:
     write_csv(root / "bank.csv", ids, g_cols, gg, rng.permutation(args.rows), yy)
     write_csv(root / "bureau.csv", ids, h_cols, hh, rng.permutation(args.rows))
     ports = {"bank": free_port(), "bureau": free_port()}
-    configs = {"bank": silo_toml(root, "bank", ports["bank"], g_cols, True),
-               "bureau": silo_toml(root, "bureau", ports["bureau"], h_cols, False)}
+    configs = {
+        "bank": silo_toml(root, "bank", ports["bank"], g_cols, True),
+        "bureau": silo_toml(root, "bureau", ports["bureau"], h_cols, False),
+    }
     for party, part in (("bank", bank_part), ("bureau", bureau_part)):
         engine = create_engine(f"sqlite:///{root / (party + '.db')}")
         load_csv_into_table(engine, f"{party}_data", root / f"{party}.csv", "id")
@@ -192,17 +212,23 @@ def main() -> int:
         store.save_model_part(PART, "secureboost", part)
         engine.dispose()
     coord = root / "coordinator.toml"
-    coord.write_text(f'name = "coordinator"\ndatabase = "sqlite:///{root / "coord.db"}"\n'
-                     "[tls]\ninsecure_plaintext = true\n"
-                     + "".join(f'[silos.{p}]\naddress = "127.0.0.1:{port}"\n'
-                               for p, port in ports.items()))
+    coord.write_text(
+        f'name = "coordinator"\ndatabase = "sqlite:///{root / "coord.db"}"\n'
+        "[tls]\ninsecure_plaintext = true\n"
+        + "".join(f'[silos.{p}]\naddress = "127.0.0.1:{port}"\n' for p, port in ports.items())
+    )
     config = load_coordinator_config(coord)
     jobs = JobStore(config.database_url)
     parties = {"bank": "active", "bureau": "passive"}
-    record = {"parties": parties, "parts": {p: PART for p in parties}, "params": PARAMS,
-              "metrics": {}}
-    model = jobs.register_model(name="bench-secureboost", kind="secureboost", job_id="bench",
-                                record=record)
+    record = {
+        "parties": parties,
+        "parts": {p: PART for p in parties},
+        "params": PARAMS,
+        "metrics": {},
+    }
+    model = jobs.register_model(
+        name="bench-secureboost", kind="secureboost", job_id="bench", record=record
+    )
     t_setup = time.perf_counter() - t0
 
     procs = {p: start_silo(configs[p]) for p in parties}
@@ -210,9 +236,14 @@ def main() -> int:
         clients = connect_silos(config)
 
         def job(name: str, steps: list[dict]) -> float:
-            spec = parse_job_spec({"name": name, "parties": {
-                p: {"dataset": "main", "role": r} for p, r in parties.items()}, "steps": steps},
-                root / "job.toml")
+            spec = parse_job_spec(
+                {
+                    "name": name,
+                    "parties": {p: {"dataset": "main", "role": r} for p, r in parties.items()},
+                    "steps": steps,
+                },
+                root / "job.toml",
+            )
             start = time.perf_counter()
             record = run_job(spec, clients=clients, store=jobs)
             took = time.perf_counter() - start
@@ -220,8 +251,13 @@ def main() -> int:
             return took
 
         t_psi = job("psi", [{"kind": "psi", "alignment": "all"}])
-        score_step = {"kind": "score", "model": model.model_id, "alignment": "all",
-                      "table": "scores", "chunk_rows": args.chunk_rows}
+        score_step = {
+            "kind": "score",
+            "model": model.model_id,
+            "alignment": "all",
+            "table": "scores",
+            "chunk_rows": args.chunk_rows,
+        }
         t_score = job("score", [score_step])
     finally:
         for proc in procs.values():
@@ -233,16 +269,22 @@ def main() -> int:
     assert n == distinct == args.rows, (n, distinct)
 
     scale = 100_000 / args.rows
-    print(f"batch scoring, {args.rows} rows, 30 trees depth 3, 2 silos, loopback gRPC "
-          f"(plaintext transport, sealed messages), SQLite, chunk_rows {args.chunk_rows}")
+    print(
+        f"batch scoring, {args.rows} rows, 30 trees depth 3, 2 silos, loopback gRPC "
+        f"(plaintext transport, sealed messages), SQLite, chunk_rows {args.chunk_rows}"
+    )
     print(f"{'phase':<34}{'wall s':>9}{'rows/s':>11}")
-    print(f"{'setup (train in process, load DBs)':<34}{t_setup:>9.1f}{'':>11}"
-          f"   (train {t_train:.1f} s, cached after the first run)")
+    print(
+        f"{'setup (train in process, load DBs)':<34}{t_setup:>9.1f}{'':>11}"
+        f"   (train {t_train:.1f} s, cached after the first run)"
+    )
     print(f"{'PSI (align the two silos)':<34}{t_psi:>9.2f}{args.rows / t_psi:>11,.0f}")
     print(f"{'score step':<34}{t_score:>9.2f}{args.rows / t_score:>11,.0f}")
     verdict = "MEETS" if t_score * scale <= TARGET_S else "MISSES"
-    print(f"target: <= {TARGET_S:.0f} s for 100k rows; scoring at this rate: "
-          f"{t_score * scale:.1f} s per 100k -> {verdict}")
+    print(
+        f"target: <= {TARGET_S:.0f} s for 100k rows; scoring at this rate: "
+        f"{t_score * scale:.1f} s per 100k -> {verdict}"
+    )
     return 0 if verdict == "MEETS" else 1
 
 

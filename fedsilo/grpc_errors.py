@@ -129,10 +129,15 @@ def _report_refusal(
 #: what it means for an operator. A server refusing our certificate is not among them: the
 #: client then sees only "Socket closed", like any dropped connection, and it stays retryable.
 _TLS_FAILURES: tuple[tuple[str, str], ...] = (
-    ("Hostname Verification Check failed", "its certificate does not name '{identity}' "
-     "(wrong address, or a certificate issued to another party)"),
-    ("CERTIFICATE_VERIFY_FAILED", "its certificate was not issued by the consortium CA in "
-     "our config"),
+    (
+        "Hostname Verification Check failed",
+        "its certificate does not name '{identity}' "
+        "(wrong address, or a certificate issued to another party)",
+    ),
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        "its certificate was not issued by the consortium CA in our config",
+    ),
     ("WRONG_VERSION_NUMBER", "it does not speak TLS (plaintext server?)"),
     ("Tls handshake failed", "the TLS handshake failed"),
     ("SSL_ERROR_SSL", "the TLS handshake failed"),

@@ -29,8 +29,12 @@ _FACTORIES: dict[tuple[bool, bool], Callable[..., grpc.RpcMethodHandler]] = {
 
 def behavior_of(handler: grpc.RpcMethodHandler) -> Behavior:
     """The one behaviour a handler carries, whatever its shape."""
-    for behavior in (handler.unary_unary, handler.unary_stream, handler.stream_unary,
-                     handler.stream_stream):
+    for behavior in (
+        handler.unary_unary,
+        handler.unary_stream,
+        handler.stream_unary,
+        handler.stream_stream,
+    ):
         if behavior is not None:
             return behavior
     raise ValueError("a method handler with no behaviour")

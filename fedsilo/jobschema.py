@@ -469,8 +469,6 @@ HLR_PARAMS: tuple[Param, ...] = tuple(
 )
 
 
-
-
 def fraction(
     name: str, default: float, help: str, high: float = 1.0, *, open_high: bool = True
 ) -> Param:

@@ -100,8 +100,10 @@ def _reveal(reveal: Any, passives: Sequence[str], index: int) -> tuple[str, ...]
         return ()
     if isinstance(reveal, list) and all(r in passives for r in reveal):
         return tuple(sorted(set(reveal)))
-    raise ConfigError(f"{step_label(index, 'psi')}: 'reveal' must be \"all\", \"leader\" or a "
-                      "list of passive parties")
+    raise ConfigError(
+        f'{step_label(index, "psi")}: \'reveal\' must be "all", "leader" or a '
+        "list of passive parties"
+    )
 
 
 def _psi_alignment(spec: Mapping[str, Any], index: int) -> str | None:
@@ -137,8 +139,12 @@ class SplitSettings:
 def split_settings(spec: Mapping[str, Any], index: int) -> SplitSettings:
     """The checked settings of split step ``index``."""
     values = check_step(step_entry(spec, index), index)
-    return SplitSettings(input_alignment(spec, index), float(values["test_fraction"]),
-                         float(values["valid_fraction"]), int(values["seed"]))
+    return SplitSettings(
+        input_alignment(spec, index),
+        float(values["test_fraction"]),
+        float(values["valid_fraction"]),
+        int(values["seed"]),
+    )
 
 
 def split_parts(spec: Mapping[str, Any], index: int) -> dict[str, str] | None:

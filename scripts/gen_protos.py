@@ -36,16 +36,24 @@ def generate(out_dir: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if generated code is stale")
-    parser.add_argument("--target", type=Path, default=ROOT / "fedsilo" / "protos",
-                        help="folder holding the generated code (default: the package)")
+    parser.add_argument(
+        "--target",
+        type=Path,
+        default=ROOT / "fedsilo" / "protos",
+        help="folder holding the generated code (default: the package)",
+    )
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
         produced = Path(tmp) / "fedsilo" / "protos"
         target = opts.target
         if opts.check:
-            stale = [n for n in OUTPUTS if not (target / n).exists()
-                     or not filecmp.cmp(produced / n, target / n, shallow=False)]
+            stale = [
+                n
+                for n in OUTPUTS
+                if not (target / n).exists()
+                or not filecmp.cmp(produced / n, target / n, shallow=False)
+            ]
             if stale:
                 print(f"stale generated code: {', '.join(stale)}; run scripts/gen_protos.py")
                 return 1

@@ -35,13 +35,44 @@ LABEL_SOURCE = "default.payment.next.month"
 
 #: party -> (share of all customers it lacks, its columns as (output name, source name)).
 PARTIES: dict[str, tuple[float, list[tuple[str, str]]]] = {
-    "bank": (0.06, [("default", LABEL_SOURCE)]
-             + [(c, c) for c in ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6")]),
-    "bureau": (0.05, [(c, c) for c in ("LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE",
-                                       "BILL_AMT1", "BILL_AMT2", "BILL_AMT3")]),
-    "lender": (0.07, [(c, c) for c in ("BILL_AMT4", "BILL_AMT5", "BILL_AMT6", "PAY_AMT1",
-                                       "PAY_AMT2", "PAY_AMT3", "PAY_AMT4", "PAY_AMT5",
-                                       "PAY_AMT6")]),
+    "bank": (
+        0.06,
+        [("default", LABEL_SOURCE)]
+        + [(c, c) for c in ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6")],
+    ),
+    "bureau": (
+        0.05,
+        [
+            (c, c)
+            for c in (
+                "LIMIT_BAL",
+                "SEX",
+                "EDUCATION",
+                "MARRIAGE",
+                "AGE",
+                "BILL_AMT1",
+                "BILL_AMT2",
+                "BILL_AMT3",
+            )
+        ],
+    ),
+    "lender": (
+        0.07,
+        [
+            (c, c)
+            for c in (
+                "BILL_AMT4",
+                "BILL_AMT5",
+                "BILL_AMT6",
+                "PAY_AMT1",
+                "PAY_AMT2",
+                "PAY_AMT3",
+                "PAY_AMT4",
+                "PAY_AMT5",
+                "PAY_AMT6",
+            )
+        ],
+    ),
 }
 
 
@@ -57,12 +88,17 @@ def clean(value: str) -> str:
     return str(int(number)) if number.is_integer() else value
 
 
-def party_rows(rows: list[dict[str, str]], share_missing: float, columns: list[tuple[str, str]],
-               rng: np.random.Generator) -> list[list[str]]:
-    keep = rng.permutation(len(rows))[int(round(share_missing * len(rows))):]
+def party_rows(
+    rows: list[dict[str, str]],
+    share_missing: float,
+    columns: list[tuple[str, str]],
+    rng: np.random.Generator,
+) -> list[list[str]]:
+    keep = rng.permutation(len(rows))[int(round(share_missing * len(rows))) :]
     rng.shuffle(keep)
-    return [[f"C{int(rows[i]['ID']):07d}"] + [clean(rows[i][src]) for _, src in columns]
-            for i in keep]
+    return [
+        [f"C{int(rows[i]['ID']):07d}"] + [clean(rows[i][src]) for _, src in columns] for i in keep
+    ]
 
 
 def write_gzip_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
@@ -70,8 +106,7 @@ def write_gzip_csv(path: Path, header: list[str], rows: list[list[str]]) -> None
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
-                                               filename="") as gz:
+    with path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
         gz.write(buf.getvalue().encode("utf-8"))
 
 

@@ -19,8 +19,10 @@ from support import Silos, breast_silos
 # SKIPS, except under CI=true where it FAILS, so CI cannot pass by silently skipping.
 
 PG_CANDIDATES = tuple(
-    [os.environ["FEDSILO_TEST_PG_URL"]] if os.environ.get("FEDSILO_TEST_PG_URL") else
-    [f"postgresql+psycopg://{user}@127.0.0.1:5432/test" for user in ("postgres", "root")])
+    [os.environ["FEDSILO_TEST_PG_URL"]]
+    if os.environ.get("FEDSILO_TEST_PG_URL")
+    else [f"postgresql+psycopg://{user}@127.0.0.1:5432/test" for user in ("postgres", "root")]
+)
 
 
 def _first_line(err: Exception) -> str:

@@ -89,8 +89,10 @@ class Consortium:
         if not (folder / f"{party}.pem").exists():
             certs.issue(folder, party, role="silo" if silo else "coordinator")
         coordinator = 'coordinator = "coordinator"\n' if silo else ""
-        return (f'[tls]\nca = "{folder / "ca.pem"}"\ncert = "{folder / f"{party}.pem"}"\n'
-                f'key = "{folder / f"{party}.key"}"\n{coordinator}')
+        return (
+            f'[tls]\nca = "{folder / "ca.pem"}"\ncert = "{folder / f"{party}.pem"}"\n'
+            f'key = "{folder / f"{party}.key"}"\n{coordinator}'
+        )
 
     def add_silo(self, spec: SiloSpec, *, load: bool = True) -> Path:
         """Load the CSV into the silo's database and write its TOML; returns the config path."""
@@ -194,9 +196,19 @@ class Silos:
         log = self.c.root / f"{party}.log"
         with log.open("ab") as out:
             self.procs[party] = subprocess.Popen(
-                [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config",
-                 str(self.c.configs[party])], stdout=out, stderr=subprocess.STDOUT,
-                env={**os.environ})
+                [
+                    sys.executable,
+                    "-m",
+                    "fedsilo.cli.main",
+                    "silo",
+                    "serve",
+                    "--config",
+                    str(self.c.configs[party]),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ},
+            )
         with grpc.insecure_channel(self.address(party)) as channel:
             try:
                 grpc.channel_ready_future(channel).result(timeout=60)
@@ -217,8 +229,10 @@ class Silos:
     def coordinator_toml(self) -> Path:
         path = self.c.root / "coordinator.toml"
         silos = "".join(f'[silos.{p}]\naddress = "{self.address(p)}"\n' for p in self.c.configs)
-        path.write_text(f'name = "coordinator"\ndatabase = "sqlite:///{self.c.root / "coord.db"}"\n'
-                        f"[tls]\ninsecure_plaintext = true\n{silos}")
+        path.write_text(
+            f'name = "coordinator"\ndatabase = "sqlite:///{self.c.root / "coord.db"}"\n'
+            f"[tls]\ninsecure_plaintext = true\n{silos}"
+        )
         return path
 
     def clients(self) -> dict[str, SiloClient]:
@@ -227,7 +241,8 @@ class Silos:
         clients = connect_silos(load_coordinator_config(self.coordinator_toml()))
         for client in clients.values():
             grpc.channel_ready_future(client.channel).result(
-                timeout=settings.GRPC_MAX_RECONNECT_BACKOFF_S + 10)
+                timeout=settings.GRPC_MAX_RECONNECT_BACKOFF_S + 10
+            )
         return clients
 
     def store(self) -> JobStore:
@@ -235,6 +250,17 @@ class Silos:
 
     def verify_ledger(self, party: str) -> None:
         out = subprocess.run(
-            [sys.executable, "-m", "fedsilo.cli.main", "audit", "verify", "--silo",
-             str(self.c.configs[party])], capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "fedsilo.cli.main",
+                "audit",
+                "verify",
+                "--silo",
+                str(self.c.configs[party]),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0, out.stdout + out.stderr

@@ -132,8 +132,9 @@ def test_ten_stalled_streams_leave_health_and_describe_answering(
         silo.open_job("stall")
         calls = [silo.stalled("stall") for _ in range(10)]
         admitted = min(settings.MAX_JOB_CALLS_PER_CALLER, settings.MAX_JOB_CALLS)
-        wait_until("the calls beyond the cap to be refused",
-                   lambda: len(ended(calls)) == 10 - admitted)
+        wait_until(
+            "the calls beyond the cap to be refused", lambda: len(ended(calls)) == 10 - admitted
+        )
         for call in ended(calls):
             setting = "MAX_JOB_CALLS_PER_CALLER" if cap == "per caller" else "(MAX_JOB_CALLS)"
             assert_refused(call, setting)
@@ -170,8 +171,9 @@ def test_a_trickling_stream_is_ended_after_the_transfer_cap(
     bank.open_job("trickle")
 
     def frames() -> Iterator[pb.Frame]:
-        yield pb.Frame(header=pb.StepHeader(job_id="trickle", method="job.echo", seq=1,
-                                            total_bytes=1000))
+        yield pb.Frame(
+            header=pb.StepHeader(job_id="trickle", method="job.echo", seq=1, total_bytes=1000)
+        )
         for _ in range(1000):
             if bank.release.wait(0.1):
                 return
@@ -202,9 +204,7 @@ def _admits(bank: Bank) -> bool:
     return not call.done()
 
 
-def test_open_sessions_are_capped_per_caller(
-    bank: Bank, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_open_sessions_are_capped_per_caller(bank: Bank, monkeypatch: pytest.MonkeyPatch) -> None:
     """OpenJob beyond the cap is refused; the coordinator's client gets LimitExceeded naming the
     silo and the setting; closed and expired sessions make room."""
     monkeypatch.setattr(settings, "MAX_OPEN_SESSIONS_PER_CALLER", 2)
@@ -212,8 +212,10 @@ def test_open_sessions_are_capped_per_caller(
     spec = {**SPEC, "job_id": "j"}
     client.open_job("j1", {**spec, "job_id": "j1"}, resume=False)
     client.open_job("j2", {**spec, "job_id": "j2"}, resume=False)
-    with pytest.raises(LimitExceeded, match="silo 'bank'.*2 job sessions open for 'ipv4:127.0.0.1'"
-                       ".*MAX_OPEN_SESSIONS_PER_CALLER"):
+    with pytest.raises(
+        LimitExceeded,
+        match="silo 'bank'.*2 job sessions open for 'ipv4:127.0.0.1'.*MAX_OPEN_SESSIONS_PER_CALLER",
+    ):
         client.open_job("j3", {**spec, "job_id": "j3"}, resume=False)
     client.close_job("j1")
     client.open_job("j3", {**spec, "job_id": "j3"}, resume=False)
@@ -308,8 +310,9 @@ def test_under_mtls_the_coordinator_identity_is_capped_and_health_answers(
     _node, channel = tls_bank
     health = health_pb2_grpc.HealthStub(channel)
     n = settings.MAX_JOB_CALLS_PER_CALLER
-    watches = [health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60)
-               for _ in range(n + 1)]
+    watches = [
+        health.Watch(health_pb2.HealthCheckRequest(service=""), timeout=60) for _ in range(n + 1)
+    ]
     try:
         wait_until("one watch to be refused", lambda: len(ended(watches)) == 1, timeout=10)
         assert_refused(ended(watches)[0], f"{n} calls from 'coordinator' already in progress")

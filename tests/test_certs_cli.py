@@ -23,9 +23,25 @@ def _sans(cert_path: Path) -> tuple[set[str], set[str]]:
 
 def test_extra_hosts_are_added_to_the_defaults(tmp_path: Path) -> None:
     assert main(["certs", "init", str(tmp_path)]) == 0
-    assert main(["certs", "issue", str(tmp_path), "bank", "--role", "silo",
-                 "--host", "bank.example.org",
-                 "--host", "10.0.0.5", "--host", "localhost"]) == 0
+    assert (
+        main(
+            [
+                "certs",
+                "issue",
+                str(tmp_path),
+                "bank",
+                "--role",
+                "silo",
+                "--host",
+                "bank.example.org",
+                "--host",
+                "10.0.0.5",
+                "--host",
+                "localhost",
+            ]
+        )
+        == 0
+    )
     dns, ips = _sans(tmp_path / "bank.pem")
     assert dns == {"bank.fedsilo.invalid", "localhost", "bank.example.org"}
     assert ips == {"127.0.0.1", "10.0.0.5"}

@@ -62,15 +62,18 @@ def coordinator_toml(c: Consortium, port: int) -> Path:
     """The coordinator config ``Consortium`` writes, plus the address it serves its API on."""
     path = c.root / "coordinator.toml"
     c.coordinator_config()  # writes path with the silos' addresses
-    text = path.read_text().replace('name = "coordinator"\n',
-                                    f'name = "coordinator"\nlisten = "127.0.0.1:{port}"\n', 1)
+    text = path.read_text().replace(
+        'name = "coordinator"\n', f'name = "coordinator"\nlisten = "127.0.0.1:{port}"\n', 1
+    )
     path.write_text(text)
     return path
 
 
 def job_toml(steps: int) -> str:
-    parties = ('[parties.bank]\ndataset = "main"\nrole = "active"\n'
-               '[parties.bureau]\ndataset = "main"\nrole = "passive"\n')
+    parties = (
+        '[parties.bank]\ndataset = "main"\nrole = "active"\n'
+        '[parties.bureau]\ndataset = "main"\nrole = "passive"\n'
+    )
     return 'name = "faults"\n' + parties + '[[steps]]\nkind = "noop"\n' * steps
 
 
@@ -78,8 +81,19 @@ def start_coordinator(config: Path, port: int, log: Path) -> tuple[subprocess.Po
     """``fedsilo coordinator serve`` in its own process, once its API answers health."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fedsilo.cli.main", "coordinator", "serve", "--config",
-             str(config)], stdout=out, stderr=subprocess.STDOUT, env={**os.environ})
+            [
+                sys.executable,
+                "-m",
+                "fedsilo.cli.main",
+                "coordinator",
+                "serve",
+                "--config",
+                str(config),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         grpc.channel_ready_future(channel).result(timeout=30)
@@ -107,8 +121,10 @@ def test_coordinator_killed_mid_job_leaves_no_job_running(consortium: Consortium
     try:
         stub = pb_grpc.CoordinatorServiceStub(channel)
         job_id = stub.SubmitJob(pb.SubmitJobRequest(spec_toml=job_toml(5000)), timeout=10).job_id
-        wait_for("the job to run its steps", lambda: (
-            store.get_job(job_id).state == "running" and len(store.events(job_id)) >= 3))
+        wait_for(
+            "the job to run its steps",
+            lambda: store.get_job(job_id).state == "running" and len(store.events(job_id)) >= 3,
+        )
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=10) == -signal.SIGKILL
     finally:
@@ -128,8 +144,9 @@ def test_coordinator_killed_mid_job_leaves_no_job_running(consortium: Consortium
         stub = pb_grpc.CoordinatorServiceStub(channel)
         assert stub.GetJob(pb.GetJobRequest(job_id=job_id), timeout=10).state == "failed"
         fresh = stub.SubmitJob(pb.SubmitJobRequest(spec_toml=job_toml(1)), timeout=10).job_id
-        wait_for("the new job to finish",
-                 lambda: store.get_job(fresh).state not in ("queued", "running"))
+        wait_for(
+            "the new job to finish", lambda: store.get_job(fresh).state not in ("queued", "running")
+        )
         assert store.get_job(fresh).state == "succeeded", store.get_job(fresh).reason
         assert [j.job_id for j in store.list_jobs() if j.state in ("queued", "running")] == []
     finally:
@@ -155,28 +172,38 @@ class _FakeRpcError(grpc.RpcError):
         return self._details
 
 
-HOSTNAME = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Custom "
-            "verification check failed with error: UNAUTHENTICATED: Hostname Verification Check "
-            "failed.")
-FOREIGN_CA = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls "
-              "handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:"
-              "OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate")
-REFUSED = ("failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed to "
-           "connect to remote host: Connection refused")
+HOSTNAME = (
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Custom "
+    "verification check failed with error: UNAUTHENTICATED: Hostname Verification Check "
+    "failed."
+)
+FOREIGN_CA = (
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Tls "
+    "handshake failed (TSI_PROTOCOL_FAILURE): SSL_ERROR_SSL: error:1000007d:SSL routines:"
+    "OPENSSL_internal:CERTIFICATE_VERIFY_FAILED: unable to get local issuer certificate"
+)
+REFUSED = (
+    "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:1: Failed to "
+    "connect to remote host: Connection refused"
+)
 
 
-@pytest.mark.parametrize(("code", "details", "expected", "retry"), [
-    (grpc.StatusCode.UNAVAILABLE, REFUSED, SiloUnavailable, True),
-    (grpc.StatusCode.UNAVAILABLE, "Socket closed", SiloUnavailable, True),
-    (grpc.StatusCode.UNAVAILABLE, HOSTNAME, AuthError, False),
-    (grpc.StatusCode.UNAVAILABLE, FOREIGN_CA, AuthError, False),
-    (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", SiloUnavailable, False),
-    (grpc.StatusCode.PERMISSION_DENIED, "policy does not allow", PolicyError, False),
-    (grpc.StatusCode.UNAUTHENTICATED, "caller 'x' is not an identity", AuthError, False),
-    (grpc.StatusCode.INTERNAL, "internal error in Step", JobError, False),
-])
-def test_failed_calls_are_classified(code: grpc.StatusCode, details: str,
-                                     expected: type[Exception], retry: bool) -> None:
+@pytest.mark.parametrize(
+    ("code", "details", "expected", "retry"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, REFUSED, SiloUnavailable, True),
+        (grpc.StatusCode.UNAVAILABLE, "Socket closed", SiloUnavailable, True),
+        (grpc.StatusCode.UNAVAILABLE, HOSTNAME, AuthError, False),
+        (grpc.StatusCode.UNAVAILABLE, FOREIGN_CA, AuthError, False),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", SiloUnavailable, False),
+        (grpc.StatusCode.PERMISSION_DENIED, "policy does not allow", PolicyError, False),
+        (grpc.StatusCode.UNAUTHENTICATED, "caller 'x' is not an identity", AuthError, False),
+        (grpc.StatusCode.INTERNAL, "internal error in Step", JobError, False),
+    ],
+)
+def test_failed_calls_are_classified(
+    code: grpc.StatusCode, details: str, expected: type[Exception], retry: bool
+) -> None:
     err = _FakeRpcError(code, details)
     domain = raise_from_rpc(err, "bank")
     assert type(domain) is expected
@@ -198,14 +225,16 @@ def tls_silo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, di
     files["coordinator"] = certs.issue(home / "consortium", "coordinator", role="coordinator")
     certs.init_ca(home / "foreign")
     files["foreign"] = certs.issue(home / "foreign", "coordinator", role="coordinator")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2),
-                         interceptors=[tls.IdentityInterceptor(allowed={"coordinator"},
-                                                               role="coordinator")])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=2),
+        interceptors=[tls.IdentityInterceptor(allowed={"coordinator"}, role="coordinator")],
+    )
     servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     bank = files["bank"]
     port = server.add_secure_port(
-        "127.0.0.1:0", tls.server_credentials(ca=bank.ca, cert=bank.cert, key=bank.key))
+        "127.0.0.1:0", tls.server_credentials(ca=bank.ca, cert=bank.cert, key=bank.key)
+    )
     server.start()
     servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     yield port, files
@@ -244,10 +273,11 @@ def test_right_identity_is_answered(tls_silo: tuple[int, dict[str, Any]]) -> Non
     assert _client(port, files["coordinator"], "bank").health() == "SERVING"
 
 
-@pytest.mark.parametrize(("who", "expect_party"), [("coordinator", "bureau"),
-                                                   ("foreign", "bank")])
+@pytest.mark.parametrize(("who", "expect_party"), [("coordinator", "bureau"), ("foreign", "bank")])
 def test_tls_identity_failure_is_auth_error_without_retries(
-    tls_silo: tuple[int, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, who: str,
+    tls_silo: tuple[int, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    who: str,
     expect_party: str,
 ) -> None:
     """Expecting 'bureau' at bank's address, or trusting another CA: one attempt, AuthError."""

@@ -33,7 +33,8 @@ PUBLIC_DUNDERS = {"__version__"}
 
 def _public_names() -> list[str]:
     return [
-        name for name, value in vars(fedsilo).items()
+        name
+        for name, value in vars(fedsilo).items()
         if (not name.startswith("_") or name in PUBLIC_DUNDERS)
         and not isinstance(value, types.ModuleType)
         and name != "annotations"  # from __future__ import annotations
@@ -56,8 +57,11 @@ def test_exports_are_their_home_module_objects() -> None:
 
 def test_every_error_class_of_the_tree_is_exported() -> None:
     errors = importlib.import_module("fedsilo.errors")
-    tree = {name for name, value in vars(errors).items()
-            if isinstance(value, type) and issubclass(value, fedsilo.FedsiloError)}
+    tree = {
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, fedsilo.FedsiloError)
+    }
     assert tree <= set(fedsilo.__all__)
 
 

@@ -39,14 +39,19 @@ def gencode_version() -> Version:
 
 def extras() -> dict[str, list[Requirement]]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {name: [Requirement(r) for r in reqs]
-            for name, reqs in project["optional-dependencies"].items()}
+    return {
+        name: [Requirement(r) for r in reqs]
+        for name, reqs in project["optional-dependencies"].items()
+    }
 
 
 def admits_gencode(req: Requirement, gencode: Version) -> bool:
     """Whether ``req`` allows the gencode version or a later one of the same or next major."""
-    later = [gencode, Version(f"{gencode.major}.{gencode.minor + 1}"),
-             Version(f"{gencode.major + 1}.0")]
+    later = [
+        gencode,
+        Version(f"{gencode.major}.{gencode.minor + 1}"),
+        Version(f"{gencode.major + 1}.0"),
+    ]
     return any(req.specifier.contains(v, prereleases=False) for v in later)
 
 
@@ -71,9 +76,22 @@ def test_the_check_refuses_an_old_pin() -> None:
 
 def _dry_run(requirements: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-         "--report", "-", *requirements],
-        capture_output=True, text=True, timeout=600, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            "-",
+            *requirements,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
 
 

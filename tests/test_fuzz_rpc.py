@@ -120,15 +120,28 @@ VALID_SPEC: dict[str, Any] = {
         {"kind": "psi", "alignment": "fz"},
         {"kind": "split", "alignment": "fz", "test_fraction": 0.3, "valid_fraction": 0.1},
         {"kind": "evaluate", "alignment": "fz", "model": "m-v1"},
-        {"kind": "score", "alignment": "fz", "table": "fz_scores", "chunk_rows": 50,
-         "model": "m-v1"},
+        {
+            "kind": "score",
+            "alignment": "fz",
+            "table": "fz_scores",
+            "chunk_rows": 50,
+            "model": "m-v1",
+        },
         {"kind": "secureboost", "alignment": "fz"},
         {"kind": "lr", "alignment": "fz"},
     ],
 }
 #: the index of the VALID_SPEC step each protocol's methods run in
-STEP_OF = {"job": 0, "psi": 1, "split": 2, "evaluate": 3, "predict": 3, "score": 4, "sgb": 5,
-           "lr": 6}
+STEP_OF = {
+    "job": 0,
+    "psi": 1,
+    "split": 2,
+    "evaluate": 3,
+    "predict": 3,
+    "score": 4,
+    "sgb": 5,
+    "lr": 6,
+}
 ECHO = {"step": 0}
 
 

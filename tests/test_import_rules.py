@@ -28,8 +28,16 @@ ALGORITHMS = ("ml", "psi", "crypto")
 #: the one algorithm-side module allowed to touch grpc (it builds channel credentials)
 GRPC_ALLOWED = {"crypto/tls.py"}
 #: light modules a silo, a benchmark or a notebook imports without loading grpc
-NO_GRPC_ROOTS = ("fedsilo", "fedsilo.errors", "fedsilo.jobspec", "fedsilo.message",
-                 "fedsilo.settings", "fedsilo.wire", "fedsilo.leakage", "fedsilo.grpc_options")
+NO_GRPC_ROOTS = (
+    "fedsilo",
+    "fedsilo.errors",
+    "fedsilo.jobspec",
+    "fedsilo.message",
+    "fedsilo.settings",
+    "fedsilo.wire",
+    "fedsilo.leakage",
+    "fedsilo.grpc_options",
+)
 
 
 def _imports(path: Path) -> Iterator[tuple[int, str]]:
@@ -188,7 +196,10 @@ def _first_to_load(watch: str, names: list[str]) -> list[object] | None:
     """In a fresh interpreter, the first of ``names`` whose import loads ``watch``, or None."""
     run = subprocess.run(
         [sys.executable, "-c", _PROBE, watch, *names],
-        capture_output=True, text=True, timeout=300, check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     result: list[object] | None = json.loads(run.stdout.strip().splitlines()[-1])
     return result

@@ -61,13 +61,16 @@ def _rehash_from(ledger: Ledger, seq: int, reveals: str) -> None:
     rows = ledger.entries()
     prev = rows[seq - 2].hash if seq > 1 else ledger.genesis().hash
     with ledger.engine.begin() as conn:
-        for e in rows[seq - 1:]:
-            draft = replace(e, prev_hash=prev, hash="",
-                            reveals=reveals if e.seq == seq else e.reveals)
+        for e in rows[seq - 1 :]:
+            draft = replace(
+                e, prev_hash=prev, hash="", reveals=reveals if e.seq == seq else e.reveals
+            )
             fixed = replace(draft, hash=draft.computed_hash())
-            conn.execute(update(LEDGER).where(LEDGER.c.seq == e.seq)
-                         .values(reveals=fixed.reveals, prev_hash=fixed.prev_hash,
-                                 hash=fixed.hash))
+            conn.execute(
+                update(LEDGER)
+                .where(LEDGER.c.seq == e.seq)
+                .values(reveals=fixed.reveals, prev_hash=fixed.prev_hash, hash=fixed.hash)
+            )
             prev = fixed.hash
 
 
@@ -127,8 +130,10 @@ def test_two_heads_of_one_party_at_one_seq_are_proof_of_a_rewrite(tmp_path: Path
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, certs.TlsFiles]:
     home = tmp_path_factory.mktemp("pki")
     certs.init_ca(home)
-    return {p: certs.issue(home, p, role=r)
-            for p, r in (("bank", "silo"), ("coordinator", "coordinator"))}
+    return {
+        p: certs.issue(home, p, role=r)
+        for p, r in (("bank", "silo"), ("coordinator", "coordinator"))
+    }
 
 
 def test_a_signed_head_verifies_and_a_changed_one_does_not(pki: dict[str, certs.TlsFiles]) -> None:
@@ -155,8 +160,12 @@ def test_a_signed_head_verifies_and_a_changed_one_does_not(pki: dict[str, certs.
 
 
 def fedsilo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fedsilo.cli.main", *args],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "fedsilo.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +207,13 @@ def test_jobs_record_spec_hash_caller_and_close_and_heads_are_kept(plain: Consor
         entries = node.ctx.ledger.entries(job_id)
         kinds = [e.kind for e in entries]
         assert kinds[0] == "job.accepted" and kinds[-1] == "job.closed"
-        wire = json.loads(json.dumps(plain.job({"bank": "active", "bureau": "passive"},
-                                               [{"kind": "noop"}]).to_wire(job_id)))
+        wire = json.loads(
+            json.dumps(
+                plain.job({"bank": "active", "bureau": "passive"}, [{"kind": "noop"}]).to_wire(
+                    job_id
+                )
+            )
+        )
         assert f"sha256:{spec_hash(wire)}" in entries[0].reveals
         assert "unauthenticated" in entries[0].reveals
         # the head the coordinator keeps is the head the silo signed at close, after the close
@@ -217,8 +231,9 @@ def test_a_refused_job_is_recorded_with_its_reason(plain: Consortium) -> None:
     with pytest.raises(JobError, match="not_a_column"):
         run_job(spec, clients=plain.clients(), store=plain.store())
     job = next(j for j in plain.store().list_jobs() if j.name == "nope")
-    refused = [e for e in plain.nodes["bureau"].ctx.ledger.entries(job.job_id)
-               if e.kind == "job.refused"]
+    refused = [
+        e for e in plain.nodes["bureau"].ctx.ledger.entries(job.job_id) if e.kind == "job.refused"
+    ]
     assert len(refused) == 1 and refused[0].step == "OpenJob"
     assert "not_a_column" in refused[0].reveals and "unauthenticated" in refused[0].reveals
     out = fedsilo("audit", "--silo", str(plain.configs["bureau"]), "--job", job.job_id)
@@ -275,15 +290,17 @@ def test_expect_head_later_than_the_chain_fails(plain: Consortium) -> None:
     out = fedsilo("audit", "verify", "--silo", str(backup), "--expect-head", str(later))
     assert out.returncode == 3 and "audit ledger truncated" in out.stderr
     head = plain.store().ledger_heads(job_id)["bank"].head
-    out = fedsilo("audit", "verify", "--silo", str(backup), "--expect-head",
-                  f"{head.seq}:{head.hash}")
+    out = fedsilo(
+        "audit", "verify", "--silo", str(backup), "--expect-head", f"{head.seq}:{head.hash}"
+    )
     assert out.returncode == 3 and "truncated" in out.stderr
     shown = fedsilo("jobs", job_id, "--config", str(plain.root / "coordinator.toml"))
     assert f"ledger head of bank: {head.seq}:{head.hash} (UNSIGNED)" in shown.stdout
     now = _snapshot(plain, "bank", "now")
     for expect in (str(later), head.hash):
-        assert fedsilo("audit", "verify", "--silo", str(now), "--expect-head", expect).returncode \
-            == 0
+        assert (
+            fedsilo("audit", "verify", "--silo", str(now), "--expect-head", expect).returncode == 0
+        )
     exported = fedsilo("audit", "head", "--silo", str(now))
     assert exported.returncode == 0 and SignedHead.from_json(exported.stdout).head.seq >= head.seq
 
@@ -304,7 +321,8 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[s
     (root / "coordinator.toml").write_text(
         f'name = "coordinator"\ndatabase = "sqlite:///{root / "coord.db"}"\n[tls]\n'
         'ca = "certs/ca.pem"\ncert = "certs/coordinator.pem"\nkey = "certs/coordinator.key"\n'
-        + silos)
+        + silos
+    )
     try:
         yield root, nodes
     finally:
@@ -313,21 +331,31 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[s
 
 
 def test_tls_heads_are_signed_at_close_and_kept_by_everyone(
-        tls: tuple[Path, dict[str, SiloNode]]) -> None:
+    tls: tuple[Path, dict[str, SiloNode]],
+) -> None:
     root, nodes = tls
     config = load_coordinator_config(root / "coordinator.toml")
     store, clients = JobStore(config.database_url), connect_silos(config)
-    raw = {"name": "tls", "parties": {p: {"role": r, "dataset": "customers"}
-                                      for p, r in (("bank", "active"), ("bureau", "passive"))},
-           "steps": [{"kind": "noop"}]}
+    raw = {
+        "name": "tls",
+        "parties": {
+            p: {"role": r, "dataset": "customers"}
+            for p, r in (("bank", "active"), ("bureau", "passive"))
+        },
+        "steps": [{"kind": "noop"}],
+    }
     record = run_job(parse_job_spec(raw, root / "job.toml"), clients=clients, store=store)
     ca = certs.load_certificate(root / "certs" / "ca.pem")
     heads = store.ledger_heads(record.job_id)
     for party, node in nodes.items():
         head = verify_head(ca, heads[party])  # signed by that silo's certificate key
         last = node.ctx.ledger.entries(record.job_id)[-1]
-        assert (head.party, head.seq, head.hash, last.kind) == (party, last.seq, last.hash,
-                                                                "job.closed")
+        assert (head.party, head.seq, head.hash, last.kind) == (
+            party,
+            last.seq,
+            last.hash,
+            "job.closed",
+        )
         assert "'coordinator' (mTLS)" in node.ctx.ledger.entries(record.job_id)[0].reveals
         other = "bureau" if party == "bank" else "bank"
         assert node.ctx.ledger.latest_head(other) == heads[other]
@@ -336,13 +364,17 @@ def test_tls_heads_are_signed_at_close_and_kept_by_everyone(
     assert out.returncode == 0 and "signature verified" in out.stdout, out.stderr
     # a coordinator relaying a shortened copy of bureau's head is refused, and that is recorded
     bureau = heads["bureau"]
-    forged = replace(bureau, statement=bureau.statement.replace(
-        f'"seq":{bureau.head.seq}'.encode(), b'"seq":1'))
+    forged = replace(
+        bureau, statement=bureau.statement.replace(f'"seq":{bureau.head.seq}'.encode(), b'"seq":1')
+    )
     with pytest.raises(AuthError, match="signature does not match"):
         clients["bank"].keep_ledger_heads(record.job_id, [forged])
     refused = nodes["bank"].ctx.ledger.entries(record.job_id)[-1]
-    assert (refused.kind, refused.step, refused.peer) == ("job.refused", "KeepLedgerHeads",
-                                                         "coordinator")
+    assert (refused.kind, refused.step, refused.peer) == (
+        "job.refused",
+        "KeepLedgerHeads",
+        "coordinator",
+    )
     assert [h.head.seq for h in nodes["bank"].ctx.ledger.heads("bureau")] == [bureau.head.seq]
 
 

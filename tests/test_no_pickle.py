@@ -36,11 +36,22 @@ SCANNED = ("fedsilo", "bench", "scripts")
 FORBIDDEN_MODULES = frozenset(
     {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "shelve", "joblib"}
 )
-FORBIDDEN_CALLS = frozenset({
-    "yaml.load", "yaml.unsafe_load", "yaml.full_load", "yaml.load_all", "yaml.unsafe_load_all",
-    "yaml.full_load_all", "torch.load", "pandas.read_pickle", "eval", "exec",
-    "builtins.eval", "builtins.exec",
-})
+FORBIDDEN_CALLS = frozenset(
+    {
+        "yaml.load",
+        "yaml.unsafe_load",
+        "yaml.full_load",
+        "yaml.load_all",
+        "yaml.unsafe_load_all",
+        "yaml.full_load_all",
+        "torch.load",
+        "pandas.read_pickle",
+        "eval",
+        "exec",
+        "builtins.eval",
+        "builtins.exec",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -215,20 +226,24 @@ def silo_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pb_grpc.Silo
 def test_live_step_refuses_pickles_without_running_them(
     silo_stub: pb_grpc.SiloServiceStub, tmp_path: Path
 ) -> None:
-    spec = ('{"parties": {"bank": {"role": "active", "dataset": "main"}}, '
-            '"steps": [{"kind": "noop"}]}')
+    spec = (
+        '{"parties": {"bank": {"role": "active", "dataset": "main"}}, "steps": [{"kind": "noop"}]}'
+    )
     silo_stub.OpenJob(pb.OpenJobRequest(job_id="nopickle", spec_json=spec), timeout=10)
     marker = tmp_path / "pwned"
     for seq, payload in enumerate(trap_payloads(marker), start=1):
-        header = pb.StepHeader(job_id="nopickle", method="job.echo", seq=seq,
-                               total_bytes=len(payload))
+        header = pb.StepHeader(
+            job_id="nopickle", method="job.echo", seq=seq, total_bytes=len(payload)
+        )
         frames = [pb.Frame(header=header), pb.Frame(chunk=payload)]
         with pytest.raises(grpc.RpcError) as err:
             list(silo_stub.Step(iter(frames), timeout=10))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
     # a pickle as the OpenJob spec is just invalid JSON
     with pytest.raises(grpc.RpcError) as err:
-        silo_stub.OpenJob(pb.OpenJobRequest(job_id="p", spec_json=trap_payloads(marker)[2].decode(
-            "latin-1")), timeout=10)
+        silo_stub.OpenJob(
+            pb.OpenJobRequest(job_id="p", spec_json=trap_payloads(marker)[2].decode("latin-1")),
+            timeout=10,
+        )
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert not marker.exists()

@@ -26,36 +26,54 @@ def _config(tmp_path: Path, party: str, database: str) -> Path:
         "[tls]\ninsecure_plaintext = true\n"
         f'[datasets.customers]\ntable = "{table}"\nid_column = "customer_id"\n'
         f"features = {toml_list(list(features))}\n{label_line}"
-        '[policy]\nprotocols = ["psi"]\nroles = ["active", "passive"]\n')
+        '[policy]\nprotocols = ["psi"]\nroles = ["active", "passive"]\n'
+    )
     return path
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fedsilo.cli.main", *args], capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fedsilo.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_two_silos_serve_bundled_data_and_the_coordinator_describes_them(
-        tmp_path: Path, pg_url: str) -> None:
-    configs = {"bank": _config(tmp_path, "bank", f"sqlite:///{tmp_path / 'bank.db'}"),
-               "bureau": _config(tmp_path, "bureau", pg_url)}
+    tmp_path: Path, pg_url: str
+) -> None:
+    configs = {
+        "bank": _config(tmp_path, "bank", f"sqlite:///{tmp_path / 'bank.db'}"),
+        "bureau": _config(tmp_path, "bureau", pg_url),
+    }
     for party, config in configs.items():
         loaded = _cli("silo", "load-csv", f"demo:{party}", "--config", str(config))
         assert loaded.returncode == 0, loaded.stderr
-    procs = {p: subprocess.Popen([sys.executable, "-m", "fedsilo.cli.main", "silo", "serve",
-                                  "--config", str(c)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, env={**os.environ})
-             for p, c in configs.items()}
+    procs = {
+        p: subprocess.Popen(
+            [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config", str(c)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
+        for p, c in configs.items()
+    }
     try:
         addresses = {}
         for party, config in configs.items():
-            addresses[party] = next(line.split('"')[1] for line in config.read_text().splitlines()
-                                    if line.startswith("listen"))
+            addresses[party] = next(
+                line.split('"')[1]
+                for line in config.read_text().splitlines()
+                if line.startswith("listen")
+            )
             with grpc.insecure_channel(addresses[party]) as channel:
                 grpc.channel_ready_future(channel).result(timeout=60)
         coordinator = tmp_path / "coordinator.toml"
-        coordinator.write_text("[tls]\ninsecure_plaintext = true\n" + "".join(
-            f'[silos.{p}]\naddress = "{a}"\n' for p, a in addresses.items()))
+        coordinator.write_text(
+            "[tls]\ninsecure_plaintext = true\n"
+            + "".join(f'[silos.{p}]\naddress = "{a}"\n' for p, a in addresses.items())
+        )
         described = _cli("silo", "describe", "--config", str(coordinator))
         assert described.returncode == 0, described.stderr
         assert "bank (" in described.stdout and "health SERVING" in described.stdout

@@ -258,8 +258,11 @@ def test_an_honest_tls_job_runs_and_a_swapping_one_fails(consortium: _Consortium
 
     clients = {p: Swapping(p, c.channel) for p, c in consortium.clients().items()}
     with pytest.raises(JobError, match="session key of '(bank|bureau)'") as err:
-        run_job(parse_job_spec({**SPEC, "name": "swapped"}, consortium.root / "job.toml"),
-                clients=clients, store=store)
+        run_job(
+            parse_job_spec({**SPEC, "name": "swapped"}, consortium.root / "job.toml"),
+            clients=clients,
+            store=store,
+        )
     assert isinstance(err.value.__cause__, AuthError)
     failed = next(j for j in store.list_jobs() if j.name == "swapped")
     assert failed.state == "failed"

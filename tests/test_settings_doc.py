@@ -35,7 +35,8 @@ table_script = _script()
 def test_doc_carries_exactly_the_generated_table() -> None:
     doc = (ROOT / "docs" / "configuration.md").read_text()
     assert table_script.table_in_doc(doc) == table_script.table(), (
-        "docs/configuration.md is stale: run `python scripts/settings_table.py --write`")
+        "docs/configuration.md is stale: run `python scripts/settings_table.py --write`"
+    )
 
 
 def test_every_setting_is_in_the_table_and_documented() -> None:
@@ -62,13 +63,16 @@ def test_the_check_can_fail(tmp_path: Path) -> None:
     assert table_script.table_in_doc("no markers here") == ""
 
 
-@pytest.mark.parametrize(("module", "name", "setting"), [
-    ("fedsilo.ml.metrics", "DEFAULT_THRESHOLDS", "METRICS_DEFAULT_THRESHOLDS"),
-    ("fedsilo.ml.metrics", "DEFAULT_BINS", "METRICS_DEFAULT_BINS"),
-    ("fedsilo.ml.metrics", "DEFAULT_MAX_CURVE_POINTS", "METRICS_MAX_CURVE_POINTS"),
-    ("fedsilo.crypto.certs", "CA_DAYS", "CERT_CA_DAYS"),
-    ("fedsilo.crypto.certs", "CERT_DAYS", "CERT_DAYS"),
-    ("fedsilo.crypto.certs", "DEFAULT_HOSTS", "CERT_DEFAULT_HOSTS"),
-])
+@pytest.mark.parametrize(
+    ("module", "name", "setting"),
+    [
+        ("fedsilo.ml.metrics", "DEFAULT_THRESHOLDS", "METRICS_DEFAULT_THRESHOLDS"),
+        ("fedsilo.ml.metrics", "DEFAULT_BINS", "METRICS_DEFAULT_BINS"),
+        ("fedsilo.ml.metrics", "DEFAULT_MAX_CURVE_POINTS", "METRICS_MAX_CURVE_POINTS"),
+        ("fedsilo.crypto.certs", "CA_DAYS", "CERT_CA_DAYS"),
+        ("fedsilo.crypto.certs", "CERT_DAYS", "CERT_DAYS"),
+        ("fedsilo.crypto.certs", "DEFAULT_HOSTS", "CERT_DEFAULT_HOSTS"),
+    ],
+)
 def test_moved_knobs_stay_importable(module: str, name: str, setting: str) -> None:
     assert getattr(importlib.import_module(module), name) == getattr(settings, setting)

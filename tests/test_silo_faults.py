@@ -40,11 +40,15 @@ BOUND_S = 30.0
 
 def lr_job(s: Silos, epochs: int, alignment: str = "breast") -> JobSpec:
     """psi -> split -> lr: many small batches (tol 0), so training outlasts the kill."""
-    return s.c.job(PARTIES, [
-        {"kind": "psi", "alignment": alignment},
-        {"kind": "split", "test_fraction": 0.2},
-        {"kind": "lr", "batch_size": 128, "max_iter": epochs, "tol": 0.0},
-    ], name="faults")
+    return s.c.job(
+        PARTIES,
+        [
+            {"kind": "psi", "alignment": alignment},
+            {"kind": "split", "test_fraction": 0.2},
+            {"kind": "lr", "batch_size": 128, "max_iter": epochs, "tol": 0.0},
+        ],
+        name="faults",
+    )
 
 
 @dataclass
@@ -91,8 +95,11 @@ def fail_mid_training(s: Silos, store: JobStore, job_id: str, sig: signal.Signal
     job = start_job(lr_job(s, epochs=200), s, store, job_id)
     wait_for("training to start", training(store, job_id))
     s.signal("telco", sig)
-    wait_for(f"the job to fail after {sig.name}",
-             lambda: store.get_job(job_id).state != "running", timeout=BOUND_S)
+    wait_for(
+        f"the job to fail after {sig.name}",
+        lambda: store.get_job(job_id).state != "running",
+        timeout=BOUND_S,
+    )
     # then run_job closes the sessions, a hung silo costing at most CLOSE_DEADLINE_S
     outcome = job.join(settings.CLOSE_DEADLINE_S + 10)
     assert isinstance(outcome, JobError), outcome
@@ -110,8 +117,9 @@ def test_silo_killed_mid_training_fails_fast_then_a_new_run_succeeds(silos: Silo
     assert silos.procs["telco"].wait(timeout=10) == -signal.SIGKILL
     silos.start("telco")
     silos.verify_ledger("telco")
-    record = run_job(lr_job(silos, epochs=1, alignment="again"), clients=silos.clients(),
-                     store=store)
+    record = run_job(
+        lr_job(silos, epochs=1, alignment="again"), clients=silos.clients(), store=store
+    )
     assert record.state == "succeeded" and record.result["3:lr"]["epochs"] == 1
 
 
@@ -119,7 +127,10 @@ def psi_sent(s: Silos, party: str) -> int:
     """How many PSI messages ``party``'s ledger records (for any job)."""
     out = subprocess.run(
         [sys.executable, "-m", "fedsilo.cli.main", "audit", "--silo", str(s.c.configs[party])],
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return sum(1 for line in out.stdout.splitlines() if "psi." in line)
 
@@ -131,8 +142,9 @@ def test_resume_after_a_silo_died_skips_psi_and_split(silos: Silos) -> None:
     silos.start("telco")
     before = {p: psi_sent(silos, p) for p in PARTIES}
     assert all(before.values())
-    record = run_job(lr_job(silos, epochs=1), clients=silos.clients(), store=store,
-                     job_id="resumed", resume=True)
+    record = run_job(
+        lr_job(silos, epochs=1), clients=silos.clients(), store=store, job_id="resumed", resume=True
+    )
     assert record.state == "succeeded"
     assert record.result["3:lr"]["epochs"] == 1 and "1:psi" in record.result
     assert {p: psi_sent(silos, p) for p in PARTIES} == before  # PSI was not run again

@@ -56,8 +56,13 @@ def _open(clients: dict[str, SiloClient], spec: JobSpec, job_id: str) -> dict[st
     return keys
 
 
-def _step(client: SiloClient, job_id: str, method: str, meta: dict[str, Any],
-          inbox: list[Envelope] | None = None) -> StepPayload:
+def _step(
+    client: SiloClient,
+    job_id: str,
+    method: str,
+    meta: dict[str, Any],
+    inbox: list[Envelope] | None = None,
+) -> StepPayload:
     payload = StepPayload(meta=meta, envelopes=list(inbox or []))
     return client.step(job_id, method, next(SEQ), payload)
 
@@ -67,11 +72,24 @@ def test_a_noop_job_runs_no_other_step(pair: Consortium) -> None:
     that would write to its database (``score.plan`` creates a table, PSI an alignment)."""
     clients = pair.clients()
     _open(clients, pair.job(PARTIES, [{"kind": "noop"}]), "noop-only")
-    for method in ("psi.start", "score.plan", "score.local_alignment", "predict.part",
-                   "sgb.setup", "lr.setup", "split.draw", "evaluate.finish", "hxgb.start"):
+    for method in (
+        "psi.start",
+        "score.plan",
+        "score.local_alignment",
+        "predict.part",
+        "sgb.setup",
+        "lr.setup",
+        "split.draw",
+        "evaluate.finish",
+        "hxgb.start",
+    ):
         with pytest.raises(PolicyError, match="not part of a 'noop' step"):
-            _step(clients["bank"], "noop-only", method, {"step": 0, "table": "stolen",
-                                                         "alignment": "x", "mode": "alignment"})
+            _step(
+                clients["bank"],
+                "noop-only",
+                method,
+                {"step": 0, "table": "stolen", "alignment": "x", "mode": "alignment"},
+            )
     for meta in ({"step": 1}, {}, {"step": "0"}, {"step": True}):
         with pytest.raises(ProtocolError, match="names no step of the accepted job"):
             _step(clients["bank"], "noop-only", "psi.start", meta)
@@ -117,8 +135,14 @@ def _hostile(monkeypatch: pytest.MonkeyPatch, forge: dict[str, Any]) -> list[str
     forged: list[str] = []
     honest = JobRun.call
 
-    def call(self: JobRun, party: str, method: str, meta: dict[str, Any] | None = None,
-             *args: Any, **kwargs: Any) -> StepPayload:
+    def call(
+        self: JobRun,
+        party: str,
+        method: str,
+        meta: dict[str, Any] | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> StepPayload:
         extra = forge.get(method.split(".")[0], {})
         if extra:
             forged.append(method)
@@ -134,20 +158,29 @@ def test_parameters_come_from_the_accepted_spec(
     """A coordinator that sends its own parameters per step changes nothing: PSI keeps its mode
     and name, the split its fractions, SecureBoost its trees and depth, the part its id; asking
     for predictions over other rows than the accepted evaluate step names is refused."""
-    forged = _hostile(monkeypatch, {
-        "psi": {"mode": "cardinality", "alignment": "forged", "reveal": [], "replace": True},
-        "split": {"alignment": "forged", "test_fraction": 0.9, "seed": 7},
-        "sgb": {"params": {"n_estimators": 1, "max_depth": 1, "key_bits": 1024},
-                "alignment": "b", "model_id": "forged"},
-        "evaluate": {"alignment": "b-train"},
-        "predict": {"alignment": "b-train"},
-    })
-    spec = pair.job(PARTIES, [
-        {"kind": "psi", "alignment": "b"},
-        {"kind": "split", "test_fraction": 0.2},
-        {"kind": "secureboost", "n_estimators": 3, "max_depth": 2, "max_bin": 16},
-        {"kind": "evaluate"},
-    ])
+    forged = _hostile(
+        monkeypatch,
+        {
+            "psi": {"mode": "cardinality", "alignment": "forged", "reveal": [], "replace": True},
+            "split": {"alignment": "forged", "test_fraction": 0.9, "seed": 7},
+            "sgb": {
+                "params": {"n_estimators": 1, "max_depth": 1, "key_bits": 1024},
+                "alignment": "b",
+                "model_id": "forged",
+            },
+            "evaluate": {"alignment": "b-train"},
+            "predict": {"alignment": "b-train"},
+        },
+    )
+    spec = pair.job(
+        PARTIES,
+        [
+            {"kind": "psi", "alignment": "b"},
+            {"kind": "split", "test_fraction": 0.2},
+            {"kind": "secureboost", "n_estimators": 3, "max_depth": 2, "max_bin": 16},
+            {"kind": "evaluate"},
+        ],
+    )
     with pytest.raises(JobError, match="prediction over alignment 'b-train'"):
         run_job(spec, clients=pair.clients(), store=pair.store())
     assert {"psi.start", "split.draw", "sgb.setup", "sgb.save", "predict.part"} <= set(forged)
@@ -166,10 +199,13 @@ def test_lr_epochs_stay_within_the_accepted_bound(
     pair: Consortium, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _hostile(monkeypatch, {"lr": {"epoch": 5}})
-    spec = pair.job(PARTIES, [
-        {"kind": "psi", "alignment": "b"},
-        {"kind": "lr", "max_iter": 2, "batch_size": 512},
-    ])
+    spec = pair.job(
+        PARTIES,
+        [
+            {"kind": "psi", "alignment": "b"},
+            {"kind": "lr", "max_iter": 2, "batch_size": 512},
+        ],
+    )
     with pytest.raises(JobError, match="outside the 2 epochs the accepted job allows"):
         run_job(spec, clients=pair.clients(), store=pair.store())
 

@@ -153,13 +153,22 @@ def _lr_parties() -> tuple[vlr.LabelHolder, list[vlr.PassiveParty]]:
     d = load_vertical("breast")
     names = ["h0", "h1"]
     holder = vlr.LabelHolder(
-        d.guest, d.y, feature_names=[f"g{i}" for i in range(d.guest.shape[1])], config=LR_CONFIG,
-        passive_parties=names, key_bits=INSECURE, insecure_min_key_bits=INSECURE,
+        d.guest,
+        d.y,
+        feature_names=[f"g{i}" for i in range(d.guest.shape[1])],
+        config=LR_CONFIG,
+        passive_parties=names,
+        key_bits=INSECURE,
+        insecure_min_key_bits=INSECURE,
     )
     passives = [
         vlr.PassiveParty(
-            d.host[:, cols], party=name, feature_names=[f"h{c}" for c in cols], config=LR_CONFIG,
-            passive_parties=names, insecure_min_key_bits=INSECURE,
+            d.host[:, cols],
+            party=name,
+            feature_names=[f"h{c}" for c in cols],
+            config=LR_CONFIG,
+            passive_parties=names,
+            insecure_min_key_bits=INSECURE,
         )
         for name, cols in (("h0", range(5)), ("h1", range(5, 10)))
     ]
@@ -173,8 +182,12 @@ def _lr_parties() -> tuple[vlr.LabelHolder, list[vlr.PassiveParty]]:
 
 
 def _lr_epoch(
-    holder: vlr.LabelHolder, passives: list[vlr.PassiveParty], epoch: int,
-    saved: dict[str, dict[str, Any]], *, close: bool = True,
+    holder: vlr.LabelHolder,
+    passives: list[vlr.PassiveParty],
+    epoch: int,
+    saved: dict[str, dict[str, Any]],
+    *,
+    close: bool = True,
 ) -> None:
     """One epoch's batches (the silo steps' order), checkpointing as the silo steps do."""
     for batch in range(holder.batches_in_epoch(epoch)):
@@ -214,8 +227,10 @@ def test_vertical_lr_resumed_in_process_equals_uninterrupted(passives_ahead: boo
     assert holder.history == full.history
     for ours, theirs in zip([holder, *passives], [full, *full_passives], strict=True):
         np.testing.assert_allclose(
-            ours.model_part().coef_standardised, theirs.model_part().coef_standardised,
-            rtol=0, atol=1e-12,
+            ours.model_part().coef_standardised,
+            theirs.model_part().coef_standardised,
+            rtol=0,
+            atol=1e-12,
         )
         assert ours.model_part().offset == pytest.approx(theirs.model_part().offset, abs=1e-12)
 
@@ -268,11 +283,15 @@ class KillAfter:
 
 
 def _job(s: Silos, alignment: str, training: dict[str, Any]) -> Any:
-    return s.c.job(PARTIES, [
-        {"kind": "psi", "alignment": alignment},
-        {"kind": "split", "test_fraction": 0.2},
-        training,
-    ], name="resume")
+    return s.c.job(
+        PARTIES,
+        [
+            {"kind": "psi", "alignment": alignment},
+            {"kind": "split", "test_fraction": 0.2},
+            training,
+        ],
+        name="resume",
+    )
 
 
 def _part(s: Silos, party: str, model_id: str) -> dict[str, Any]:
@@ -302,12 +321,18 @@ def _kill_then_resume(s: Silos, store: JobStore, training: dict[str, Any]) -> No
     """Run job ``crash`` until telco dies after ``KILL_AFTER`` units, restart it, resume."""
     killer = KillAfter(s, "telco", KILL_AFTER)
     with pytest.raises(JobError, match="telco"):
-        run_job(_job(s, "crash", training), clients=s.clients(), store=store, job_id="crash",
-                progress=killer)
+        run_job(
+            _job(s, "crash", training),
+            clients=s.clients(),
+            store=store,
+            job_id="crash",
+            progress=killer,
+        )
     assert killer.killed
     s.start("telco")
-    record = run_job(_job(s, "crash", training), clients=s.clients(), store=store,
-                     job_id="crash", resume=True)
+    record = run_job(
+        _job(s, "crash", training), clients=s.clients(), store=store, job_id="crash", resume=True
+    )
     assert record.state == "succeeded"
 
 
@@ -325,8 +350,7 @@ def _same_parts(s: Silos, ref: str, resumed: str, key: str) -> None:
 def test_secureboost_resumes_after_the_last_completed_tree(silos: Silos) -> None:
     store = silos.store()
     training = {"kind": "secureboost", **SGB}
-    ref = run_job(_job(silos, "ref", training), clients=silos.clients(), store=store,
-                  job_id="ref")
+    ref = run_job(_job(silos, "ref", training), clients=silos.clients(), store=store, job_id="ref")
     _kill_then_resume(silos, store, training)
     assert _resumed_events(store, "crash") == [f"secureboost resumed at tree {KILL_AFTER}"]
     n = SGB["n_estimators"]

@@ -30,11 +30,19 @@ _SEQ_HASH = re.compile(r"(?:(\d+):)?([0-9a-f]{64})\Z")
 def _print_entries(entries: list[LedgerEntry]) -> None:
     """One line per entry, then what it revealed (messages) or what it records (control)."""
     for e in entries:
-        print(f"{e.seq:>6}  {e.created_at[:19]}  {e.job_id}  {e.step} -> {e.peer}  "
-              f"{e.kind}  {e.nbytes:,} B")
+        print(
+            f"{e.seq:>6}  {e.created_at[:19]}  {e.job_id}  {e.step} -> {e.peer}  "
+            f"{e.kind}  {e.nbytes:,} B"
+        )
         label = "record" if e.kind in CONTROL_KINDS else "reveals"
-        print(textwrap.fill(e.reveals, width=100, initial_indent=f"        {label}: ",
-                            subsequent_indent="                 "))
+        print(
+            textwrap.fill(
+                e.reveals,
+                width=100,
+                initial_indent=f"        {label}: ",
+                subsequent_indent="                 ",
+            )
+        )
 
 
 def _print_summary(entries: list[LedgerEntry]) -> None:
@@ -53,8 +61,9 @@ def _print_summary(entries: list[LedgerEntry]) -> None:
         print(f"{job:<36} {peer:<14} {kind:<28} {count:>8} {nbytes:>14,}")
     print("\nwhat each kind reveals:")
     for kind, text in sorted(reveals.items()):
-        print(textwrap.fill(text, width=96, initial_indent=f"  {kind}: ",
-                            subsequent_indent="      "))
+        print(
+            textwrap.fill(text, width=96, initial_indent=f"  {kind}: ", subsequent_indent="      ")
+        )
 
 
 def _ca(config: SiloConfig) -> x509.Certificate | None:
@@ -81,8 +90,13 @@ def _expected(text: str, ledger: Ledger) -> tuple[LedgerHead, SignedHead | None]
     return LedgerHead(party, "given", seq, hash_, ledger.genesis().hash, ""), None
 
 
-def _check(what: str, head: LedgerHead, signed: SignedHead | None, ledger: Ledger,
-           ca: x509.Certificate | None) -> str:
+def _check(
+    what: str,
+    head: LedgerHead,
+    signed: SignedHead | None,
+    ledger: Ledger,
+    ca: x509.Certificate | None,
+) -> str:
     """Check one head against the chain; returns how it was vouched for."""
     how = "given by hand"
     if signed is not None and signed.signed and ca is not None:
@@ -120,8 +134,10 @@ def _verify(config: SiloConfig, ledger: Ledger, args: argparse.Namespace) -> int
 def _head(config: SiloConfig, ledger: Ledger, args: argparse.Namespace) -> int:
     signed = ledger.latest_head(args.party)
     if signed is None:
-        raise NotFound(f"{config.file_label}: no signed ledger head of "
-                       f"'{args.party or config.party}' kept yet (heads are signed at job close)")
+        raise NotFound(
+            f"{config.file_label}: no signed ledger head of "
+            f"'{args.party or config.party}' kept yet (heads are signed at job close)"
+        )
     print(signed.to_json())
     return 0
 
@@ -153,7 +169,9 @@ def audit(args: argparse.Namespace) -> int:
     if args.action in actions:
         return actions[args.action](config, ledger, args)
     entries = ledger.entries(args.job)
-    print(f"audit ledger of silo '{config.party}': {len(entries)} entries "
-          "(messages sent, jobs accepted and closed, calls refused)")
+    print(
+        f"audit ledger of silo '{config.party}': {len(entries)} entries "
+        "(messages sent, jobs accepted and closed, calls refused)"
+    )
     (_print_summary if args.summary else _print_entries)(entries)
     return 0

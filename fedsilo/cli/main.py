@@ -78,17 +78,26 @@ def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     jobs.add_argument("job_id", nargs="?", help="show this job with its events")
     jobs.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
     jobs.set_defaults(func=_lazy("run_cmd", "jobs"))
-    score = sub.add_parser("score", help="score customers with a registered model (written at the "
-                           "label holder; a whole horizontal model: at one member, alone)")
+    score = sub.add_parser(
+        "score",
+        help="score customers with a registered model (written at the "
+        "label holder; a whole horizontal model: at one member, alone)",
+    )
     score.add_argument("--model", required=True, help="registry id (fedsilo models)")
     score.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
-    score.add_argument("--dataset", action="append", default=[], metavar="PARTY=DATASET",
-                       help="dataset to score at a party (default: what the model trained on); "
-                       "a whole model scores at the one party named here (default: its first "
-                       "member)")
+    score.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="PARTY=DATASET",
+        help="dataset to score at a party (default: what the model trained on); "
+        "a whole model scores at the one party named here (default: its first "
+        "member)",
+    )
     score.add_argument("--alignment", help="score a stored alignment instead of running PSI")
-    score.add_argument("--table", default="scores",
-                       help="score table at the label holder (or the scoring member)")
+    score.add_argument(
+        "--table", default="scores", help="score table at the label holder (or the scoring member)"
+    )
     score.add_argument("--chunk-rows", type=int, default=None, help="rows per transaction")
     score.add_argument("--resume", metavar="JOB_ID", help="continue a failed scoring job")
     score.set_defaults(func=_lazy("score_cmd", "score"))
@@ -103,8 +112,11 @@ def _job(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     job = sub.add_parser("job", help="check a job spec without running it").add_subparsers(
         dest="action", required=True
     )
-    check = job.add_parser("check", help="validate every step (keys, types, bounds, roles) "
-                           "as `fedsilo run` does before contacting any silo")
+    check = job.add_parser(
+        "check",
+        help="validate every step (keys, types, bounds, roles) "
+        "as `fedsilo run` does before contacting any silo",
+    )
     check.add_argument("job", type=Path, help="job TOML spec")
     check.set_defaults(func=_lazy("job_cmd", "check"))
 
@@ -140,16 +152,24 @@ def _certs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     audit = sub.add_parser("audit", help="print or verify a silo's audit ledger")
-    audit.add_argument("action", nargs="?", choices=["verify", "head", "heads"],
-                       help="verify: check the chain against the signed heads; head: print the "
-                       "latest signed head as JSON (for --expect-head); heads: list kept heads")
+    audit.add_argument(
+        "action",
+        nargs="?",
+        choices=["verify", "head", "heads"],
+        help="verify: check the chain against the signed heads; head: print the "
+        "latest signed head as JSON (for --expect-head); heads: list kept heads",
+    )
     audit.add_argument("--silo", type=Path, required=True, help="silo TOML config")
     audit.add_argument("--job", help="only this job's entries")
-    audit.add_argument("--summary", action="store_true",
-                       help="messages and bytes per job, recipient and kind")
-    audit.add_argument("--expect-head", metavar="FILE_OR_HEX",
-                       help="verify: the chain must extend this head too (a JSON file from "
-                       "'audit head' or the coordinator, or SEQ:HASH, or a bare HASH)")
+    audit.add_argument(
+        "--summary", action="store_true", help="messages and bytes per job, recipient and kind"
+    )
+    audit.add_argument(
+        "--expect-head",
+        metavar="FILE_OR_HEX",
+        help="verify: the chain must extend this head too (a JSON file from "
+        "'audit head' or the coordinator, or SEQ:HASH, or a bare HASH)",
+    )
     audit.add_argument("--party", help="head: a peer's head this silo kept (default: its own)")
     audit.set_defaults(func=_lazy("audit_cmd", "audit"))
 

@@ -51,13 +51,21 @@ def whole_model_member(record: dict[str, Any], overrides: list[str]) -> tuple[st
         return party, str(record["trained_on"]["datasets"][party])
     party, sep, dataset = overrides[0].partition("=")
     if not sep or not dataset or party not in members:
-        raise ConfigError(f"--dataset {overrides[0]!r}: expected PARTY=DATASET, PARTY a member "
-                          "of the model")
+        raise ConfigError(
+            f"--dataset {overrides[0]!r}: expected PARTY=DATASET, PARTY a member of the model"
+        )
     return party, dataset
 
 
-def score_spec(model_id: str, record: dict[str, Any], *, datasets: dict[str, str],
-               alignment: str | None, table: str, chunk_rows: int) -> dict[str, Any]:
+def score_spec(
+    model_id: str,
+    record: dict[str, Any],
+    *,
+    datasets: dict[str, str],
+    alignment: str | None,
+    table: str,
+    chunk_rows: int,
+) -> dict[str, Any]:
     """The job that scores with ``model_id``: PSI (unless an alignment is given), then score."""
     parties = {p: {"dataset": datasets[p], "role": role} for p, role in record["parties"].items()}
     steps: list[dict[str, Any]] = []
@@ -65,32 +73,60 @@ def score_spec(model_id: str, record: dict[str, Any], *, datasets: dict[str, str
     if alignment is None:
         alignment = f"{name}-{int(time.time())}"
         steps.append({"kind": "psi", "alignment": alignment})
-    steps.append({"kind": "score", "model": model_id, "alignment": alignment, "table": table,
-                  "chunk_rows": chunk_rows})
+    steps.append(
+        {
+            "kind": "score",
+            "model": model_id,
+            "alignment": alignment,
+            "table": table,
+            "chunk_rows": chunk_rows,
+        }
+    )
     return {"name": name, "parties": parties, "steps": steps}
 
 
-def whole_score_spec(model_id: str, *, party: str, dataset: str, alignment: str | None,
-                     table: str, chunk_rows: int) -> dict[str, Any]:
+def whole_score_spec(
+    model_id: str, *, party: str, dataset: str, alignment: str | None, table: str, chunk_rows: int
+) -> dict[str, Any]:
     """The job that scores with a whole model at one member alone: no PSI, one score step
     (which stores the member's own ids as the alignment unless one is given)."""
-    step: dict[str, Any] = {"kind": "score", "model": model_id, "table": table,
-                            "chunk_rows": chunk_rows}
+    step: dict[str, Any] = {
+        "kind": "score",
+        "model": model_id,
+        "table": table,
+        "chunk_rows": chunk_rows,
+    }
     if alignment is not None:
         step["alignment"] = alignment
-    return {"name": f"score-{model_id}"[:60],
-            "parties": {party: {"dataset": dataset, "role": "member"}}, "steps": [step]}
+    return {
+        "name": f"score-{model_id}"[:60],
+        "parties": {party: {"dataset": dataset, "role": "member"}},
+        "steps": [step],
+    }
 
 
-def _spec_for(model_kind: str, model_id: str, record: dict[str, Any],
-              args: argparse.Namespace) -> dict[str, Any]:
+def _spec_for(
+    model_kind: str, model_id: str, record: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
     chunk_rows = args.chunk_rows or settings.WRITE_CHUNK_ROWS
     if model_kind in WHOLE_KINDS:
         party, dataset = whole_model_member(record, args.dataset)
-        return whole_score_spec(model_id, party=party, dataset=dataset, alignment=args.alignment,
-                                table=args.table, chunk_rows=chunk_rows)
-    return score_spec(model_id, record, datasets=_datasets(record, args.dataset),
-                      alignment=args.alignment, table=args.table, chunk_rows=chunk_rows)
+        return whole_score_spec(
+            model_id,
+            party=party,
+            dataset=dataset,
+            alignment=args.alignment,
+            table=args.table,
+            chunk_rows=chunk_rows,
+        )
+    return score_spec(
+        model_id,
+        record,
+        datasets=_datasets(record, args.dataset),
+        alignment=args.alignment,
+        table=args.table,
+        chunk_rows=chunk_rows,
+    )
 
 
 def score(args: argparse.Namespace) -> int:
@@ -104,8 +140,14 @@ def score(args: argparse.Namespace) -> int:
     spec = parse_job_spec(raw, Path(args.config).parent / "score.toml")
     clients = connect_silos(consortium, sorted(spec.parties))
     with RichProgress() as progress:
-        record = run_job(spec, clients=clients, store=store, progress=progress,
-                         job_id=args.resume, resume=bool(args.resume))
+        record = run_job(
+            spec,
+            clients=clients,
+            store=store,
+            progress=progress,
+            job_id=args.resume,
+            resume=bool(args.resume),
+        )
     out = next(v for k, v in record.result.items() if k.endswith(":score"))
     print(f"job {record.job_id}: {record.state}; {json.dumps(out)}")
     return 0

@@ -17,7 +17,6 @@ from fedsilo.protocols import MODEL_KINDS
 __all__ = ["MODEL_KINDS", "part_id", "record_model"]
 
 
-
 def part_id(run: JobRun, kind: str) -> str:
     """The id under which every silo stores its part of the model this job trains (the silos
     derive the same id themselves, :func:`fedsilo.jobspec.part_id`)."""

@@ -64,8 +64,9 @@ class LedgerHead:
     def statement(self) -> bytes:
         """The exact bytes signed: sorted compact ASCII JSON, tag included."""
         fields = {"tag": LEDGER_HEAD_TAG, **self.__dict__}
-        return json.dumps(fields, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=True).encode("ascii")
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(
+            "ascii"
+        )
 
     @classmethod
     def parse(cls, statement: bytes) -> LedgerHead:
@@ -74,12 +75,21 @@ class LedgerHead:
             raise DataError("ledger head statement is too long")
         try:
             raw = json.loads(statement.decode("ascii"))
-            head = cls(str(raw["party"]), str(raw["job_id"]), int(raw["seq"]), str(raw["hash"]),
-                       str(raw["genesis"]), str(raw["signed_at"]))
+            head = cls(
+                str(raw["party"]),
+                str(raw["job_id"]),
+                int(raw["seq"]),
+                str(raw["hash"]),
+                str(raw["genesis"]),
+                str(raw["signed_at"]),
+            )
         except (UnicodeDecodeError, ValueError, TypeError, KeyError):
             raise DataError("ledger head statement is not a ledger head") from None
-        if not isinstance(raw, dict) or raw.get("tag") != LEDGER_HEAD_TAG or set(raw) != {
-                "tag", *cls.__dataclass_fields__}:
+        if (
+            not isinstance(raw, dict)
+            or raw.get("tag") != LEDGER_HEAD_TAG
+            or set(raw) != {"tag", *cls.__dataclass_fields__}
+        ):
             raise DataError("ledger head statement is not a ledger head")
         if head.statement() != statement or head.seq < 0 or not _HEX64.match(head.hash):
             raise DataError("ledger head statement is not in canonical form")
@@ -104,19 +114,24 @@ class SignedHead:
 
     def to_json(self) -> str:
         """The export format of ``fedsilo audit head`` and the coordinator's copy."""
-        return json.dumps({
-            "statement": self.statement.decode("ascii"),
-            "signature": base64.b64encode(self.signature).decode("ascii"),
-            "certificate_pem": self.certificate_pem,
-        }, indent=2)
+        return json.dumps(
+            {
+                "statement": self.statement.decode("ascii"),
+                "signature": base64.b64encode(self.signature).decode("ascii"),
+                "certificate_pem": self.certificate_pem,
+            },
+            indent=2,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> SignedHead:
         try:
             raw = json.loads(text)
-            out = cls(str(raw["statement"]).encode("ascii"),
-                      base64.b64decode(str(raw["signature"]), validate=True),
-                      str(raw.get("certificate_pem", "")))
+            out = cls(
+                str(raw["statement"]).encode("ascii"),
+                base64.b64decode(str(raw["signature"]), validate=True),
+                str(raw.get("certificate_pem", "")),
+            )
         except (ValueError, TypeError, KeyError, UnicodeEncodeError, binascii.Error):
             raise DataError("not a signed ledger head (JSON from 'fedsilo audit head')") from None
         out.head  # noqa: B018 - parse now, so a bad statement fails here with its message
@@ -132,8 +147,15 @@ def unsigned_head(party: str, job_id: str, seq: int, hash_: str, genesis: str) -
     return SignedHead(LedgerHead(party, job_id, seq, hash_, genesis, _now()).statement())
 
 
-def sign_head(key: ec.EllipticCurvePrivateKey, certificate_pem: str, party: str, job_id: str,
-              seq: int, hash_: str, genesis: str) -> SignedHead:
+def sign_head(
+    key: ec.EllipticCurvePrivateKey,
+    certificate_pem: str,
+    party: str,
+    job_id: str,
+    seq: int,
+    hash_: str,
+    genesis: str,
+) -> SignedHead:
     """Sign ``party``'s head with its certificate key (the key of its session-key signer)."""
     statement = LedgerHead(party, job_id, seq, hash_, genesis, _now()).statement()
     signature = key.sign(statement, ec.ECDSA(hashes.SHA256()))
@@ -151,8 +173,10 @@ def _signer_key(ca: x509.Certificate, head: LedgerHead, pem: str) -> ec.Elliptic
     try:
         at = datetime.fromisoformat(head.signed_at)
         names_ok = certificate_identity(cert) == head.party and identity_dns_name(
-            head.party) in cert.extensions.get_extension_for_class(
-                x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+            head.party
+        ) in cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.DNSName)
         role = certificate_role(cert)
     except (ConfigError, ValueError, x509.ExtensionNotFound):
         raise AuthError(f"{who}: certificate does not name a silo") from None
@@ -178,4 +202,3 @@ def verify_head(ca: x509.Certificate, signed: SignedHead) -> LedgerHead:
     except InvalidSignature:
         raise AuthError(f"ledger head of '{head.party[:40]}': signature does not match") from None
     return head
-

@@ -138,7 +138,6 @@ def _role_of_pem(pem: bytes) -> str | None:
         return None
 
 
-
 class IdentityInterceptor(grpc.ServerInterceptor):
     """Refuses every call whose verified caller identity is not in ``allowed`` or whose
     certificate does not carry ``role`` (required: a name alone could be issued to anyone).

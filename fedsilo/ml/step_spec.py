@@ -28,7 +28,8 @@ class EvaluateOn:
         """Parse ``{ party = ..., dataset = ... }``; ``kind`` names the step in errors."""
         if not isinstance(raw, Mapping) or set(raw) != {"party", "dataset"}:
             raise ConfigError(
-                f"step '{kind}': evaluate_on must be {{ party = ..., dataset = ... }}")
+                f"step '{kind}': evaluate_on must be {{ party = ..., dataset = ... }}"
+            )
         party, dataset = raw["party"], raw["dataset"]
         if not (isinstance(party, str) and party and isinstance(dataset, str) and dataset):
             raise ConfigError(f"step '{kind}': evaluate_on party and dataset must be names")
@@ -42,8 +43,9 @@ class EvaluateOn:
     def check_member(self, members: Sequence[str], kind: str) -> None:
         """The evaluating party must be a member of the job (it holds the whole model)."""
         if self.party not in members:
-            raise ConfigError(f"step '{kind}': evaluate_on party '{self.party}' is not a member "
-                              "of the job")
+            raise ConfigError(
+                f"step '{kind}': evaluate_on party '{self.party}' is not a member of the job"
+            )
 
     def to_dict(self) -> dict[str, str]:
         return {"party": self.party, "dataset": self.dataset}
@@ -55,8 +57,12 @@ def step_entry(steps: Any, index: Any, kind: str) -> Mapping[str, Any]:
     For members: ``index`` comes from the coordinator, ``steps`` from the spec they accepted, so
     a coordinator cannot point a member at parameters (or a dataset) it did not agree to.
     """
-    if isinstance(index, bool) or not isinstance(index, int) or not isinstance(steps, list) \
-            or not 0 <= index < len(steps):
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, int)
+        or not isinstance(steps, list)
+        or not 0 <= index < len(steps)
+    ):
         raise ProtocolError(f"{kind} step index is not a step of the accepted job")
     entry = steps[index]
     if not isinstance(entry, Mapping) or entry.get("kind") != kind:

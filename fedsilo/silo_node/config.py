@@ -51,10 +51,19 @@ _DATASET_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
 _TOP_KEYS = frozenset({"party", "listen", "database", "tls", "datasets", "policy"})
 _TLS_KEYS = frozenset({"ca", "cert", "key", "coordinator", "insecure_plaintext"})
 _DATASET_KEYS = frozenset({"table", "query", "id_column", "features", "label"})
-_POLICY_KEYS = frozenset({
-    "protocols", "roles", "min_intersection", "min_paillier_bits", "min_rows_per_statistic",
-    "release_feature_names", "allowed_columns", "psi_pad_to_multiple", "peers",
-})
+_POLICY_KEYS = frozenset(
+    {
+        "protocols",
+        "roles",
+        "min_intersection",
+        "min_paillier_bits",
+        "min_rows_per_statistic",
+        "release_feature_names",
+        "allowed_columns",
+        "psi_pad_to_multiple",
+        "peers",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -127,28 +136,33 @@ class PolicyConfig:
         if denied:
             raise PolicyError(
                 f"policy does not allow column(s) {', '.join(repr(c[:60]) for c in denied[:5])} "
-                f"of dataset '{dataset}'")
+                f"of dataset '{dataset}'"
+            )
 
     def check_paillier_bits(self, bits: int) -> None:
         if bits > settings.PAILLIER_MAX_BITS:
             raise PolicyError(
                 f"job asks for a Paillier key of {bits} bits, above the ceiling of "
-                f"{settings.PAILLIER_MAX_BITS} bits")
+                f"{settings.PAILLIER_MAX_BITS} bits"
+            )
         if bits < self.min_paillier_bits:
             raise PolicyError(
                 f"policy requires Paillier keys of at least {self.min_paillier_bits} bits, "
-                f"job uses {bits}")
+                f"job uses {bits}"
+            )
 
     def check_intersection(self, n: int) -> None:
         if n < self.min_intersection:
             raise PolicyError(
-                f"intersection of {n} rows is below this silo's minimum of {self.min_intersection}")
+                f"intersection of {n} rows is below this silo's minimum of {self.min_intersection}"
+            )
 
     def check_rows_per_statistic(self, n: int) -> None:
         if n < self.min_rows_per_statistic:
             raise PolicyError(
                 f"a statistic over {n} rows is below this silo's minimum of "
-                f"{self.min_rows_per_statistic}")
+                f"{self.min_rows_per_statistic}"
+            )
 
 
 @dataclass(frozen=True)
@@ -198,12 +212,14 @@ class _Parser:
             raise self.fail(where, "must be a table")
         unknown = sorted(set(table) - allowed)
         if unknown:
-            raise self.fail(where, f"has unknown key '{unknown[0]}' (allowed: "
-                                   f"{', '.join(sorted(allowed))})")
+            raise self.fail(
+                where, f"has unknown key '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})"
+            )
         return table
 
-    def string(self, where: str, key: str, value: Any,
-               pattern: re.Pattern[str] | None = None) -> str:
+    def string(
+        self, where: str, key: str, value: Any, pattern: re.Pattern[str] | None = None
+    ) -> str:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, f"'{key}' must be a non-empty string")
         if pattern is not None and not pattern.match(value):
@@ -222,8 +238,11 @@ class _Parser:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(where, f"'{key}' must be an integer")
         if value < minimum:
-            raise self.fail(where, f"'{key}' = {value} is below the default {minimum}; "
-                                   "a silo config may only tighten policy")
+            raise self.fail(
+                where,
+                f"'{key}' = {value} is below the default {minimum}; "
+                "a silo config may only tighten policy",
+            )
         return value
 
     def boolean(self, where: str, key: str, value: Any) -> bool:
@@ -279,8 +298,13 @@ class _Parser:
         except ArgumentError as err:
             raise self.fail("top level", f"'database' is not a SQLAlchemy URL ({err})") from None
         db = url.database
-        if url.get_backend_name() == "sqlite" and db and db != ":memory:" \
-                and not db.startswith("file:") and not Path(db).is_absolute():
+        if (
+            url.get_backend_name() == "sqlite"
+            and db
+            and db != ":memory:"
+            and not db.startswith("file:")
+            and not Path(db).is_absolute()
+        ):
             url = url.set(database=str(self.base / db))
         return url.render_as_string(hide_password=False)
 
@@ -312,8 +336,9 @@ class _Parser:
         out = {}
         for name, table in value.items():
             if not _DATASET_RE.match(name):
-                raise self.fail(f"[datasets.{name}]",
-                                f"is not a valid name ({_DATASET_RE.pattern})")
+                raise self.fail(
+                    f"[datasets.{name}]", f"is not a valid name ({_DATASET_RE.pattern})"
+                )
             out[name] = self.dataset(name, table)
         return out
 
@@ -340,16 +365,24 @@ class _Parser:
             schema, tname = self.table_name(where, table["table"])
         else:
             query = self.string(where, "query", table["query"]).strip().rstrip(";").strip()
-        return DatasetConfig(name=name, id_column=id_column, features=features, label=label,
-                             table=tname, schema=schema, query=query)
+        return DatasetConfig(
+            name=name,
+            id_column=id_column,
+            features=features,
+            label=label,
+            table=tname,
+            schema=schema,
+            query=query,
+        )
 
     def table_name(self, where: str, value: Any) -> tuple[str | None, str]:
         """``table`` or ``schema.table``; both parts plain identifiers (quoted in SQL anyway)."""
         text = self.string(where, "table", value)
         parts = text.split(".")
         if len(parts) > 2 or not all(_IDENT_RE.match(p) for p in parts):
-            raise self.fail(where, f"'table' = {text!r} must be NAME or SCHEMA.NAME "
-                                   f"({_IDENT_RE.pattern})")
+            raise self.fail(
+                where, f"'table' = {text!r} must be NAME or SCHEMA.NAME ({_IDENT_RE.pattern})"
+            )
         if parts[-1].lower().startswith("fedsilo_"):
             raise self.fail(where, f"'table' = {text!r} uses the reserved prefix 'fedsilo_'")
         return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
@@ -364,17 +397,27 @@ class _Parser:
         return PolicyConfig(
             protocols=frozenset(protocols),
             roles=frozenset(roles),
-            min_intersection=self.integer(where, "min_intersection", t.get(
-                "min_intersection", settings.DEFAULT_MIN_INTERSECTION),
-                settings.DEFAULT_MIN_INTERSECTION),
-            min_paillier_bits=self.integer(where, "min_paillier_bits", t.get(
-                "min_paillier_bits", settings.PAILLIER_MIN_SECURE_BITS),
-                settings.PAILLIER_MIN_SECURE_BITS),
-            min_rows_per_statistic=self.integer(where, "min_rows_per_statistic", t.get(
-                "min_rows_per_statistic", settings.DEFAULT_MIN_ROWS_PER_STATISTIC),
-                settings.DEFAULT_MIN_ROWS_PER_STATISTIC),
+            min_intersection=self.integer(
+                where,
+                "min_intersection",
+                t.get("min_intersection", settings.DEFAULT_MIN_INTERSECTION),
+                settings.DEFAULT_MIN_INTERSECTION,
+            ),
+            min_paillier_bits=self.integer(
+                where,
+                "min_paillier_bits",
+                t.get("min_paillier_bits", settings.PAILLIER_MIN_SECURE_BITS),
+                settings.PAILLIER_MIN_SECURE_BITS,
+            ),
+            min_rows_per_statistic=self.integer(
+                where,
+                "min_rows_per_statistic",
+                t.get("min_rows_per_statistic", settings.DEFAULT_MIN_ROWS_PER_STATISTIC),
+                settings.DEFAULT_MIN_ROWS_PER_STATISTIC,
+            ),
             release_feature_names=self.boolean(
-                where, "release_feature_names", t.get("release_feature_names", False)),
+                where, "release_feature_names", t.get("release_feature_names", False)
+            ),
             allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
             psi_pad_to_multiple=self.pad_multiple(where, t.get("psi_pad_to_multiple", 1)),
             peers=self.peers(where, t["peers"]) if "peers" in t else None,
@@ -392,18 +435,25 @@ class _Parser:
     def pad_multiple(self, where: str, value: Any) -> int:
         pad = self.integer(where, "psi_pad_to_multiple", value, 1)
         if pad > settings.PSI_MAX_PAD_MULTIPLE:
-            raise self.fail(where, f"'psi_pad_to_multiple' = {pad} is above the limit of "
-                                   f"{settings.PSI_MAX_PAD_MULTIPLE} ids")
+            raise self.fail(
+                where,
+                f"'psi_pad_to_multiple' = {pad} is above the limit of "
+                f"{settings.PSI_MAX_PAD_MULTIPLE} ids",
+            )
         return pad
 
     def known(self, where: str, key: str, values: Sequence[str], known: frozenset[str]) -> None:
         for v in values:
             if v not in known:
-                raise self.fail(where, f"'{key}' has unknown value '{v}' "
-                                       f"(known: {', '.join(sorted(known))})")
+                raise self.fail(
+                    where, f"'{key}' has unknown value '{v}' (known: {', '.join(sorted(known))})"
+                )
 
-    def allowed_columns(self, value: Any, datasets: dict[str, DatasetConfig],
-                        ) -> dict[str, frozenset[str]]:
+    def allowed_columns(
+        self,
+        value: Any,
+        datasets: dict[str, DatasetConfig],
+    ) -> dict[str, frozenset[str]]:
         """Per dataset: the listed columns (a subset of the features) or all features."""
         where = "[policy] allowed_columns"
         if not isinstance(value, dict):

@@ -17,7 +17,6 @@ from fedsilo.silo_node.store import Ledger, SiloStore
 __all__ = ["SiloContext"]
 
 
-
 @dataclass
 class SiloContext:
     config: SiloConfig
@@ -60,8 +59,9 @@ class SiloContext:
         self.sessions.add(session)
         return session
 
-    def _check_step_policy(self, entry: dict[str, Any], index: int, role: str, dataset: str,
-                           columns: list[str] | None) -> None:
+    def _check_step_policy(
+        self, entry: dict[str, Any], index: int, role: str, dataset: str, columns: list[str] | None
+    ) -> None:
         """What this silo's policy says about one step's parameters, before anything runs:
         the protocol in this role, the Paillier key size, the dataset an evaluation reads here.
         (The spec was checked against the job schema already, ``check_spec_shape``.)"""

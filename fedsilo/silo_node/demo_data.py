@@ -42,14 +42,27 @@ __all__ = ["DEMO_PARTIES", "load_csv_into_table", "write_demo_consortium"]
 
 #: party -> (table, label column or None, features); ids are ``customer_id`` everywhere.
 DEMO_PARTIES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
-    "bank": ("customers", "default",
-             ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6")),
-    "bureau": ("credit_files", None,
-               ("LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE",
-                "BILL_AMT1", "BILL_AMT2", "BILL_AMT3")),
-    "lender": ("accounts", None,
-               ("BILL_AMT4", "BILL_AMT5", "BILL_AMT6", "PAY_AMT1", "PAY_AMT2", "PAY_AMT3",
-                "PAY_AMT4", "PAY_AMT5", "PAY_AMT6")),
+    "bank": ("customers", "default", ("PAY_0", "PAY_2", "PAY_3", "PAY_4", "PAY_5", "PAY_6")),
+    "bureau": (
+        "credit_files",
+        None,
+        ("LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", "BILL_AMT1", "BILL_AMT2", "BILL_AMT3"),
+    ),
+    "lender": (
+        "accounts",
+        None,
+        (
+            "BILL_AMT4",
+            "BILL_AMT5",
+            "BILL_AMT6",
+            "PAY_AMT1",
+            "PAY_AMT2",
+            "PAY_AMT3",
+            "PAY_AMT4",
+            "PAY_AMT5",
+            "PAY_AMT6",
+        ),
+    ),
 }
 DEMO_DATASET = "customers"
 #: the bundled CSVs (package data, see ``scripts/make_demo_data.py``).
@@ -102,9 +115,15 @@ def _convert(value: str, kind: str) -> Any:
     return int(value) if kind == "int" else float(value) if kind == "float" else value
 
 
-def load_csv_into_table(engine: Engine, table: str, csv_path: str | Path, id_column: str, *,
-                        primary_key: bool = True,
-                        chunk_rows: int = settings.WRITE_CHUNK_ROWS) -> int:
+def load_csv_into_table(
+    engine: Engine,
+    table: str,
+    csv_path: str | Path,
+    id_column: str,
+    *,
+    primary_key: bool = True,
+    chunk_rows: int = settings.WRITE_CHUNK_ROWS,
+) -> int:
     """Create ``table`` from a (possibly ``.gz``) CSV with a header row; return rows loaded.
 
     Column types are inferred (integer, float or text; empty cells are NULL). The id column is
@@ -116,8 +135,10 @@ def load_csv_into_table(engine: Engine, table: str, csv_path: str | Path, id_col
     if id_column not in header:
         raise DataError(f"{path.name}: no column '{id_column}' (has {', '.join(header[:10])})")
     types: dict[str, type[TypeEngine[Any]]] = {"int": BigInteger, "float": Float, "text": Text}
-    columns = [Column(name, types[kind], primary_key=primary_key and name == id_column)
-               for name, kind in zip(header, kinds, strict=True)]
+    columns = [
+        Column(name, types[kind], primary_key=primary_key and name == id_column)
+        for name, kind in zip(header, kinds, strict=True)
+    ]
     target = Table(table, MetaData(), *columns)
     target.create(engine)
     loaded = 0
@@ -125,9 +146,16 @@ def load_csv_into_table(engine: Engine, table: str, csv_path: str | Path, id_col
         reader = csv.reader(fh)
         next(reader)
         while True:
-            chunk = [dict(zip(header, (_convert(v, k) for v, k in zip(row, kinds, strict=True)),
-                              strict=True))
-                     for row in islice(reader, chunk_rows)]
+            chunk = [
+                dict(
+                    zip(
+                        header,
+                        (_convert(v, k) for v, k in zip(row, kinds, strict=True)),
+                        strict=True,
+                    )
+                )
+                for row in islice(reader, chunk_rows)
+            ]
             if not chunk:
                 return loaded
             with engine.begin() as conn:
@@ -154,21 +182,27 @@ def _silo_toml(party: str, port: int, tls: bool) -> str:
     table, label, features = DEMO_PARTIES[party]
     out = io.StringIO()
     out.write(f"# demo silo '{party}' (written by fedsilo.silo_node.demo_data)\n")
-    out.write(f"party = {_toml_str(party)}\nlisten = \"127.0.0.1:{port}\"\n")
-    out.write(f"database = \"sqlite:///{party}.db\"\n\n[tls]\n")
+    out.write(f'party = {_toml_str(party)}\nlisten = "127.0.0.1:{port}"\n')
+    out.write(f'database = "sqlite:///{party}.db"\n\n[tls]\n')
     if tls:
-        out.write(f'ca = "certs/ca.pem"\ncert = "certs/{party}.pem"\nkey = "certs/{party}.key"\n'
-                  'coordinator = "coordinator"\n')
+        out.write(
+            f'ca = "certs/ca.pem"\ncert = "certs/{party}.pem"\nkey = "certs/{party}.key"\n'
+            'coordinator = "coordinator"\n'
+        )
     else:
         out.write("insecure_plaintext = true\n")
-    out.write(f"\n[datasets.{DEMO_DATASET}]\ntable = {_toml_str(table)}\n"
-              f"id_column = {_toml_str(DEMO_ID_COLUMN)}\nfeatures = {_toml_list(features)}\n")
+    out.write(
+        f"\n[datasets.{DEMO_DATASET}]\ntable = {_toml_str(table)}\n"
+        f"id_column = {_toml_str(DEMO_ID_COLUMN)}\nfeatures = {_toml_list(features)}\n"
+    )
     if label:
         out.write(f"label = {_toml_str(label)}\n")
     roles = '["active", "passive"]' if label else '["passive"]'
-    out.write(f'\n[policy]\nprotocols = ["psi", "secureboost", "lr", "score"]\nroles = {roles}\n'
-              "# the demo shows feature names in importance reports; real silos decide\n"
-              "release_feature_names = true\n")
+    out.write(
+        f'\n[policy]\nprotocols = ["psi", "secureboost", "lr", "score"]\nroles = {roles}\n'
+        "# the demo shows feature names in importance reports; real silos decide\n"
+        "release_feature_names = true\n"
+    )
     return out.getvalue()
 
 
@@ -188,8 +222,9 @@ def write_demo_consortium(workdir: Path, *, tls: bool) -> dict[str, Path]:
             raise DataError(f"{db} already exists; use an empty folder for the demo")
         engine = create_engine(f"sqlite:///{db}")
         try:
-            load_csv_into_table(engine, table, DEMO_DATA_DIR / f"demo_{party}.csv.gz",
-                                DEMO_ID_COLUMN)
+            load_csv_into_table(
+                engine, table, DEMO_DATA_DIR / f"demo_{party}.csv.gz", DEMO_ID_COLUMN
+            )
         finally:
             engine.dispose()
         path = workdir / f"{party}.toml"

@@ -26,8 +26,11 @@ _MAX_HEADS = 64
 
 
 def to_pb(signed: SignedHead) -> pb.SignedLedgerHead:
-    return pb.SignedLedgerHead(statement=signed.statement, signature=signed.signature,
-                               certificate_pem=signed.certificate_pem)
+    return pb.SignedLedgerHead(
+        statement=signed.statement,
+        signature=signed.signature,
+        certificate_pem=signed.certificate_pem,
+    )
 
 
 def sign_own_head(ledger: Ledger, job_id: str, signer: SessionKeySigner | None) -> SignedHead:
@@ -43,8 +46,9 @@ def sign_own_head(ledger: Ledger, job_id: str, signer: SessionKeySigner | None) 
     return signed
 
 
-def _peer_head(message: pb.SignedLedgerHead, job_id: str, me: str | None,
-               ca: x509.Certificate | None) -> SignedHead:
+def _peer_head(
+    message: pb.SignedLedgerHead, job_id: str, me: str | None, ca: x509.Certificate | None
+) -> SignedHead:
     """A relayed head, checked: of this job, of another party, signed by it (under mTLS)."""
     signed = SignedHead(message.statement, message.signature, message.certificate_pem)
     try:
@@ -60,8 +64,13 @@ def _peer_head(message: pb.SignedLedgerHead, job_id: str, me: str | None,
     return signed
 
 
-def keep_peer_heads(ledger: Ledger, job_id: str, heads: Sequence[pb.SignedLedgerHead], *,
-                    ca: x509.Certificate | None) -> int:
+def keep_peer_heads(
+    ledger: Ledger,
+    job_id: str,
+    heads: Sequence[pb.SignedLedgerHead],
+    *,
+    ca: x509.Certificate | None,
+) -> int:
     """Keep the job's other parties' heads (all checked first, then all kept); how many were new.
 
     ``ca`` None is plaintext mode: heads are kept unverified (anyone could have written them).
@@ -72,6 +81,9 @@ def keep_peer_heads(ledger: Ledger, job_id: str, heads: Sequence[pb.SignedLedger
         raise ProtocolError(f"job '{job_id[:64]}' is not a job of this silo")
     checked = [_peer_head(m, job_id, ledger.party, ca) for m in heads]
     if ca is None and checked:
-        log.warning("keeping %d ledger head(s) of job %s unverified (insecure_plaintext)",
-                    len(checked), job_id)
+        log.warning(
+            "keeping %d ledger head(s) of job %s unverified (insecure_plaintext)",
+            len(checked),
+            job_id,
+        )
     return sum(ledger.keep_head(signed) for signed in checked)

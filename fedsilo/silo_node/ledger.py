@@ -76,7 +76,8 @@ _MAX_TEXT = 400
 
 ledger_metadata = MetaData()
 LEDGER = Table(
-    "fedsilo_ledger", ledger_metadata,
+    "fedsilo_ledger",
+    ledger_metadata,
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("job_id", String(_MAX_NAME), nullable=False, index=True),
     Column("step", String(_MAX_NAME), nullable=False),
@@ -89,7 +90,8 @@ LEDGER = Table(
     Column("hash", String(64), nullable=False),
 )
 LEDGER_GENESIS = Table(
-    "fedsilo_ledger_genesis", ledger_metadata,
+    "fedsilo_ledger_genesis",
+    ledger_metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),  # always 1: one per ledger
     Column("party", String(_MAX_NAME), nullable=False),
     Column("nonce", String(64), nullable=False),  # "" for a legacy ledger
@@ -97,7 +99,8 @@ LEDGER_GENESIS = Table(
     Column("created_at", String(40), nullable=False),
 )
 LEDGER_HEADS = Table(
-    "fedsilo_ledger_heads", ledger_metadata,
+    "fedsilo_ledger_heads",
+    ledger_metadata,
     Column("party", String(_MAX_NAME), primary_key=True),
     Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("job_id", String(_MAX_NAME), nullable=False),
@@ -129,8 +132,14 @@ def _peer(name: str) -> str:
     return _line(name)[:_MAX_NAME] or leakage.COORDINATOR
 
 
-def refuse(ledger: Ledger, err: FedsiloError, *, method: str, job_id: str,
-           caller: str = leakage.COORDINATOR) -> FedsiloError:
+def refuse(
+    ledger: Ledger,
+    err: FedsiloError,
+    *,
+    method: str,
+    job_id: str,
+    caller: str = leakage.COORDINATOR,
+) -> FedsiloError:
     """Record ``err`` as a refusal of ``method`` in ``job_id`` and return it to be raised; the
     servicer's refusal hook then does not record it a second time (for step dispatch, which
     knows the job and step the hook cannot see)."""
@@ -141,8 +150,9 @@ def refuse(ledger: Ledger, err: FedsiloError, *, method: str, job_id: str,
 
 def spec_hash(spec: dict[str, Any]) -> str:
     """SHA-256 of a job spec's canonical JSON: what a silo records as the spec it accepted."""
-    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
+    text = json.dumps(
+        spec, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
     return hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
@@ -185,11 +195,23 @@ class LedgerEntry:
 
     def canonical(self) -> bytes:
         """The bytes the hash covers: every field but ``hash``, as sorted compact ASCII JSON."""
-        fields = {k: getattr(self, k) for k in (
-            "seq", "job_id", "step", "peer", "kind", "nbytes", "reveals", "created_at",
-            "prev_hash")}
-        return json.dumps(fields, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=True).encode("ascii")
+        fields = {
+            k: getattr(self, k)
+            for k in (
+                "seq",
+                "job_id",
+                "step",
+                "peer",
+                "kind",
+                "nbytes",
+                "reveals",
+                "created_at",
+                "prev_hash",
+            )
+        }
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(
+            "ascii"
+        )
 
     def computed_hash(self) -> str:
         return hashlib.sha256(self.canonical()).hexdigest()
@@ -204,13 +226,24 @@ def _is_contention(err: IntegrityError | OperationalError) -> bool:
 
 
 def _entry(row: Any) -> LedgerEntry:
-    return LedgerEntry(int(row.seq), row.job_id, row.step, row.peer, row.kind, int(row.nbytes),
-                       row.reveals, row.created_at, row.prev_hash, row.hash)
+    return LedgerEntry(
+        int(row.seq),
+        row.job_id,
+        row.step,
+        row.peer,
+        row.kind,
+        int(row.nbytes),
+        row.reveals,
+        row.created_at,
+        row.prev_hash,
+        row.hash,
+    )
 
 
 def _signed(row: Any) -> SignedHead:
-    return SignedHead(row.statement.encode("ascii"), base64.b64decode(row.signature),
-                      row.certificate_pem)
+    return SignedHead(
+        row.statement.encode("ascii"), base64.b64decode(row.signature), row.certificate_pem
+    )
 
 
 class Ledger:
@@ -239,8 +272,11 @@ class Ledger:
         legacy = conn.execute(select(LEDGER.c.seq).limit(1)).first() is not None
         nonce = "" if legacy else secrets.token_hex(32)
         made = Genesis(party, nonce, GENESIS_HASH if legacy else _genesis_hash(party, nonce))
-        conn.execute(insert(LEDGER_GENESIS).values(id=1, party=made.party, nonce=made.nonce,
-                                                   hash=made.hash, created_at=_now()))
+        conn.execute(
+            insert(LEDGER_GENESIS).values(
+                id=1, party=made.party, nonce=made.nonce, hash=made.hash, created_at=_now()
+            )
+        )
         return made
 
     def _stored_genesis(self, conn: Any) -> Genesis | None:
@@ -248,8 +284,9 @@ class Ledger:
         return None if row is None else Genesis(row.party, row.nonce, row.hash)
 
     # --- appends --------------------------------------------------------------------------------
-    def append(self, job_id: str, step: str, peer: str, kind: str, nbytes: int,
-               reveals: str) -> LedgerEntry:
+    def append(
+        self, job_id: str, step: str, peer: str, kind: str, nbytes: int, reveals: str
+    ) -> LedgerEntry:
         """Commit one entry and return it; the caller sends the message only afterwards."""
         for what, value in (("job id", job_id), ("step", step), ("peer", peer), ("kind", kind)):
             _name(f"ledger {what}", value)
@@ -260,14 +297,16 @@ class Ledger:
                 except (IntegrityError, OperationalError) as err:
                     if not _is_contention(err):
                         raise DataError(f"cannot append to the audit ledger ({err.orig})") from None
-                    time.sleep(settings.RETRY_BACKOFF_S * (2 ** attempt))
+                    time.sleep(settings.RETRY_BACKOFF_S * (2**attempt))
         raise DataError("could not append to the audit ledger (database busy)")
 
-    def _append_once(self, job_id: str, step: str, peer: str, kind: str, nbytes: int,
-                     reveals: str) -> LedgerEntry:
+    def _append_once(
+        self, job_id: str, step: str, peer: str, kind: str, nbytes: int, reveals: str
+    ) -> LedgerEntry:
         with self.engine.begin() as conn:
-            last = conn.execute(select(LEDGER.c.seq, LEDGER.c.hash)
-                                .order_by(LEDGER.c.seq.desc()).limit(1)).first()
+            last = conn.execute(
+                select(LEDGER.c.seq, LEDGER.c.hash).order_by(LEDGER.c.seq.desc()).limit(1)
+            ).first()
             if last is None:
                 seq, prev = 1, self._genesis(conn).hash
             else:
@@ -277,32 +316,71 @@ class Ledger:
             conn.execute(insert(LEDGER).values(**entry.__dict__))
         return entry
 
-    def record_accepted(self, *, job_id: str, spec: dict[str, Any], role: str, dataset: str,
-                        caller: str, peer: str = leakage.COORDINATOR,
-                        resume: bool = False) -> LedgerEntry:
+    def record_accepted(
+        self,
+        *,
+        job_id: str,
+        spec: dict[str, Any],
+        role: str,
+        dataset: str,
+        caller: str,
+        peer: str = leakage.COORDINATOR,
+        resume: bool = False,
+    ) -> LedgerEntry:
         """Record a job this silo accepted at OpenJob: the spec by its hash, and who asked
         (``caller`` as text; ``peer``: who the answer went to, the entry's peer column)."""
         digest = spec_hash(spec)
         how = "resumed" if resume else "accepted"
-        return self.append(job_id, "OpenJob", _peer(peer), "job.accepted", len(json.dumps(spec)),
-                           f"{how} job spec sha256:{digest} as {_line(role)} on dataset "
-                           f"'{_line(dataset)}', asked by {_line(caller)}")
+        return self.append(
+            job_id,
+            "OpenJob",
+            _peer(peer),
+            "job.accepted",
+            len(json.dumps(spec)),
+            f"{how} job spec sha256:{digest} as {_line(role)} on dataset "
+            f"'{_line(dataset)}', asked by {_line(caller)}",
+        )
 
-    def record_refusal(self, *, method: str, caller: str, reason: str, job_id: str = "",
-                       peer: str = leakage.COORDINATOR) -> LedgerEntry:
+    def record_refusal(
+        self,
+        *,
+        method: str,
+        caller: str,
+        reason: str,
+        job_id: str = "",
+        peer: str = leakage.COORDINATOR,
+    ) -> LedgerEntry:
         """Record a refused call: the method, who called, and the one-line reason it was told
         (the reason already left the silo in the error status; nothing else is added)."""
         said = _line(reason)
-        return self.append(_line(job_id)[:_MAX_NAME] or "-", _line(method)[:_MAX_NAME] or "?",
-                           _peer(peer), "job.refused", len(said),
-                           f"refused {_line(method)} asked by {_line(caller)}: {said}")
+        return self.append(
+            _line(job_id)[:_MAX_NAME] or "-",
+            _line(method)[:_MAX_NAME] or "?",
+            _peer(peer),
+            "job.refused",
+            len(said),
+            f"refused {_line(method)} asked by {_line(caller)}: {said}",
+        )
 
-    def record_close(self, *, job_id: str, caller: str, failed: bool, reason: str = "",
-                     peer: str = leakage.COORDINATOR) -> LedgerEntry:
+    def record_close(
+        self,
+        *,
+        job_id: str,
+        caller: str,
+        failed: bool,
+        reason: str = "",
+        peer: str = leakage.COORDINATOR,
+    ) -> LedgerEntry:
         """Record a job close (the head signed at close covers this entry)."""
         outcome = f"failed: {_line(reason)}" if failed else "succeeded"
-        return self.append(job_id, "CloseJob", _peer(peer), "job.closed", 0,
-                           f"job closed by {_line(caller)} ({outcome})")
+        return self.append(
+            job_id,
+            "CloseJob",
+            _peer(peer),
+            "job.closed",
+            0,
+            f"job closed by {_line(caller)} ({outcome})",
+        )
 
     # --- reading and verifying -------------------------------------------------------------------
     def entries(self, job_id: str | None = None) -> list[LedgerEntry]:
@@ -321,8 +399,9 @@ class Ledger:
     def head(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last entry (``(0, genesis hash)`` when empty)."""
         with self.engine.begin() as conn:
-            last = conn.execute(select(LEDGER.c.seq, LEDGER.c.hash)
-                                .order_by(LEDGER.c.seq.desc()).limit(1)).first()
+            last = conn.execute(
+                select(LEDGER.c.seq, LEDGER.c.hash).order_by(LEDGER.c.seq.desc()).limit(1)
+            ).first()
             if last is None:
                 return 0, self._genesis(conn).hash
         return int(last.seq), last.hash
@@ -337,8 +416,9 @@ class Ledger:
         """
         with self.engine.connect() as conn:
             genesis = self._stored_genesis(conn)
-            if genesis is not None and (not genesis.valid() or (
-                    self.party is not None and genesis.party != self.party)):
+            if genesis is not None and (
+                not genesis.valid() or (self.party is not None and genesis.party != self.party)
+            ):
                 return False, 0
             expected_seq = 1
             expected_prev = GENESIS_HASH if genesis is None else genesis.hash
@@ -346,8 +426,11 @@ class Ledger:
             result = conn.execution_options(yield_per=settings.READ_CHUNK_ROWS).execute(stmt)
             for row in result:
                 entry = _entry(row)
-                if (entry.seq != expected_seq or entry.prev_hash != expected_prev
-                        or entry.computed_hash() != entry.hash):
+                if (
+                    entry.seq != expected_seq
+                    or entry.prev_hash != expected_prev
+                    or entry.computed_hash() != entry.hash
+                ):
                     return False, entry.seq
                 expected_seq, expected_prev = entry.seq + 1, entry.hash
         return True, None
@@ -384,10 +467,16 @@ class Ledger:
         ProtocolError, and the first one stays.
         """
         head = signed.head
-        row = {"party": head.party, "seq": head.seq, "job_id": head.job_id[:_MAX_NAME],
-               "hash": head.hash, "statement": signed.statement.decode("ascii"),
-               "signature": base64.b64encode(signed.signature).decode("ascii"),
-               "certificate_pem": signed.certificate_pem, "kept_at": _now()}
+        row = {
+            "party": head.party,
+            "seq": head.seq,
+            "job_id": head.job_id[:_MAX_NAME],
+            "hash": head.hash,
+            "statement": signed.statement.decode("ascii"),
+            "signature": base64.b64encode(signed.signature).decode("ascii"),
+            "certificate_pem": signed.certificate_pem,
+            "kept_at": _now(),
+        }
         try:
             with self.engine.begin() as conn:
                 conn.execute(insert(LEDGER_HEADS).values(**row))
@@ -398,8 +487,10 @@ class Ledger:
         with self.engine.connect() as conn:
             kept = conn.execute(select(LEDGER_HEADS.c.hash).where(where)).scalar()
         if kept != head.hash:
-            raise ProtocolError(f"ledger head of '{head.party[:40]}' at seq {head.seq} "
-                                "conflicts with one kept earlier: its ledger was rewritten")
+            raise ProtocolError(
+                f"ledger head of '{head.party[:40]}' at seq {head.seq} "
+                "conflicts with one kept earlier: its ledger was rewritten"
+            )
         return False
 
     def heads(self, party: str | None = None) -> list[SignedHead]:
@@ -415,8 +506,12 @@ class Ledger:
         who = party or self.party
         if who is None:
             return None
-        stmt = (select(LEDGER_HEADS).where(LEDGER_HEADS.c.party == who)
-                .order_by(LEDGER_HEADS.c.seq.desc()).limit(1))
+        stmt = (
+            select(LEDGER_HEADS)
+            .where(LEDGER_HEADS.c.party == who)
+            .order_by(LEDGER_HEADS.c.seq.desc())
+            .limit(1)
+        )
         with self.engine.connect() as conn:
             row = conn.execute(stmt).first()
         return None if row is None else _signed(row)

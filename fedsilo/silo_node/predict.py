@@ -100,13 +100,19 @@ def register_predictor(predictor: Predictor) -> Predictor:
     return predictor
 
 
-def register_whole_model(kind: str, name: str,
-                         predict_proba: Callable[[dict[str, Any], np.ndarray], np.ndarray],
-                         ) -> Predictor:
+def register_whole_model(
+    kind: str,
+    name: str,
+    predict_proba: Callable[[dict[str, Any], np.ndarray], np.ndarray],
+) -> Predictor:
     """A whole model (horizontal kinds) scores alone: no part from another silo is accepted."""
 
-    def combine(payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message],
-                request: PredictRequest | None = None) -> np.ndarray:
+    def combine(
+        payload: dict[str, Any],
+        x: np.ndarray,
+        parts: dict[str, Message],
+        request: PredictRequest | None = None,
+    ) -> np.ndarray:
         if parts:
             raise ProtocolError(f"a {name} model takes no parts from other silos")
         return predict_proba(payload["model"], x)
@@ -127,8 +133,14 @@ def load_part(ctx: SiloContext, model_id: str) -> tuple[str, dict[str, Any]]:
     return part.kind, part.payload
 
 
-def read_range(ctx: SiloContext, session: JobSession, payload: dict[str, Any], alignment: str,
-               start: int, stop: int) -> np.ndarray:
+def read_range(
+    ctx: SiloContext,
+    session: JobSession,
+    payload: dict[str, Any],
+    alignment: str,
+    start: int,
+    stop: int,
+) -> np.ndarray:
     """The model's columns for aligned rows ``[start, stop)`` of ``alignment``."""
     columns = [str(c) for c in payload.get("columns", [])]
     if not columns:

@@ -104,9 +104,15 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
         _check_party_names(self.ctx.config, job_id, spec)
         session = self.ctx.open_session(job_id, spec, resume=request.resume)
         caller, peer = _caller(context)
-        self.ctx.ledger.record_accepted(job_id=job_id, spec=spec, role=session.role,
-                                        dataset=session.dataset, resume=request.resume,
-                                        caller=caller, peer=peer)
+        self.ctx.ledger.record_accepted(
+            job_id=job_id,
+            spec=spec,
+            role=session.role,
+            dataset=session.dataset,
+            resume=request.resume,
+            caller=caller,
+            peer=peer,
+        )
         accepted = {"party": self.ctx.party, "role": session.role, "dataset": session.dataset}
         public = session.keys.public_bytes
         key = self.key_auth.signer.sign(job_id, public) if self.key_auth else SessionKey(public)
@@ -147,8 +153,13 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
             return pb.CloseJobResponse()  # no job was ever open under it: nothing to record
         if self.ctx.ledger.took_part(job_id):
             caller, peer = _caller(context)
-            self.ctx.ledger.record_close(job_id=job_id, failed=request.failed,
-                                         reason=request.reason, caller=caller, peer=peer)
+            self.ctx.ledger.record_close(
+                job_id=job_id,
+                failed=request.failed,
+                reason=request.reason,
+                caller=caller,
+                peer=peer,
+            )
         head = heads.sign_own_head(self.ctx.ledger, job_id, self._head_key())
         return pb.CloseJobResponse(ledger_head=heads.to_pb(head))
 

@@ -81,7 +81,8 @@ _TABLE_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 metadata = MetaData()
 
 ALIGNMENTS = Table(
-    "fedsilo_alignment", metadata,
+    "fedsilo_alignment",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(_MAX_NAME), nullable=False, unique=True),
     Column("job_id", String(_MAX_NAME), nullable=False),
@@ -90,7 +91,8 @@ ALIGNMENTS = Table(
     Column("created_at", String(40), nullable=False),
 )
 ALIGNMENT_ROWS = Table(
-    "fedsilo_alignment_row", metadata,
+    "fedsilo_alignment_row",
+    metadata,
     Column("alignment_id", Integer, primary_key=True, autoincrement=False),
     Column("position", Integer, primary_key=True, autoincrement=False),
     Column("row_id", Text, nullable=False),
@@ -98,20 +100,21 @@ ALIGNMENT_ROWS = Table(
     Index("ix_fedsilo_alignment_row_id", "alignment_id", "row_id", unique=True),
 )
 MODEL_PARTS = Table(
-    "fedsilo_model_part", metadata,
+    "fedsilo_model_part",
+    metadata,
     Column("model_id", String(_MAX_NAME), primary_key=True),
     Column("kind", String(_MAX_NAME), nullable=False),
     Column("payload", Text, nullable=False),
     Column("created_at", String(40), nullable=False),
 )
 CHECKPOINTS = Table(
-    "fedsilo_checkpoint", metadata,
+    "fedsilo_checkpoint",
+    metadata,
     Column("job_id", String(_MAX_NAME), primary_key=True),
     Column("key", String(_MAX_NAME), primary_key=True),
     Column("payload", Text, nullable=False),
     Column("updated_at", String(40), nullable=False),
 )
-
 
 
 def _to_json(what: str, payload: dict[str, Any]) -> str:
@@ -133,8 +136,10 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 def check_table_name(name: str) -> str:
     """A score table name: a plain identifier, not one of our internal ``fedsilo_`` tables."""
     if not isinstance(name, str) or not _TABLE_NAME_RE.match(name) or len(name) > 63:
-        raise DataError(f"table name {str(name)[:80]!r} must match {_TABLE_NAME_RE.pattern} "
-                        "(at most 63 characters)")
+        raise DataError(
+            f"table name {str(name)[:80]!r} must match {_TABLE_NAME_RE.pattern} "
+            "(at most 63 characters)"
+        )
     if name.lower().startswith("fedsilo_"):
         raise DataError(f"table name '{name}' uses the reserved prefix 'fedsilo_'")
     return name
@@ -176,8 +181,11 @@ class SiloStore:
         """
         metadata.create_all(self.engine)
         ledger_metadata.create_all(self.engine)
-        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "",
-                                                                                     ":memory:"):
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (
+            None,
+            "",
+            ":memory:",
+        ):
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         self.ledger.genesis()  # drawn once, before the first entry
@@ -191,8 +199,9 @@ class SiloStore:
             return self._ledger
 
     # --- alignments -----------------------------------------------------------------------------
-    def save_alignment(self, name: str, job_id: str, dataset: str, row_ids: Iterable[str], *,
-                       replace: bool = False) -> AlignmentInfo:
+    def save_alignment(
+        self, name: str, job_id: str, dataset: str, row_ids: Iterable[str], *, replace: bool = False
+    ) -> AlignmentInfo:
         """Store the PSI row order for ``name`` atomically: all rows or nothing becomes visible.
 
         ``row_ids`` are normalised ids (``fedsilo.silo_node.data.normalise_id``) in the agreed
@@ -208,8 +217,11 @@ class SiloStore:
                 conn.execute(delete(ALIGNMENT_ROWS).where(ALIGNMENT_ROWS.c.alignment_id == old))
                 conn.execute(delete(ALIGNMENTS).where(ALIGNMENTS.c.id == old))
             try:
-                res = conn.execute(insert(ALIGNMENTS).values(
-                    name=name, job_id=job_id, dataset=dataset, rows=0, created_at=created))
+                res = conn.execute(
+                    insert(ALIGNMENTS).values(
+                        name=name, job_id=job_id, dataset=dataset, rows=0, created_at=created
+                    )
+                )
             except IntegrityError:
                 raise JobError(f"alignment '{name}' was created concurrently") from None
             aid = int(res.inserted_primary_key[0])  # type: ignore[index]
@@ -223,8 +235,10 @@ class SiloStore:
         for chunk in _chunks(row_ids, settings.WRITE_CHUNK_ROWS):
             if not all(isinstance(r, str) for r in chunk):
                 raise DataError(f"alignment '{name}': row ids must be strings")
-            params = [{"alignment_id": aid, "position": position + i, "row_id": r}
-                      for i, r in enumerate(chunk)]
+            params = [
+                {"alignment_id": aid, "position": position + i, "row_id": r}
+                for i, r in enumerate(chunk)
+            ]
             try:
                 conn.execute(insert(ALIGNMENT_ROWS), params)
             except IntegrityError:
@@ -252,16 +266,24 @@ class SiloStore:
             conn.execute(delete(ALIGNMENT_ROWS).where(ALIGNMENT_ROWS.c.alignment_id == aid))
             conn.execute(delete(ALIGNMENTS).where(ALIGNMENTS.c.id == aid))
 
-    def iter_alignment_ids(self, name: str, chunk_rows: int = settings.READ_CHUNK_ROWS, *,
-                           positions: tuple[int, int] | None = None) -> Iterator[list[str]]:
+    def iter_alignment_ids(
+        self,
+        name: str,
+        chunk_rows: int = settings.READ_CHUNK_ROWS,
+        *,
+        positions: tuple[int, int] | None = None,
+    ) -> Iterator[list[str]]:
         """The aligned ids in stored order, in chunks (e.g. to score exactly the intersection).
 
         ``positions=(start, stop)`` yields only positions ``[start, stop)``, read by primary key.
         """
         aid = self._alignment_id(name)
         pos = ALIGNMENT_ROWS.c.position
-        stmt = (select(ALIGNMENT_ROWS.c.row_id).where(ALIGNMENT_ROWS.c.alignment_id == aid)
-                .order_by(pos))
+        stmt = (
+            select(ALIGNMENT_ROWS.c.row_id)
+            .where(ALIGNMENT_ROWS.c.alignment_id == aid)
+            .order_by(pos)
+        )
         if positions is not None:
             stmt = stmt.where(pos >= int(positions[0]), pos < int(positions[1]))
         with self.engine.connect() as conn:
@@ -276,19 +298,24 @@ class SiloStore:
         return int(aid)
 
     # --- model parts and checkpoints ------------------------------------------------------------
-    def save_model_part(self, model_id: str, kind: str, payload: dict[str, Any], *,
-                        replace: bool = False) -> None:
+    def save_model_part(
+        self, model_id: str, kind: str, payload: dict[str, Any], *, replace: bool = False
+    ) -> None:
         """Store this silo's part of a model as JSON (thresholds it owns, its key ids, ...)."""
         _name("model id", model_id), _name("model kind", kind)
         text = _to_json(f"model '{model_id}'", payload)
         with self.engine.begin() as conn:
-            exists = conn.execute(select(MODEL_PARTS.c.model_id)
-                                  .where(MODEL_PARTS.c.model_id == model_id)).first()
+            exists = conn.execute(
+                select(MODEL_PARTS.c.model_id).where(MODEL_PARTS.c.model_id == model_id)
+            ).first()
             if exists and not replace:
                 raise DataError(f"model part '{model_id}' already exists at this silo")
             conn.execute(delete(MODEL_PARTS).where(MODEL_PARTS.c.model_id == model_id))
-            conn.execute(insert(MODEL_PARTS).values(model_id=model_id, kind=kind, payload=text,
-                                                    created_at=_now()))
+            conn.execute(
+                insert(MODEL_PARTS).values(
+                    model_id=model_id, kind=kind, payload=text, created_at=_now()
+                )
+            )
 
     def load_model_part(self, model_id: str) -> ModelPart:
         with self.engine.connect() as conn:
@@ -311,8 +338,9 @@ class SiloStore:
         where = (CHECKPOINTS.c.job_id == job_id) & (CHECKPOINTS.c.key == key)
         with self.engine.begin() as conn:
             conn.execute(delete(CHECKPOINTS).where(where))
-            conn.execute(insert(CHECKPOINTS).values(job_id=job_id, key=key, payload=text,
-                                                    updated_at=_now()))
+            conn.execute(
+                insert(CHECKPOINTS).values(job_id=job_id, key=key, payload=text, updated_at=_now())
+            )
 
     def load_checkpoint(self, job_id: str, key: str) -> dict[str, Any] | None:
         """The stored payload, or ``None`` when the job never checkpointed ``key``."""
@@ -334,15 +362,18 @@ class SiloStore:
                 cols = {c["name"] for c in insp.get_columns(table_name)}
                 pk = set(insp.get_pk_constraint(table_name).get("constrained_columns") or [])
                 if cols != {c.name for c in table.columns} or pk != {"id", "model_version"}:
-                    raise DataError(f"table '{table_name}' exists and is not a fedsilo score "
-                                    "table (id, score, model_version, scored_at)")
+                    raise DataError(
+                        f"table '{table_name}' exists and is not a fedsilo score "
+                        "table (id, score, model_version, scored_at)"
+                    )
             else:
                 table.create(self.engine, checkfirst=True)
             self._score_tables[table_name] = table
             return table
 
-    def write_scores(self, table_name: str,
-                     rows: Sequence[tuple[str, float, str, datetime | str]]) -> None:
+    def write_scores(
+        self, table_name: str, rows: Sequence[tuple[str, float, str, datetime | str]]
+    ) -> None:
         """Insert ``(id, score, model_version, scored_at)`` rows; already stored keys are kept.
 
         All rows of one call commit in one transaction (sent in batches of
@@ -359,8 +390,11 @@ class SiloStore:
     def scored_ids(self, table_name: str, model_version: str) -> set[str]:
         table = self.ensure_score_table(table_name)
         with self.engine.connect() as conn:
-            return set(conn.execute(select(table.c.id)
-                                    .where(table.c.model_version == model_version)).scalars())
+            return set(
+                conn.execute(
+                    select(table.c.id).where(table.c.model_version == model_version)
+                ).scalars()
+            )
 
     def score_count(self, table_name: str, model_version: str) -> int:
         """How many ids already carry a score of ``model_version`` (resume without a set)."""
@@ -372,7 +406,8 @@ class SiloStore:
 
 def _score_table(name: str) -> Table:
     return Table(
-        name, MetaData(),
+        name,
+        MetaData(),
         Column("id", Text, primary_key=True),
         Column("score", Float, nullable=False),
         Column("model_version", String(_MAX_NAME), primary_key=True),
@@ -384,9 +419,11 @@ def _insert_ignore(dialect: str, table: Table) -> Any:
     """``INSERT ... ON CONFLICT DO NOTHING`` in the dialect's own spelling."""
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
         return sqlite_insert(table).on_conflict_do_nothing(index_elements=["id", "model_version"])
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
+
         return pg_insert(table).on_conflict_do_nothing(index_elements=["id", "model_version"])
     raise DataError(f"writing scores is not supported on database dialect '{dialect}'")
 

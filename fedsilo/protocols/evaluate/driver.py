@@ -32,8 +32,10 @@ def _alignments(run: JobRun, step: dict[str, Any], record: dict[str, Any]) -> tu
     parts = split_parts(run.wire_spec, run.step_index) or {}
     train = step.get("train_alignment") or parts.get("train") or record["trained_on"]["alignment"]
     if not test or not train:
-        raise ConfigError(f"{step_label(run.step_index, 'evaluate')}: needs 'alignment' (or a "
-                          "split step before it)")
+        raise ConfigError(
+            f"{step_label(run.step_index, 'evaluate')}: needs 'alignment' (or a "
+            "split step before it)"
+        )
     return str(test), str(train)
 
 
@@ -47,8 +49,10 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
     perhaps of an earlier job) or the test part of a split before it."""
     index = index_of(spec, step)
     if not test_alignment(spec.to_wire(""), index):
-        raise ConfigError(f"{step_label(index, 'evaluate')}: needs 'alignment' (a stored test "
-                          "alignment) or a split step before it")
+        raise ConfigError(
+            f"{step_label(index, 'evaluate')}: needs 'alignment' (a stored test "
+            "alignment) or a split step before it"
+        )
 
 
 @driver("evaluate", check=check)

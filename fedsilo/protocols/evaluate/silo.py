@@ -41,8 +41,10 @@ def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         raise PolicyError("the accepted evaluate step names no test alignment")
     info = ctx.store.alignment_info(name)
     if info.dataset != session.dataset:
-        raise PolicyError(f"alignment '{name[:80]}' was made over dataset '{info.dataset[:60]}', "
-                          f"not the job's '{session.dataset[:60]}'")
+        raise PolicyError(
+            f"alignment '{name[:80]}' was made over dataset '{info.dataset[:60]}', "
+            f"not the job's '{session.dataset[:60]}'"
+        )
     return StepReply(meta={"rows": info.rows})
 
 
@@ -64,8 +66,9 @@ def _train_alignment(session: JobSession, req: StepRequest) -> str:
     return str(parts.get("train") or req.meta["train_alignment"])
 
 
-def _baseline(ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any],
-              train: str, test: str) -> np.ndarray | None:
+def _baseline(
+    ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any], train: str, test: str
+) -> np.ndarray | None:
     cols = ctx.job_columns(session)
     X = ctx.data.load_aligned(session.dataset, train, cols)
     y = ctx.data.load_aligned_labels(session.dataset, train)
@@ -78,15 +81,23 @@ def importance_of(payload: dict[str, Any]) -> dict[str, list[tuple[str, float, i
     raw = payload.get("importance")
     if not isinstance(raw, dict):
         return None
-    return {party: [(str(r[0]), float(r[1]), int(r[2])) for r in rows]
-            for party, rows in raw.items()}
+    return {
+        party: [(str(r[0]), float(r[1]), int(r[2])) for r in rows] for party, rows in raw.items()
+    }
 
 
-def report_and_release(ctx: SiloContext, *, stem: str, title: str,
-                       model_summary: dict[str, Any], y: np.ndarray, scores: np.ndarray,
-                       importance: dict[str, list[tuple[str, float, int]]] | None,
-                       baseline: np.ndarray | None,
-                       baseline_key: str = "label_holder_only_auc") -> dict[str, Any]:
+def report_and_release(
+    ctx: SiloContext,
+    *,
+    stem: str,
+    title: str,
+    model_summary: dict[str, Any],
+    y: np.ndarray,
+    scores: np.ndarray,
+    importance: dict[str, list[tuple[str, float, int]]] | None,
+    baseline: np.ndarray | None,
+    baseline_key: str = "label_holder_only_auc",
+) -> dict[str, Any]:
     """Metrics and report of ``scores`` against ``y`` at this silo; the reply meta to release.
 
     Shared by every evaluation (vertical at the label holder, horizontal at a member), so the
@@ -99,10 +110,18 @@ def report_and_release(ctx: SiloContext, *, stem: str, title: str,
     base_metrics = evaluate(y, baseline, min_rows=min_rows) if baseline is not None else None
     folder = Path(ctx.config.path).parent / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    html, js = write_report(folder / f"{stem}.html", folder / f"{stem}.json", title=title,
-                            model_summary=model_summary, metrics=metrics,
-                            baseline_metrics=base_metrics, importance=importance, y=y,
-                            scores=scores, baseline_scores=baseline)
+    html, js = write_report(
+        folder / f"{stem}.html",
+        folder / f"{stem}.json",
+        title=title,
+        model_summary=model_summary,
+        metrics=metrics,
+        baseline_metrics=base_metrics,
+        importance=importance,
+        y=y,
+        scores=scores,
+        baseline_scores=baseline,
+    )
     released = {k: metrics.get(k) for k in RELEASED}
     if base_metrics is not None:
         released[baseline_key] = base_metrics.get("auc")
@@ -112,25 +131,39 @@ def report_and_release(ctx: SiloContext, *, stem: str, title: str,
 # --- whole models (horizontal kinds): evaluated at one member, alone ------------------------------
 
 
-def check_evaluation_allowed(ctx: SiloContext, target: EvaluateOn | None,
-                             columns: list[str]) -> None:
+def check_evaluation_allowed(
+    ctx: SiloContext, target: EvaluateOn | None, columns: list[str]
+) -> None:
     """Refuse at the start of training, not after it, if this silo is the job's evaluating
     member and its policy will not let the model read the held-out dataset's columns."""
     if target is not None and target.party == ctx.party:
         ctx.config.policy.check_columns(target.dataset, columns)
 
 
-def _member_only(ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any],
-                 columns: list[str], x_test: np.ndarray) -> np.ndarray | None:
+def _member_only(
+    ctx: SiloContext,
+    session: JobSession,
+    kind: str,
+    params: dict[str, Any],
+    columns: list[str],
+    x_test: np.ndarray,
+) -> np.ndarray | None:
     """The same kind of model on this member's own training rows: what federating is worth."""
     x, y = ctx.data.load_dataset(session.dataset, columns, with_label=True)
     assert y is not None
     return baseline_scores(kind, params, x, y, x_test)
 
 
-def evaluate_whole_model(ctx: SiloContext, session: JobSession, *, kind: str,
-                         target: EvaluateOn | None, part_id: str, model: str | None,
-                         params: dict[str, Any]) -> dict[str, Any]:
+def evaluate_whole_model(
+    ctx: SiloContext,
+    session: JobSession,
+    *,
+    kind: str,
+    target: EvaluateOn | None,
+    part_id: str,
+    model: str | None,
+    params: dict[str, Any],
+) -> dict[str, Any]:
     """Score the held-out dataset the accepted job names for this member; the meta to release.
 
     ``target`` comes from the member's own copy of the job spec, so the coordinator cannot
@@ -145,18 +178,33 @@ def evaluate_whole_model(ctx: SiloContext, session: JobSession, *, kind: str,
     columns = [str(c) for c in payload["columns"]]
     x_test, y_test = ctx.data.load_dataset(target.dataset, columns, with_label=True)
     assert y_test is not None
-    request = PredictRequest(job_id=session.job_id, model_id=part_id, alignment=target.dataset,
-                             start=0, stop=len(y_test), party=ctx.party, keys=session.keys)
-    scores = np.asarray(get_predictor(kind).combine(payload, x_test, {}, request),
-                        dtype=np.float64)
+    request = PredictRequest(
+        job_id=session.job_id,
+        model_id=part_id,
+        alignment=target.dataset,
+        start=0,
+        stop=len(y_test),
+        party=ctx.party,
+        keys=session.keys,
+    )
+    scores = np.asarray(get_predictor(kind).combine(payload, x_test, {}, request), dtype=np.float64)
     return report_and_release(
-        ctx, stem=f"{session.job_id}-{kind}",
+        ctx,
+        stem=f"{session.job_id}-{kind}",
         title=f"{model or session.job_id}: evaluation at {ctx.party}",
-        model_summary={"model": model, "kind": kind, "test dataset": target.dataset,
-                       "test rows": len(y_test), **params},
-        y=y_test, scores=scores, importance=importance_of(payload),
+        model_summary={
+            "model": model,
+            "kind": kind,
+            "test dataset": target.dataset,
+            "test rows": len(y_test),
+            **params,
+        },
+        y=y_test,
+        scores=scores,
+        importance=importance_of(payload),
         baseline=_member_only(ctx, session, kind, params, columns, x_test),
-        baseline_key="member_only_auc")
+        baseline_key="member_only_auc",
+    )
 
 
 @step("evaluate.finish", kinds=("evaluate",))
@@ -174,8 +222,13 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     base = _baseline(ctx, session, kind, params, train, test)
     stem = f"{session.job_id}-{kind}"
     meta = report_and_release(
-        ctx, stem=stem, title=f"{req.meta.get('model', stem)}: evaluation at {ctx.party}",
-        model_summary={"model": req.meta.get("model"), "kind": kind, "test rows": len(y),
-                       **params},
-        y=y, scores=scores, importance=importance_of(payload), baseline=base)
+        ctx,
+        stem=stem,
+        title=f"{req.meta.get('model', stem)}: evaluation at {ctx.party}",
+        model_summary={"model": req.meta.get("model"), "kind": kind, "test rows": len(y), **params},
+        y=y,
+        scores=scores,
+        importance=importance_of(payload),
+        baseline=base,
+    )
     return StepReply(meta=meta)

@@ -48,16 +48,19 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
         parsed.evaluate_on.check_member(members, KIND)
 
 
-def _evaluate(run: JobRun, step: HlrStep, meta: dict[str, Any], model_id: str,
-              model_part: str) -> dict[str, Any]:
+def _evaluate(
+    run: JobRun, step: HlrStep, meta: dict[str, Any], model_id: str, model_part: str
+) -> dict[str, Any]:
     """Headline metrics of the model on the held-out dataset at the member the step names."""
     assert step.evaluate_on is not None
     party = step.evaluate_on.party
     out = run.call(party, "hlr.evaluate", {**meta, "model": model_id})
     metrics = out.meta["metrics"]
-    run.log(f"evaluated {model_id} at {party} on '{step.evaluate_on.dataset}': AUC "
-            f"{metrics.get('auc')} (member alone: {metrics.get('member_only_auc')}); report at "
-            f"{party}: {out.meta.get('report')}")
+    run.log(
+        f"evaluated {model_id} at {party} on '{step.evaluate_on.dataset}': AUC "
+        f"{metrics.get('auc')} (member alone: {metrics.get('member_only_auc')}); report at "
+        f"{party}: {out.meta.get('report')}"
+    )
     return dict(out.meta)
 
 
@@ -80,8 +83,11 @@ def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         extra={"rounds": rounds, "silos": len(members)},
         name=parsed.name,
     )
-    out: dict[str, Any] = {"model": model.model_id, "rounds": rounds,
-                           "max_change": progress.get("max_change")}
+    out: dict[str, Any] = {
+        "model": model.model_id,
+        "rounds": rounds,
+        "max_change": progress.get("max_change"),
+    }
     if parsed.evaluate_on is not None:
         evaluation = _evaluate(run, parsed, meta, model.model_id, model_part)
         metrics = {**evaluation["metrics"], "evaluated_on": parsed.evaluate_on.to_dict()}

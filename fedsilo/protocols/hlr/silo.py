@@ -103,10 +103,19 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
 def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Score the held-out dataset the accepted job names for this silo; release headlines only."""
     spec = step_at(session.spec.get("steps"), req.meta.get("step"))
-    return StepReply(meta=evaluate_whole_model(
-        ctx, session, kind=KIND, target=spec.evaluate_on, part_id=part_id(session.job_id, KIND),
-        model=req.meta.get("model"), params=spec.config.to_spec()))
+    return StepReply(
+        meta=evaluate_whole_model(
+            ctx,
+            session,
+            kind=KIND,
+            target=spec.evaluate_on,
+            part_id=part_id(session.job_id, KIND),
+            model=req.meta.get("model"),
+            params=spec.config.to_spec(),
+        )
+    )
 
 
-register_whole_model(KIND, "horizontal LR",
-                     lambda model, x: HorizontalLRModel.from_dict(model).predict_proba(x))
+register_whole_model(
+    KIND, "horizontal LR", lambda model, x: HorizontalLRModel.from_dict(model).predict_proba(x)
+)

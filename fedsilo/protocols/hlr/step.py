@@ -44,9 +44,11 @@ class HlrStep:
         if step.get("kind") != KIND:
             raise ConfigError(f"not an '{KIND}' step")
         values = check_step(step, index)
-        return cls(config=HLRConfig.from_step(step, index),
-                   evaluate_on=EvaluateOn.optional(values["evaluate_on"], KIND),
-                   name=values["name"])
+        return cls(
+            config=HLRConfig.from_step(step, index),
+            evaluate_on=EvaluateOn.optional(values["evaluate_on"], KIND),
+            name=values["name"],
+        )
 
 
 def step_at(steps: Any, index: Any) -> HlrStep:

@@ -35,6 +35,7 @@ from fedsilo.protocols.hxgb.step import KIND, HxgbStep, key_holder, members_of
 
 __all__ = ["check", "run_hxgb"]
 
+
 def check(spec: JobSpec, step: dict[str, Any]) -> None:
     """Refuse what the spec alone shows is wrong: parameters, roles, fewer than three members."""
     members = members_of(spec.parties)
@@ -52,8 +53,9 @@ def _train(run: JobRun, members: list[str], step: HxgbStep) -> conversation.Trai
         task.advance(finished - done)
         done = finished
         if status.get("valid_loss") is not None:
-            run.log(f"hxgb tree {done}: pooled validation log-loss "
-                    f"{float(status['valid_loss']):.5f}")
+            run.log(
+                f"hxgb tree {done}: pooled validation log-loss {float(status['valid_loss']):.5f}"
+            )
         if status["next"] == "done":
             task.finish()
 

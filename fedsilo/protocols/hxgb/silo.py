@@ -87,10 +87,16 @@ def _build(ctx: SiloContext, session: JobSession, spec: HxgbStep, members: list[
     valid = _holdout(len(y), spec.validation_fraction, spec.params.seed, ctx.party)
     ctx.config.policy.check_rows_per_statistic(int((~valid).sum()))
     has_valid = spec.validation_fraction > 0 and bool(valid.any())
-    silo = HxgbSilo(x[~valid], y[~valid], params=spec.params, party=ctx.party,
-                    n_silos=len(members), feature_names=columns,
-                    x_valid=x[valid] if has_valid else None,
-                    y_valid=y[valid] if has_valid else None)
+    silo = HxgbSilo(
+        x[~valid],
+        y[~valid],
+        params=spec.params,
+        party=ctx.party,
+        n_silos=len(members),
+        feature_names=columns,
+        x_valid=x[valid] if has_valid else None,
+        y_valid=y[valid] if has_valid else None,
+    )
     return _State(silo=silo, step=spec, columns=columns, keys_from=key_holder(members))
 
 
@@ -110,8 +116,11 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         return StepReply(meta=meta)
     secret, public = state.silo.create_keys()
     peers = [p for p in members if p != ctx.party]
-    return StepReply(meta=meta, outbox={p: secret for p in peers},
-                     release=Message(PUBLIC_CONTEXT, blobs={"context": public}))
+    return StepReply(
+        meta=meta,
+        outbox={p: secret for p in peers},
+        release=Message(PUBLIC_CONTEXT, blobs={"context": public}),
+    )
 
 
 @step("hxgb.keys", kinds=("hxgb",))
@@ -174,13 +183,26 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     model = state.silo.model()
     doc = model.to_dict()
     path = export_path(ctx, model_id)
-    ctx.store.save_model_part(model_id, MODEL_KIND, {
-        "columns": state.columns, "model": doc, "importance": _importance(model),
-        "params": state.step.params.to_dict(), "export": path.name})
+    ctx.store.save_model_part(
+        model_id,
+        MODEL_KIND,
+        {
+            "columns": state.columns,
+            "model": doc,
+            "importance": _importance(model),
+            "params": state.step.params.to_dict(),
+            "export": path.name,
+        },
+    )
     _write_atomic(path, to_xgboost_json(model))
-    return StepReply(meta={"trees": len(model.trees), "digest": model_digest(model),
-                           "best_iteration": model.info.get("best_iteration"),
-                           "export": f"models/{path.name}"})
+    return StepReply(
+        meta={
+            "trees": len(model.trees),
+            "digest": model_digest(model),
+            "best_iteration": model.info.get("best_iteration"),
+            "export": f"models/{path.name}",
+        }
+    )
 
 
 # --- evaluation and prediction -----------------------------------------------------------------
@@ -190,11 +212,21 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
 def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     """Score the held-out dataset the accepted job names for this silo; release headlines only."""
     spec = step_at(session.spec.get("steps"), req.meta["step"])
-    return StepReply(meta=evaluate_whole_model(
-        ctx, session, kind=MODEL_KIND, target=spec.evaluate_on,
-        part_id=part_id(session.job_id, MODEL_KIND), model=req.meta.get("model"),
-        params=spec.params.to_dict()))
+    return StepReply(
+        meta=evaluate_whole_model(
+            ctx,
+            session,
+            kind=MODEL_KIND,
+            target=spec.evaluate_on,
+            part_id=part_id(session.job_id, MODEL_KIND),
+            model=req.meta.get("model"),
+            params=spec.params.to_dict(),
+        )
+    )
 
 
-register_whole_model(MODEL_KIND, "horizontal XGBoost",
-                     lambda model, x: TreeEnsemble.from_dict(model).predict_proba(x))
+register_whole_model(
+    MODEL_KIND,
+    "horizontal XGBoost",
+    lambda model, x: TreeEnsemble.from_dict(model).predict_proba(x),
+)

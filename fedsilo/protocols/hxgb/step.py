@@ -53,9 +53,12 @@ class HxgbStep:
             raise ConfigError(f"not an '{KIND}' step")
         values = check_step(step, index)
         params = HxgbParams(**{f.name: values[f.name] for f in fields(HxgbParams)})
-        return cls(params=params, validation_fraction=float(values["validation_fraction"]),
-                   evaluate_on=EvaluateOn.optional(values["evaluate_on"], KIND),
-                   name=values["name"])
+        return cls(
+            params=params,
+            validation_fraction=float(values["validation_fraction"]),
+            evaluate_on=EvaluateOn.optional(values["evaluate_on"], KIND),
+            name=values["name"],
+        )
 
     def check_members(self, members: Sequence[str]) -> None:
         """The evaluating party must be a member (the count is :func:`members_of`'s job)."""
@@ -71,8 +74,7 @@ def members_of(parties: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """
     others = sorted(p for p, v in parties.items() if v.get("role") != ROLE)
     if others:
-        raise ConfigError(f"an hxgb step needs every party in role '{ROLE}' ('{others[0]}' "
-                          "is not)")
+        raise ConfigError(f"an hxgb step needs every party in role '{ROLE}' ('{others[0]}' is not)")
     members = sorted(parties)
     check_silo_count(len(members))
     return members

@@ -45,6 +45,7 @@ from fedsilo.protocols.lr.conversation import Start
 
 __all__ = ["check", "run_lr", "train_alignment"]
 
+
 def train_alignment(run: JobRun, step: dict[str, Any]) -> str:
     """The step's `alignment`, else the split's training part, else the PSI alignment (as the
     silos read it from the spec, :func:`fedsilo.jobspec.train_alignments`)."""
@@ -57,8 +58,9 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
     LRConfig.from_step(step, index)
     passives, actives = spec.parties_with_role("passive"), spec.parties_with_role("active")
     if len(actives) != 1 or not passives or len(actives) + len(passives) != len(spec.parties):
-        raise ConfigError(f"{step_label(index, 'lr')}: needs one active party and passive "
-                          "parties only")
+        raise ConfigError(
+            f"{step_label(index, 'lr')}: needs one active party and passive parties only"
+        )
 
 
 @driver("lr", check=check)
@@ -79,8 +81,14 @@ def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         task.advance()
         run.log(f"lr epoch {meta['epoch']}: training loss {meta['train_loss']:.5f}")
 
-    trained = conversation.run(JobParties(run), active=active, passives=passives, config=config,
-                               on_start=started, on_epoch=epoch_done)
+    trained = conversation.run(
+        JobParties(run),
+        active=active,
+        passives=passives,
+        config=config,
+        on_start=started,
+        on_epoch=epoch_done,
+    )
     task.finish()
     rows, history = trained.rows, trained.history
     last = history[-1]

@@ -100,8 +100,12 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     x = ctx.data.load_aligned(session.dataset, alignment, cols)
     ctx.config.policy.check_rows_per_statistic(min(config.batch_size, x.shape[0]))
     passives = session.party_with_role("passive")
-    fingerprinted = {"alignment": alignment, "params": config.to_spec(), "key_bits": bits,
-                     "step": req.step_index}
+    fingerprinted = {
+        "alignment": alignment,
+        "params": config.to_spec(),
+        "key_bits": bits,
+        "step": req.step_index,
+    }
     checkpoint = TrainingCheckpoint(ctx, session, "lr", fingerprinted)
     session.state[_CHECKPOINT] = checkpoint
     session.state[_CONFIG] = config
@@ -245,8 +249,7 @@ def _part(payload: dict[str, Any], x: np.ndarray, request: PredictRequest) -> Me
     """
     u = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
     peers = [p for p in _passives(payload) if p != request.party]
-    return mask_partial(u, request.party, {p: request.pair_seed(p) for p in peers},
-                        request.label)
+    return mask_partial(u, request.party, {p: request.pair_seed(p) for p in peers}, request.label)
 
 
 def _combine(

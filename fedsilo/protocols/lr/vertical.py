@@ -281,8 +281,12 @@ def mask_partial(u: FloatArray, party: str, seeds: dict[str, bytes], label: str)
 
 
 def sum_masked_partials(
-    partials: dict[str, Message], parties: Sequence[str], label: str, rows: int,
-    *, kind: str = PARTIAL,
+    partials: dict[str, Message],
+    parties: Sequence[str],
+    label: str,
+    rows: int,
+    *,
+    kind: str = PARTIAL,
 ) -> FloatArray:
     """Add the masked partial predictors of exactly ``parties``; the masks cancel in the sum.
 
@@ -388,9 +392,12 @@ class LabelHolder:
                 raise ValueError("unknown format")
             epoch = int(state["epoch"])
             w = np.asarray(state["w"], dtype=np.float64)
-            history = [EpochResult(int(h["epoch"]), float(h["train_loss"]),
-                                   bool(h["converged"]), bool(h["stop"]))
-                       for h in state["history"]]
+            history = [
+                EpochResult(
+                    int(h["epoch"]), float(h["train_loss"]), bool(h["converged"]), bool(h["stop"])
+                )
+                for h in state["history"]
+            ]
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"bad LR checkpoint: {exc}") from None
         if w.shape != self._w.shape or len(history) != epoch or epoch > self.config.max_iter:
@@ -628,8 +635,9 @@ class PassiveParty:
         grad = np.array([float(mpz(v)) for v in ints]) / scale + self.config.l2 * self._w
         self._w -= learning_rate(self.config, epoch) * grad
         self._pending = None
-        if batch + 1 == len(epoch_batches(self.n_rows, self.config.batch_size, epoch,
-                                          self.config.seed)):
+        if batch + 1 == len(
+            epoch_batches(self.n_rows, self.config.batch_size, epoch, self.config.seed)
+        ):
             self._completed = {k: v for k, v in self._completed.items() if k == epoch}
             self._completed[epoch + 1] = self._w.tolist()
             self._checkpoint_due = True
@@ -654,8 +662,9 @@ class PassiveParty:
         try:
             if state.get("format") != _PASSIVE_CHECKPOINT_FORMAT:
                 raise ValueError("unknown format")
-            weights = {int(k): np.asarray(v, dtype=np.float64)
-                       for k, v in dict(state["weights"]).items()}
+            weights = {
+                int(k): np.asarray(v, dtype=np.float64) for k, v in dict(state["weights"]).items()
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise DataError(f"bad LR checkpoint: {exc}") from None
         w = weights.get(epoch)

@@ -20,8 +20,7 @@ SCHEMA = StepSchema(
             "mode",
             "str",
             "alignment",
-            "alignment: store the aligned rows; cardinality: "
-            "every party learns only the count",
+            "alignment: store the aligned rows; cardinality: every party learns only the count",
             choices=("alignment", "cardinality"),
         ),
         Param(

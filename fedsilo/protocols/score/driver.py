@@ -30,7 +30,6 @@ from fedsilo.protocols.split.driver import alignment_of
 __all__ = ["WHOLE_KINDS", "predict_range", "resolve_model", "scorer"]
 
 
-
 def resolve_model(run: JobRun, step: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
     """``(registry id, kind, record)`` of the model a step names or the job just trained."""
     model_id = step.get("model")
@@ -52,8 +51,10 @@ def scorer(run: JobRun, record: dict[str, Any]) -> str:
     if record.get("kind") not in WHOLE_KINDS:
         return run.active()
     if len(run.parties) != 1 or run.with_role("member") != run.parties:
-        raise ConfigError(f"scoring with a whole ({record.get('kind')}) model runs at one member "
-                          "alone: the job needs exactly one party, in role 'member'")
+        raise ConfigError(
+            f"scoring with a whole ({record.get('kind')}) model runs at one member "
+            "alone: the job needs exactly one party, in role 'member'"
+        )
     party = run.parties[0]
     if party not in record.get("parts", {}):
         raise JobError(f"model has no part at '{party}' (it was not a member of its training)")

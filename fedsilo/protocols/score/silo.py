@@ -143,8 +143,9 @@ def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> 
     replaced. Releases the row count only.
     """
     if session.role != "member":
-        raise PolicyError(f"a local alignment is for a member scoring alone, not role "
-                          f"'{session.role}'")
+        raise PolicyError(
+            f"a local alignment is for a member scoring alone, not role '{session.role}'"
+        )
     name = score_alignment(session.spec, req.step_index, session.job_id)
     if name != f"{session.job_id}-local":
         raise PolicyError("the accepted score step names an alignment: no local one is made")
@@ -155,8 +156,9 @@ def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> 
         info = ctx.store.save_alignment(name, session.job_id, session.dataset, ids)
         return StepReply(meta={"rows": info.rows, "reused": False})
     if info.job_id != session.job_id or info.dataset != session.dataset:
-        raise PolicyError(f"alignment '{name[:80]}' already exists at '{ctx.party}' for another "
-                          "job or dataset")
+        raise PolicyError(
+            f"alignment '{name[:80]}' already exists at '{ctx.party}' for another job or dataset"
+        )
     return StepReply(meta={"rows": info.rows, "reused": True})
 
 

@@ -82,13 +82,16 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
     index = index_of(spec, step)
     passives, actives = spec.parties_with_role("passive"), spec.parties_with_role("active")
     if len(actives) != 1 or not passives or len(actives) + len(passives) != len(spec.parties):
-        raise ConfigError(f"{step_label(index, KIND)}: needs one active party and passive "
-                          "parties only")
+        raise ConfigError(
+            f"{step_label(index, KIND)}: needs one active party and passive parties only"
+        )
     params = secureboost_params(step, index)
     _train, valid = train_alignments(spec.to_wire(""), index)
     if params.early_stopping_rounds and not valid:
-        raise ConfigError(f"{step_label(index, KIND)}: 'early_stopping_rounds' needs a "
-                          "validation alignment (valid_alignment, or a split's valid_fraction)")
+        raise ConfigError(
+            f"{step_label(index, KIND)}: 'early_stopping_rounds' needs a "
+            "validation alignment (valid_alignment, or a split's valid_fraction)"
+        )
 
 
 @driver(KIND, check=check)

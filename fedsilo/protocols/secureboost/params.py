@@ -14,8 +14,7 @@ __all__ = ["STEP_KEYS", "SecureBoostParams", "secureboost_params"]
 
 _D = defaults(SECUREBOOST_PARAMS)
 #: keys of a ``secureboost`` job step that are not training parameters (derived from the schema)
-STEP_KEYS = frozenset({"kind", *SCHEMA.names()}) - {
-    p.name for p in SECUREBOOST_PARAMS}
+STEP_KEYS = frozenset({"kind", *SCHEMA.names()}) - {p.name for p in SECUREBOOST_PARAMS}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -54,8 +54,6 @@ _STATE = "secureboost"
 _CHECKPOINT = "secureboost.checkpoint"
 
 
-
-
 @dataclass(frozen=True)
 class _Inputs:
     """What ``sgb.setup`` trains on, all read from the accepted job spec."""
@@ -65,8 +63,12 @@ class _Inputs:
     valid: str | None
 
     def fingerprint_source(self, index: int) -> dict[str, Any]:
-        return {"params": self.params.to_dict(), "alignment": self.train,
-                "valid_alignment": self.valid, "step": index}
+        return {
+            "params": self.params.to_dict(),
+            "alignment": self.train,
+            "valid_alignment": self.valid,
+            "step": index,
+        }
 
 
 def _inputs(session: JobSession, req: StepRequest) -> _Inputs:
@@ -101,9 +103,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     cols = ctx.job_columns(session)
     x, n_train = _rows(ctx, session, inputs, cols)
     ctx.config.policy.check_rows_per_statistic(n_train)
-    checkpoint = TrainingCheckpoint(
-        ctx, session, "sgb", inputs.fingerprint_source(req.step_index)
-    )
+    checkpoint = TrainingCheckpoint(ctx, session, "sgb", inputs.fingerprint_source(req.step_index))
     session.state[_CHECKPOINT] = checkpoint
     stored = checkpoint.load()
     if session.role == "active":

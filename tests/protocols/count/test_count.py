@@ -24,8 +24,11 @@ PARTIES = {"bank": "active", "bureau": "passive"}
 def pair(tmp_path: Path) -> Iterator[Consortium]:
     c = Consortium(tmp_path, tls=True)
     c.add_silo(SiloSpec("bank", data_file("breast_hetero_guest"), FEATURES, label="y"))
-    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), FEATURES,
-                        policy="min_intersection = 400\n"))
+    c.add_silo(
+        SiloSpec(
+            "bureau", data_file("breast_hetero_host"), FEATURES, policy="min_intersection = 400\n"
+        )
+    )
     c.start_all()
     yield c
     c.stop_all()
@@ -37,18 +40,24 @@ def test_count_releases_the_intersection_size_everyone_agrees_on(pair: Consortiu
     psi, count = record.result["1:psi"], record.result["2:count"]
     assert count == {"alignment": "b", "rows": psi["count"]}
     assert count["rows"] == pair.nodes["bank"].ctx.store.alignment_info("b").rows
-    released = [e for e in pair.nodes["bureau"].ctx.ledger.entries(record.job_id)
-                if e.kind == "job.released" and e.step == "count.release"]
+    released = [
+        e
+        for e in pair.nodes["bureau"].ctx.ledger.entries(record.job_id)
+        if e.kind == "job.released" and e.step == "count.release"
+    ]
     assert len(released) == 1 and f'"rows": {psi["count"]}' in released[0].reveals
 
 
 def test_a_count_below_a_silos_minimum_is_refused(pair: Consortium) -> None:
     """The split's test part (~20 % of 569 rows) is below the bureau's minimum of 400."""
-    spec = pair.job(PARTIES, [
-        {"kind": "psi", "alignment": "b"},
-        {"kind": "split", "test_fraction": 0.2},
-        {"kind": "count", "alignment": "b-test"},
-    ])
+    spec = pair.job(
+        PARTIES,
+        [
+            {"kind": "psi", "alignment": "b"},
+            {"kind": "split", "test_fraction": 0.2},
+            {"kind": "count", "alignment": "b-test"},
+        ],
+    )
     with pytest.raises(JobError, match="below this silo's minimum of 400") as err:
         run_job(spec, clients=pair.clients(), store=pair.store())
     assert isinstance(err.value.__cause__, PolicyError)

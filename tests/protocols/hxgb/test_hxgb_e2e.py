@@ -36,8 +36,13 @@ pytestmark = pytest.mark.e2e
 FEATURES = [f"x{i}" for i in range(23)]
 MEMBERS = ("guest", "host_1", "host_2")
 #: the issue's reference setting
-REFERENCE = {"n_estimators": 30, "max_depth": 3, "learning_rate": 0.3, "max_bin": 32,
-             "reg_lambda": 1.0}
+REFERENCE = {
+    "n_estimators": 30,
+    "max_depth": 3,
+    "learning_rate": 0.3,
+    "max_bin": 32,
+    "reg_lambda": 1.0,
+}
 EVALUATE_ON = {"party": "guest", "dataset": "test"}
 
 
@@ -50,18 +55,25 @@ def _csv(name: str) -> tuple[np.ndarray, np.ndarray]:
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
     c = Consortium(tmp_path_factory.mktemp("hxgb"))
     test_csv = data_file("default_credit_homo_test")
-    c.add_silo(SiloSpec("guest", data_file("default_credit_homo_guest"), FEATURES, label="y",
-                        extra={"test": test_csv}))
+    c.add_silo(
+        SiloSpec(
+            "guest",
+            data_file("default_credit_homo_guest"),
+            FEATURES,
+            label="y",
+            extra={"test": test_csv},
+        )
+    )
     for party in MEMBERS[1:]:
-        c.add_silo(SiloSpec(party, data_file(f"default_credit_homo_{party}"), FEATURES,
-                            label="y"))
+        c.add_silo(SiloSpec(party, data_file(f"default_credit_homo_{party}"), FEATURES, label="y"))
     c.start_all()
     yield c
     c.stop_all()
 
 
-def _run(c: Consortium, step: dict[str, Any], members: tuple[str, ...] = MEMBERS,
-         name: str = "credit") -> JobRecord:
+def _run(
+    c: Consortium, step: dict[str, Any], members: tuple[str, ...] = MEMBERS, name: str = "credit"
+) -> JobRecord:
     spec = c.job({p: "member" for p in members}, [{"kind": "hxgb", **step}], name=name)
     return run_job(spec, clients=c.clients(), store=c.store())
 
@@ -101,8 +113,9 @@ def reference(consortium: Consortium) -> tuple[JobRecord, Spy]:
     root.setLevel(logging.DEBUG)
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(ckks, "secret_context_bytes",
-                       spy.wrap(ckks.secret_context_bytes, spy.secrets))
+            mp.setattr(
+                ckks, "secret_context_bytes", spy.wrap(ckks.secret_context_bytes, spy.secrets)
+            )
             mp.setattr(ckks, "round_exact", spy.wrap(ckks.round_exact, spy.sums))
             record = _run(consortium, {**REFERENCE, "evaluate_on": EVALUATE_ON})
     finally:
@@ -114,8 +127,16 @@ def reference(consortium: Consortium) -> tuple[JobRecord, Spy]:
 def _pooled_xgboost_auc() -> float:
     parts = [_csv(p) for p in MEMBERS]
     x, y = np.vstack([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-    params = {"objective": "binary:logistic", "tree_method": "hist", "max_depth": 3, "eta": 0.3,
-              "max_bin": 32, "reg_lambda": 1.0, "nthread": 1, "seed": 0}
+    params = {
+        "objective": "binary:logistic",
+        "tree_method": "hist",
+        "max_depth": 3,
+        "eta": 0.3,
+        "max_bin": 32,
+        "reg_lambda": 1.0,
+        "nthread": 1,
+        "seed": 0,
+    }
     bst = xgb.train(params, xgb.DMatrix(x, label=y), 30)
     x_test, y_test = _csv("test")
     return float(roc_auc_score(y_test, bst.predict(xgb.DMatrix(x_test))))
@@ -146,8 +167,12 @@ def test_reference_setting_matches_pooled_xgboost(consortium, reference) -> None
 def test_service_model_is_the_in_process_model(consortium, reference) -> None:
     """Over gRPC, with rows in each silo's id order, the model is bit for bit the in-process one."""
     record, _ = reference
-    silos = [HxgbSilo(*_csv(p), params=HxgbParams(**REFERENCE), party=p, n_silos=3,
-                      feature_names=FEATURES) for p in MEMBERS]
+    silos = [
+        HxgbSilo(
+            *_csv(p), params=HxgbParams(**REFERENCE), party=p, n_silos=3, feature_names=FEATURES
+        )
+        for p in MEMBERS
+    ]
     model, _stats = train_in_process(silos)
     parts = [_part(consortium, p, record) for p in MEMBERS]
     assert all(part == parts[0] for part in parts[1:])
@@ -231,8 +256,10 @@ def test_every_ledger_verifies_and_records_what_was_released(consortium, referen
         sealed = [k for k in kinds if k[1] == "hxgb.secret_context"]
         released_key = ("coordinator", "hxgb.public_context") in kinds
         if party == "guest":  # first by name: the key holder
-            assert sorted(sealed) == [("host_1", "hxgb.secret_context"),
-                                      ("host_2", "hxgb.secret_context")]
+            assert sorted(sealed) == [
+                ("host_1", "hxgb.secret_context"),
+                ("host_2", "hxgb.secret_context"),
+            ]
             assert released_key
         else:
             assert sealed == [] and not released_key
@@ -250,8 +277,9 @@ def test_two_members_are_refused_before_any_silo_is_contacted(consortium) -> Non
     store = consortium.store()
     before = {p: len(consortium.nodes[p].ctx.ledger.entries()) for p in MEMBERS}
     pair = ("guest", "host_1")
-    spec = consortium.job({p: "member" for p in pair}, [{"kind": "hxgb", "n_estimators": 2}],
-                          name="pair")
+    spec = consortium.job(
+        {p: "member" for p in pair}, [{"kind": "hxgb", "n_estimators": 2}], name="pair"
+    )
     with pytest.raises(JobError, match="at least 3 silos") as err:
         run_job(spec, clients={p: _Untouchable() for p in pair}, store=store)
     assert isinstance(err.value.__cause__, PolicyError)
@@ -268,8 +296,12 @@ def test_a_member_refuses_two_members_itself(consortium) -> None:
     data is read."""
     clients = consortium.clients()
     pair = ("guest", "host_1")
-    spec = {"job_id": "rogue", "name": "rogue", "steps": [{"kind": "hxgb", "n_estimators": 2}],
-            "parties": {p: {"role": "member", "dataset": "main"} for p in pair}}
+    spec = {
+        "job_id": "rogue",
+        "name": "rogue",
+        "steps": [{"kind": "hxgb", "n_estimators": 2}],
+        "parties": {p: {"role": "member", "dataset": "main"} for p in pair},
+    }
     keys = {p: clients[p].open_job("rogue", spec, resume=False)[0] for p in pair}
     try:
         for p in pair:
@@ -282,9 +314,17 @@ def test_a_member_refuses_two_members_itself(consortium) -> None:
 
 
 def test_early_stopping_releases_the_pooled_validation_loss(consortium) -> None:
-    record = _run(consortium, {"n_estimators": 6, "max_depth": 2, "max_bin": 16,
-                               "early_stopping_rounds": 2, "validation_fraction": 0.2},
-                  name="early")
+    record = _run(
+        consortium,
+        {
+            "n_estimators": 6,
+            "max_depth": 2,
+            "max_bin": 16,
+            "early_stopping_rounds": 2,
+            "validation_fraction": 0.2,
+        },
+        name="early",
+    )
     out = record.result["1:hxgb"]
     losses = out["valid_loss"]
     assert len(losses) >= out["trees"] and all(0 < v < 1 for v in losses)
@@ -295,8 +335,11 @@ def test_early_stopping_releases_the_pooled_validation_loss(consortium) -> None:
 
 def test_evaluation_the_policy_forbids_is_refused_before_training(consortium) -> None:
     with pytest.raises(JobError, match="policy does not allow dataset 'test'") as err:
-        _run(consortium, {"n_estimators": 2, "evaluate_on": {"party": "host_1",
-                                                             "dataset": "test"}}, name="nope")
+        _run(
+            consortium,
+            {"n_estimators": 2, "evaluate_on": {"party": "host_1", "dataset": "test"}},
+            name="nope",
+        )
     assert isinstance(err.value.__cause__, PolicyError)
     job = next(j for j in consortium.store().list_jobs() if j.name == "nope")
     # host_1 sent nothing: its ledger holds only what it accepted, refused and closed
@@ -306,8 +349,9 @@ def test_evaluation_the_policy_forbids_is_refused_before_training(consortium) ->
 
 
 def test_members_with_different_columns_are_told_so(consortium) -> None:
-    spec = consortium.job({p: "member" for p in MEMBERS}, [{"kind": "hxgb", "n_estimators": 2}],
-                          name="columns")
+    spec = consortium.job(
+        {p: "member" for p in MEMBERS}, [{"kind": "hxgb", "n_estimators": 2}], name="columns"
+    )
     spec.parties["host_2"]["columns"] = FEATURES[::-1]
     with pytest.raises(JobError, match="different feature columns"):
         run_job(spec, clients=consortium.clients(), store=consortium.store())

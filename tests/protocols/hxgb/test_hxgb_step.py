@@ -15,24 +15,35 @@ MEMBERS = {p: {"role": "member", "dataset": "main"} for p in ("c", "a", "b")}
 
 
 def test_parameters_and_options_are_read() -> None:
-    step = HxgbStep.from_step({"kind": "hxgb", "n_estimators": 5, "max_depth": 2,
-                               "early_stopping_rounds": 2, "validation_fraction": 0.2,
-                               "evaluate_on": {"party": "a", "dataset": "test"}, "name": "m"})
+    step = HxgbStep.from_step(
+        {
+            "kind": "hxgb",
+            "n_estimators": 5,
+            "max_depth": 2,
+            "early_stopping_rounds": 2,
+            "validation_fraction": 0.2,
+            "evaluate_on": {"party": "a", "dataset": "test"},
+            "name": "m",
+        }
+    )
     assert step.params.n_estimators == 5 and step.params.max_depth == 2
     assert step.validation_fraction == 0.2 and step.name == "m"
     assert step.evaluate_on == EvaluateOn("a", "test")
 
 
-@pytest.mark.parametrize("extra, reason", [
-    ({"n_trees": 3}, "step \\(hxgb\\): unknown key .n_trees."),
-    ({"max_depth": 0}, "max_depth"),
-    ({"validation_fraction": 0.9}, "validation_fraction"),
-    ({"validation_fraction": True}, "validation_fraction"),
-    ({"early_stopping_rounds": 3}, "needs .validation_fraction."),
-    ({"evaluate_on": {"party": "a"}}, "evaluate_on"),
-    ({"evaluate_on": "a"}, "evaluate_on"),
-    ({"name": ""}, "name"),
-])
+@pytest.mark.parametrize(
+    "extra, reason",
+    [
+        ({"n_trees": 3}, "step \\(hxgb\\): unknown key .n_trees."),
+        ({"max_depth": 0}, "max_depth"),
+        ({"validation_fraction": 0.9}, "validation_fraction"),
+        ({"validation_fraction": True}, "validation_fraction"),
+        ({"early_stopping_rounds": 3}, "needs .validation_fraction."),
+        ({"evaluate_on": {"party": "a"}}, "evaluate_on"),
+        ({"evaluate_on": "a"}, "evaluate_on"),
+        ({"name": ""}, "name"),
+    ],
+)
 def test_bad_steps_are_config_errors(extra: dict[str, Any], reason: str) -> None:
     with pytest.raises(ConfigError, match=reason):
         HxgbStep.from_step({"kind": "hxgb", **extra})
@@ -46,8 +57,9 @@ def test_members_three_or_more_and_nothing_else() -> None:
     with pytest.raises(ConfigError, match="role 'member'"):
         members_of({**MEMBERS, "d": {"role": "active", "dataset": "main"}})
     with pytest.raises(ConfigError, match="not a member"):
-        HxgbStep.from_step({"kind": "hxgb", "evaluate_on": {"party": "z", "dataset": "t"}}
-                           ).check_members(["a", "b", "c"])
+        HxgbStep.from_step(
+            {"kind": "hxgb", "evaluate_on": {"party": "z", "dataset": "t"}}
+        ).check_members(["a", "b", "c"])
 
 
 def test_a_member_reads_only_its_own_copy_of_the_step() -> None:
@@ -62,4 +74,5 @@ def test_a_member_reads_only_its_own_copy_of_the_step() -> None:
 
 def test_exported_names() -> None:
     assert sorted(hxgb_step.__all__) == sorted(
-        ["KIND", "ROLE", "EvaluateOn", "HxgbStep", "key_holder", "members_of", "step_at"])
+        ["KIND", "ROLE", "EvaluateOn", "HxgbStep", "key_holder", "members_of", "step_at"]
+    )

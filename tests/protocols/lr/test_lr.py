@@ -249,13 +249,22 @@ def test_federated_lr_scoring_masks_partials_with_seeds_agreed_in_the_job():
         k.set_peers({n: other.public_bytes for n, other in keys.items()})
     rng = np.random.default_rng(5)
     x = {n: rng.normal(size=(50, 3)) for n in names} | {"bank": rng.normal(size=(50, 2))}
-    payloads = {n: _lr_payload(p.model_part(), [0.5, -1.0, 2.0], names)
-                for n, p in zip(names, passives, strict=True)}
+    payloads = {
+        n: _lr_payload(p.model_part(), [0.5, -1.0, 2.0], names)
+        for n, p in zip(names, passives, strict=True)
+    }
     payloads["bank"] = _lr_payload(holder.model_part(), [1.0, 0.25], names)
 
     def request(party: str, start: int = 0) -> PredictRequest:
-        return PredictRequest(job_id="j", model_id="j-lr", alignment="a", start=start,
-                              stop=start + 50, party=party, keys=keys[party])
+        return PredictRequest(
+            job_id="j",
+            model_id="j-lr",
+            alignment="a",
+            start=start,
+            stop=start + 50,
+            party=party,
+            keys=keys[party],
+        )
 
     predictor = get_predictor(KIND)
     assert predictor.part is not None
@@ -265,12 +274,16 @@ def test_federated_lr_scoring_masks_partials_with_seeds_agreed_in_the_job():
         plain = VerticalModelPart.from_dict(payloads[n]["part"]).partial_score(x[n])
         fixed = np.round(plain * 2.0**settings.LR_PARTIAL_FRAC_BITS).astype(np.int64)
         assert np.count_nonzero(msg.array("u").view(np.int64) == fixed) == 0  # masked
-        assert msg.array("u").tolist() != predictor.part(payloads[n], x[n], request(n, 50)
-                                                           ).array("u").tolist()
+        assert (
+            msg.array("u").tolist()
+            != predictor.part(payloads[n], x[n], request(n, 50)).array("u").tolist()
+        )
         msg.kind = PART_KIND  # as the score step relays it
         parts[n] = msg
-    expect = sum(VerticalModelPart.from_dict(payloads[n]["part"]).partial_score(x[n])
-                 for n in ["bank", *names])
+    expect = sum(
+        VerticalModelPart.from_dict(payloads[n]["part"]).partial_score(x[n])
+        for n in ["bank", *names]
+    )
     scores = predictor.combine(payloads["bank"], x["bank"], parts, request("bank"))
     np.testing.assert_allclose(scores, 1 / (1 + np.exp(-expect)), atol=1e-6)
     with pytest.raises(ProtocolError, match="not for"):  # masks of another range do not cancel

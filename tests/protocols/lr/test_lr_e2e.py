@@ -105,10 +105,7 @@ def test_horizontal_lr_job_three_silos(horizontal: Consortium) -> None:
     model = HorizontalLRModel.from_dict(payloads[0]["model"])
     test = load_csv("default_credit_homo_test")
     pooled = np.vstack(
-        [
-            load_csv(f"default_credit_homo_{n}")
-            for n in ("guest", "host_1", "host_2")
-        ]
+        [load_csv(f"default_credit_homo_{n}") for n in ("guest", "host_1", "host_2")]
     )
     scaler = StandardScaler().fit(pooled[:, 2:])
     ref = LogisticRegression(max_iter=2000).fit(scaler.transform(pooled[:, 2:]), pooled[:, 1])

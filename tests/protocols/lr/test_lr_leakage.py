@@ -33,14 +33,23 @@ def _first_gradient(data: dict[str, np.ndarray], zero_start: bool) -> tuple[np.n
     """The passive's exact first-batch gradient ``X_p^T rho`` (from its weight step), and rows."""
     config = LRConfig(batch_size=ROWS // 2, seed=7)
     holder = LabelHolder(
-        data["x0"], data["y"], feature_names=["a", "b", "c", "d"], config=config,
-        passive_parties=["p"], key_bits=KEY_BITS, insecure_min_key_bits=KEY_BITS,
+        data["x0"],
+        data["y"],
+        feature_names=["a", "b", "c", "d"],
+        config=config,
+        passive_parties=["p"],
+        key_bits=KEY_BITS,
+        insecure_min_key_bits=KEY_BITS,
     )
     if zero_start:  # the code before the fix
         holder._w[:] = 0.0
     passive = PassiveParty(
-        data["xp"], party="p", feature_names=["e", "f", "flag"], config=config,
-        passive_parties=["p"], insecure_min_key_bits=KEY_BITS,
+        data["xp"],
+        party="p",
+        feature_names=["e", "f", "flag"],
+        config=config,
+        passive_parties=["p"],
+        insecure_min_key_bits=KEY_BITS,
     )
     passive.accept_public_key(holder.public_key_message())
     residuals = holder.residual_message(0, 0, {"p": passive.partial_message(0, 0)})

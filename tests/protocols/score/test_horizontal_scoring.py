@@ -50,11 +50,17 @@ def _csv(name: str) -> tuple[list[str], np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def consortium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
     c = Consortium(tmp_path_factory.mktemp("horizontal-scoring"))
-    c.add_silo(SiloSpec("guest", data_file("default_credit_homo_guest"), FEATURES, label="y",
-                        extra={"test": data_file("default_credit_homo_test")}))
+    c.add_silo(
+        SiloSpec(
+            "guest",
+            data_file("default_credit_homo_guest"),
+            FEATURES,
+            label="y",
+            extra={"test": data_file("default_credit_homo_test")},
+        )
+    )
     for party in MEMBERS[1:]:
-        c.add_silo(SiloSpec(party, data_file(f"default_credit_homo_{party}"), FEATURES,
-                            label="y"))
+        c.add_silo(SiloSpec(party, data_file(f"default_credit_homo_{party}"), FEATURES, label="y"))
     c.start_all()
     c.coordinator_config()  # writes coordinator.toml for the CLI
     yield c
@@ -72,21 +78,37 @@ def _train(c: Consortium, step: dict[str, Any], name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def hlr(consortium: Consortium) -> dict[str, Any]:
-    return _train(consortium, {"kind": "hlr", "l2": 1 / 24000,
-                               "evaluate_on": EVALUATE_ON}, name="hlr-eval")
+    return _train(
+        consortium, {"kind": "hlr", "l2": 1 / 24000, "evaluate_on": EVALUATE_ON}, name="hlr-eval"
+    )
 
 
 @pytest.fixture(scope="module")
 def hxgb(consortium: Consortium) -> dict[str, Any]:
-    return _train(consortium, {"kind": "hxgb", "n_estimators": 3, "max_depth": 2,
-                               "max_bin": 16}, name="hxgb-score")
+    return _train(
+        consortium,
+        {"kind": "hxgb", "n_estimators": 3, "max_depth": 2, "max_bin": 16},
+        name="hxgb-score",
+    )
 
 
 def _score_cli(c: Consortium, model: str, *extra: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, "-m", "fedsilo.cli.main", "score", "--model", model, "--config",
-         str(c.root / "coordinator.toml"), *extra],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "fedsilo.cli.main",
+            "score",
+            "--model",
+            model,
+            "--config",
+            str(c.root / "coordinator.toml"),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert "succeeded" in out.stdout, out.stdout
     result = json.loads(out.stdout.split("; ", 1)[1])
@@ -98,8 +120,9 @@ def _scores(c: Consortium, party: str, table: str, version: str) -> dict[str, fl
     engine = create_engine(f"sqlite:///{c.root / (party + '.db')}")
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text(f"SELECT id, score FROM {table} WHERE model_version = :v"),
-                                {"v": version}).all()
+            rows = conn.execute(
+                text(f"SELECT id, score FROM {table} WHERE model_version = :v"), {"v": version}
+            ).all()
     finally:
         engine.dispose()
     scores = {str(r[0]): float(r[1]) for r in rows}
@@ -122,9 +145,11 @@ def test_hlr_evaluation_at_a_member_is_reported_and_registered(consortium, hlr) 
 
 
 def test_hlr_evaluation_the_policy_forbids_is_refused_before_training(consortium) -> None:
-    spec = consortium.job({p: "member" for p in MEMBERS},
-                          [{"kind": "hlr", "evaluate_on": {"party": "host_1",
-                                                           "dataset": "test"}}], name="hlr-nope")
+    spec = consortium.job(
+        {p: "member" for p in MEMBERS},
+        [{"kind": "hlr", "evaluate_on": {"party": "host_1", "dataset": "test"}}],
+        name="hlr-nope",
+    )
     with pytest.raises(JobError, match="policy does not allow dataset 'test'"):
         run_job(spec, clients=consortium.clients(), store=consortium.store())
     job = next(j for j in consortium.store().list_jobs() if j.name == "hlr-nope")
@@ -164,8 +189,11 @@ def test_hlr_scores_at_its_first_member_match_sklearn(consortium, hlr) -> None:
 
 
 def test_whole_model_scoring_needs_a_single_member(consortium, hlr) -> None:
-    spec = consortium.job({"guest": "member", "host_1": "member"},
-                          [{"kind": "score", "model": hlr["model"]}], name="two-scorers")
+    spec = consortium.job(
+        {"guest": "member", "host_1": "member"},
+        [{"kind": "score", "model": hlr["model"]}],
+        name="two-scorers",
+    )
     with pytest.raises(JobError, match="exactly one party"):
         run_job(spec, clients=consortium.clients(), store=consortium.store())
 
@@ -173,8 +201,14 @@ def test_whole_model_scoring_needs_a_single_member(consortium, hlr) -> None:
 def test_whole_model_scoring_resumes_after_a_failure(consortium, hlr) -> None:
     """A chunk fails midway; resuming the same job keeps its local alignment, writes only the
     missing rows, and the table ends with one row per id, the same as an uninterrupted run."""
-    raw = whole_score_spec(hlr["model"], party="host_2", dataset="main", alignment=None,
-                           table="resumed", chunk_rows=1000)
+    raw = whole_score_spec(
+        hlr["model"],
+        party="host_2",
+        dataset="main",
+        alignment=None,
+        table="resumed",
+        chunk_rows=1000,
+    )
     spec = parse_job_spec(raw, consortium.root / "score.toml")
     original = silo_steps._STEPS["score.chunk"]
     calls = {"n": 0}
@@ -189,11 +223,17 @@ def test_whole_model_scoring_resumes_after_a_failure(consortium, hlr) -> None:
         mp.setitem(silo_steps._STEPS, "score.chunk", replace(original, fn=failing))
         with pytest.raises(JobError, match="injected failure"):
             run_job(spec, clients=consortium.clients(), store=consortium.store())
-    failed = next(j for j in consortium.store().list_jobs() if j.name == raw["name"]
-                  and j.state == "failed")
+    failed = next(
+        j for j in consortium.store().list_jobs() if j.name == raw["name"] and j.state == "failed"
+    )
     assert len(_scores(consortium, "host_2", "resumed", hlr["model"])) == 3000
-    record = run_job(spec, clients=consortium.clients(), store=consortium.store(),
-                     job_id=failed.job_id, resume=True)
+    record = run_job(
+        spec,
+        clients=consortium.clients(),
+        store=consortium.store(),
+        job_id=failed.job_id,
+        resume=True,
+    )
     out = record.result["1:score"]
     ids, _x, _y = _csv("host_2")
     assert out["already_scored"] == 3000 and out["written"] == len(ids) - 3000
@@ -206,8 +246,9 @@ def _has_table(c: Consortium, party: str, table: str) -> bool:
     engine = create_engine(f"sqlite:///{c.root / (party + '.db')}")
     try:
         with engine.connect() as conn:
-            found = conn.execute(text("SELECT name FROM sqlite_master WHERE name = :t"),
-                                 {"t": table}).first()
+            found = conn.execute(
+                text("SELECT name FROM sqlite_master WHERE name = :t"), {"t": table}
+            ).first()
     finally:
         engine.dispose()
     return found is not None

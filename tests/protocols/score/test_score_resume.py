@@ -55,9 +55,20 @@ class SiloProcess:
     def start(self) -> None:
         """Start and wait for the 'serving on' line, so the port is listening when we return."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config",
-             str(self.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "fedsilo.cli.main",
+                "silo",
+                "serve",
+                "--config",
+                str(self.config),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + START_TIMEOUT_S
         assert self.proc.stdout is not None
         while time.monotonic() < deadline:
@@ -127,12 +138,20 @@ def consortium(tmp_path: Path) -> Iterator[tuple[Consortium, dict[str, SiloProce
 
 def _coordinator(c: Consortium) -> CoordinatorConfig:
     """A coordinator config for the subprocess silos, at the addresses their configs listen on."""
-    listen = {p: next(line.split('"')[1] for line in path.read_text().splitlines()
-                      if line.startswith("listen")) for p, path in c.configs.items()}
+    listen = {
+        p: next(
+            line.split('"')[1]
+            for line in path.read_text().splitlines()
+            if line.startswith("listen")
+        )
+        for p, path in c.configs.items()
+    }
     path = c.root / "coordinator.toml"
     silos = "".join(f'[silos.{p}]\naddress = "{a}"\n' for p, a in listen.items())
-    path.write_text(f'name = "coordinator"\ndatabase = "sqlite:///{c.root / "coord.db"}"\n'
-                    f"[tls]\ninsecure_plaintext = true\n{silos}")
+    path.write_text(
+        f'name = "coordinator"\ndatabase = "sqlite:///{c.root / "coord.db"}"\n'
+        f"[tls]\ninsecure_plaintext = true\n{silos}"
+    )
     return load_coordinator_config(path)
 
 
@@ -160,14 +179,21 @@ def test_scoring_killed_midway_resumes_to_the_same_table(consortium) -> None:
     c, silos = consortium
     parties = {"bank": "active", "bureau": "passive"}
     store = JobStore(_coordinator(c).database_url)
-    trained = run_job(c.job(parties, [{"kind": "psi", "alignment": "all"},
-                                      {"kind": "secureboost", **SGB}], name="train"),
-                      clients=_clients(c), store=store)
+    trained = run_job(
+        c.job(
+            parties,
+            [{"kind": "psi", "alignment": "all"}, {"kind": "secureboost", **SGB}],
+            name="train",
+        ),
+        clients=_clients(c),
+        store=store,
+    )
     model = trained.result["2:secureboost"]["model"]
     score = {"kind": "score", "model": model, "alignment": "all", "chunk_rows": CHUNK}
 
-    ref = run_job(c.job(parties, [{**score, "table": "ref"}], name="ref"),
-                  clients=_clients(c), store=store)
+    ref = run_job(
+        c.job(parties, [{**score, "table": "ref"}], name="ref"), clients=_clients(c), store=store
+    )
     reference = dict(_scores(c, "ref"))
     assert ref.result["1:score"]["written"] == ref.result["1:score"]["rows"] == len(reference)
     assert len(reference) > 5 * CHUNK
@@ -175,8 +201,12 @@ def test_scoring_killed_midway_resumes_to_the_same_table(consortium) -> None:
     # the crash: SIGKILL the label holder's whole process while chunks are in flight
     killer = KillAfter(silos["bank"], KILL_AFTER_CHUNKS)
     with pytest.raises(JobError, match="bank"):
-        run_job(c.job(parties, [{**score, "table": "risk"}], name="crash"),
-                clients=_clients(c), store=store, progress=killer)
+        run_job(
+            c.job(parties, [{**score, "table": "risk"}], name="crash"),
+            clients=_clients(c),
+            store=store,
+            progress=killer,
+        )
     assert killer.killed.wait(30)
     (failed,) = [j for j in store.list_jobs() if j.name == "crash"]
     assert failed.state == "failed" and "bank" in failed.reason
@@ -187,8 +217,9 @@ def test_scoring_killed_midway_resumes_to_the_same_table(consortium) -> None:
 
     # restart the same silo on the same database and rerun the same scoring step
     silos["bank"].start()
-    rerun = run_job(c.job(parties, [{**score, "table": "risk"}], name="rerun"),
-                    clients=_clients(c), store=store)
+    rerun = run_job(
+        c.job(parties, [{**score, "table": "risk"}], name="rerun"), clients=_clients(c), store=store
+    )
     result = rerun.result["1:score"]
     assert result["already_scored"] == len(partial) > 0
     assert result["written"] == len(reference) - len(partial)

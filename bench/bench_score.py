@@ -16,7 +16,7 @@ order at each silo.
 
 Timed, over real gRPC on loopback between three processes (two ``fedsilo silo serve``
 subprocesses and this coordinator), plaintext transport (``insecure_plaintext``; every silo to
-silo message is still sealed per job with X25519 + XSalsa20-Poly1305): a PSI job aligning the
+silo message is still sealed per job with X25519 + XChaCha20-Poly1305): a PSI job aligning the
 two silos, then a scoring job of the whole alignment into the bank's table. Prints rows/s and
 wall time of each against the target (scoring <= 20 s for 100k rows).
 """

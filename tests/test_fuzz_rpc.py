@@ -36,7 +36,7 @@ from fedsilo.errors import ProtocolError
 from fedsilo.message import Message, decode, encode
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
-from fedsilo.silo_node.steps import step_names
+from fedsilo.silo_node.methods import method_names
 from fedsilo.wire import Envelope, StepPayload, pack_step
 
 pytestmark = pytest.mark.e2e
@@ -516,7 +516,7 @@ def test_step_with_mutated_payloads(live: Live, data: st.DataObject) -> None:
     Each corruption is applied with a fixed, small probability (:func:`chance`), so most calls
     get deep into a step function rather than all failing at the first check.
     """
-    registered = sorted(step_names())  # every protocol's steps (the node imported them all)
+    registered = sorted(method_names())  # every protocol's steps (the node imported them all)
     if chance(data, 15, "random method"):
         method = data.draw(st.text(max_size=30), "method")
     else:

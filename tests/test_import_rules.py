@@ -125,7 +125,7 @@ def test_the_scan_sees_a_breach(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("rel", "module", "allowed"),
     [
-        ("protocols/lr/silo.py", "fedsilo.silo_node.steps", True),
+        ("protocols/lr/silo.py", "fedsilo.silo_node.methods", True),
         ("protocols/lr/silo.py", "fedsilo.protocols.score.silo", True),
         ("protocols/lr/silo.py", "fedsilo.coordinator.jobrun", False),
         ("protocols/lr/silo.py", "fedsilo.protocols.lr.driver", False),

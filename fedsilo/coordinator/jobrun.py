@@ -56,7 +56,7 @@ class JobRun:
     def active(self) -> str:
         actives = self.with_role("active")
         if len(actives) != 1:
-            raise JobError(f"job '{self.spec.name}' needs exactly one active party (label holder)")
+            raise JobError(f"job '{self.spec.name}' needs exactly one label holder (role 'active')")
         return actives[0]
 
     def _next_seq(self, party: str) -> int:

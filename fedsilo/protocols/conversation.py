@@ -39,7 +39,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Reply:
-    """One party's step reply as a conversation sees it (``StepReply`` at a silo, ``StepPayload``
+    """One party's step reply as a conversation sees it (``CallReply`` at a silo, ``StepPayload``
     at the coordinator)."""
 
     party: str = ""

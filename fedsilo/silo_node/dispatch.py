@@ -1,4 +1,5 @@
-"""Run one step at a silo: authorise it, unseal the inbox, call it, record and seal the outbox.
+"""Run one call at a silo: authorise it, unseal the inbox, run the method, record and seal the
+outbox.
 
 Authorisation has one path (:func:`authorize`): every call names the step of the accepted job it
 belongs to (``meta["step"]``, an index into the spec the silo accepted at OpenJob); the method
@@ -22,34 +23,34 @@ from fedsilo.jobspec import step_entry
 from fedsilo.message import check_strings, decode, encode
 from fedsilo.protocols import KNOWN_PROTOCOLS, modules
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, MethodFn, RegisteredMethod, get_method
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import RegisteredStep, StepFn, StepReply, StepRequest, get_step
 from fedsilo.wire import Envelope, StepPayload
 
-__all__ = ["StepMeta", "authorize", "load_step_modules", "run_step"]
+__all__ = ["StepMeta", "authorize", "load_method_modules", "run_method"]
 
 log = logging.getLogger(__name__)
 
 
-def load_step_modules() -> None:
-    """Import ``fedsilo.protocols.<kind>.silo`` for every registered protocol, so its steps
-    register (:func:`fedsilo.silo_node.steps.step`)."""
+def load_method_modules() -> None:
+    """Import ``fedsilo.protocols.<kind>.silo`` for every registered protocol, so its methods
+    register (:func:`fedsilo.silo_node.methods.method`)."""
     modules("silo")
 
 
 class StepMeta(dict[str, Any]):
-    """The coordinator's meta for a step: a missing key is the coordinator's error, not ours.
+    """The coordinator's meta for a call: a missing key is the coordinator's error, not ours.
 
     Steps read required values as ``req.meta["start"]``; on a dict that raises KeyError, which
     the servicer would answer as INTERNAL. Here it is a ProtocolError naming the key.
     """
 
     def __missing__(self, key: str) -> Any:
-        raise ProtocolError(f"step meta lacks '{str(key)[:40]}'")
+        raise ProtocolError(f"call meta lacks '{str(key)[:40]}'")
 
 
 def authorize(
-    ctx: SiloContext, session: JobSession, method: str, registered: RegisteredStep, index: Any
+    ctx: SiloContext, session: JobSession, method: str, registered: RegisteredMethod, index: Any
 ) -> Mapping[str, Any]:
     """The accepted spec's entry for the step this call names; refuse what it does not allow.
 
@@ -69,24 +70,24 @@ def authorize(
     return entry
 
 
-def _open_inbox(session: JobSession, payload: StepPayload) -> StepRequest:
+def _open_inbox(session: JobSession, payload: StepPayload) -> CallRequest:
     inbox = {}
     for env in payload.envelopes:
         if env.sender not in session.parties or env.sender == session.keys.party:
             raise ProtocolError(f"envelope from '{env.sender[:40]}', not a peer in the job")
         inbox[env.sender] = decode(session.keys.open(env.sender, env.sealed))
-    return StepRequest(meta=StepMeta(payload.meta), inbox=inbox, plain=payload.plain)
+    return CallRequest(meta=StepMeta(payload.meta), inbox=inbox, plain=payload.plain)
 
 
-#: what a step raises when the values it was sent have the wrong type or range (``int("x")``,
+#: what a method raises when the values it was sent have the wrong type or range (``int("x")``,
 #: ``dict(5)``, an index past an array): malformed input, answered INVALID_ARGUMENT.
 _INPUT_ERRORS = (LookupError, TypeError, ValueError, ArithmeticError, AttributeError)
 
 
-def _call_step(
-    fn: StepFn, ctx: SiloContext, session: JobSession, method: str, request: StepRequest
-) -> StepReply:
-    """Run a step; a bare Python error on its input becomes a ProtocolError naming the step.
+def _call_method(
+    fn: MethodFn, ctx: SiloContext, session: JobSession, method: str, request: CallRequest
+) -> CallReply:
+    """Run a method; a bare Python error on its input becomes a ProtocolError naming it.
 
     Steps should validate what they read and raise ``fedsilo.errors`` themselves; this is the
     net under those that do not yet. The traceback is logged at the silo (a genuine bug in a
@@ -97,20 +98,19 @@ def _call_step(
     try:
         return fn(ctx, session, request)
     except _INPUT_ERRORS as exc:
-        log.warning("step %s of job %s refused its input", method, session.job_id, exc_info=True)
+        log.warning("method %s of job %s refused its input", method, session.job_id, exc_info=True)
         raise ProtocolError(
-            f"step '{method}' could not use its input "
-            f"({type(exc).__name__}; details in the silo's log)"
+            f"'{method}' could not use its input ({type(exc).__name__}; details in the silo's log)"
         ) from None
 
 
 def _seal_outbox(
-    ctx: SiloContext, session: JobSession, method: str, reply: StepReply
+    ctx: SiloContext, session: JobSession, method: str, reply: CallReply
 ) -> StepPayload:
     envelopes = []
     for recipient, msg in reply.outbox.items():
         if recipient == ctx.party or recipient not in session.parties:
-            raise ProtocolError(f"step '{method}' addressed '{recipient}', not a peer in the job")
+            raise ProtocolError(f"'{method}' addressed '{recipient}', not a peer in the job")
         data = encode(msg)
         ctx.ledger.append(
             job_id=session.job_id,
@@ -146,16 +146,16 @@ def _seal_outbox(
     return StepPayload(meta=reply.meta, envelopes=envelopes, plain=plain)
 
 
-def run_step(
+def run_method(
     ctx: SiloContext, session: JobSession, method: str, seq: int, payload: StepPayload
 ) -> StepPayload:
-    """One step, authorised against the accepted job, serialised per session, in order."""
-    registered = get_step(method)
-    check_strings(payload.meta, "step meta")  # NUL never reaches the silo's database
+    """One call, authorised against the accepted job, serialised per session, in order."""
+    registered = get_method(method)
+    check_strings(payload.meta, "call meta")  # NUL never reaches the silo's database
     with session.lock:
         entry = authorize(ctx, session, method, registered, payload.meta.get("step"))
         session.advance(seq)
         request = _open_inbox(session, payload)
         request.spec_step, request.step_index = entry, int(payload.meta["step"])
-        reply = _call_step(registered.fn, ctx, session, method, request)
+        reply = _call_method(registered.fn, ctx, session, method, request)
         return _seal_outbox(ctx, session, method, reply)

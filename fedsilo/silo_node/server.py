@@ -27,7 +27,7 @@ from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.silo_node import heads
 from fedsilo.silo_node.config import SiloConfig, TlsConfig
 from fedsilo.silo_node.context import SiloContext
-from fedsilo.silo_node.dispatch import load_step_modules, run_step
+from fedsilo.silo_node.dispatch import load_method_modules, run_method
 from fedsilo.silo_node.limits import AdmissionInterceptor, CallLimiter, paced_replies, timed_frames
 from fedsilo.silo_node.session import JobSession, check_job_id, check_spec_shape
 from fedsilo.wire import chunks, join_chunks, pack_step, unpack_step
@@ -228,7 +228,7 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
             session = self.ctx.sessions.get(head.job_id)
             data = join_chunks((_chunk(f) for f in frames), expected=head.total_bytes)
         payload = unpack_step(data, request=True, party=self.ctx.party)
-        reply = run_step(self.ctx, session, head.method, head.seq, payload)
+        reply = run_method(self.ctx, session, head.method, head.seq, payload)
         return pack_step(reply, request=False)
 
 
@@ -335,7 +335,7 @@ def build_server(
     Calls pass ``interceptors`` (the identity check) first, then the admission caps
     (``limits.py``), so health and Describe always find a free thread; then request parsing.
     """
-    load_step_modules()
+    load_method_modules()
     if settings.MAX_JOB_CALLS >= settings.SERVER_THREADS:
         raise ConfigError("MAX_JOB_CALLS must stay below SERVER_THREADS (threads for health)")
     limiter = CallLimiter(

@@ -107,7 +107,7 @@ class JobSession:
         """The job's one label holder; ``protocol`` names who needs it in the error."""
         actives = self.party_with_role("active")
         if len(actives) != 1:
-            raise ProtocolError(f"{protocol} needs exactly one active party")
+            raise ProtocolError(f"{protocol} needs exactly one label holder (role 'active')")
         return actives[0]
 
     def party_with_role(self, role: str) -> list[str]:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from fedsilo.jobspec import input_alignment
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 
-@step("count.release", kinds=("count",))
-def release(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("count.release", kinds=("count",))
+def release(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Release the row count of the step's alignment, under this silo's minimum."""
     name = input_alignment(session.spec, req.step_index)
     rows = ctx.store.alignment_info(name).rows
     ctx.config.policy.check_intersection(rows)
-    return StepReply(meta={"rows": rows})
+    return CallReply(meta={"rows": rows})

@@ -21,16 +21,16 @@ from fedsilo.ml.report import write_report
 from fedsilo.ml.step_spec import EvaluateOn
 from fedsilo.protocols.score.silo import check_model_kind, check_target, predict_scores
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 #: headline metrics released to the coordinator (the rest stays in the silo's report)
 RELEASED = ("rows", "positives", "auc", "ks", "withheld")
 
 
-@step("evaluate.plan", kinds=("evaluate",))
-def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("evaluate.plan", kinds=("evaluate",))
+def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At the label holder: how many rows the test alignment of the accepted step holds (the
     split's test part, or a stored alignment the step names; nothing is taken from the
     coordinator's meta). Releases that count only."""
@@ -45,17 +45,17 @@ def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
             f"alignment '{name[:80]}' was made over dataset '{info.dataset[:60]}', "
             f"not the job's '{session.dataset[:60]}'"
         )
-    return StepReply(meta={"rows": info.rows})
+    return CallReply(meta={"rows": info.rows})
 
 
-@step("evaluate.chunk", kinds=("evaluate",))
-def chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("evaluate.chunk", kinds=("evaluate",))
+def chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     scores = predict_scores(ctx, session, req)
     session.state.setdefault("eval_scores", {})[int(req.meta["start"])] = scores
-    return StepReply()
+    return CallReply()
 
 
-def _train_alignment(session: JobSession, req: StepRequest) -> str:
+def _train_alignment(session: JobSession, req: CallRequest) -> str:
     """The training rows of the label-holder-only baseline: the step's ``train_alignment``, else
     the split's training part, else (a model of an earlier job) what the coordinator's registry
     says it was trained on. The baseline never leaves this silo but its AUC."""
@@ -207,8 +207,8 @@ def evaluate_whole_model(
     )
 
 
-@step("evaluate.finish", kinds=("evaluate",))
-def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("evaluate.finish", kinds=("evaluate",))
+def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Metrics and report over the scores gathered by ``evaluate.chunk``."""
     test, model_id = str(req.meta["alignment"]), str(req.meta["model_id"])
     check_target(session, req, model_id, test)
@@ -231,4 +231,4 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
         importance=importance_of(payload),
         baseline=base,
     )
-    return StepReply(meta=meta)
+    return CallReply(meta=meta)

@@ -31,9 +31,9 @@ from fedsilo.protocols.hlr.horizontal import (
 )
 from fedsilo.protocols.hlr.step import step_at
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import register_whole_model
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 __all__ = ["KIND", "PUBLIC_CONTEXT"]
 
@@ -53,8 +53,8 @@ def _silo(session: JobSession) -> HorizontalSilo:
     return silo
 
 
-@step("hlr.setup", kinds=("hlr",))
-def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hlr.setup", kinds=("hlr",))
+def setup(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     if session.role != "member":
         raise PolicyError(f"horizontal LR has no role '{session.role}'")
     members = session.party_with_role("member")
@@ -72,38 +72,38 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     meta = {"features": len(cols), "columns_digest": columns_digest(cols)}
     if ctx.party != members[0]:
         silo.accept_keys(req.message_from(members[0], SECRET_CONTEXT))
-        return StepReply(meta=meta)
+        return CallReply(meta=meta)
     secret, public = silo.create_keys()
-    return StepReply(
+    return CallReply(
         meta=meta,
         outbox={p: secret for p in members[1:]},
         release=Message(PUBLIC_CONTEXT, blobs={"context": public}),
     )
 
 
-@step("hlr.round", kinds=("hlr",))
-def round_step(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hlr.round", kinds=("hlr",))
+def round_step(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Take the last sum (if any), then release the contribution the coordinator asks for."""
     released, contribution = member_round(
         _silo(session), req.plain, str(req.meta["next"]), int(req.meta["index"])
     )
-    return StepReply(meta=released, release=contribution)
+    return CallReply(meta=released, release=contribution)
 
 
-@step("hlr.save", kinds=("hlr",))
-def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hlr.save", kinds=("hlr",))
+def save(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Store the whole model (every silo holds the same one)."""
     model = _silo(session).model()
     payload = {"columns": model.feature_names, "model": model.to_dict()}
     ctx.store.save_model_part(part_id(session.job_id, KIND), KIND, payload)
-    return StepReply(meta={"saved": True})
+    return CallReply(meta={"saved": True})
 
 
-@step("hlr.evaluate", kinds=("hlr",))
-def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hlr.evaluate", kinds=("hlr",))
+def evaluate(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Score the held-out dataset the accepted job names for this silo; release headlines only."""
     spec = step_at(session.spec.get("steps"), req.meta.get("step"))
-    return StepReply(
+    return CallReply(
         meta=evaluate_whole_model(
             ctx,
             session,

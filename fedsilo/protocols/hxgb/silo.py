@@ -45,9 +45,9 @@ from fedsilo.protocols.hxgb.training import (
     HxgbSilo,
 )
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import register_whole_model
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 __all__ = ["MODEL_KIND", "export_path"]
 
@@ -100,8 +100,8 @@ def _build(ctx: SiloContext, session: JobSession, spec: HxgbStep, members: list[
     return _State(silo=silo, step=spec, columns=columns, keys_from=key_holder(members))
 
 
-@step("hxgb.start", kinds=("hxgb",))
-def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hxgb.start", kinds=("hxgb",))
+def start(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Check the job and read the data; the key holder makes and shares the CKKS key."""
     if session.role != ROLE:
         raise PolicyError(f"hxgb needs role '{ROLE}', this silo has '{session.role}'")
@@ -113,18 +113,18 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     # the same digest the bins round carries: lets the coordinator say "different columns" early
     meta = {"columns_digest": hashlib.sha256(json.dumps(state.columns).encode()).hexdigest()[:32]}
     if state.keys_from != ctx.party:
-        return StepReply(meta=meta)
+        return CallReply(meta=meta)
     secret, public = state.silo.create_keys()
     peers = [p for p in members if p != ctx.party]
-    return StepReply(
+    return CallReply(
         meta=meta,
         outbox={p: secret for p in peers},
         release=Message(PUBLIC_CONTEXT, blobs={"context": public}),
     )
 
 
-@step("hxgb.keys", kinds=("hxgb",))
-def keys(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hxgb.keys", kinds=("hxgb",))
+def keys(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Take the job's key (unless this silo made it); release the encrypted binning update."""
     state = _state(session)
     if state.keys_from == ctx.party:
@@ -132,14 +132,14 @@ def keys(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
             raise ProtocolError("the key holder expects no message in hxgb.keys")
     else:
         state.silo.accept_keys(req.message_from(state.keys_from, SECRET_CONTEXT))
-    return StepReply(release=state.silo.binning_update())
+    return CallReply(release=state.silo.binning_update())
 
 
-@step("hxgb.round", kinds=("hxgb",))
-def round_(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hxgb.round", kinds=("hxgb",))
+def round_(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """One secure sum done: take the pooled values, then release the next update (if any)."""
     status, update = member_round(_state(session).silo, req.plain)
-    return StepReply(meta=status.to_meta(), release=update)
+    return CallReply(meta=status.to_meta(), release=update)
 
 
 # --- the model -----------------------------------------------------------------------------------
@@ -171,8 +171,8 @@ def _importance(model: TreeEnsemble) -> dict[str, list[list[Any]]]:
     return {_ALL_MEMBERS: sorted(rows, key=lambda r: -r[1])}
 
 
-@step("hxgb.finish", kinds=("hxgb",))
-def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hxgb.finish", kinds=("hxgb",))
+def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Store the whole model (every member holds it) and its xgboost export (statistics stripped).
 
     Releases the tree count, the best iteration and a digest of the model, so the coordinator
@@ -195,7 +195,7 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
         },
     )
     _write_atomic(path, to_xgboost_json(model))
-    return StepReply(
+    return CallReply(
         meta={
             "trees": len(model.trees),
             "digest": model_digest(model),
@@ -208,11 +208,11 @@ def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
 # --- evaluation and prediction -----------------------------------------------------------------
 
 
-@step("hxgb.evaluate", kinds=("hxgb",))
-def evaluate(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("hxgb.evaluate", kinds=("hxgb",))
+def evaluate(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Score the held-out dataset the accepted job names for this silo; release headlines only."""
     spec = step_at(session.spec.get("steps"), req.meta["step"])
-    return StepReply(
+    return CallReply(
         meta=evaluate_whole_model(
             ctx,
             session,

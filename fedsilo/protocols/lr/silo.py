@@ -39,9 +39,9 @@ from fedsilo.protocols.lr.vertical import (
     sum_masked_partials,
 )
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.training_checkpoint import TrainingCheckpoint
 
 __all__ = ["KIND"]
@@ -83,7 +83,7 @@ def _position(session: JobSession, meta: dict[str, Any]) -> tuple[int, int]:
     return epoch, batch
 
 
-def _setup_inputs(session: JobSession, req: StepRequest) -> tuple[LRConfig, str, int]:
+def _setup_inputs(session: JobSession, req: CallRequest) -> tuple[LRConfig, str, int]:
     """(config, training alignment, key bits) of the lr step, from the accepted job spec (its
     flat keys, checked by the job schema as at OpenJob)."""
     config = LRConfig.from_step(req.spec_step, req.step_index)
@@ -92,8 +92,8 @@ def _setup_inputs(session: JobSession, req: StepRequest) -> tuple[LRConfig, str,
     return config, alignment, bits
 
 
-@step("lr.setup", kinds=("lr",))
-def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.setup", kinds=("lr",))
+def setup(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Load the aligned training rows; the label holder makes the key, passives take it."""
     config, alignment, bits = _setup_inputs(session, req)
     cols = ctx.job_columns(session)
@@ -130,7 +130,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
             "resumed_at": start,
             "history": [r.to_meta() for r in holder.history],  # released already, epoch by epoch
         }
-        return StepReply(meta=meta, outbox={p: key for p in passives})
+        return CallReply(meta=meta, outbox={p: key for p in passives})
     if session.role != "passive":
         raise PolicyError(f"vertical LR has no role '{session.role}'")
     key_msg = req.message_from(_active(session), PUBLIC_KEY)
@@ -142,7 +142,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     start = passive.resume_at(checkpoint.load(), _start_epoch(req.meta))
     session.state[_STATE] = passive
     meta = {"rows": int(x.shape[0]), "resumed_at": start}
-    return StepReply(meta=meta, outbox=passive.pair_seed_messages())
+    return CallReply(meta=meta, outbox=passive.pair_seed_messages())
 
 
 def _start_epoch(meta: dict[str, Any]) -> int:
@@ -160,66 +160,66 @@ def _checkpoint(session: JobSession) -> TrainingCheckpoint:
     return checkpoint
 
 
-@step("lr.pair_seeds", kinds=("lr",))
-def pair_seeds(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.pair_seeds", kinds=("lr",))
+def pair_seeds(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     passive = _passive(session)
     for sender, msg in req.inbox.items():
         passive.accept_pair_seed(sender, msg.expect(PAIR_SEED))
-    return StepReply()
+    return CallReply()
 
 
-@step("lr.partial", kinds=("lr",))
-def partial(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.partial", kinds=("lr",))
+def partial(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     epoch, batch = _position(session, req.meta)
     msg = _passive(session).partial_message(epoch, batch)
-    return StepReply(outbox={_active(session): msg})
+    return CallReply(outbox={_active(session): msg})
 
 
-@step("lr.residuals", kinds=("lr",))
-def residuals(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.residuals", kinds=("lr",))
+def residuals(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     holder = _holder(session)
     epoch, batch = _position(session, req.meta)
     partials = {s: m.expect(PARTIAL) for s, m in req.inbox.items()}
     msg = holder.residual_message(epoch, batch, partials)
-    return StepReply(outbox={p: msg for p in holder.passive_parties})
+    return CallReply(outbox={p: msg for p in holder.passive_parties})
 
 
-@step("lr.gradient", kinds=("lr",))
-def gradient(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.gradient", kinds=("lr",))
+def gradient(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     active = _active(session)
     msg = _passive(session).gradient_message(req.message_from(active, RESIDUALS))
-    return StepReply(outbox={active: msg})
+    return CallReply(outbox={active: msg})
 
 
-@step("lr.open", kinds=("lr",))
-def open_gradients(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.open", kinds=("lr",))
+def open_gradients(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     masked = {s: m.expect(MASKED_GRADIENT) for s, m in req.inbox.items()}
-    return StepReply(outbox=_holder(session).decrypt_gradients(masked))
+    return CallReply(outbox=_holder(session).decrypt_gradients(masked))
 
 
-@step("lr.apply", kinds=("lr",))
-def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.apply", kinds=("lr",))
+def apply(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     passive = _passive(session)
     passive.apply_gradient(req.message_from(_active(session), GRADIENT_OPENED))
     completed = passive.take_checkpoint()
     if completed is not None:  # the epoch's last batch: checkpoint before replying
         _checkpoint(session).save(completed)
-    return StepReply()
+    return CallReply()
 
 
-@step("lr.end_epoch", kinds=("lr",))
-def end_epoch(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.end_epoch", kinds=("lr",))
+def end_epoch(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Released: the epoch's mean training loss and whether training stops."""
     holder = _holder(session)
     epoch = int(req.meta["epoch"])
     _position(session, {"epoch": epoch, "batch": 0})
     result = holder.end_epoch(epoch)
     _checkpoint(session).save(holder.checkpoint())
-    return StepReply(meta=result.to_meta())
+    return CallReply(meta=result.to_meta())
 
 
-@step("lr.save", kinds=("lr",))
-def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("lr.save", kinds=("lr",))
+def save(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Store this silo's part (its own features' coefficients; the intercept at the holder)."""
     party = session.state.get(_STATE)
     if not isinstance(party, LabelHolder | PassiveParty):
@@ -231,7 +231,7 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         "passive_parties": session.party_with_role("passive"),
     }
     ctx.store.save_model_part(part_id(session.job_id, KIND), KIND, payload)
-    return StepReply(meta={"saved": True})
+    return CallReply(meta={"saved": True})
 
 
 # --- federated prediction (batch scoring, evaluation) -------------------------------------------

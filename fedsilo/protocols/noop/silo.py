@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 
-@step("job.echo", kinds=("noop",))
-def echo(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("job.echo", kinds=("noop",))
+def echo(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Answer with the party, its role and the size of the job's dataset: proves the path works."""
     rows = ctx.data.row_count(session.dataset)
-    return StepReply(meta={"party": ctx.party, "role": session.role, "rows": rows})
+    return CallReply(meta={"party": ctx.party, "role": session.role, "rows": rows})

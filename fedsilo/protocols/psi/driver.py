@@ -82,7 +82,9 @@ def _run(run: JobRun) -> dict[str, Any]:
 def run_psi(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     followers = run.with_role("passive")
     if not followers or set(run.parties) != {run.active(), *followers}:
-        raise ConfigError("a psi step needs one active party and passive parties only")
+        raise ConfigError(
+            "a psi step needs one label holder (role 'active') and passive parties only"
+        )
     meta = start_meta(run, step)
     run.log(f"psi ({meta['mode']}) between {', '.join(run.parties)}")
     try:

@@ -37,8 +37,8 @@ from fedsilo.psi import (
     seed_message,
 )
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 MODES = ("alignment", "cardinality")
 
@@ -63,7 +63,7 @@ class PsiState:
 # --- starting ------------------------------------------------------------------------------------
 
 
-def _settings(session: JobSession, req: StepRequest) -> PsiSettings:
+def _settings(session: JobSession, req: CallRequest) -> PsiSettings:
     """The psi step as this silo accepted it (mode, alignment, who learns it, replace)."""
     return psi_settings(session.spec, req.step_index, session.party_with_role("passive"))
 
@@ -102,14 +102,16 @@ def _make_role(
     raise ProtocolError(f"PSI has no part for role '{session.role}'")
 
 
-@step("psi.start", kinds=("psi",))
-def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("psi.start", kinds=("psi",))
+def start(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Set up this silo's role. In cardinality mode the first follower deals the shuffle seed."""
     psi = _settings(session, req)
     mode, replace, reveal, name = psi.mode, psi.replace, list(psi.reveal), psi.alignment
     leaders, followers = session.party_with_role("active"), session.party_with_role("passive")
     if len(leaders) != 1 or not followers or len(leaders) + len(followers) != len(session.parties):
-        raise ProtocolError("PSI needs one active party and one or more passive parties only")
+        raise ProtocolError(
+            "PSI needs one label holder (role 'active') and one or more passive parties only"
+        )
     leader = leaders[0]
     stores = mode == "alignment" and (session.role == "active" or ctx.party in reveal)
     if stores:
@@ -125,7 +127,7 @@ def start(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         seed = new_shuffle_seed()
         role.set_shuffle_seed(seed)
         outbox = {p: seed_message(seed) for p in followers[1:]}
-    return StepReply(meta={"started": True}, outbox=outbox)
+    return CallReply(meta={"started": True}, outbox=outbox)
 
 
 # --- rounds --------------------------------------------------------------------------------------
@@ -138,13 +140,13 @@ def _state(session: JobSession) -> PsiState:
     return state
 
 
-@step("psi.pump", kinds=("psi",))
-def pump(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("psi.pump", kinds=("psi",))
+def pump(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """One relay round (see :class:`fedsilo.psi.Pump`)."""
     state = _state(session)
     outbox = state.pump.round(req.inbox)
     meta = {"idle": state.pump.idle, "own_ids": state.pump.own_count}
-    return StepReply(meta=meta, outbox=outbox)
+    return CallReply(meta=meta, outbox=outbox)
 
 
 # --- results -------------------------------------------------------------------------------------
@@ -263,19 +265,19 @@ def _save(ctx: SiloContext, session: JobSession, state: PsiState, rows: np.ndarr
     state.stored = True
 
 
-@step("psi.finish", kinds=("psi",))
-def finish(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("psi.finish", kinds=("psi",))
+def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At the leader: intersect, check every party's minimum, send each follower its result."""
     state = _state(session)
     if not isinstance(state.role, Leader) or not state.pump.idle:
         raise ProtocolError("psi.finish is for the leader, after its ids are sent")
     result = state.role.finish()
     state.leader_rows = result.rows
-    return StepReply(meta={"count": result.count}, outbox=dict(result.outbox))
+    return CallReply(meta={"count": result.count}, outbox=dict(result.outbox))
 
 
-@step("psi.result", kinds=("psi",))
-def result(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("psi.result", kinds=("psi",))
+def result(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At a follower: check the leader's result against own policy; store the alignment if told."""
     state = _state(session)
     if not isinstance(state.role, Follower):
@@ -287,21 +289,21 @@ def result(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply
     if outcome.rows is not None and state.alignment is not None:
         _save(ctx, session, state, outcome.rows)
     session.state.pop("psi", None)
-    return StepReply(meta={"count": outcome.count, "stored": state.stored})
+    return CallReply(meta={"count": outcome.count, "stored": state.stored})
 
 
-@step("psi.commit", kinds=("psi",))
-def commit(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("psi.commit", kinds=("psi",))
+def commit(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At the leader, once every follower took its result: store the leader's alignment."""
     state = _state(session)
     if isinstance(state.role, Leader) and state.leader_rows is not None and state.alignment:
         _save(ctx, session, state, state.leader_rows)
     session.state.pop("psi", None)
-    return StepReply(meta={"stored": state.stored})
+    return CallReply(meta={"stored": state.stored})
 
 
-@step("psi.abort", kinds=("psi",))
-def abort(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("psi.abort", kinds=("psi",))
+def abort(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """After a failed PSI: delete the alignment this job stored here, if any; drop the state."""
     name, deleted = _settings(session, req).alignment, False
     if name:
@@ -312,4 +314,4 @@ def abort(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         except NotFound:
             pass
     session.state.pop("psi", None)
-    return StepReply(meta={"deleted": deleted})
+    return CallReply(meta={"deleted": deleted})

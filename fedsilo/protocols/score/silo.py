@@ -26,9 +26,9 @@ from fedsilo.jobspec import (
 )
 from fedsilo.leakage import register_kind
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 __all__ = ["PART_KIND"]
 
@@ -41,14 +41,14 @@ PART_KIND = register_kind(
 )
 
 
-def _expected_alignment(session: JobSession, req: StepRequest) -> str | None:
+def _expected_alignment(session: JobSession, req: CallRequest) -> str | None:
     """The alignment the accepted job's evaluate or score step works on."""
     if req.spec_step.get("kind") == "evaluate":
         return test_alignment(session.spec, req.step_index)
     return score_alignment(session.spec, req.step_index, session.job_id)
 
 
-def check_target(session: JobSession, req: StepRequest, model_id: str, alignment: str) -> None:
+def check_target(session: JobSession, req: CallRequest, model_id: str, alignment: str) -> None:
     """Refuse a prediction over rows or with a model the accepted step does not name.
 
     The alignment is always derived from the spec (the step's own, the split's test part, the
@@ -70,7 +70,7 @@ def check_target(session: JobSession, req: StepRequest, model_id: str, alignment
         )
 
 
-def request_of(ctx: SiloContext, session: JobSession, req: StepRequest) -> PredictRequest:
+def request_of(ctx: SiloContext, session: JobSession, req: CallRequest) -> PredictRequest:
     """The predictor's view of this request (which rows, in which job, with which keys), once
     the rows and the model are shown to be those of the accepted step."""
     model_id, alignment, start, stop = _range(req.meta)
@@ -97,8 +97,8 @@ def _range(meta: dict[str, object]) -> tuple[str, str, int, int]:
     return model_id, alignment, start, stop
 
 
-@step("predict.part", kinds=("evaluate", "score"))
-def predict_part(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("predict.part", kinds=("evaluate", "score"))
+def predict_part(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At a silo holding part of the model: its contribution for a range of aligned rows."""
     request = request_of(ctx, session, req)
     kind, payload = load_part(ctx, request.model_id)
@@ -109,17 +109,17 @@ def predict_part(ctx: SiloContext, session: JobSession, req: StepRequest) -> Ste
     X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
     msg = predictor.part(payload, X, request)
     msg.kind = PART_KIND
-    return StepReply(outbox={p: msg for p in session.party_with_role("active")})
+    return CallReply(outbox={p: msg for p in session.party_with_role("active")})
 
 
-def check_model_kind(ctx: SiloContext, session: JobSession, req: StepRequest, kind: str) -> None:
+def check_model_kind(ctx: SiloContext, session: JobSession, req: CallRequest, kind: str) -> None:
     """Evaluation runs a model's federated prediction: its kind must be one this silo's policy
     allows (scoring is allowed by the ``score`` protocol itself, checked for every call)."""
     if req.spec_step.get("kind") == "evaluate":
         ctx.config.policy.check_protocol(kind, session.role)
 
 
-def predict_scores(ctx: SiloContext, session: JobSession, req: StepRequest) -> np.ndarray:
+def predict_scores(ctx: SiloContext, session: JobSession, req: CallRequest) -> np.ndarray:
     """At the label holder: the model's scores for the requested range (shared with evaluate)."""
     request = request_of(ctx, session, req)
     rows = request.stop - request.start
@@ -133,8 +133,8 @@ def predict_scores(ctx: SiloContext, session: JobSession, req: StepRequest) -> n
     return scores
 
 
-@step("score.local_alignment", kinds=("score",))
-def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("score.local_alignment", kinds=("score",))
+def local_alignment(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At a member scoring alone: every id of its dataset, sorted, stored as ``alignment``.
 
     Sorted for the same reason PSI sorts: the chunks of a rerun are the same chunks. A resumed
@@ -154,16 +154,16 @@ def local_alignment(ctx: SiloContext, session: JobSession, req: StepRequest) -> 
     except NotFound:
         ids = sorted(i for chunk in ctx.data.iter_ids(session.dataset) for i in chunk)
         info = ctx.store.save_alignment(name, session.job_id, session.dataset, ids)
-        return StepReply(meta={"rows": info.rows, "reused": False})
+        return CallReply(meta={"rows": info.rows, "reused": False})
     if info.job_id != session.job_id or info.dataset != session.dataset:
         raise PolicyError(
             f"alignment '{name[:80]}' already exists at '{ctx.party}' for another job or dataset"
         )
-    return StepReply(meta={"rows": info.rows, "reused": True})
+    return CallReply(meta={"rows": info.rows, "reused": True})
 
 
-@step("score.plan", kinds=("score",))
-def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("score.plan", kinds=("score",))
+def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """The chunks of the alignment that are not completely scored yet for this model version."""
     alignment = score_alignment(session.spec, req.step_index, session.job_id)
     table = score_table(session.spec, req.step_index)
@@ -176,11 +176,11 @@ def plan(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         if not all(i in done for i in ids):
             pending.append([start, start + len(ids)])
         start += len(ids)
-    return StepReply(meta={"rows": start, "pending": pending, "already_scored": len(done)})
+    return CallReply(meta={"rows": start, "pending": pending, "already_scored": len(done)})
 
 
-@step("score.chunk", kinds=("score",))
-def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("score.chunk", kinds=("score",))
+def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Predict one chunk and write it in one transaction (insert-or-ignore)."""
     _model_id, alignment, start, stop = _range(req.meta)
     scores = predict_scores(ctx, session, req)
@@ -189,10 +189,10 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: StepRequest) -> Step
     version = str(req.meta["version"])
     rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
     ctx.store.write_scores(score_table(session.spec, req.step_index), rows)
-    return StepReply(meta={"written": len(rows)})
+    return CallReply(meta={"written": len(rows)})
 
 
-def _chunk_rows(session: JobSession, req: StepRequest) -> int:
+def _chunk_rows(session: JobSession, req: CallRequest) -> int:
     return chunk_rows(session.spec, req.step_index)
 
 

@@ -83,7 +83,8 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
     passives, actives = spec.parties_with_role("passive"), spec.parties_with_role("active")
     if len(actives) != 1 or not passives or len(actives) + len(passives) != len(spec.parties):
         raise ConfigError(
-            f"{step_label(index, KIND)}: needs one active party and passive parties only"
+            f"{step_label(index, KIND)}: needs one label holder (role 'active') and "
+            "passive parties only"
         )
     params = secureboost_params(step, index)
     _train, valid = train_alignments(spec.to_wire(""), index)

@@ -42,9 +42,9 @@ from fedsilo.protocols.secureboost.model import SecureBoostModel, SplitTable
 from fedsilo.protocols.secureboost.params import secureboost_params
 from fedsilo.protocols.secureboost.wire import GRADIENTS, SPLIT
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 from fedsilo.silo_node.training_checkpoint import TrainingCheckpoint
 
 __all__ = ["KIND"]
@@ -71,7 +71,7 @@ class _Inputs:
         }
 
 
-def _inputs(session: JobSession, req: StepRequest) -> _Inputs:
+def _inputs(session: JobSession, req: CallRequest) -> _Inputs:
     train, valid = train_alignments(session.spec, req.step_index)
     return _Inputs(secureboost_params(req.spec_step, req.step_index), train, valid)
 
@@ -94,8 +94,8 @@ def _labels(ctx: SiloContext, session: JobSession, inputs: _Inputs) -> np.ndarra
     return y
 
 
-@step("sgb.setup", kinds=("secureboost",))
-def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("sgb.setup", kinds=("secureboost",))
+def setup(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Load the aligned rows; the label holder makes its key and the passives their bins."""
     inputs = _inputs(session, req)
     params = inputs.params
@@ -120,7 +120,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         start = active.restore(stored) if stored is not None else 0
         session.state[_STATE] = active
         meta = {"rows": n_train, "resumed_at": start}
-        return StepReply(meta=meta, outbox=active.step())
+        return CallReply(meta=meta, outbox=active.step())
     if session.role != "passive":
         raise PolicyError(f"SecureBoost has no role '{session.role}'")
     policy = ctx.config.policy
@@ -140,7 +140,7 @@ def setup(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     return answer
 
 
-def _answer(session: JobSession, passive: PassiveParty, req: StepRequest) -> StepReply:
+def _answer(session: JobSession, passive: PassiveParty, req: CallRequest) -> CallReply:
     """Handle the label holder's message; checkpoint once the split table or tree moved on."""
     active = session.active_party("SecureBoost")
     msg = req.inbox.get(active)
@@ -149,7 +149,7 @@ def _answer(session: JobSession, passive: PassiveParty, req: StepRequest) -> Ste
     reply = passive.handle(msg)
     if msg.kind in (GRADIENTS, SPLIT):
         _checkpoint(session).save(passive.checkpoint())
-    return StepReply(outbox={active: reply} if reply is not None else {})
+    return CallReply(outbox={active: reply} if reply is not None else {})
 
 
 def _checkpoint(session: JobSession) -> TrainingCheckpoint:
@@ -159,8 +159,8 @@ def _checkpoint(session: JobSession) -> TrainingCheckpoint:
     return checkpoint
 
 
-@step("sgb.step", kinds=("secureboost",))
-def advance(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("sgb.step", kinds=("secureboost",))
+def advance(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """The label holder takes the replies and says what goes out next (or that it is done)."""
     active = session.state.get(_STATE)
     if not isinstance(active, ActiveParty):
@@ -169,19 +169,19 @@ def advance(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepRepl
     completed = active.take_checkpoint()
     if completed is not None:  # a tree was completed: saved before its successor starts out
         _checkpoint(session).save(completed)
-    return StepReply(meta={"done": active.done, "trees": active.model.n_trees}, outbox=outbox)
+    return CallReply(meta={"done": active.done, "trees": active.model.n_trees}, outbox=outbox)
 
 
-@step("sgb.handle", kinds=("secureboost",))
-def handle(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("sgb.handle", kinds=("secureboost",))
+def handle(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     passive = session.state.get(_STATE)
     if not isinstance(passive, PassiveParty):
         raise ProtocolError("sgb.handle is for a passive silo, after sgb.setup")
     return _answer(session, passive, req)
 
 
-@step("sgb.save", kinds=("secureboost",))
-def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("sgb.save", kinds=("secureboost",))
+def save(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Store this silo's part; the label holder releases the model's size and its metrics."""
     party = session.state.get(_STATE)
     model_id = part_id(session.job_id, KIND)
@@ -196,12 +196,12 @@ def save(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
             "importance": _importance(model),
         }
         ctx.store.save_model_part(model_id, KIND, payload)
-        return StepReply(meta={"trees": model.n_trees, "metrics": dict(model.metrics)})
+        return CallReply(meta={"trees": model.n_trees, "metrics": dict(model.metrics)})
     if isinstance(party, PassiveParty):
         ctx.store.save_model_part(
             model_id, KIND, {"columns": party.feature_names, "part": party.model_part()}
         )
-        return StepReply(meta={"saved": True})
+        return CallReply(meta={"saved": True})
     raise ProtocolError("sgb.save before sgb.setup")
 
 

@@ -17,8 +17,8 @@ from fedsilo.leakage import register_kind
 from fedsilo.message import Message
 from fedsilo.protocols.split.stratify import stratified_positions
 from fedsilo.silo_node.context import SiloContext
+from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.session import JobSession
-from fedsilo.silo_node.steps import StepReply, StepRequest, step
 
 POSITIONS = register_kind(
     "split.positions",
@@ -55,8 +55,8 @@ def _save_parts(
     return sizes
 
 
-@step("split.draw", kinds=("split",))
-def draw(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("split.draw", kinds=("split",))
+def draw(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At the label holder: draw the split, store it, send positions to the others."""
     split = split_settings(session.spec, req.step_index)
     alignment = split.alignment
@@ -70,11 +70,11 @@ def draw(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
     sizes = _save_parts(ctx, session, alignment, parts)
     msg = Message(POSITIONS, meta={"alignment": alignment}, arrays=parts)
     others = [p for p in session.parties if p != ctx.party]
-    return StepReply(meta={"sizes": sizes}, outbox={p: msg for p in others})
+    return CallReply(meta={"sizes": sizes}, outbox={p: msg for p in others})
 
 
-@step("split.apply", kinds=("split",))
-def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
+@method("split.apply", kinds=("split",))
+def apply(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At every other silo: store the derived alignments from the label holder's positions."""
     sender, msg = req.only_message(POSITIONS)
     if sender != session.active_party("split"):
@@ -84,4 +84,4 @@ def apply(ctx: SiloContext, session: JobSession, req: StepRequest) -> StepReply:
         raise ProtocolError("split positions name another alignment than the accepted job")
     parts = {p: msg.array(p).astype(np.int64) for p in PARTS}
     sizes = _save_parts(ctx, session, alignment, parts)
-    return StepReply(meta={"sizes": sizes})
+    return CallReply(meta={"sizes": sizes})

@@ -31,7 +31,7 @@ from fedsilo.errors import JobError, ProtocolError
 from fedsilo.ml.metrics import auc
 from fedsilo.protocols.hlr.horizontal import HorizontalLRModel
 from fedsilo.protocols.hxgb.silo import export_path
-from fedsilo.silo_node import steps as silo_steps
+from fedsilo.silo_node import methods as silo_methods
 from fedsilo.silo_node.ledger import CONTROL_KINDS
 
 pytestmark = pytest.mark.e2e
@@ -210,7 +210,7 @@ def test_whole_model_scoring_resumes_after_a_failure(consortium, hlr) -> None:
         chunk_rows=1000,
     )
     spec = parse_job_spec(raw, consortium.root / "score.toml")
-    original = silo_steps._STEPS["score.chunk"]
+    original = silo_methods._METHODS["score.chunk"]
     calls = {"n": 0}
 
     def failing(ctx: Any, session: Any, req: Any) -> Any:
@@ -220,7 +220,7 @@ def test_whole_model_scoring_resumes_after_a_failure(consortium, hlr) -> None:
         return original.fn(ctx, session, req)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(silo_steps._STEPS, "score.chunk", replace(original, fn=failing))
+        mp.setitem(silo_methods._METHODS, "score.chunk", replace(original, fn=failing))
         with pytest.raises(JobError, match="injected failure"):
             run_job(spec, clients=consortium.clients(), store=consortium.store())
     failed = next(

@@ -263,6 +263,13 @@ def test_evaluate_a_registered_model_on_a_stored_alignment_without_a_split(
         and metrics["rows"] == trained.result["2:split"]["sizes"]["test"]
     )
     assert metrics["auc"] > 0.9
+    # the row count planned before scoring is in the label holder's ledger, as released
+    planned = [
+        e
+        for e in pair.nodes["bank"].ctx.ledger.entries(record.job_id)
+        if e.kind == "job.released" and e.step == "evaluate.plan"
+    ]
+    assert len(planned) == 1 and f'"rows": {metrics["rows"]}' in planned[0].reveals
     # the accepted step's alignment is the only one predictions may run over
     with pytest.raises(JobError, match="needs 'alignment'"):
         run_job(
@@ -270,3 +277,36 @@ def test_evaluate_a_registered_model_on_a_stored_alignment_without_a_split(
             clients=pair.clients(),
             store=store,
         )
+
+
+def test_evaluate_plan_withholds_a_count_below_the_statistic_floor(tmp_path: Path) -> None:
+    """The label holder releases the test part's row count only at or above its
+    ``min_rows_per_statistic``; below, the evaluate step is refused before any prediction."""
+    c = Consortium(tmp_path)
+    c.add_silo(
+        SiloSpec(
+            "bank",
+            data_file("breast_hetero_guest"),
+            GUEST,
+            label="y",
+            policy="min_rows_per_statistic = 200\n",
+        )
+    )
+    c.add_silo(SiloSpec("bureau", data_file("breast_hetero_host"), HOST))
+    c.start_all()
+    try:
+        store = c.store()
+        trained = run_job(
+            c.job(PARTIES, [PSI, {"kind": "split"}, SGB], name="train"),
+            clients=c.clients(),
+            store=store,
+        )
+        model = trained.result["3:secureboost"]["model"]
+        evaluate = {"kind": "evaluate", "model": model, "alignment": "b-test"}
+        with pytest.raises(JobError, match="below this silo's minimum of 200"):
+            run_job(c.job(PARTIES, [evaluate], name="later"), clients=c.clients(), store=store)
+        (job,) = [j for j in store.list_jobs() if j.name == "later"]
+        kinds = {e.kind for e in c.nodes["bank"].ctx.ledger.entries(job.job_id)}
+        assert "job.released" not in kinds
+    finally:
+        c.stop_all()

@@ -33,7 +33,8 @@ RELEASED = ("rows", "positives", "auc", "ks", "withheld")
 def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At the label holder: how many rows the test alignment of the accepted step holds (the
     split's test part, or a stored alignment the step names; nothing is taken from the
-    coordinator's meta). Releases that count only."""
+    coordinator's meta). Releases that count only, and only when it is at least
+    ``min_rows_per_statistic`` (``evaluate.finish`` releases it again among the metrics)."""
     if session.role != "active":
         raise PolicyError(f"evaluation is planned at the label holder, not role '{session.role}'")
     name = test_alignment(session.spec, req.step_index)
@@ -45,6 +46,7 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
             f"alignment '{name[:80]}' was made over dataset '{info.dataset[:60]}', "
             f"not the job's '{session.dataset[:60]}'"
         )
+    ctx.config.policy.check_rows_per_statistic(info.rows)  # the same floor as the metrics
     return CallReply(meta={"rows": info.rows})
 
 

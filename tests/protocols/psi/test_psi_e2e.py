@@ -105,7 +105,7 @@ def stored(c: Consortium, party: str, name: str) -> list[str]:
 
 
 def psi_job(c: Consortium, **step: object):
-    return c.job(PARTIES, [{"kind": "psi", "alignment": "shared", **step}], name="psi-t")
+    return c.job(PARTIES, [{"kind": "psi", "alignment": "common", **step}], name="psi-t")
 
 
 def test_three_silos_align_exactly(
@@ -117,13 +117,13 @@ def test_three_silos_align_exactly(
     assert record.state == "succeeded"
     assert record.result["1:psi"]["count"] == len(SHARED)
     assert record.result["1:psi"]["stored_at"] == sorted(PARTIES)
-    bank = stored(consortium, "bank", "shared")
+    bank = stored(consortium, "bank", "common")
     assert set(bank) == SHARED and len(bank) == len(SHARED)
-    assert stored(consortium, "bureau", "shared") == bank == stored(consortium, "telco", "shared")
+    assert stored(consortium, "bureau", "common") == bank == stored(consortium, "telco", "common")
     assert bank == sorted(bank)  # stored in id order: reproducible runs, nothing new revealed
 
     # nothing the coordinator touched holds an id or an unblinded hash of one
-    ctx = f"fedsilo-psi|job={record.job_id}|alignment=shared".encode()
+    ctx = f"fedsilo-psi|job={record.job_id}|alignment=common".encode()
     hashes = x.hash_to_points(*pack_ids(UNIVERSE), ctx)
     needles = [i.encode() for i in UNIVERSE] + [h.tobytes()[:12] for h in hashes]
     needles += [h.tobytes()[:12].hex().encode() for h in hashes]
@@ -154,7 +154,7 @@ def test_reveal_to_leader_only(consortium: Consortium) -> None:
         psi_job(consortium, reveal="leader"), clients=consortium.clients(), store=consortium.store()
     )
     assert record.result["1:psi"]["stored_at"] == ["bank"]
-    assert set(stored(consortium, "bank", "shared")) == SHARED
+    assert set(stored(consortium, "bank", "common")) == SHARED
     assert not consortium.nodes["telco"].ctx.store.list_alignments()
 
 
@@ -209,8 +209,8 @@ def test_many_small_batches_through_the_relay(
     )
     assert record.result["1:psi"]["count"] == len(SHARED)
     if mode == "alignment":
-        bank = stored(consortium, "bank", "shared")
-        assert set(bank) == SHARED and stored(consortium, "telco", "shared") == bank
+        bank = stored(consortium, "bank", "common")
+        assert set(bank) == SHARED and stored(consortium, "telco", "common") == bank
 
 
 @pytest.mark.parametrize("mode", ["alignment", "cardinality"])
@@ -231,7 +231,7 @@ def test_followers_much_larger_than_the_leader_do_not_stall_the_relay(
         record = run_job(psi_job(c, mode=mode), clients=c.clients(), store=c.store())
         assert record.result["1:psi"]["count"] == 120
         if mode == "alignment":
-            assert stored(c, "bureau", "shared") == sorted(UNIVERSE[:120])
+            assert stored(c, "bureau", "common") == sorted(UNIVERSE[:120])
     finally:
         c.stop_all()
         for node in c.nodes.values():
@@ -283,9 +283,9 @@ def test_a_linguistic_collation_still_stores_one_code_point_order(
     try:
         record = run_job(psi_job(c), clients=c.clients(), store=c.store())
         assert record.state == "succeeded"
-        bank = stored(c, "bank", "shared")
+        bank = stored(c, "bank", "common")
         assert bank == sorted(set(universe[40:200]))
-        assert stored(c, "bureau", "shared") == bank == stored(c, "telco", "shared")
+        assert stored(c, "bureau", "common") == bank == stored(c, "telco", "common")
     finally:
         c.stop_all()
         for node in c.nodes.values():
@@ -329,8 +329,8 @@ def test_a_padding_silo_reveals_only_its_padded_size(
         assert set(seen["telco"]) <= {0, 64, 128, 192, 256, 320, 384}  # never the real 300
         assert 300 in seen["bureau"]  # an unpadded silo does show its size
         assert record.result["1:psi"]["count"] == len(SHARED)
-        telco = stored(c, "telco", "shared")
-        assert telco == sorted(SHARED) == stored(c, "bank", "shared")
+        telco = stored(c, "telco", "common")
+        assert telco == sorted(SHARED) == stored(c, "bank", "common")
     finally:
         c.stop_all()
         for node in c.nodes.values():

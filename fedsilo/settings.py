@@ -136,6 +136,9 @@ METRICS_DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
 METRICS_DEFAULT_BINS: int = 10
 #: most points kept on a released curve; enough for a smooth plot, small in JSON.
 METRICS_MAX_CURVE_POINTS: int = 201
+#: review rates of the precision-at-review table: the share of rows, highest scores first, a
+#: team can inspect (fraud analysts review about the top 1 % of payments).
+METRICS_REVIEW_RATES: tuple[float, ...] = (0.005, 0.01, 0.05)
 
 # --- silo data layer (silo_node/data.py, silo_node/store.py) -----------------------------------
 #: values sampled per column when a column's type cannot be checked exactly in SQL (a query

@@ -127,6 +127,27 @@ def test_lift_table_keeps_ties_together_and_adds_up() -> None:
 # --- the disclosure guard ------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_precision_at_review_is_the_top_of_the_queue(seed: int) -> None:
+    """Reviewing the top ceil(rate * n) rows: precision and recall of that set, as a team
+    working the queue would count them (distinct scores, so the queue is unambiguous)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(500, 3000))
+    y = (rng.random(n) < 0.05).astype(int)
+    s = rng.random(n) + 0.3 * y
+    for row in m.precision_at_review(y, s, (0.01, 0.1, 0.5)):
+        k = int(np.ceil(row["rate"] * n))
+        top = np.zeros(n, bool)
+        top[np.argsort(-s)[:k]] = True
+        assert row["reviewed"] == k
+        assert row["precision"] == pytest.approx(precision_score(y, top))
+        assert row["recall"] == pytest.approx(recall_score(y, top))
+    out = m.evaluate(y, s, min_rows=10, review_rates=(0.001, 0.01))
+    small, ok = out["review"]
+    assert small["precision"] is None and "precision at review 0.001" in out["withheld"]
+    assert ok["reviewed"] == int(np.ceil(0.01 * n)) >= 10
+
+
 def test_guard_withholds_rank_statistics_over_a_small_class() -> None:
     y = np.r_[np.ones(5, int), np.zeros(200, int)]
     s = np.linspace(1, 0, y.size)

@@ -773,7 +773,9 @@ def test_exported_names() -> None:
     ]
     assert sorted(demo_data.__all__) == [
         "DEMO_PARTIES",
+        "DemoSilo",
         "load_csv_into_table",
+        "write_consortium",
         "write_demo_consortium",
     ]
     for module in (config, data, demo_data, store):

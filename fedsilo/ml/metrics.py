@@ -51,6 +51,7 @@ __all__ = [
     "expected_calibration_error",
     "ks",
     "lift_table",
+    "precision_at_review",
     "precision_recall_at",
     "roc_curve",
 ]
@@ -60,6 +61,7 @@ __all__ = [
 DEFAULT_THRESHOLDS: tuple[float, ...] = settings.METRICS_DEFAULT_THRESHOLDS
 DEFAULT_BINS: int = settings.METRICS_DEFAULT_BINS
 DEFAULT_MAX_CURVE_POINTS: int = settings.METRICS_MAX_CURVE_POINTS
+DEFAULT_REVIEW_RATES: tuple[float, ...] = settings.METRICS_REVIEW_RATES
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -272,6 +274,32 @@ def precision_recall_at(
 _PR_KEYS = ("flagged", "tp", "fp", "fn", "tn", "precision", "recall", "f1")
 
 
+def precision_at_review(
+    y_true: npt.ArrayLike, score: npt.ArrayLike, rates: Sequence[float], *, min_rows: int = 1
+) -> list[dict[str, Any]]:
+    """Precision and recall when a team reviews the top ``rate`` share of rows by score.
+
+    ``ceil(rate * rows)`` rows are reviewed, highest score first (ties in row order), which is
+    how a fraud team works a queue. A row is withheld (all but ``rate`` None) when the reviewed
+    or the unreviewed set is smaller than ``min_rows``, as in :func:`precision_recall_at`.
+    """
+    y, s = _check(y_true, score)
+    n_pos = int(y.sum())
+    caught = np.cumsum(y[np.argsort(-s, kind="mergesort")])
+    rows: list[dict[str, Any]] = []
+    for rate in rates:
+        k = min(int(math.ceil(rate * y.size)), y.size)
+        row: dict[str, Any] = {"rate": float(rate), **dict.fromkeys(_REVIEW_KEYS)}
+        if min(k, y.size - k) >= max(min_rows, 1):
+            tp = int(caught[k - 1])
+            row.update(reviewed=k, tp=tp, precision=tp / k, recall=tp / n_pos if n_pos else None)
+        rows.append(row)
+    return rows
+
+
+_REVIEW_KEYS = ("reviewed", "tp", "precision", "recall")
+
+
 # --- calibration ---------------------------------------------------------------------------------
 
 
@@ -348,13 +376,15 @@ def evaluate(
     min_rows: int = DEFAULT_MIN_ROWS_PER_STATISTIC,
     bins: int = DEFAULT_BINS,
     max_curve_points: int = DEFAULT_MAX_CURVE_POINTS,
+    review_rates: Sequence[float] = DEFAULT_REVIEW_RATES,
 ) -> dict[str, Any]:
     """Every metric of the evaluation report as one JSON-serialisable dict (no NaN, no numpy).
 
     Keys: ``rows``, ``positives``, ``base_rate``, ``min_rows``, ``auc``, ``ks``,
     ``ks_threshold``, ``roc`` (coarsened points: ``threshold``, ``fpr``, ``tpr``), ``lift``,
-    ``precision_recall``, ``calibration`` (``bins``, ``brier``, ``ece``; None unless the scores
-    are probabilities) and ``withheld`` (names of the statistics the guard suppressed).
+    ``precision_recall``, ``review`` (precision at review rates), ``calibration`` (``bins``,
+    ``brier``, ``ece``; None unless the scores are probabilities) and ``withheld`` (names of the
+    statistics the guard suppressed).
     See the module docstring for the guard.
     """
     y, s = _check(y_true, score)
@@ -370,6 +400,7 @@ def evaluate(
         "roc": None,
         "lift": None,
         "precision_recall": None,
+        "review": None,
         "calibration": None,
         "withheld": [],
     }
@@ -378,6 +409,7 @@ def evaluate(
         return out
     out.update(rows=n, positives=n_pos, base_rate=n_pos / n)
     out["precision_recall"] = precision_recall_at(y, s, thresholds, min_rows=min_rows)
+    out["review"] = precision_at_review(y, s, review_rates, min_rows=min_rows)
     if min(n_pos, n - n_pos) >= max(min_rows, 1):
         out.update(
             _ranking_metrics(y, s, min_rows=min_rows, bins=bins, max_curve_points=max_curve_points)
@@ -396,6 +428,9 @@ def evaluate(
     out["withheld"] += [
         f"precision/recall at {r['threshold']:g}"
         for _, r in _gaps(out["precision_recall"], "flagged")
+    ]
+    out["withheld"] += [
+        f"precision at review {r['rate']:g}" for _, r in _gaps(out["review"], "reviewed")
     ]
     return out
 

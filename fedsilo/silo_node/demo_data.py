@@ -18,6 +18,7 @@ import json
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
@@ -38,7 +39,13 @@ from sqlalchemy.types import TypeEngine
 from fedsilo import settings
 from fedsilo.errors import DataError
 
-__all__ = ["DEMO_PARTIES", "load_csv_into_table", "write_demo_consortium"]
+__all__ = [
+    "DEMO_PARTIES",
+    "DemoSilo",
+    "load_csv_into_table",
+    "write_consortium",
+    "write_demo_consortium",
+]
 
 #: party -> (table, label column or None, features); ids are ``customer_id`` everywhere.
 DEMO_PARTIES: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
@@ -178,8 +185,22 @@ def _toml_list(values: tuple[str, ...] | list[str]) -> str:
     return "[" + ", ".join(_toml_str(v) for v in values) + "]"
 
 
-def _silo_toml(party: str, port: int, tls: bool) -> str:
-    table, label, features = DEMO_PARTIES[party]
+@dataclass(frozen=True, kw_only=True)
+class DemoSilo:
+    """One silo of a demo consortium: the CSV loaded into its SQLite table, and its dataset."""
+
+    csv: Path
+    table: str
+    id_column: str
+    features: tuple[str, ...]
+    label: str | None = None
+    dataset: str = DEMO_DATASET
+    protocols: tuple[str, ...] = ("psi", "secureboost", "lr", "score")
+    #: more ``[policy]`` lines (e.g. a lower key-size floor for an insecure test run)
+    extra_policy: str = ""
+
+
+def _silo_toml(party: str, silo: DemoSilo, port: int, tls: bool) -> str:
     out = io.StringIO()
     out.write(f"# demo silo '{party}' (written by fedsilo.silo_node.demo_data)\n")
     out.write(f'party = {_toml_str(party)}\nlisten = "127.0.0.1:{port}"\n')
@@ -192,22 +213,22 @@ def _silo_toml(party: str, port: int, tls: bool) -> str:
     else:
         out.write("insecure_plaintext = true\n")
     out.write(
-        f"\n[datasets.{DEMO_DATASET}]\ntable = {_toml_str(table)}\n"
-        f"id_column = {_toml_str(DEMO_ID_COLUMN)}\nfeatures = {_toml_list(features)}\n"
+        f"\n[datasets.{silo.dataset}]\ntable = {_toml_str(silo.table)}\n"
+        f"id_column = {_toml_str(silo.id_column)}\nfeatures = {_toml_list(silo.features)}\n"
     )
-    if label:
-        out.write(f"label = {_toml_str(label)}\n")
-    roles = '["active", "passive"]' if label else '["passive"]'
+    if silo.label:
+        out.write(f"label = {_toml_str(silo.label)}\n")
+    roles = '["active", "passive"]' if silo.label else '["passive"]'
     out.write(
-        f'\n[policy]\nprotocols = ["psi", "secureboost", "lr", "score"]\nroles = {roles}\n'
+        f"\n[policy]\nprotocols = {_toml_list(silo.protocols)}\nroles = {roles}\n"
         "# the demo shows feature names in importance reports; real silos decide\n"
-        "release_feature_names = true\n"
+        "release_feature_names = true\n" + silo.extra_policy
     )
     return out.getvalue()
 
 
-def write_demo_consortium(workdir: Path, *, tls: bool) -> dict[str, Path]:
-    """One SQLite database and one silo TOML per demo party in ``workdir``; party -> TOML path.
+def write_consortium(workdir: Path, silos: dict[str, DemoSilo], *, tls: bool) -> dict[str, Path]:
+    """One SQLite database and one silo TOML per party in ``workdir``; party -> TOML path.
 
     With ``tls=True`` the configs point at ``certs/ca.pem``, ``certs/<party>.pem`` and
     ``certs/<party>.key`` under ``workdir``, which must exist before a config is loaded.
@@ -216,18 +237,32 @@ def write_demo_consortium(workdir: Path, *, tls: bool) -> dict[str, Path]:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     configs = {}
-    for party, (table, _, _) in DEMO_PARTIES.items():
+    for party, silo in silos.items():
         db = workdir / f"{party}.db"
         if db.exists():
             raise DataError(f"{db} already exists; use an empty folder for the demo")
         engine = create_engine(f"sqlite:///{db}")
         try:
-            load_csv_into_table(
-                engine, table, DEMO_DATA_DIR / f"demo_{party}.csv.gz", DEMO_ID_COLUMN
-            )
+            load_csv_into_table(engine, silo.table, silo.csv, silo.id_column)
         finally:
             engine.dispose()
         path = workdir / f"{party}.toml"
-        path.write_text(_silo_toml(party, _free_port(), tls), encoding="utf-8")
+        path.write_text(_silo_toml(party, silo, _free_port(), tls), encoding="utf-8")
         configs[party] = path
     return configs
+
+
+def write_demo_consortium(workdir: Path, *, tls: bool) -> dict[str, Path]:
+    """The bundled credit consortium (bank, bureau, lender) in ``workdir``: see
+    :func:`write_consortium`."""
+    silos = {
+        party: DemoSilo(
+            csv=DEMO_DATA_DIR / f"demo_{party}.csv.gz",
+            table=table,
+            id_column=DEMO_ID_COLUMN,
+            features=features,
+            label=label,
+        )
+        for party, (table, label, features) in DEMO_PARTIES.items()
+    }
+    return write_consortium(workdir, silos, tls=tls)

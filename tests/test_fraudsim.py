@@ -246,6 +246,7 @@ def test_split_issuer_holds_the_label_acquirer_none(small, tmp_path) -> None:
 def test_ids_are_opaque(small) -> None:
     ids = split_parties(small)["issuer"].ids
     assert all(re.fullmatch(r"[0-9a-f]{20}", i) for i in ids[:1000])
+    assert (ids[:-1] < ids[1:]).all()  # the files are in id order
     # neither the id nor the files' (id) order follows time
     time_rank = np.argsort(np.argsort(small.transactions.seconds))
     file_order = np.argsort(np.argsort(small.tx_id))

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "fedsilo"
 GRPC_MODULES = ("grpc", "grpc_health", "fedsilo.grpc_errors", "fedsilo.protos.fedsilo_pb2_grpc")
 #: algorithm packages: tested without a server, so they import no transport and no node (each
 #: protocol's own algorithms, in ``fedsilo/protocols/<kind>/``, follow the same rule)
-ALGORITHMS = ("ml", "psi", "crypto")
+ALGORITHMS = ("ml", "psi", "crypto", "fraudsim")
 #: the one algorithm-side module allowed to touch grpc (it builds channel credentials)
 GRPC_ALLOWED = {"crypto/tls.py"}
 #: light modules a silo, a benchmark or a notebook imports without loading grpc

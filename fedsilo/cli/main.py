@@ -183,6 +183,28 @@ def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="folder for databases, certificates, scores and the report",
     )
     demo.set_defaults(func=_lazy("demo", "demo"))
+    which = demo.add_subparsers(dest="which", metavar="[fraud]")
+    fraud = which.add_parser(
+        "fraud", help="a card issuer and an acquirer on simulated card transactions"
+    )
+    fraud.add_argument("--workdir", type=Path, default=Path("fedsilo-demo-fraud"))
+    fraud.add_argument(
+        "--rows", type=int, help="transactions to simulate (default: sized for about a minute)"
+    )
+    fraud.add_argument("--seed", type=int, default=0, help="seed of the simulation")
+    fraud.add_argument("--trees", type=int, default=100, help="trees of the fraud model (depth 4)")
+    fraud.set_defaults(func=_lazy("demo_fraud", "demo_fraud"))
+
+
+def _fraudsim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sim = sub.add_parser(
+        "fraudsim", help="simulate card transactions; write the issuer's and acquirer's CSVs"
+    )
+    sim.add_argument("--out", type=Path, required=True, help="folder for issuer.csv, acquirer.csv")
+    sim.add_argument("--rows", type=int, default=1_000_000, help="about this many transactions")
+    sim.add_argument("--seed", type=int, default=0, help="same seed, same bytes")
+    sim.add_argument("--gzip", action="store_true", help="write .csv.gz")
+    sim.set_defaults(func=_lazy("fraudsim_cmd", "fraudsim"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -193,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedsilo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit):
+    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit, _fraudsim):
         add(sub)
     return parser
 

@@ -202,35 +202,31 @@ def _fmt(value: float | None) -> str:
 
 
 def summary(console: Console, demo: FraudDemo, record: JobRecord, seconds: float) -> None:
-    result: dict[str, Any] = record.result
-    steps = {k.split(":", 1)[1]: v for k, v in result.items() if ":" in k}
+    """The two models side by side (a table that fits 80 columns), then where things are."""
+    steps = {k.split(":", 1)[1]: v for k, v in record.result.items() if ":" in k}
     found = evaluation(record)
-    table = Table(
-        title=f"fedsilo demo fraud: job {record.job_id} {record.state} in {seconds:.0f} s"
-    )
-    table.add_column("what")
-    table.add_column("federated (issuer + acquirer)")
-    table.add_column("issuer alone")
-    table.add_row("transactions simulated", f"{demo.rows}", "")
-    table.add_row("joined by PSI", str(steps.get("psi", {}).get("count", "?")), "")
+    table = Table(title=f"fedsilo demo fraud: job {record.state} in {seconds:.0f} s")
+    table.add_column(f"fraud model: {demo.trees} trees, depth {DEPTH}")
+    table.add_column("federated", justify="right")
+    table.add_column("issuer alone", justify="right")
+    table.add_row("test AUC", _fmt(found["auc"]), _fmt(found["baseline_auc"]))
     table.add_row(
-        f"fraud model ({demo.trees} trees, depth {DEPTH}) test AUC",
-        _fmt(found["auc"]),
-        _fmt(found["baseline_auc"]),
-    )
-    table.add_row(
-        f"precision reviewing the top {REVIEW_RATE:.0%}",
+        f"precision, top {REVIEW_RATE:.0%} reviewed",
         _fmt(found["precision"]),
         _fmt(found["baseline_precision"]),
     )
-    evaluate = next(v for k, v in result.items() if k.endswith(":evaluate"))
-    table.add_row("report (at the issuer)", evaluate["report"], "")
+    console.print(table)
+    psi = steps.get("psi", {}).get("count", "?")
+    console.print(f"job {record.job_id}: {demo.rows} transactions simulated, {psi} joined by PSI")
+    evaluate = next(v for k, v in record.result.items() if k.endswith(":evaluate"))
+    console.print(f"report (at the issuer): {evaluate['report']}", soft_wrap=True)
     score = steps.get("score", {})
     if score:
         where = demo.workdir / f"{ISSUER}.db"
-        table.add_row("scores", f"{score['rows']} rows in '{score['table']}' of {where}", "")
-    table.add_row("audit ledgers", f"fedsilo audit --silo {demo.workdir / 'issuer.toml'}", "")
-    console.print(table)
+        console.print(
+            f"scores: {score['rows']} rows in table '{score['table']}' of {where}", soft_wrap=True
+        )
+    console.print(f"audit ledgers: fedsilo audit --silo {demo.workdir / 'issuer.toml'}")
 
 
 def demo_fraud(args: argparse.Namespace) -> int:

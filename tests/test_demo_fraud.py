@@ -36,6 +36,10 @@ def test_bad_sizes_are_one_line_errors(tmp_path: Path) -> None:
     out = fedsilo("fraudsim", "--out", "x", "--rows", "10", cwd=tmp_path)
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
     assert "at least 1000 rows" in out.stderr and not (tmp_path / "x").exists()
+    (tmp_path / "file").write_text("")
+    out = fedsilo("fraudsim", "--out", "file/x", "--rows", "2000", cwd=tmp_path)
+    assert out.returncode == 3 and "cannot create the folder" in out.stderr
+    assert out.stderr.strip().count("\n") == 0
     out = fedsilo("demo", "fraud", "--trees", "0", cwd=tmp_path)
     assert out.returncode == 2 and "--trees 0" in out.stderr
     assert not (tmp_path / "fedsilo-demo-fraud").exists()

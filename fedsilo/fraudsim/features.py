@@ -60,7 +60,9 @@ def _rows_after(keys: IntArray, bound: IntArray) -> IntArray:
     return np.searchsorted(keys, bound, side="right").astype(np.int64)
 
 
-def customer_windows(tx: Transactions, windows: tuple[int, ...] = CUSTOMER_WINDOWS) -> dict:
+def customer_windows(
+    tx: Transactions, windows: tuple[int, ...] = CUSTOMER_WINDOWS
+) -> dict[str, FloatArray]:
     """``customer_nb_tx_{w}day`` and ``customer_avg_amount_{w}day`` per transaction."""
     span = int(tx.seconds.max(initial=0)) + (max(windows) + 1) * DAY_SECONDS
     order, keys = _grouped(tx.customer, tx.seconds, span)
@@ -80,7 +82,7 @@ def terminal_windows(
     tx: Transactions,
     windows: tuple[int, ...] = TERMINAL_WINDOWS,
     delay_days: int = TERMINAL_DELAY_DAYS,
-) -> dict:
+) -> dict[str, FloatArray]:
     """``terminal_nb_tx_{w}day`` and ``terminal_risk_{w}day`` per transaction, from the labels
     of the terminal's transactions in ``(t - delay - w, t - delay]`` only."""
     span = int(tx.seconds.max(initial=0)) + (delay_days + max(windows) + 1) * DAY_SECONDS

@@ -91,7 +91,10 @@ def write_party_csvs(tables: dict[str, PartyTable], out: Path, *, gz: bool = Fal
     Each file is written next to its final name and renamed into place, so an interrupted run
     leaves no half-written CSV. Same tables, same bytes (gzip without a timestamp).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"{out}: cannot create the folder ({err.strerror})") from err
     written = []
     for party, table in tables.items():
         path = out / f"{party}.csv{'.gz' if gz else ''}"

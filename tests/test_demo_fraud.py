@@ -42,6 +42,8 @@ def test_bad_sizes_are_one_line_errors(tmp_path: Path) -> None:
     assert out.stderr.strip().count("\n") == 0
     out = fedsilo("demo", "fraud", "--trees", "0", cwd=tmp_path)
     assert out.returncode == 2 and "--trees 0" in out.stderr
+    out = fedsilo("demo", "fraud", "--rows", "5", cwd=tmp_path)
+    assert out.returncode == 2 and "at least 1000 rows" in out.stderr
     assert not (tmp_path / "fedsilo-demo-fraud").exists()
 
 

@@ -76,9 +76,10 @@ class FraudDemo:
         configs for the issuer and the acquirer in an empty ``workdir``."""
         if not 1 <= trees <= 1000:
             raise ConfigError(f"--trees {trees}: use 1 to 1000 trees")
+        config = SimConfig.for_rows(rows, seed=seed)  # a bad size fails before anything is made
         _prepare(workdir)
         _certificates(workdir)
-        sim = simulate(SimConfig.for_rows(rows, seed=seed))
+        sim = simulate(config)
         csvs = {p.name.split(".")[0]: p for p in write_party_csvs(split_parties(sim), workdir)}
         silos = {
             ISSUER: DemoSilo(
@@ -104,7 +105,10 @@ class FraudDemo:
 
     @contextmanager
     def running(self) -> Iterator[FraudDemo]:
-        """The silo nodes serving on loopback (stopped on the way out, whatever happens)."""
+        """The silo nodes serving on loopback (stopped on the way out, whatever happens).
+
+        The one place that starts silos: a process launcher replaces the in-process nodes here.
+        """
         try:
             for party, path in self.configs.items():
                 self.nodes[party] = start_silo(path)

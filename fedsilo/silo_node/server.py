@@ -269,12 +269,17 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
             silo=self.ctx.party,
             job=clean(head.job_id),
             method=clean(head.method, 80),
-            step=clean(payload.meta.get("step"), 12),
+            step=_step_index(payload.meta.get("step")),
             ms=round(1000 * (time.monotonic() - started), 1),
             bytes_in=len(data),
             bytes_out=len(data_out),
         )
         return data_out
+
+
+def _step_index(value: object) -> int | str:
+    """The step index a call named, for the log (a non-integer one as short clean text)."""
+    return value if isinstance(value, int) else clean(value, 12)
 
 
 def _is_job_id(job_id: str) -> bool:

@@ -120,6 +120,40 @@ def test_cancel_a_running_secureboost_job(consortium: Consortium) -> None:
         assert node.ctx.sessions.find(again.job_id) is None
 
 
+def test_a_cancelled_scoring_job_leaves_no_partial_score_table(consortium: Consortium) -> None:
+    c = consortium
+    store = c.store()
+    config = c.root / "coordinator.toml"
+    small = {**SGB, "n_estimators": 1, "max_depth": 2}
+    trained = run_job(
+        c.job(PARTIES, [{"kind": "psi", "alignment": "s"}, small], name="m"),
+        clients=c.clients(),
+        store=store,
+    )
+    model = trained.result["2:secureboost"]["model"]
+    score = {"kind": "score", "model": model, "alignment": "s", "table": "risk", "chunk_rows": 8}
+    spec = c.job(PARTIES, [score], name="scoring")
+    job_id = store.create_job(spec.name, spec.to_wire(""))
+    box = _in_background(lambda: run_job(spec, clients=c.clients(), store=store, job_id=job_id))
+
+    def chunks_done() -> bool:
+        task = _task(store, job_id, "scoring")
+        return task is not None and task["completed"] >= 3
+
+    wait_for("a few chunks to be scored", chunks_done)
+    out = fedsilo("jobs", "cancel", job_id, "--config", str(config))
+    assert out.returncode == 0 and out.stdout.strip() == f"job {job_id}: cancelled", out.stderr
+    box["thread"].join(timeout=30)
+    assert isinstance(box.get("error"), JobCancelled)
+    task = _task(store, job_id, "scoring")
+    assert task is not None and 3 <= task["completed"] < task["total"]  # it was stopped midway
+    bank = c.nodes["bank"].ctx.store
+    assert not bank.score_table_exists("risk")  # rows it wrote deleted, the table it made dropped
+    again = run_job(spec, clients=c.clients(), store=store)
+    assert again.state == "succeeded" and again.result["1:score"]["written"] == 569
+    assert bank.score_count("risk", model) == 569
+
+
 def test_cancel_of_an_ended_job_changes_nothing(consortium: Consortium) -> None:
     c = consortium
     store = c.store()

@@ -235,12 +235,18 @@ def test_an_unreachable_silo_is_one_line_and_the_same_code_from_run_and_describe
     job = _job_file(c, "j", '[[steps]]\nkind = "psi"\n')
     ran = fedsilo("run", str(job))
     described = fedsilo("silo", "describe", "--config", str(tmp_path / "coordinator.toml"))
-    for out in (ran, described):
+    scripted = fedsilo("run", str(job), "--json")
+    for out in (ran, described, scripted):
         assert out.returncode == 9, out.stderr  # SiloUnavailable, from either command
         (line,) = out.stderr.splitlines()
         assert line.startswith("fedsilo: error: ") and "silo 'bank' unavailable" in line
+    failed = json.loads(scripted.stdout)  # with --json the failed job's record too
+    assert failed["state"] == "failed" and failed["exit_code"] == 9
+    assert failed["result"] == {"error": "SiloUnavailable"}
     jobs = as_json("jobs", "--json", "--config", str(tmp_path / "coordinator.toml"))["jobs"]
-    assert jobs[0]["state"] == "failed" and jobs[0]["exit_code"] == 9
+    assert [j["job_id"] for j in jobs][0] == failed["job_id"]
+    assert [j["state"] for j in jobs] == ["failed", "failed"]
+    assert [j["exit_code"] for j in jobs] == [9, 9]
 
 
 def test_exit_codes_are_one_table_in_help_and_readme() -> None:

@@ -20,7 +20,7 @@ from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.server import job_status, serve_coordinator
 from fedsilo.coordinator.store import JobStore
 from fedsilo.crypto import tls
-from fedsilo.errors import ConfigError
+from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.grpc_errors import raise_from_rpc
 from fedsilo.progress import NullProgress
 from fedsilo.protos import fedsilo_pb2 as pb
@@ -38,15 +38,21 @@ def run(args: argparse.Namespace) -> int:
         )
     store = JobStore(spec.consortium.database_url)
     clients = connect_silos(spec.consortium, sorted(spec.parties))
-    with RichProgress() as display:
-        record = run_job(
-            spec,
-            clients=clients,
-            store=store,
-            progress=NullProgress() if args.json else display,
-            job_id=args.resume,
-            resume=bool(args.resume),
-        )
+    try:
+        with RichProgress() as display:
+            record = run_job(
+                spec,
+                clients=clients,
+                store=store,
+                progress=NullProgress() if args.json else display,
+                job_id=args.resume,
+                resume=bool(args.resume),
+            )
+    except FedsiloError as err:
+        job_id = getattr(err, "job_id", None)
+        if args.json and job_id:  # the failed job's record on stdout, the error on stderr
+            print_json(status_dict(job_status(store.get_job(job_id))))
+        raise
     if args.json:
         print_json(status_dict(job_status(record)))
         return 0

@@ -209,6 +209,9 @@ def run_job(
     try:
         with CancelWatch(store, job_id, run.cancel):
             outputs = _run_guarded(run, done)
+    except FedsiloError as err:
+        err.job_id = job_id  # type: ignore[attr-defined]  # for callers that report the job
+        raise
     finally:
         recorded.flush()
     run.log("succeeded")

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from bundled_data import data_file
-from support import Consortium, SiloSpec, free_port
+from support import Consortium, SiloSpec, free_port, run_cli
 
 from fedsilo.errors import EXIT_CODES
 
@@ -26,17 +24,8 @@ GUEST = [f"x{i}" for i in range(10)]
 HOST = [f"x{i}" for i in range(20)]
 
 
-def fedsilo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fedsilo.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def as_json(*args: str) -> Any:
-    out = fedsilo(*args)
+    out = run_cli(*args)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -117,7 +106,7 @@ def test_jobs_json_newest_first_and_global_options_anywhere(ran: dict[str, Any])
             "updated_at",
         }
         assert j["state"] == "succeeded" and j["exit_code"] == 0
-    table = fedsilo("jobs", "--config", config).stdout.splitlines()
+    table = run_cli("jobs", "--config", config).stdout.splitlines()
     assert table[0].split() == ["JOB", "STATE", "CREATED", "UPDATED", "REASON"]
     assert [line.split()[0] for line in table[1:]] == [j["job_id"] for j in jobs]
 
@@ -141,7 +130,7 @@ def test_jobs_show_and_logs_json(ran: dict[str, Any]) -> None:
     assert logs["job_id"] == job_id and logs["state"] == "succeeded"
     assert [e["message"] for e in logs["events"]] == messages
     assert logs["status"]["exit_code"] == 0 and logs["status"]["result"] == shown["result"]
-    text = fedsilo("jobs", "logs", job_id, "--config", config).stdout.splitlines()
+    text = run_cli("jobs", "logs", job_id, "--config", config).stdout.splitlines()
     assert [line.split("  ", 1)[1] for line in text] == messages
 
 
@@ -154,7 +143,7 @@ def test_models_json(ran: dict[str, Any]) -> None:
     assert model["metrics"]["trees"] == 2 and model["trained_on"]["alignment"] == "b"
     shown = as_json("--json", "models", "show", "train-secureboost-v1", "--config", config)
     assert shown == model
-    table = fedsilo("models", "--config", config).stdout.splitlines()
+    table = run_cli("models", "--config", config).stdout.splitlines()
     assert table[0].split() == ["MODEL", "KIND", "JOB", "CREATED", "AUC"]
     assert table[1].split()[:3] == ["train-secureboost-v1", "secureboost", model["job_id"]]
 
@@ -172,7 +161,7 @@ def test_describe_json(ran: dict[str, Any]) -> None:
     assert silos["bank"]["datasets"][0]["label"] == "y"
     assert silos["bureau"]["datasets"][0]["label"] is None
     assert len(silos["bureau"]["datasets"][0]["features"]) == 20
-    table = fedsilo("silo", "describe", "--config", ran["config"]).stdout.splitlines()
+    table = run_cli("silo", "describe", "--config", ran["config"]).stdout.splitlines()
     assert table[0].split()[:3] == ["SILO", "ADDRESS", "HEALTH"] and len(table) == 3
 
 
@@ -205,15 +194,15 @@ def test_audit_json(ran: dict[str, Any]) -> None:
 
 
 def test_json_where_it_does_not_apply_is_refused() -> None:
-    out = fedsilo("silo", "serve", "--json", "--config", "nope.toml")
+    out = run_cli("silo", "serve", "--json", "--config", "nope.toml")
     assert out.returncode == 2 and "--json is not available" in out.stderr
-    out = fedsilo("jobs")
+    out = run_cli("jobs")
     assert out.returncode == 2 and "--config" in out.stderr
 
 
 def test_missing_job_is_one_line_not_found(ran: dict[str, Any]) -> None:
     for args in (("jobs", "show", "nope"), ("jobs", "logs", "nope"), ("jobs", "cancel", "nope")):
-        out = fedsilo(*args, "--json", "--config", ran["config"])
+        out = run_cli(*args, "--json", "--config", ran["config"])
         assert out.returncode == 10 and out.stdout == ""
         assert out.stderr.splitlines() == ["fedsilo: error: no job 'nope'"]
 
@@ -233,9 +222,9 @@ def test_an_unreachable_silo_is_one_line_and_the_same_code_from_run_and_describe
         f'name = "coordinator"\ndatabase = "sqlite:///{tmp_path / "c.db"}"\n{tls_section}{silos}'
     )
     job = _job_file(c, "j", '[[steps]]\nkind = "psi"\n')
-    ran = fedsilo("run", str(job))
-    described = fedsilo("silo", "describe", "--config", str(tmp_path / "coordinator.toml"))
-    scripted = fedsilo("run", str(job), "--json")
+    ran = run_cli("run", str(job))
+    described = run_cli("silo", "describe", "--config", str(tmp_path / "coordinator.toml"))
+    scripted = run_cli("run", str(job), "--json")
     for out in (ran, described, scripted):
         assert out.returncode == 9, out.stderr  # SiloUnavailable, from either command
         (line,) = out.stderr.splitlines()
@@ -252,7 +241,7 @@ def test_an_unreachable_silo_is_one_line_and_the_same_code_from_run_and_describe
 def test_exit_codes_are_one_table_in_help_and_readme() -> None:
     codes = [code for code, _name, _meaning in EXIT_CODES]
     assert len(codes) == len(set(codes))  # one code, one meaning
-    help_text = fedsilo("--help").stdout
+    help_text = run_cli("--help").stdout
     for code, name, _meaning in EXIT_CODES:
         assert re.search(rf"^\s+{code}\s+{re.escape(name or '-')}\s", help_text, re.M), code
     readme = (ROOT / "README.md").read_text()

@@ -13,14 +13,19 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from bundled_data import data_file
-from support import Consortium, SiloSpec, free_port
+from support import Consortium, SiloSpec, free_port, run_cli, wait_for
 
+from fedsilo.coordinator.config import load_coordinator_config
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.server import serve_coordinator
 from fedsilo.coordinator.store import JobStore
+from fedsilo.crypto import tls
 from fedsilo.errors import JobCancelled
+from fedsilo.protos import fedsilo_pb2 as pb
+from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.e2e
 
@@ -29,15 +34,6 @@ HOST = [f"x{i}" for i in range(20)]
 #: default keys (2048-bit Paillier): long enough a job to cancel in the middle of
 SGB = {"kind": "secureboost", "n_estimators": 4, "max_depth": 3, "max_bin": 16}
 PARTIES = {"bank": "active", "bureau": "passive", "telco": "passive"}
-
-
-def fedsilo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fedsilo.cli.main", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -49,14 +45,6 @@ def consortium(tmp_path: Path) -> Iterator[Consortium]:
     c.start_all()
     yield c
     c.stop_all()
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _task(store: JobStore, job_id: str, prefix: str) -> dict[str, Any] | None:
@@ -89,7 +77,7 @@ def test_cancel_a_running_secureboost_job(consortium: Consortium) -> None:
     wait_for("SecureBoost to start", lambda: _task(store, job_id, "SecureBoost") is not None)
 
     started = time.monotonic()
-    out = fedsilo("jobs", "cancel", job_id, "--config", str(config), "--json")
+    out = run_cli("jobs", "cancel", job_id, "--config", str(config), "--json")
     took = time.monotonic() - started
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -141,7 +129,7 @@ def test_a_cancelled_scoring_job_leaves_no_partial_score_table(consortium: Conso
         return task is not None and task["completed"] >= 3
 
     wait_for("a few chunks to be scored", chunks_done)
-    out = fedsilo("jobs", "cancel", job_id, "--config", str(config))
+    out = run_cli("jobs", "cancel", job_id, "--config", str(config))
     assert out.returncode == 0 and out.stdout.strip() == f"job {job_id}: cancelled", out.stderr
     box["thread"].join(timeout=30)
     assert isinstance(box.get("error"), JobCancelled)
@@ -159,9 +147,9 @@ def test_cancel_of_an_ended_job_changes_nothing(consortium: Consortium) -> None:
     store = c.store()
     spec = c.job(PARTIES, [{"kind": "noop"}], name="done")
     rec = run_job(spec, clients=c.clients(), store=store)
-    out = fedsilo("jobs", "--json", "cancel", rec.job_id, "--config", str(c.root / "coord.toml"))
+    out = run_cli("jobs", "--json", "cancel", rec.job_id, "--config", str(c.root / "coord.toml"))
     assert out.returncode == 2  # no such config file: one line
-    out = fedsilo(
+    out = run_cli(
         "jobs", "--json", "cancel", rec.job_id, "--config", str(c.root / "coordinator.toml")
     )
     assert out.returncode == 0, out.stderr
@@ -229,14 +217,12 @@ def _job_toml(c: Consortium, steps: str, name: str) -> Path:
 def test_run_through_the_coordinator_streams_progress_and_cancel(consortium: Consortium) -> None:
     c = consortium
     port = free_port()
-    from fedsilo.coordinator.config import load_coordinator_config
-
     config = load_coordinator_config(_coordinator_toml(c, port))
     server, _port, store = serve_coordinator(config)
     try:
         psi = '[[steps]]\nkind = "psi"\nalignment = "r"\nreplace = true\n'
         job = _job_toml(c, psi, "remote")
-        out = fedsilo("run", str(job), "--coordinator", f"127.0.0.1:{port}")
+        out = run_cli("run", str(job), "--coordinator", f"127.0.0.1:{port}")
         assert out.returncode == 0, out.stderr
         assert "psi: ids hashed and blinded" in out.stderr  # progress, streamed
         assert "psi: intersection of 569 rows" in out.stderr  # events, streamed
@@ -263,14 +249,6 @@ def test_run_through_the_coordinator_streams_progress_and_cancel(consortium: Con
         wait_for("the submitted job to train", lambda: running() is not None)
         job_id = running()
         assert job_id is not None
-        from fedsilo.protos import fedsilo_pb2 as pb
-        from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
-
-        c.coordinator_config()  # the coordinator's own TLS files reach its API
-        import grpc
-
-        from fedsilo.crypto import tls
-
         tls_files = config.tls
         assert tls_files.ca and tls_files.cert and tls_files.key
         creds = tls.channel_credentials(ca=tls_files.ca, cert=tls_files.cert, key=tls_files.key)

@@ -16,10 +16,19 @@ import json
 import logging
 import os
 import sys
+import traceback
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["LOG_FORMATS", "LOG_LEVELS", "JsonFormatter", "clean", "configure", "event"]
+__all__ = [
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "JsonFormatter",
+    "clean",
+    "configure",
+    "event",
+    "where_raised",
+]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -81,3 +90,12 @@ def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields
         return
     text = " ".join(f"{k}={v}" for k, v in fields.items())
     logger.log(level, "%s: %s", name, text, extra={"fedsilo_event": {"event": name, **fields}})
+
+
+def where_raised(exc: BaseException) -> str:
+    """Where ``exc`` was raised (file, line, function of each frame) and its type, without its
+    message: an exception's text may quote data (a ``KeyError`` on a raw id, a database error
+    with the row's values), and a silo's log never holds data."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = [f'  File "{f.filename}", line {f.lineno}, in {f.name}' for f in frames]
+    return "\n".join(["Traceback (message withheld):", *where, type(exc).__name__])

@@ -25,7 +25,7 @@ from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobStore
 from fedsilo.errors import NotFound
-from fedsilo.logs import JsonFormatter, clean, event
+from fedsilo.logs import JsonFormatter, clean, event, where_raised
 from fedsilo.wire import StepPayload
 
 pytestmark = pytest.mark.e2e
@@ -164,3 +164,15 @@ def test_json_formatter_and_clean_keep_one_line_per_record() -> None:
     doc = json.loads(line)
     assert doc["event"] == "job opened" and doc["n"] == 3 and doc["level"] == "info"
     assert doc["job"].startswith("evil\\njob\\x1b") and len(doc["job"]) <= 300
+
+
+def test_where_raised_names_the_place_not_the_message() -> None:
+    def lookup(table: dict[str, int]) -> int:
+        return table["CUST0123456789ab"]
+
+    try:
+        lookup({})
+    except KeyError as exc:
+        text = where_raised(exc)
+    assert "CUST0123456789ab" not in text
+    assert "in lookup" in text and text.endswith("KeyError") and "test_silo_logs.py" in text

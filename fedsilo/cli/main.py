@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fedsilo import __version__
 from fedsilo.errors import EXIT_CODES, INTERRUPTED, FedsiloError, exit_code_for
@@ -217,25 +218,32 @@ def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
     def default(value: object) -> object:
         return value if top else argparse.SUPPRESS
 
-    parser.add_argument(
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag in parser._option_string_actions:  # the command defines it itself
+            if flag == "--json":
+                parser.set_defaults(json_ok=True)
+            return
+        parser.add_argument(flag, **kwargs)
+
+    add(
         "--debug",
         action="store_true",
         default=default(False),
         help="show tracebacks and debug logs (--log-level debug)",
     )
-    parser.add_argument(
+    add(
         "--log-level",
         choices=LOG_LEVELS,
         default=default(None),
         help="log records at this level and above (default: info for serve, else warning)",
     )
-    parser.add_argument(
+    add(
         "--log-format",
         choices=LOG_FORMATS,
         default=default("text"),
         help="text lines, or one JSON object per line",
     )
-    parser.add_argument(
+    add(
         "--json",
         action="store_true",
         default=default(False),

@@ -101,6 +101,11 @@ class Consortium:
     def job(self, job_id: str) -> JobRecord:
         return self.store.get_job(job_id)
 
+    def cancel(self, job_id: str) -> bool:
+        """Ask whoever runs the job to cancel it (``fedsilo jobs cancel``); False if it had
+        already ended. The job ends ``cancelled`` within about a second."""
+        return self.store.request_cancel(job_id)
+
     def models(self) -> list[ModelRecord]:
         return self.store.list_models()
 

@@ -25,6 +25,7 @@ from fedsilo.errors import (
     SiloUnavailable,
 )
 from fedsilo.grpc_handlers import behavior_of, rebuilt
+from fedsilo.logs import where_raised
 
 __all__ = [
     "FirstKept",
@@ -76,8 +77,9 @@ def error_from_status(code: grpc.StatusCode, details: str) -> FedsiloError:
 def abort_on_error(fn: F) -> F:
     """Servicer decorator: a FedsiloError aborts with its status; anything else is INTERNAL.
 
-    Unexpected exceptions are logged here with their traceback and answered with a generic
-    message, so a hostile message never crashes the server nor leaks internals to the caller.
+    Unexpected exceptions are logged here with where they were raised (not their message, which
+    may quote data) and answered with a generic message, so a hostile message never crashes the
+    server nor leaks internals to the caller.
     """
 
     @functools.wraps(fn)
@@ -89,8 +91,8 @@ def abort_on_error(fn: F) -> F:
         except FedsiloError as err:
             _report_refusal(self, fn.__name__, request, context, err)
             context.abort(grpc_status_for(err), str(err))
-        except Exception:
-            log.exception("internal error in %s", fn.__name__)
+        except Exception as exc:  # where, not what: its message may quote data
+            log.error("internal error in %s\n%s", fn.__name__, where_raised(exc))
             context.abort(grpc.StatusCode.INTERNAL, f"internal error in {fn.__name__}")
 
     return wrapper  # type: ignore[return-value]

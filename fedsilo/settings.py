@@ -66,6 +66,15 @@ SESSION_IDLE_TIMEOUT_S: float = 3600.0
 MAX_OPEN_SESSIONS_PER_CALLER: int = 16
 #: job sessions a silo holds open for all callers together (see ``MAX_OPEN_SESSIONS_PER_CALLER``).
 MAX_OPEN_SESSIONS: int = 64
+#: seconds between a running job's checks of its cancel flag in the coordinator's store
+#: (``fedsilo jobs cancel``): a cancelled job stops its calls within about this.
+CANCEL_POLL_S: float = 0.25
+#: seconds, shortest interval between writes of a job's progress to the coordinator's store (what
+#: ``run --coordinator`` and ``jobs logs --follow`` show); a task's end is written at once.
+PROGRESS_WRITE_S: float = 0.5
+#: seconds between the coordinator's looks for new events of a watched job (``WatchJob``,
+#: ``jobs logs --follow``).
+WATCH_POLL_S: float = 0.5
 
 # --- data ----------------------------------------------------------------------------------------
 #: rows per chunk when a silo reads its tables; bounds memory independently of table size.

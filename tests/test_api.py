@@ -35,5 +35,6 @@ def test_notebook_api_runs_a_job_and_lists_it(tmp_path: Path) -> None:
         assert record.state == "succeeded"
         assert [j.job_id for j in api.jobs()] == [record.job_id]
         assert api.job(record.job_id).result["1:psi"]["count"] == 569
+        assert api.cancel(record.job_id) is False  # it has ended: nothing to cancel
     finally:
         c.stop_all()

@@ -24,6 +24,7 @@ EXPORTS: dict[str, str] = {
     "CryptoError": "fedsilo.errors",
     "JobError": "fedsilo.errors",
     "SiloUnavailable": "fedsilo.errors",
+    "JobCancelled": "fedsilo.errors",
     "NotFound": "fedsilo.errors",
     "LimitExceeded": "fedsilo.errors",
 }

@@ -9,6 +9,7 @@ fails with one line and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import textwrap
 from collections import defaultdict
@@ -17,6 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from sqlalchemy import inspect
 
+from fedsilo.cli.output import print_json
 from fedsilo.crypto.certs import load_certificate
 from fedsilo.crypto.ledger_heads import LedgerHead, SignedHead, verify_head
 from fedsilo.errors import DataError, FedsiloError, NotFound
@@ -45,8 +47,24 @@ def _print_entries(entries: list[LedgerEntry]) -> None:
         )
 
 
-def _print_summary(entries: list[LedgerEntry]) -> None:
-    """Messages and bytes per (job, recipient, kind): what went where, at a glance."""
+def _entry_dict(e: LedgerEntry) -> dict[str, object]:
+    return {
+        "seq": e.seq,
+        "created_at": e.created_at,
+        "job_id": e.job_id,
+        "step": e.step,
+        "peer": e.peer,
+        "kind": e.kind,
+        "bytes": e.nbytes,
+        "reveals": e.reveals,
+        "hash": e.hash,
+    }
+
+
+def _summarise(
+    entries: list[LedgerEntry],
+) -> tuple[dict[tuple[str, str, str], list[int]], dict[str, str]]:
+    """Messages and bytes per (job, recipient, kind), and what each message kind reveals."""
     totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     reveals: dict[str, str] = {}
     for e in entries:
@@ -56,6 +74,21 @@ def _print_summary(entries: list[LedgerEntry]) -> None:
         if e.kind not in CONTROL_KINDS:
             # released meta carries its values after ": {"; the summary keeps the general text
             reveals.setdefault(e.kind, e.reveals.split(": {", 1)[0])
+    return totals, reveals
+
+
+def _summary_json(party: str, entries: list[LedgerEntry]) -> dict[str, object]:
+    totals, reveals = _summarise(entries)
+    rows = [
+        {"job_id": job, "to": peer, "kind": kind, "messages": count, "bytes": nbytes}
+        for (job, peer, kind), (count, nbytes) in sorted(totals.items())
+    ]
+    return {"party": party, "totals": rows, "reveals": dict(sorted(reveals.items()))}
+
+
+def _print_summary(entries: list[LedgerEntry]) -> None:
+    """Messages and bytes per (job, recipient, kind): what went where, at a glance."""
+    totals, reveals = _summarise(entries)
     print(f"{'job':<36} {'to':<14} {'kind':<28} {'messages':>8} {'bytes':>14}")
     for (job, peer, kind), (count, nbytes) in sorted(totals.items()):
         print(f"{job:<36} {peer:<14} {kind:<28} {count:>8} {nbytes:>14,}")
@@ -125,6 +158,10 @@ def _verify(config: SiloConfig, ledger: Ledger, args: argparse.Namespace) -> int
     except FedsiloError as err:
         raise type(err)(f"{config.file_label}: {err}") from None
     seq, head = ledger.head()
+    if args.json:
+        doc = {"party": config.party, "intact": True, "entries": seq, "head": head}
+        print_json({**doc, "anchors": matched})
+        return 0
     print(f"{config.party}: audit ledger intact ({seq} entries, head {head[:16]})")
     for line in matched or ["no signed head yet: a cut tail cannot be detected"]:
         print(f"  {line}")
@@ -138,12 +175,19 @@ def _head(config: SiloConfig, ledger: Ledger, args: argparse.Namespace) -> int:
             f"{config.file_label}: no signed ledger head of "
             f"'{args.party or config.party}' kept yet (heads are signed at job close)"
         )
+    if args.json:  # the same head, as an indented document
+        print_json(json.loads(signed.to_json()))
+        return 0
     print(signed.to_json())
     return 0
 
 
 def _heads(config: SiloConfig, ledger: Ledger, args: argparse.Namespace) -> int:
     kept = ledger.heads(args.party)
+    if args.json:
+        heads = [{**signed.head.__dict__, "signed": signed.signed} for signed in kept]
+        print_json({"party": config.party, "heads": heads})
+        return 0
     print(f"ledger heads kept by silo '{config.party}': {len(kept)}")
     for signed in kept:
         h = signed.head
@@ -169,6 +213,10 @@ def audit(args: argparse.Namespace) -> int:
     if args.action in actions:
         return actions[args.action](config, ledger, args)
     entries = ledger.entries(args.job)
+    if args.json:
+        doc = _summary_json(config.party, entries) if args.summary else None
+        print_json(doc or {"party": config.party, "entries": [_entry_dict(e) for e in entries]})
+        return 0
     print(
         f"audit ledger of silo '{config.party}': {len(entries)} entries "
         "(messages sent, jobs accepted and closed, calls refused)"

@@ -1,19 +1,23 @@
 """The ``fedsilo`` command line.
 
 Every domain error ends here as one line on stderr and the exit code of its class
-(``fedsilo.errors``); a user never sees a traceback for bad input. ``--debug`` shows it anyway.
+(``fedsilo.errors.exit_code_for``; the table is ``fedsilo.errors.EXIT_CODES``, printed by
+``fedsilo --help``); a user never sees a traceback for bad input. ``--debug`` shows it anyway.
+Global options (``--debug``, ``--log-level``, ``--log-format``, ``--json``, ``--config``) are
+accepted before or after the subcommand.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from fedsilo import __version__
-from fedsilo.errors import FedsiloError
+from fedsilo.errors import EXIT_CODES, INTERRUPTED, FedsiloError, exit_code_for
+from fedsilo.logs import LOG_FORMATS, LOG_LEVELS, configure
 
 __all__ = ["build_parser", "main"]
 
@@ -52,7 +56,7 @@ def _silo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "describe", help="ask a running silo what it offers (via coordinator config)"
     )
     describe.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
-    describe.set_defaults(func=_lazy("run_cmd", "describe"))
+    describe.set_defaults(func=_lazy("run_cmd", "describe"), json_ok=True)
 
 
 def _coordinator(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -73,11 +77,27 @@ def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="ADDR",
         help="submit to a running coordinator instead of running in this process",
     )
-    run.set_defaults(func=_lazy("run_cmd", "run"))
-    jobs = sub.add_parser("jobs", help="list jobs, or show one")
-    jobs.add_argument("job_id", nargs="?", help="show this job with its events")
+    run.set_defaults(func=_lazy("run_cmd", "run"), json_ok=True)
+    jobs = sub.add_parser(
+        "jobs",
+        help="list jobs (newest first), show one, cancel one, or print its log",
+        description="fedsilo jobs: list; fedsilo jobs [show] ID: one job with its events; "
+        "fedsilo jobs cancel ID: stop it (it ends 'cancelled'); "
+        "fedsilo jobs logs ID [--follow]: its events (and progress) until it ends",
+    )
+    jobs.add_argument(
+        "words", nargs="*", metavar="[show|cancel|logs] JOB_ID", help="what to do with which job"
+    )
     jobs.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
-    jobs.set_defaults(func=_lazy("run_cmd", "jobs"))
+    jobs.add_argument("--follow", action="store_true", help="logs: stream until the job ends")
+    jobs.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="cancel: wait this long for the job to end (default 30; 0: do not wait)",
+    )
+    jobs.set_defaults(func=_lazy("jobs_cmd", "jobs"), json_ok=True)
     score = sub.add_parser(
         "score",
         help="score customers with a registered model (written at the "
@@ -105,7 +125,7 @@ def _jobs(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     models.add_argument("action", nargs="?", choices=["show"], help="show one model")
     models.add_argument("model_id", nargs="?")
     models.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
-    models.set_defaults(func=_lazy("run_cmd", "models"))
+    models.set_defaults(func=_lazy("jobs_cmd", "models"), json_ok=True)
 
 
 def _job(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -171,7 +191,7 @@ def _audit(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "'audit head' or the coordinator, or SEQ:HASH, or a bare HASH)",
     )
     audit.add_argument("--party", help="head: a peer's head this silo kept (default: its own)")
-    audit.set_defaults(func=_lazy("audit_cmd", "audit"))
+    audit.set_defaults(func=_lazy("audit_cmd", "audit"), json_ok=True)
 
 
 def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -207,35 +227,117 @@ def _fraudsim(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     sim.set_defaults(func=_lazy("fraudsim_cmd", "fraudsim"))
 
 
+def exit_code_help() -> str:
+    """The exit-code table for ``fedsilo --help`` (from ``fedsilo.errors.EXIT_CODES``)."""
+    rows = [f"  {code:>3}  {name or '-':<16} {meaning}" for code, name, meaning in EXIT_CODES]
+    return "exit codes (the same fault gives the same code from every command):\n" + "\n".join(rows)
+
+
+def _global_options(parser: argparse.ArgumentParser, *, top: bool) -> None:
+    """The options every (sub)command accepts; below the top their default is SUPPRESS, so a
+    value given before the subcommand is not reset by the subcommand's parser."""
+
+    def default(value: object) -> object:
+        return value if top else argparse.SUPPRESS
+
+    def add(flag: str, **kwargs: Any) -> None:
+        if flag in parser._option_string_actions:  # the command defines it itself
+            if flag == "--json":
+                parser.set_defaults(json_ok=True)
+            return
+        parser.add_argument(flag, **kwargs)
+
+    add(
+        "--debug",
+        action="store_true",
+        default=default(False),
+        help="show tracebacks and debug logs (--log-level debug)",
+    )
+    add(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=default(None),
+        help="log records at this level and above (default: info for serve, else warning)",
+    )
+    add(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=default("text"),
+        help="text lines, or one JSON object per line",
+    )
+    add(
+        "--json",
+        action="store_true",
+        default=default(False),
+        help="print results as one JSON document (jobs, models, run, describe, audit)",
+    )
+
+
+def _spread(parser: argparse.ArgumentParser) -> None:
+    """Give every subcommand the global options; a required --config of a subcommand may come
+    before it too (checked in :func:`main`)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _global_options(child, top=False)
+                for option in child._actions:
+                    if option.dest == "config" and option.required:
+                        option.required, option.default = False, argparse.SUPPRESS
+                        child.set_defaults(needs_config=True)
+                _spread(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedsilo",
         description="Privacy-preserving cross-silo analytics: PSI, SecureBoost, federated LR.",
+        epilog=exit_code_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"fedsilo {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    _global_options(parser, top=True)
+    parser.add_argument(
+        "--config", type=Path, default=None, help="the config file of the command (see its help)"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit, _fraudsim):
         add(sub)
+    _spread(parser)
     return parser
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "needs_config", False) and args.config is None:
+        parser.error("the following arguments are required: --config")
+    if args.json and not getattr(args, "json_ok", False):
+        parser.error(f"--json is not available for 'fedsilo {args.command}'")
+    return args
+
+
+def _log_level(args: argparse.Namespace) -> str:
+    if args.debug:
+        return "debug"
+    if args.log_level:
+        return str(args.log_level)
+    serving = getattr(args, "action", None) == "serve"
+    return "info" if serving else "warning"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = _parse(argv)
+    configure(_log_level(args), args.log_format)
     try:
         return int(args.func(args) or 0)
     except FedsiloError as err:
         if args.debug:
             raise
         print(f"fedsilo: error: {err}", file=sys.stderr)
-        return err.exit_code
+        return exit_code_for(err)
     except KeyboardInterrupt:
         print("fedsilo: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:  # `fedsilo audit | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0

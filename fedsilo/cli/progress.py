@@ -1,11 +1,27 @@
-"""A rich progress display for long steps (the CLI's implementation of fedsilo.progress)."""
+"""A rich progress display for long steps (the CLI's implementation of fedsilo.progress).
+
+Bars with the count, elapsed time and the estimated time left, on stderr. The display starts
+with the first task, so a job that fails before any leaves only its one-line error. ``show``
+mirrors a progress snapshot recorded by another process (``fedsilo run --coordinator``,
+``fedsilo jobs logs --follow``).
+"""
 
 from __future__ import annotations
 
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from fedsilo.progress import ProgressTask
 
@@ -13,18 +29,18 @@ __all__ = ["RichProgress"]
 
 
 class _Task:
-    def __init__(self, progress: Progress, task_id: int) -> None:
+    def __init__(self, progress: Progress, task_id: TaskID) -> None:
         self._progress = progress
         self._id = task_id
 
     def advance(self, amount: float = 1) -> None:
-        self._progress.advance(self._id, amount)  # type: ignore[arg-type]
+        self._progress.advance(self._id, amount)
 
     def finish(self) -> None:
         task = self._progress.tasks[self._id]
         if task.total is not None:
-            self._progress.update(self._id, completed=task.total)  # type: ignore[arg-type]
-        self._progress.stop_task(self._id)  # type: ignore[arg-type]
+            self._progress.update(self._id, completed=task.total)
+        self._progress.stop_task(self._id)
 
 
 class RichProgress:
@@ -37,12 +53,15 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             console=self.console,
             transient=False,
         )
+        self._started = False
+        self._mirrored: dict[int, TaskID] = {}
 
     def __enter__(self) -> RichProgress:
-        self._progress.start()
         return self
 
     def __exit__(
@@ -51,10 +70,32 @@ class RichProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._progress.stop()
+        if self._started:
+            self._progress.stop()
+
+    def _start(self) -> None:
+        if not self._started:
+            self._progress.start()
+            self._started = True
 
     def task(self, description: str, total: float | None = None) -> ProgressTask:
+        self._start()
         return _Task(self._progress, self._progress.add_task(description, total=total))
 
     def note(self, message: str) -> None:
-        self._progress.console.print(f"[dim]{message}[/dim]")
+        self._progress.console.print(f"[dim]{escape(message)}[/dim]", highlight=False)
+
+    def show(self, snapshot: dict[str, Any]) -> None:
+        """Bring the bars in line with a recorded snapshot (``{"tasks": [...]}``)."""
+        for task in snapshot.get("tasks", []):
+            number = int(task.get("task", 0))
+            if number not in self._mirrored:
+                self._start()
+                total = task.get("total")
+                self._mirrored[number] = self._progress.add_task(
+                    str(task.get("description", "")), total=total
+                )
+            task_id = self._mirrored[number]
+            self._progress.update(task_id, completed=float(task.get("completed") or 0))
+            if task.get("finished"):
+                self._progress.stop_task(task_id)

@@ -1,25 +1,28 @@
-"""`fedsilo run`, `jobs`, `models`, `coordinator serve`, `silo describe`."""
+"""`fedsilo run`, `coordinator serve`, `silo describe`."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import signal
+import sys
 import threading
-import time
 
 import grpc
 
 from fedsilo import settings
+from fedsilo.cli.output import print_json, print_table
 from fedsilo.cli.progress import RichProgress
+from fedsilo.cli.watch import follow, status_dict
 from fedsilo.coordinator.config import JobSpec, load_coordinator_config, load_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
-from fedsilo.coordinator.server import serve_coordinator
+from fedsilo.coordinator.server import job_status, serve_coordinator
 from fedsilo.coordinator.store import JobStore
 from fedsilo.crypto import tls
-from fedsilo.errors import ConfigError
+from fedsilo.errors import ConfigError, FedsiloError
 from fedsilo.grpc_errors import raise_from_rpc
+from fedsilo.progress import NullProgress
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 
@@ -35,15 +38,24 @@ def run(args: argparse.Namespace) -> int:
         )
     store = JobStore(spec.consortium.database_url)
     clients = connect_silos(spec.consortium, sorted(spec.parties))
-    with RichProgress() as progress:
-        record = run_job(
-            spec,
-            clients=clients,
-            store=store,
-            progress=progress,
-            job_id=args.resume,
-            resume=bool(args.resume),
-        )
+    try:
+        with RichProgress() as display:
+            record = run_job(
+                spec,
+                clients=clients,
+                store=store,
+                progress=NullProgress() if args.json else display,
+                job_id=args.resume,
+                resume=bool(args.resume),
+            )
+    except FedsiloError as err:
+        job_id = getattr(err, "job_id", None)
+        if args.json and job_id:  # the failed job's record on stdout, the error on stderr
+            print_json(status_dict(job_status(store.get_job(job_id))))
+        raise
+    if args.json:
+        print_json(status_dict(job_status(record)))
+        return 0
     print(f"job {record.job_id}: {record.state}")
     print(json.dumps(record.result, indent=2))
     return 0
@@ -67,6 +79,8 @@ def _coordinator_channel(address: str, spec: JobSpec) -> grpc.Channel:
 
 
 def _submit(args: argparse.Namespace, spec: JobSpec) -> int:
+    """Submit to a running coordinator and follow the job there (events, progress) to its end;
+    exits with the code of the job's outcome."""
     channel = _coordinator_channel(args.coordinator, spec)
     stub = pb_grpc.CoordinatorServiceStub(channel)
     req = pb.SubmitJobRequest(
@@ -74,74 +88,65 @@ def _submit(args: argparse.Namespace, spec: JobSpec) -> int:
     )
     try:
         status = stub.SubmitJob(req, timeout=settings.CONTROL_DEADLINE_S)
-        while status.state in ("queued", "running"):
-            time.sleep(1.0)
-            status = stub.GetJob(
+        if not args.json:
+            print(f"job {status.job_id}: submitted to {args.coordinator}", file=sys.stderr)
+        with RichProgress() as display:
+            updates = stub.WatchJob(pb.WatchJobRequest(job_id=status.job_id))
+            final = follow(updates, progress=None if args.json else display, events_on_stdout=False)
+        if final is None:  # the watch ended early (coordinator stopping): its last known state
+            final = stub.GetJob(
                 pb.GetJobRequest(job_id=status.job_id), timeout=settings.CONTROL_DEADLINE_S
             )
     except grpc.RpcError as err:
         raise raise_from_rpc(err, "coordinator") from None
-    print(f"job {status.job_id}: {status.state} {status.reason}".rstrip())
-    return 0 if status.state == "succeeded" else 8
-
-
-def _store(args: argparse.Namespace) -> JobStore:
-    return JobStore(load_coordinator_config(args.config).database_url)
-
-
-def jobs(args: argparse.Namespace) -> int:
-    store = _store(args)
-    if args.job_id:
-        rec = store.get_job(args.job_id)
-        print(f"{rec.job_id}  {rec.state}  {rec.reason}".rstrip())
-        for at, message in store.events(rec.job_id):
-            print(f"  {at}  {message}")
-        for party, signed in store.ledger_heads(rec.job_id).items():  # for audit --expect-head
-            head, mark = signed.head, "signed" if signed.signed else "UNSIGNED"
-            print(f"  ledger head of {party}: {head.seq}:{head.hash} ({mark})")
-        print(json.dumps(rec.result, indent=2))
-        return 0
-    for rec in store.list_jobs():
-        print(f"{rec.job_id:<40} {rec.state:<10} {rec.updated_at}  {rec.reason[:60]}")
-    return 0
-
-
-def models(args: argparse.Namespace) -> int:
-    store = _store(args)
-    if args.action == "show":
-        if not args.model_id:
-            raise ConfigError("fedsilo models show needs a MODEL_ID")
-        m = store.get_model(args.model_id)
-        print(
-            json.dumps(
-                {
-                    "model_id": m.model_id,
-                    "version": m.version,
-                    "kind": m.kind,
-                    "job_id": m.job_id,
-                    "created_at": m.created_at,
-                    **m.record,
-                },
-                indent=2,
-            )
-        )
-        return 0
-    for m in store.list_models():
-        metrics = m.record.get("metrics", {})
-        auc = metrics.get("auc")
-        auc_text = f"auc={auc:.4f}" if isinstance(auc, float) else ""
-        print(f"{m.model_id:<32} {m.kind:<20} {m.created_at}  {auc_text}")
-    return 0
+    if args.json:
+        print_json(status_dict(final))
+    else:
+        print(f"job {final.job_id}: {final.state} {final.reason}".rstrip())
+        if final.state == "succeeded":
+            print(json.dumps(json.loads(final.result_json or "{}"), indent=2))
+    return int(final.exit_code)
 
 
 def describe(args: argparse.Namespace) -> int:
     config = load_coordinator_config(args.config)
+    silos = []
     for party, client in connect_silos(config).items():
         info = client.describe()
-        print(f"{party} ({config.silos[party]}): health {client.health()}, api {info.api_version}")
-        for d in info.datasets:
-            label = f", label '{d.label}'" if d.label else ""
-            print(f"  dataset '{d.name}': {d.rows} rows, {len(d.features)} features{label}")
+        silos.append(
+            {
+                "party": party,
+                "address": config.silos[party],
+                "health": client.health(),
+                "api_version": info.api_version,
+                "software_version": info.software_version,
+                "datasets": [
+                    {
+                        "name": d.name,
+                        "rows": d.rows,
+                        "id_column": d.id_column,
+                        "features": list(d.features),
+                        "label": d.label or None,
+                    }
+                    for d in info.datasets
+                ],
+                "policy": json.loads(info.policy_json or "{}"),
+            }
+        )
+    if args.json:
+        print_json({"silos": silos})
+        return 0
+    rows = [
+        (s["party"], s["address"], s["health"], s["api_version"], d["name"], d["rows"])
+        + (len(d["features"]), d["label"])
+        for s in silos
+        for d in s["datasets"]
+    ]
+    print_table(
+        ["SILO", "ADDRESS", "HEALTH", "API", "DATASET", "ROWS", "FEATURES", "LABEL"],
+        rows,
+        empty="no datasets",
+    )
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -18,6 +19,9 @@ from fedsilo.grpc_errors import is_retryable, raise_from_rpc
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 from fedsilo.wire import StepPayload, chunks, join_chunks, pack_step, unpack_step
+
+if TYPE_CHECKING:
+    from fedsilo.coordinator.cancel import CancelScope
 
 __all__ = ["SiloClient"]
 
@@ -129,8 +133,10 @@ class SiloClient:
         payload: StepPayload,
         *,
         deadline: float = settings.STEP_DEADLINE_S,
+        cancel: CancelScope | None = None,
     ) -> StepPayload:
-        """One protocol step (not retried: steps change silo state)."""
+        """One protocol step (not retried: steps change silo state); ``cancel`` can end it
+        while in flight (then JobCancelled)."""
         data = pack_step(payload, request=True)
 
         def frames() -> Iterator[pb.Frame]:
@@ -140,8 +146,12 @@ class SiloClient:
             for part in chunks(data):
                 yield pb.Frame(chunk=part)
 
+        call = self._stub.Step(frames(), timeout=deadline)
         try:
-            reply = join_chunks(f.chunk for f in self._stub.Step(frames(), timeout=deadline))
+            with cancel.track(call) if cancel is not None else nullcontext():
+                reply = join_chunks(f.chunk for f in call)
         except grpc.RpcError as err:
+            if cancel is not None and cancel.cancelled:
+                cancel.check(job_id)
             raise raise_from_rpc(err, self.party) from None
         return unpack_step(reply, request=False, party=self.party)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedsilo import settings
+from fedsilo.coordinator.cancel import CancelScope
 from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.store import JobStore
@@ -35,6 +36,8 @@ class JobRun:
     relayed_bytes: int = 0
     #: 0-based index of the step being run: names its training checkpoints at the silos
     step_index: int = 0
+    #: set by ``fedsilo jobs cancel`` (through the store): calls stop, in-flight ones are cancelled
+    cancel: CancelScope = field(default_factory=CancelScope)
     _seq: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -74,7 +77,12 @@ class JobRun:
         plain: Message | None = None,
         deadline: float = settings.STEP_DEADLINE_S,
     ) -> StepPayload:
-        """Run one step at ``party``, relaying ``inbox`` (sealed envelopes addressed to it)."""
+        """Run one step at ``party``, relaying ``inbox`` (sealed envelopes addressed to it).
+
+        A cancelled job raises JobCancelled here instead of calling (between calls and rounds),
+        and a call in flight when it is cancelled ends at once with JobCancelled.
+        """
+        self.cancel.check(self.job_id)
         envelopes = list(inbox or [])
         for env in envelopes:
             if env.recipient != party:
@@ -89,6 +97,7 @@ class JobRun:
                 meta={**(meta or {}), "step": self.step_index}, envelopes=envelopes, plain=plain
             ),
             deadline=deadline,
+            cancel=self.cancel,
         )
         # relayed: sealed envelopes in, plus the plain messages (ciphertexts the coordinator
         # aggregates) both ways; the sealed envelopes out are counted when relayed onwards
@@ -121,6 +130,17 @@ class JobRun:
         if errors:
             raise errors[0]
         return out
+
+    def cleanup_call(self, party: str, method: str) -> StepPayload:
+        """A call that undoes what a failed or cancelled step wrote (``psi.abort``): made even
+        after a cancellation, which it must not be stopped by."""
+        return self.clients[party].step(
+            self.job_id,
+            method,
+            self._next_seq(party),
+            StepPayload(meta={"step": self.step_index}),
+            deadline=settings.CONTROL_DEADLINE_S,
+        )
 
     def log(self, message: str) -> None:
         self.store.add_event(self.job_id, message)

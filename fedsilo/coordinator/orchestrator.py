@@ -1,8 +1,10 @@
 """Run a job end to end: open sessions, exchange session keys, run each step's driver.
 
-States move queued -> running -> succeeded | failed (with the reason). Whatever happens, the job
-ends in a final state and the silos' sessions are closed; a coordinator that dies mid-job leaves
-a running row that the next start marks failed (``JobStore.fail_interrupted``).
+States move queued -> running -> succeeded | failed (with the reason) | cancelled (``fedsilo jobs
+cancel``: see ``fedsilo.coordinator.cancel``). Whatever happens, the job ends in a final state and
+the silos' sessions are closed; a coordinator that dies mid-job leaves a running row that the next
+start marks failed (``JobStore.fail_interrupted``). A job that did not succeed records the class of
+its error under ``error`` in its result, so any process can exit with that error's code.
 
 Resume is per step: each step's output is written to the job's result as the step completes,
 and ``run_job(..., job_id, resume=True)`` skips the leading steps an earlier run completed with
@@ -22,13 +24,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from fedsilo.coordinator.cancel import CANCELLED_REASON, CancelWatch
 from fedsilo.coordinator.client import SiloClient
 from fedsilo.coordinator.config import JobSpec
 from fedsilo.coordinator.drivers import check_job, get_driver
 from fedsilo.coordinator.jobrun import JobRun
+from fedsilo.coordinator.progress import RecordedProgress
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.crypto.ledger_heads import SignedHead
-from fedsilo.errors import FedsiloError, JobError, NotFound
+from fedsilo.errors import FedsiloError, JobCancelled, JobError, NotFound, root_cause
 from fedsilo.jobschema import check_steps
 from fedsilo.progress import NullProgress, Progress
 
@@ -60,7 +64,8 @@ def _close_sessions(run: JobRun, *, failed: bool, reason: str) -> None:
         try:
             return run.clients[party].close_job(run.job_id, failed=failed, reason=reason)
         except FedsiloError as err:  # a dead silo must not hide the job's own outcome
-            log.warning("could not close job %s at %s: %s", run.job_id, party, err)
+            level = logging.INFO if failed else logging.WARNING  # the job's error says it
+            log.log(level, "could not close job %s at %s: %s", run.job_id, party, err)
             return None
 
     closed = _parallel(run.parties, close)
@@ -156,6 +161,21 @@ def _job_row(store: JobStore, spec: JobSpec, job_id: str | None, *, resume: bool
     return store.create_job(spec.name, spec.to_wire(""), job_id)
 
 
+def _end(run: JobRun, state: str, reason: str, err: BaseException, *, close: bool) -> None:
+    """End a job that did not succeed: its event, the close at every silo it reached, then its
+    final state with the class of its error (its exit code's source). The state comes last, so
+    whoever sees it final (``WatchJob``) has every event of the job already."""
+    run.store.add_event(run.job_id, f"{state}: {reason}")
+    try:
+        if close:
+            why = "cancelled" if state == "cancelled" else reason
+            _close_sessions(run, failed=True, reason=why)
+    finally:
+        kind = type(root_cause(err) if isinstance(err, FedsiloError) else err).__name__
+        result = {**run.store.get_job(run.job_id).result, "error": kind}
+        run.store.set_state(run.job_id, state, reason=reason, result=result)
+
+
 def run_job(
     spec: JobSpec,
     *,
@@ -165,20 +185,19 @@ def run_job(
     job_id: str | None = None,
     resume: bool = False,
 ) -> JobRecord:
-    """Run ``spec`` to a final state and return its record; a failure raises JobError."""
+    """Run ``spec`` to a final state and return its record; a failure raises JobError (a
+    cancellation JobCancelled)."""
     missing = sorted(set(spec.parties) - set(clients))
     if missing:
         raise JobError(f"no client for party '{missing[0]}'")
     check_steps(spec.steps)  # unknown kinds and keys fail before anything is recorded or runs
     job_id = _job_row(store, spec, job_id, resume=resume)
     done = _done_before(store, spec, job_id) if resume else {}
+    if resume:
+        store.clear_cancel(job_id)  # an earlier run's cancellation does not stop this one
+    recorded = RecordedProgress(store, job_id, progress or NullProgress())
     run = JobRun(
-        job_id=job_id,
-        spec=spec,
-        clients=clients,
-        store=store,
-        progress=progress or NullProgress(),
-        resume=resume,
+        job_id=job_id, spec=spec, clients=clients, store=store, progress=recorded, resume=resume
     )
     store.set_state(job_id, "running", result=done)
     store.set_spec(job_id, spec.to_wire(""))  # a resume may change the steps it reruns
@@ -187,25 +206,43 @@ def run_job(
             f"resuming: {len(done)} of {len(spec.steps)} step(s) done in an earlier run"
             + (f" ({', '.join(done)})" if done else "")
         )
+    try:
+        with CancelWatch(store, job_id, run.cancel):
+            outputs = _run_guarded(run, done)
+    except FedsiloError as err:
+        err.job_id = job_id  # type: ignore[attr-defined]  # for callers that report the job
+        raise
+    finally:
+        recorded.flush()
+    run.log("succeeded")
+    try:
+        _close_sessions(run, failed=False, reason="")
+    finally:
+        store.set_state(job_id, "succeeded", result=outputs)
+    return store.get_job(job_id)
+
+
+def _run_guarded(run: JobRun, done: dict[str, Any]) -> dict[str, Any]:
+    """Check, open and run the job's steps; on any error or a cancellation record its end and
+    close it at every silo it reached, then raise."""
+    job_id, store = run.job_id, run.store
     contacted = False  # a job refused by a pre-flight check never reaches a silo, not even to close
     try:
-        check_job(spec)  # keys, types, bounds, roles: refused before any silo is contacted
+        check_job(run.spec)  # keys, types, bounds, roles: refused before any silo is contacted
+        run.cancel.check(job_id)  # cancelled while queued: no silo is contacted
         contacted = True
         _open_sessions(run)
-        outputs = _run_steps(run, done)
+        return _run_steps(run, done)
     except FedsiloError as err:
-        store.set_state(job_id, "failed", reason=str(err))
-        run.log(f"failed: {err}")
-        if contacted:
-            _close_sessions(run, failed=True, reason=str(err))
+        if run.cancel.cancelled or isinstance(err, JobCancelled):
+            cancelled = JobCancelled(f"job '{job_id}' {CANCELLED_REASON}")
+            _end(run, "cancelled", CANCELLED_REASON, cancelled, close=contacted)
+            raise cancelled from None
+        _end(run, "failed", str(err), err, close=contacted)
         raise JobError(f"job '{job_id}' failed: {err}") from err
     except BaseException as err:
         reason = f"internal error: {type(err).__name__}: {err}"
-        store.set_state(job_id, "failed", reason=reason)
-        if contacted:
-            _close_sessions(run, failed=True, reason=reason)
+        _end(run, "failed", reason, err, close=contacted)
         raise
-    store.set_state(job_id, "succeeded", result=outputs)
-    run.log("succeeded")
-    _close_sessions(run, failed=False, reason="")
-    return store.get_job(job_id)
+    finally:
+        store.clear_cancel(job_id)

@@ -11,7 +11,9 @@ import json
 import logging
 import queue
 import threading
+import time
 import tomllib
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 
@@ -22,22 +24,31 @@ from fedsilo import settings
 from fedsilo.coordinator.config import CoordinatorConfig, JobSpec, parse_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
-from fedsilo.coordinator.store import JobRecord, JobStore
+from fedsilo.coordinator.store import FINAL_STATES, JobRecord, JobStore
 from fedsilo.crypto import tls
-from fedsilo.errors import ConfigError, FedsiloError
+from fedsilo.errors import ConfigError, FedsiloError, error_class, root_cause
 from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
 from fedsilo.grpc_options import server_options
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
 
-__all__ = ["CoordinatorService", "serve_coordinator"]
+__all__ = ["CoordinatorService", "exit_code_of", "job_status", "serve_coordinator", "watch_job"]
 
 log = logging.getLogger(__name__)
 RESTART_REASON = "coordinator restarted while the job was queued or running; rerun with --resume"
 
 
-def _status(rec: JobRecord) -> pb.JobStatus:
+def exit_code_of(rec: JobRecord) -> int:
+    """What ``fedsilo`` exits with for the job's outcome: 0 unless it failed or was cancelled,
+    then the code of the error class it recorded (``fedsilo.errors.EXIT_CODES``)."""
+    if rec.state not in ("failed", "cancelled"):
+        return 0
+    return error_class(str(rec.result.get("error", "JobError"))).exit_code
+
+
+def job_status(rec: JobRecord) -> pb.JobStatus:
     return pb.JobStatus(
+        exit_code=exit_code_of(rec),
         job_id=rec.job_id,
         name=rec.name,
         state=rec.state,
@@ -63,18 +74,21 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
                 clients = connect_silos(self.config, sorted(spec.parties))
                 run_job(spec, clients=clients, store=self.store, job_id=job_id, resume=resume)
             except FedsiloError as err:
-                log.warning("job %s failed: %s", job_id, err)
-                self._fail_if_unfinished(job_id, str(err))
+                log.warning("job %s ended: %s", job_id, err)
+                self._fail_if_unfinished(job_id, str(err), type(root_cause(err)).__name__)
             except Exception as err:
                 log.exception("job %s crashed", job_id)
-                self._fail_if_unfinished(job_id, f"internal error: {type(err).__name__}: {err}")
+                reason = f"internal error: {type(err).__name__}: {err}"
+                self._fail_if_unfinished(job_id, reason, type(err).__name__)
 
-    def _fail_if_unfinished(self, job_id: str, reason: str) -> None:
+    def _fail_if_unfinished(self, job_id: str, reason: str, error: str) -> None:
         """A job that failed before ``run_job`` took charge (no silo client, say) must not stay
         ``queued`` until the next restart; ``run_job`` records its own failures itself."""
         try:
-            if self.store.get_job(job_id).state in ("queued", "running"):
-                self.store.set_state(job_id, "failed", reason=reason)
+            rec = self.store.get_job(job_id)
+            if rec.state in ("queued", "running"):
+                result = {**rec.result, "error": error}
+                self.store.set_state(job_id, "failed", reason=reason, result=result)
         except Exception:  # the store itself is down: the next start's fail_interrupted runs
             log.exception("could not mark job %s failed", job_id)
 
@@ -97,17 +111,33 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
         else:
             job_id = self.store.create_job(spec.name, spec.to_wire(""), request.job_id or None)
         self._queue.put((job_id, spec, bool(request.resume)))
-        return _status(self.store.get_job(job_id))
+        return job_status(self.store.get_job(job_id))
 
     @abort_on_error
     def GetJob(self, request: pb.GetJobRequest, context: grpc.ServicerContext) -> pb.JobStatus:
-        return _status(self.store.get_job(request.job_id))
+        return job_status(self.store.get_job(request.job_id))
 
     @abort_on_error
     def ListJobs(
         self, request: pb.ListJobsRequest, context: grpc.ServicerContext
     ) -> pb.ListJobsResponse:
-        return pb.ListJobsResponse(jobs=[_status(r) for r in self.store.list_jobs()])
+        return pb.ListJobsResponse(jobs=[job_status(r) for r in self.store.list_jobs()])
+
+    @abort_on_error
+    def CancelJob(
+        self, request: pb.CancelJobRequest, context: grpc.ServicerContext
+    ) -> pb.JobStatus:
+        """Ask the job's runner (this service's worker) to cancel it; answers at once."""
+        if self.store.request_cancel(request.job_id):
+            self.store.add_event(request.job_id, "cancel requested")
+        return job_status(self.store.get_job(request.job_id))
+
+    @abort_on_error
+    def WatchJob(
+        self, request: pb.WatchJobRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.JobUpdate]:
+        self.store.get_job(request.job_id)  # NotFound before the stream starts
+        return watch_job(self.store, request.job_id, int(request.after_seq), context.is_active)
 
     @abort_on_error
     def ListModels(
@@ -131,6 +161,27 @@ class CoordinatorService(pb_grpc.CoordinatorServiceServicer):
                 for m in self.store.list_models()
             ]
         )
+
+
+def watch_job(
+    store: JobStore, job_id: str, after: int, active: Callable[[], bool]
+) -> Iterator[pb.JobUpdate]:
+    """The job's new events and changed progress every ``WATCH_POLL_S``, then its final status
+    (after the events it wrote on its way out)."""
+    progress: dict[str, object] | None = None
+    while active():
+        rec = store.get_job(job_id)  # read first: events written before a final state are sent
+        for ev in store.events_after(job_id, after):
+            after = ev.seq
+            yield pb.JobUpdate(event=pb.JobEvent(seq=ev.seq, at=ev.at, message=ev.message))
+        now = store.progress(job_id)
+        if now != progress and now.get("tasks"):
+            progress = now
+            yield pb.JobUpdate(progress_json=json.dumps(now))
+        if rec.state in FINAL_STATES:
+            yield pb.JobUpdate(status=job_status(rec))
+            return
+        time.sleep(settings.WATCH_POLL_S)
 
 
 def serve_coordinator(config: CoordinatorConfig) -> tuple[grpc.Server, int, JobStore]:

@@ -31,9 +31,11 @@ from sqlalchemy import (
 from fedsilo.crypto.ledger_heads import SignedHead
 from fedsilo.errors import NotFound
 
-__all__ = ["JOB_STATES", "JobRecord", "JobStore", "ModelRecord"]
+__all__ = ["FINAL_STATES", "JOB_STATES", "JobEvent", "JobRecord", "JobStore", "ModelRecord"]
 
-JOB_STATES = ("queued", "running", "succeeded", "failed")
+JOB_STATES = ("queued", "running", "succeeded", "failed", "cancelled")
+#: states a job never leaves
+FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 _meta = MetaData()
 _jobs = Table(
@@ -83,6 +85,16 @@ _heads = Table(
 )
 
 
+#: cancellation requests (``fedsilo jobs cancel``): the process running the job polls this
+#: table, wherever it runs (``fedsilo run`` or the coordinator service), through the same store
+_cancels = Table(
+    "fedsilo_job_cancels",
+    _meta,
+    Column("job_id", String(64), primary_key=True),
+    Column("requested_at", String(40), nullable=False),
+)
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -97,6 +109,15 @@ class JobRecord:
     result: dict[str, Any]
     created_at: str
     updated_at: str
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One line of a job's log, numbered in the order it was written."""
+
+    seq: int
+    at: str
+    message: str
 
 
 @dataclass(frozen=True)
@@ -162,13 +183,51 @@ class JobStore:
             conn.execute(insert(_events).values(job_id=job_id, at=now(), message=message))
 
     def events(self, job_id: str) -> list[tuple[str, str]]:
+        return [(e.at, e.message) for e in self.events_after(job_id)]
+
+    def events_after(self, job_id: str, after: int = 0) -> list[JobEvent]:
+        """The job's events numbered above ``after`` (0: all), oldest first."""
+        stmt = select(_events).where((_events.c.job_id == job_id) & (_events.c.seq > after))
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_events.c.at, _events.c.message)
-                .where(_events.c.job_id == job_id)
-                .order_by(_events.c.seq)
+            rows = conn.execute(stmt.order_by(_events.c.seq))
+            return [JobEvent(r.seq, r.at, r.message) for r in rows]
+
+    def set_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        """The job's progress now (one entry per long task, ``fedsilo.coordinator.progress``)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(_jobs)
+                .where(_jobs.c.job_id == job_id)
+                .values(progress_json=json.dumps(progress))
             )
-            return [(r.at, r.message) for r in rows]
+
+    def progress(self, job_id: str) -> dict[str, Any]:
+        stmt = select(_jobs.c.progress_json).where(_jobs.c.job_id == job_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise NotFound(f"no job '{job_id}'")
+        value = json.loads(row.progress_json or "{}")
+        return value if isinstance(value, dict) else {}
+
+    def request_cancel(self, job_id: str) -> bool:
+        """Ask whoever runs the job to cancel it; False if it had already ended."""
+        if self.get_job(job_id).state in FINAL_STATES:
+            return False
+        with self.engine.begin() as conn:
+            if conn.execute(select(_cancels).where(_cancels.c.job_id == job_id)).first() is None:
+                conn.execute(insert(_cancels).values(job_id=job_id, requested_at=now()))
+        return True
+
+    def cancel_requested(self, job_id: str) -> bool:
+        with self.engine.connect() as conn:
+            stmt = select(_cancels.c.job_id).where(_cancels.c.job_id == job_id)
+            return conn.execute(stmt).first() is not None
+
+    def clear_cancel(self, job_id: str) -> None:
+        """Forget a cancellation once the job ended (a resumed run starts without it)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(_cancels).where(_cancels.c.job_id == job_id))
 
     def get_job(self, job_id: str) -> JobRecord:
         with self.engine.connect() as conn:

@@ -48,6 +48,7 @@ from fedsilo.crypto.certs import (
 from fedsilo.errors import AuthError, ConfigError
 from fedsilo.grpc_errors import grpc_status_for
 from fedsilo.grpc_handlers import behavior_of, rebuilt
+from fedsilo.logs import clean, event
 
 __all__ = [
     "IdentityInterceptor",
@@ -180,7 +181,14 @@ class IdentityInterceptor(grpc.ServerInterceptor):
             err = AuthError("no authenticated caller identity")
         else:
             err = AuthError(f"caller {caller!r} is not an identity this server answers")
-        log.warning("refused %s from %s (%s): %s", method, caller, context.peer(), err)
+        event(
+            log,
+            "request refused",
+            logging.WARNING,
+            method=clean(method, 80),
+            caller=clean(caller or context.peer()),
+            reason=clean(err),
+        )
         context.abort(grpc_status_for(err), str(err))
 
 

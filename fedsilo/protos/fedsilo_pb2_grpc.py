@@ -349,6 +349,16 @@ class CoordinatorServiceStub:
                 request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.CancelJob = channel.unary_unary(
+                '/fedsilo.v1.CoordinatorService/CancelJob',
+                request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.CancelJobRequest.SerializeToString,
+                response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/fedsilo.v1.CoordinatorService/WatchJob',
+                request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.JobUpdate.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServiceServicer:
@@ -379,6 +389,20 @@ class CoordinatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelJob(self, request, context):
+        """Ask the coordinator to stop a queued or running job; it ends `cancelled`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchJob(self, request, context):
+        """The job's events after `after_seq` and its progress as they come, then its final status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -401,6 +425,16 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.ListModelsRequest.FromString,
                     response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
+                    request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.CancelJobRequest.FromString,
+                    response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.JobStatus.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.WatchJobRequest.FromString,
+                    response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.JobUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -512,6 +546,60 @@ class CoordinatorService:
             '/fedsilo.v1.CoordinatorService/ListModels',
             fedsilo_dot_protos_dot_fedsilo__pb2.ListModelsRequest.SerializeToString,
             fedsilo_dot_protos_dot_fedsilo__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsilo.v1.CoordinatorService/CancelJob',
+            fedsilo_dot_protos_dot_fedsilo__pb2.CancelJobRequest.SerializeToString,
+            fedsilo_dot_protos_dot_fedsilo__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fedsilo.v1.CoordinatorService/WatchJob',
+            fedsilo_dot_protos_dot_fedsilo__pb2.WatchJobRequest.SerializeToString,
+            fedsilo_dot_protos_dot_fedsilo__pb2.JobUpdate.FromString,
             options,
             channel_credentials,
             insecure,

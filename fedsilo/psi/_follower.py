@@ -87,6 +87,11 @@ class Follower:
             raise ProtocolError("unexpected PSI shuffle seed")
         self._seed = seed
 
+    @property
+    def peer_count(self) -> int:
+        """The leader's blinded ids received and blinded again so far (progress)."""
+        return self._leader_count
+
     # --- own ids --------------------------------------------------------------------------------
 
     def blind_own(self, ids: Sequence[object]) -> None:

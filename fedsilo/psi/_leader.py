@@ -102,6 +102,11 @@ class Leader:
         self._own_count = 0
         self._own_closed = False
 
+    @property
+    def peer_count(self) -> int:
+        """Followers' blinded ids received and blinded again so far (progress)."""
+        return sum(peer.their_count for peer in self._peers.values())
+
     # --- own ids --------------------------------------------------------------------------------
 
     def blind_own(self, ids: Sequence[object]) -> Message:

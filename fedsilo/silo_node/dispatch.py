@@ -20,6 +20,7 @@ from typing import Any
 from fedsilo import leakage
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobspec import step_entry
+from fedsilo.logs import clean, where_raised
 from fedsilo.message import check_strings, decode, encode
 from fedsilo.protocols import KNOWN_PROTOCOLS, modules
 from fedsilo.silo_node.context import SiloContext
@@ -90,17 +91,20 @@ def _call_method(
     """Run a method; a bare Python error on its input becomes a ProtocolError naming it.
 
     Steps should validate what they read and raise ``fedsilo.errors`` themselves; this is the
-    net under those that do not yet. The traceback is logged at the silo (a genuine bug in a
-    step shows up there), but the caller gets INVALID_ARGUMENT instead of INTERNAL, so garbage
-    sent by a coordinator is never reported as the silo's own failure. Only the exception's
-    type leaves the silo: its text may quote local data (a ``KeyError`` on a raw id).
+    net under those that do not yet. Where it was raised is logged at the silo at debug level (a
+    genuine bug in a step shows up there; the refusal itself is the one warning line), but the
+    caller gets INVALID_ARGUMENT instead of INTERNAL, so garbage sent by a coordinator is never
+    reported as the silo's own failure. Only the exception's type leaves the silo, and its text
+    is not logged either: it may quote local data (a ``KeyError`` on a raw id).
     """
     try:
         return fn(ctx, session, request)
     except _INPUT_ERRORS as exc:
-        log.warning("method %s of job %s refused its input", method, session.job_id, exc_info=True)
+        job = clean(session.job_id)
+        log.debug("method %s of job %s refused its input\n%s", method, job, where_raised(exc))
         raise ProtocolError(
-            f"'{method}' could not use its input ({type(exc).__name__}; details in the silo's log)"
+            f"'{method}' could not use its input ({type(exc).__name__}; where: in the silo's "
+            "debug log)"
         ) from None
 
 

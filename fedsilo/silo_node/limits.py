@@ -29,6 +29,7 @@ from fedsilo.crypto.tls import peer_identity
 from fedsilo.errors import ConfigError, LimitExceeded
 from fedsilo.grpc_errors import grpc_status_for
 from fedsilo.grpc_handlers import Behavior, behavior_of, rebuilt
+from fedsilo.logs import clean, event
 from fedsilo.silo_node.session import current_caller
 
 __all__ = [
@@ -143,7 +144,14 @@ class AdmissionInterceptor(grpc.ServerInterceptor):
             try:
                 release = self._limiter.admit(caller)
             except LimitExceeded as err:
-                log.warning("refused %s from %s: %s", method, caller, err)
+                event(
+                    log,
+                    "request refused",
+                    logging.WARNING,
+                    method=clean(method, 80),
+                    caller=clean(caller),
+                    reason=clean(err),
+                )
                 context.abort(grpc_status_for(err), str(err))
             if not context.add_callback(release):
                 release()  # the call already ended

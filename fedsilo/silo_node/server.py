@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from contextlib import closing
@@ -21,6 +22,7 @@ from fedsilo.crypto.tls import peer_identity
 from fedsilo.errors import ConfigError, PolicyError, ProtocolError
 from fedsilo.grpc_errors import RequestDecodeGuard, abort_on_error
 from fedsilo.grpc_options import server_options
+from fedsilo.logs import clean, event
 from fedsilo.message import parse_json
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
@@ -113,6 +115,16 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
             caller=caller,
             peer=peer,
         )
+        event(
+            log,
+            "job opened",
+            silo=self.ctx.party,
+            job=clean(job_id),
+            role=session.role,
+            dataset=session.dataset,
+            resume=request.resume,
+            caller=clean(caller),
+        )
         accepted = {"party": self.ctx.party, "role": session.role, "dataset": session.dataset}
         public = session.keys.public_bytes
         key = self.key_auth.signer.sign(job_id, public) if self.key_auth else SessionKey(public)
@@ -160,6 +172,15 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
                 caller=caller,
                 peer=peer,
             )
+            event(
+                log,
+                "job closed",
+                silo=self.ctx.party,
+                job=clean(job_id),
+                failed=request.failed,
+                reason=clean(request.reason) or "-",
+                caller=clean(caller),
+            )
         head = heads.sign_own_head(self.ctx.ledger, job_id, self._head_key())
         return pb.CloseJobResponse(ledger_head=heads.to_pb(head))
 
@@ -180,10 +201,9 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
         self, method: str, request: Any, context: grpc.ServicerContext, err: Exception
     ) -> None:
         """Every refused call goes into the ledger (``abort_on_error`` calls this), with the
-        one-line reason the caller is told. A refusal dispatch already recorded with its job
-        (``fedsilo.silo_node.ledger.refuse``) is not recorded twice."""
-        if getattr(err, "ledger_recorded", False):
-            return
+        one-line reason the caller is told, and one line in the silo's log. A refusal dispatch
+        already recorded with its job (``fedsilo.silo_node.ledger.refuse``) is not recorded
+        twice."""
         job_id = getattr(request, "job_id", "")
         first = getattr(request, "first", None)  # a Step stream's header (grpc_errors.FirstKept)
         if method == "_step":
@@ -191,6 +211,18 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
             job_id = header.job_id if header else ""
             method = f"Step {header.method}" if header else "Step"
         caller, peer = _caller(context)
+        event(
+            log,
+            "request refused",
+            logging.WARNING,
+            silo=self.ctx.party,
+            method=clean(method, 80),
+            job=clean(job_id) if isinstance(job_id, str) and job_id else "-",
+            caller=clean(caller),
+            reason=clean(err),
+        )
+        if getattr(err, "ledger_recorded", False):
+            return
         self.ctx.ledger.record_refusal(
             method=method,
             reason=str(err),
@@ -213,6 +245,7 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
 
     @abort_on_error
     def _step(self, request_iterator: Iterator[pb.Frame], context: grpc.ServicerContext) -> bytes:
+        started = time.monotonic()
         timed = timed_frames(
             request_iterator,
             idle_s=settings.STEP_STREAM_IDLE_TIMEOUT_S,
@@ -229,7 +262,24 @@ class SiloServicer(pb_grpc.SiloServiceServicer):
             data = join_chunks((_chunk(f) for f in frames), expected=head.total_bytes)
         payload = unpack_step(data, request=True, party=self.ctx.party)
         reply = run_method(self.ctx, session, head.method, head.seq, payload)
-        return pack_step(reply, request=False)
+        data_out = pack_step(reply, request=False)
+        event(
+            log,
+            "step served",
+            silo=self.ctx.party,
+            job=clean(head.job_id),
+            method=clean(head.method, 80),
+            step=_step_index(payload.meta.get("step")),
+            ms=round(1000 * (time.monotonic() - started), 1),
+            bytes_in=len(data),
+            bytes_out=len(data_out),
+        )
+        return data_out
+
+
+def _step_index(value: object) -> int | str:
+    """The step index a call named, for the log (a non-integer one as short clean text)."""
+    return value if isinstance(value, int) else clean(value, 12)
 
 
 def _is_job_id(job_id: str) -> bool:

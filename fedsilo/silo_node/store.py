@@ -396,6 +396,29 @@ class SiloStore:
                 ).scalars()
             )
 
+    def score_table_exists(self, table_name: str) -> bool:
+        check_table_name(table_name)
+        return bool(inspect(self.engine).has_table(table_name))
+
+    def delete_scores(self, table_name: str, model_version: str, ids: Sequence[str]) -> None:
+        """Delete the ``model_version`` scores of ``ids`` (a cancelled scoring job's own rows),
+        in one transaction."""
+        table = self.ensure_score_table(table_name)
+        with self.engine.begin() as conn:
+            for chunk in _chunks(list(ids), settings.WRITE_CHUNK_ROWS):
+                where = (table.c.model_version == model_version) & table.c.id.in_(chunk)
+                conn.execute(delete(table).where(where))
+
+    def drop_score_table_if_empty(self, table_name: str) -> bool:
+        """Drop a score table that holds no row (one a cancelled job created); True if dropped."""
+        table = self.ensure_score_table(table_name)
+        with self._lock, self.engine.begin() as conn:
+            if conn.execute(select(func.count()).select_from(table)).scalar_one():
+                return False
+            table.drop(conn)
+            self._score_tables.pop(table_name, None)
+        return True
+
     def score_count(self, table_name: str, model_version: str) -> int:
         """How many ids already carry a score of ``model_version`` (resume without a set)."""
         table = self.ensure_score_table(table_name)

@@ -64,6 +64,7 @@ def run_evaluate(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     part = record["parts"][active]
     rows = int(run.call(active, "evaluate.plan").meta["rows"])  # of `test`, as the silo reads it
     chunk = chunk_rows(run.wire_spec, run.step_index)
+    task = run.progress.task(f"evaluate: rows predicted with {model_id}", total=rows)
     for start in range(0, rows, chunk):
         meta = {
             "model_id": part,
@@ -72,6 +73,8 @@ def run_evaluate(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
             "stop": min(rows, start + chunk),
         }
         predict_range(run, record, "evaluate.chunk", meta)
+        task.advance(meta["stop"] - start)
+    task.finish()
     out = run.call(
         active,
         "evaluate.finish",

@@ -72,7 +72,15 @@ def run_hlr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     members = run.with_role("member")
     check_silo_count(len(members))
     meta = {"step": run.spec.steps.index(step)}
-    progress = conversation.run(JobParties(run), members, max_iter=config.max_iter, log=run.log)
+    task = run.progress.task("horizontal LR rounds (at most)", total=config.max_iter + 1)
+    progress = conversation.run(
+        JobParties(run),
+        members,
+        max_iter=config.max_iter,
+        log=run.log,
+        on_round=lambda _released: task.advance(),
+    )
+    task.finish()
     model_part = part_id(run, KIND)
     rounds = int(progress.get("round", -1)) + 1
     model = record_model(

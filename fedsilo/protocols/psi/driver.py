@@ -47,7 +47,36 @@ def _inflight(replies: dict[str, StepPayload]) -> dict[str, list[Envelope]]:
     return out
 
 
-def _pump(run: JobRun, inflight: dict[str, list[Envelope]]) -> None:
+class _Counts:
+    """Progress of the rounds: ids hashed and blinded by their owners, then blinded again by
+    the counterpart (what the match compares), against the set sizes the silos announced."""
+
+    def __init__(self, run: JobRun, started: dict[str, StepPayload]) -> None:
+        sizes: dict[str, int] = {
+            p: r.meta["ids"] for p, r in started.items() if isinstance(r.meta.get("ids"), int)
+        }
+        leader, followers = run.active(), run.with_role("passive")
+        own: int | None = None
+        peer: int | None = None
+        if len(sizes) == len(started):
+            own = sum(sizes.values())
+            peer = sizes[leader] * len(followers) + sum(sizes[f] for f in followers)
+        self.own = run.progress.task("psi: ids hashed and blinded", total=own)
+        self.peer = run.progress.task("psi: peers' ids blinded again", total=peer)
+        self._done = {"own_ids": 0, "peer_ids": 0}
+
+    def update(self, replies: dict[str, StepPayload]) -> None:
+        for key, task in (("own_ids", self.own), ("peer_ids", self.peer)):
+            now = sum(int(r.meta.get(key) or 0) for r in replies.values())
+            task.advance(max(0, now - self._done[key]))
+            self._done[key] = max(now, self._done[key])
+
+    def finish(self) -> None:
+        self.own.finish()
+        self.peer.finish()
+
+
+def _pump(run: JobRun, inflight: dict[str, list[Envelope]], counts: _Counts) -> None:
     """Relay rounds until every silo is idle and nothing is in flight.
 
     A round in which nothing is sent is progress if a silo blinded more of its own ids (a
@@ -56,11 +85,13 @@ def _pump(run: JobRun, inflight: dict[str, list[Envelope]]) -> None:
     done: dict[str, Any] = {}
     while True:
         replies = run.call_many({p: ("psi.pump", {}, inflight.get(p, [])) for p in run.parties})
+        counts.update(replies)
         inflight = _inflight(replies)
         idle = all(r.meta.get("idle") is True for r in replies.values())
         blinded = {p: r.meta.get("own_ids") for p, r in replies.items()}
         if not inflight:
             if idle:
+                counts.finish()
                 return
             if blinded == done:
                 raise JobError("PSI stalled: a silo is not done but sent nothing")
@@ -70,8 +101,10 @@ def _pump(run: JobRun, inflight: dict[str, list[Envelope]]) -> None:
 def _run(run: JobRun) -> dict[str, Any]:
     leader, followers = run.active(), run.with_role("passive")
     started = run.call_many({p: ("psi.start", {}, []) for p in run.parties})
-    _pump(run, _inflight(started))
+    _pump(run, _inflight(started), _Counts(run, started))
+    match = run.progress.task("psi: match", total=1)
     fin = run.call(leader, "psi.finish")
+    match.finish()
     results = run.call_many({f: ("psi.result", {}, fin.outbox_for(f)) for f in followers})
     committed = run.call(leader, "psi.commit")
     stored = [p for p, r in {**results, leader: committed}.items() if r.meta.get("stored")]
@@ -98,9 +131,10 @@ def run_psi(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
 
 
 def _abort(run: JobRun) -> None:
-    """Best effort: every reachable silo deletes the alignment this job stored, if any."""
+    """Best effort: every reachable silo deletes the alignment this job stored, if any (also
+    after a cancellation)."""
     for party in run.parties:
         try:
-            run.call(party, "psi.abort")
+            run.cleanup_call(party, "psi.abort")
         except FedsiloError:
             pass

@@ -127,7 +127,10 @@ def start(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
         seed = new_shuffle_seed()
         role.set_shuffle_seed(seed)
         outbox = {p: seed_message(seed) for p in followers[1:]}
-    return CallReply(meta={"started": True}, outbox=outbox)
+    rows = ctx.data.row_count(session.dataset)
+    padded = rows + (-rows % ctx.config.policy.psi_pad_to_multiple if rows else 0)
+    # the (padded) set size, which the own_ids count reveals by the end anyway: a progress total
+    return CallReply(meta={"started": True, "ids": padded}, outbox=outbox)
 
 
 # --- rounds --------------------------------------------------------------------------------------
@@ -145,7 +148,11 @@ def pump(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """One relay round (see :class:`fedsilo.psi.Pump`)."""
     state = _state(session)
     outbox = state.pump.round(req.inbox)
-    meta = {"idle": state.pump.idle, "own_ids": state.pump.own_count}
+    meta = {
+        "idle": state.pump.idle,
+        "own_ids": state.pump.own_count,
+        "peer_ids": state.pump.role.peer_count,
+    }
     return CallReply(meta=meta, outbox=outbox)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from fedsilo.coordinator.drivers import driver
 from fedsilo.coordinator.jobrun import JobRun
-from fedsilo.errors import ConfigError, JobError
+from fedsilo.errors import ConfigError, FedsiloError, JobError
 from fedsilo.jobspec import score_alignment, score_table
 from fedsilo.protocols import WHOLE_KINDS
 from fedsilo.protocols.split.driver import alignment_of
@@ -111,11 +111,16 @@ def run_score(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     pending = plan["pending"]
     task = run.progress.task(f"scoring {plan['rows']} rows with {model_id}", total=len(pending))
     written = 0
-    for start, stop in pending:
-        written += predict_range(
-            run, record, "score.chunk", {**base, "start": start, "stop": stop}
-        )["written"]
-        task.advance()
+    try:
+        for start, stop in pending:
+            written += predict_range(
+                run, record, "score.chunk", {**base, "start": start, "stop": stop}
+            )["written"]
+            task.advance()
+    except FedsiloError:
+        if run.cancel.cancelled:  # cancelled: no partial score table (a failure keeps it)
+            _discard(run, at)
+        raise
     task.finish()
     run.log(f"scored {written} rows into {table} (resumed past {plan['already_scored']})")
     return {
@@ -125,3 +130,11 @@ def run_score(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         "written": written,
         "already_scored": plan["already_scored"],
     }
+
+
+def _discard(run: JobRun, at: str) -> None:
+    """Best effort: the scoring silo deletes what this cancelled step wrote."""
+    try:
+        run.cleanup_call(at, "score.abort")
+    except FedsiloError as err:
+        run.log(f"scores written before the cancel could not be deleted at {at}: {err}")

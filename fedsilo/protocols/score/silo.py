@@ -7,6 +7,10 @@ for the plan again and skips every chunk already complete.
 A whole model (horizontal kinds) scores at one member alone: ``score.local_alignment`` stores
 the member's own dataset ids, sorted, as an alignment, so that the same plan / chunk path (and
 its resumability) works without PSI and without any other silo.
+
+A cancelled job (``fedsilo jobs cancel``) leaves no partial score table: ``score.abort``
+deletes the rows this job's session wrote, and the table if the session created it and it is
+left empty. A failed job keeps its rows, for ``--resume``.
 """
 
 from __future__ import annotations
@@ -169,6 +173,8 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     table = score_table(session.spec, req.step_index)
     version = str(req.meta["version"])
     chunk = _chunk_rows(session, req)
+    if not ctx.store.score_table_exists(table):
+        session.state["score_created"] = table
     ctx.store.ensure_score_table(table)
     done = ctx.store.scored_ids(table, version)
     pending, start = [], 0
@@ -188,8 +194,22 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> Call
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     version = str(req.meta["version"])
     rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
-    ctx.store.write_scores(score_table(session.spec, req.step_index), rows)
+    table = score_table(session.spec, req.step_index)
+    ctx.store.write_scores(table, rows)
+    session.state.setdefault("score_written", []).append((table, version, alignment, start, stop))
     return CallReply(meta={"written": len(rows)})
+
+
+@method("score.abort", kinds=("score",))
+def abort(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
+    """After a cancelled scoring step: delete the rows this session wrote, and the table if the
+    session created it and nothing else is in it. Releases nothing."""
+    for table, version, alignment, start, stop in session.state.pop("score_written", []):
+        ctx.store.delete_scores(table, version, _ids_in_range(ctx, alignment, start, stop))
+    created = session.state.pop("score_created", None)
+    if created is not None:
+        ctx.store.drop_score_table_if_empty(created)
+    return CallReply()
 
 
 def _chunk_rows(session: JobSession, req: CallRequest) -> int:

@@ -71,7 +71,10 @@ def test_column_statistics_equal_the_pooled_computation(
         assert value == np.quantile(present, q, method="inverted_cdf")
         # within one rank of numpy's default (linear) quantile
         rank = q * (present.size - 1)
-        lo, hi = ordered[int(np.floor(rank))], ordered[min(int(np.ceil(rank)) + 1, present.size - 1)]
+        lo, hi = (
+            ordered[int(np.floor(rank))],
+            ordered[min(int(np.ceil(rank)) + 1, present.size - 1)],
+        )
         assert lo <= value <= hi
     assert got["withheld"] == []
 

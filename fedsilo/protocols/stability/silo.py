@@ -106,7 +106,7 @@ def _report(
     min_rows: int,
 ) -> Path:
     folder = Path(ctx.config.path).parent / "reports"
-    stem = f"{session.job_id}-stability"
+    stem = f"{session.job_id}-stability-{ctx.party}"
     html, _ = write_stability_report(
         folder / f"{stem}.html",
         folder / f"{stem}.json",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from credit_demo import ROLES, consortium, pooled
+from credit_demo import ROLES, consortium, demo_table, pooled
 from support import Consortium
 
 from fedsilo.coordinator.orchestrator import run_job
@@ -109,3 +109,27 @@ def test_a_silo_whose_policy_does_not_release_statistics_refuses(tmp_path: Path)
             assert not entry.step.startswith("stats."), entry
     finally:
         c.stop_all()
+
+
+def test_each_silo_profiles_its_own_dataset_without_cross_silo_products(
+    credit: Consortium,
+) -> None:
+    steps = [{"kind": "stats", "population": "dataset", "quantiles": [0.5]}]
+    record = run_job(credit.job(ROLES, steps), clients=credit.clients(), store=credit.store())
+    out = record.result["1:stats"]
+    assert out["population"] == "dataset"
+    for party in ROLES:
+        table = np.array(list(demo_table(party).values()))
+        name = DEMO_PARTIES[party][2][0]
+        got = out["columns"][f"{party}.{name}"]
+        assert out["rows"][party] == len(table) and got["mean"] == table[:, 0].mean()
+        own = [f"{party}.{c}" for c in DEMO_PARTIES[party][2]]
+        at = [out["correlation"]["columns"].index(label) for label in own]
+        block = np.asarray(out["correlation"]["matrix"], dtype=object)[np.ix_(at, at)]
+        assert np.allclose(block.astype(float), np.corrcoef(table.T), atol=1e-12)
+    matrix = out["correlation"]["matrix"]
+    assert any(v is None for row in matrix for v in row)  # rows are not aligned across silos
+    assert out["vif"] is None
+    for node in credit.nodes.values():
+        kinds = {e.kind for e in node.ctx.ledger.entries(record.job_id)}
+        assert not {"stats.encrypted_columns", "stats.cross_products"} & kinds

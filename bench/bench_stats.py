@@ -21,13 +21,13 @@ difference from ``np.corrcoef`` on the pooled columns.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_lr import _cpu_seconds
 
 from fedsilo import parallel
 from fedsilo.ml.relay import Relay
@@ -38,19 +38,6 @@ from fedsilo.protocols.stats.profile import profile_columns, standardise, vif
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"  # bundled: tests/data/README.md
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process plus the live pool workers (from /proc: workers never exit)."""
-    total = time.process_time()
-    ticks = os.sysconf("SC_CLK_TCK")
-    for pid in list(getattr(parallel.pool(), "_processes", {}) or {}):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
 
 
 def _timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:

@@ -62,6 +62,13 @@ def _peers(session: JobSession, ctx: SiloContext, names: Any, what: str) -> list
     return out
 
 
+def _check_aligned(ctx: SiloContext, req: CallRequest) -> None:
+    """Cross-silo products only over aligned rows, and only if this silo releases statistics."""
+    check_release(ctx)
+    if _values(req)["population"] != "alignment":
+        raise PolicyError("the accepted stats step has no aligned rows to correlate across silos")
+
+
 @method("stats.profile", kinds=("stats",))
 def profile(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Column statistics and within-silo correlations of this silo's population."""
@@ -84,9 +91,7 @@ def profile(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallRepl
 @method("stats.encrypt", kinds=("stats",))
 def encrypt(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Encrypt this silo's standardised columns for the silos that correlate against them."""
-    check_release(ctx)
-    if _values(req)["population"] != "alignment":
-        raise PolicyError("the accepted stats step has no aligned rows to correlate across silos")
+    _check_aligned(ctx, req)
     to = _peers(session, ctx, req.meta.get("to"), "to")
     msg = _party(session, req).encrypt(to)
     return CallReply(outbox={p: msg for p in to})
@@ -95,9 +100,7 @@ def encrypt(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallRepl
 @method("stats.cross", kinds=("stats",))
 def cross(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Multiply in each sender's encrypted columns; the re-randomised products go back."""
-    check_release(ctx)
-    if _values(req)["population"] != "alignment":
-        raise PolicyError("the accepted stats step has no aligned rows to correlate across silos")
+    _check_aligned(ctx, req)
     senders = _peers(session, ctx, req.meta.get("from"), "from")
     inbox = {p: req.message_from(p, ENCRYPTED_COLUMNS) for p in senders}
     return CallReply(outbox=_party(session, req).cross(inbox))

@@ -28,8 +28,11 @@ def pooled(ids: list[str]) -> dict[str, np.ndarray]:
     return {p: np.array([tables[p][i] for i in ids]) for p in ROLES}
 
 
-def consortium(root: Path, policies: dict[str, str]) -> Consortium:
-    """The three demo silos, started, each with the extra ``[policy]`` lines given for it."""
+def consortium(
+    root: Path, policies: dict[str, str], extra: dict[str, dict[str, Path]] | None = None
+) -> Consortium:
+    """The three demo silos, started, each with the extra ``[policy]`` lines given for it (and
+    the extra datasets ``{party: {name: csv}}``, declared with the same columns)."""
     c = Consortium(root, tls=True)
     for party in ROLES:
         _, label, features = DEMO_PARTIES[party]
@@ -41,7 +44,22 @@ def consortium(root: Path, policies: dict[str, str]) -> Consortium:
                 label=label,
                 id_column="customer_id",
                 policy=policies.get(party, ""),
+                extra=(extra or {}).get(party, {}),
             )
         )
     c.start_all()
     return c
+
+
+def write_demo_subset(path: Path, party: str, keep: int, shift: dict[str, float]) -> Path:
+    """Every ``keep``-th row of a demo silo's CSV (gzip), with ``shift`` added to columns."""
+    with gzip.open(DEMO_DATA_DIR / f"demo_{party}.csv.gz", "rt", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with gzip.open(path, "wt", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows[::keep]:
+            for col, delta in shift.items():
+                row[col] = str(int(row[col]) + int(delta))
+            writer.writerow(row)
+    return path

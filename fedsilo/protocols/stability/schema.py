@@ -19,7 +19,19 @@ SCHEMA = StepSchema(
             None,
             "the training population: a stored alignment (what the model trained on)",
         ),
-        replace(ALIGNMENT, help="the scoring batch: a stored alignment; default: the psi step's"),
+        replace(
+            ALIGNMENT,
+            help="the scoring batch (batch = alignment): a stored alignment; default: the psi "
+            "step's",
+        ),
+        Param(
+            "batch",
+            "str",
+            "alignment",
+            "alignment: the batch is an alignment of the job's datasets; dataset: each silo's "
+            "whole dataset the job names (a new table), against the training alignment's rows",
+            choices=("alignment", "dataset"),
+        ),
         Param(
             "bins",
             "int",

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from credit_demo import ROLES, consortium, pooled
+from credit_demo import ROLES, consortium, demo_table, pooled, write_demo_subset
 from support import Consortium
 
+from fedsilo.coordinator.config import parse_job_spec
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError, PolicyError
 from fedsilo.protocols.stability.index import stability
@@ -31,9 +32,21 @@ def fake_score(customer: str, pay_0: float) -> float:
     return (pay_0 + 2.0) / 12.0 + (int(customer[1:]) % 97) / 1000.0
 
 
+#: the batch table each silo holds besides its training data: every third row, the bureau's
+#: customers ten years older
+SHIFT = {"bureau": {"AGE": 10.0}}
+
+
 @pytest.fixture(scope="module")
 def credit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Consortium]:
-    c = consortium(tmp_path_factory.mktemp("stability"), dict.fromkeys(ROLES, RELEASE))
+    root = tmp_path_factory.mktemp("stability")
+    batches = {
+        p: {"batch": write_demo_subset(root / f"batch_{p}.csv.gz", p, 3, SHIFT.get(p, {}))}
+        for p in ROLES
+    }
+    c = consortium(root, dict.fromkeys(ROLES, RELEASE), batches)
+    steps = [{"kind": "psi", "alignment": "common"}, {"kind": "split", "test_fraction": 0.3}]
+    run_job(c.job(ROLES, steps, name="prep"), clients=c.clients(), store=c.store())
     yield c
     c.stop_all()
 
@@ -45,8 +58,6 @@ def _ids(c: Consortium, name: str) -> list[str]:
 
 def test_stability_matches_the_pooled_data(credit: Consortium) -> None:
     c = credit
-    steps = [{"kind": "psi", "alignment": "common"}, {"kind": "split", "test_fraction": 0.3}]
-    run_job(c.job(ROLES, steps, name="prep"), clients=c.clients(), store=c.store())
     train_ids, test_ids = _ids(c, "common-train"), _ids(c, "common-test")
     train, test = pooled(train_ids), pooled(test_ids)
     pay = DEMO_PARTIES["bank"][2].index("PAY_0")
@@ -101,6 +112,30 @@ def test_stability_matches_the_pooled_data(credit: Consortium) -> None:
         assert 'id="table-stability"' in html and "population stability index" in html
         if party == "bank":
             assert names[-1] == "score (m1)" and len(names) == len(DEMO_PARTIES[party][2]) + 1
+
+
+def test_a_new_batch_table_against_the_training_rows_flags_the_shift(credit: Consortium) -> None:
+    """The batch is each silo's whole ``batch`` dataset (a new table, not aligned); the training
+    rows are read over the dataset the training alignment was made from."""
+    raw = {
+        "name": "monthly",
+        "parties": {p: {"dataset": "batch", "role": r} for p, r in ROLES.items()},
+        "steps": [{"kind": "stability", "train_alignment": "common-train", "batch": "dataset"}],
+    }
+    spec = parse_job_spec(raw, credit.root / "monthly.toml")
+    out = run_job(spec, clients=credit.clients(), store=credit.store()).result["1:stability"]
+    assert out["batch"] == "dataset" and out["score"] is None
+    train = pooled(_ids(credit, "common-train"))
+    for party in ROLES:
+        shift = SHIFT.get(party, {})
+        table = np.array(list(demo_table(party).values()))[::3]
+        for j, name in enumerate(DEMO_PARTIES[party][2]):
+            batch = table[:, j] + shift.get(name, 0.0)
+            want = stability(train[party][:, j], batch, 10)
+            got = out["characteristics"][f"{party}.{name}"]
+            assert got["index"] == want.index and got["actual_rows"] == len(batch), name
+    assert out["warnings"].get("bureau.AGE") == "shift"
+    assert out["characteristics"]["bureau.AGE"]["index"] > 0.25
 
 
 def test_a_silo_whose_policy_does_not_release_stability_refuses(tmp_path: Path) -> None:

@@ -3,9 +3,13 @@ the training distribution's quantiles; bands; what is withheld below the owner's
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from bundled_data import load_csv
 
+from fedsilo.ml.report import write_stability_report
 from fedsilo.protocols.stability.index import (
     EMPTY_SHARE,
     band,
@@ -80,3 +84,34 @@ def test_what_is_released_follows_the_owners_minimum() -> None:
     assert small_bins["withheld"] == ["bins"]
     none = s.released(min_rows=301)
     assert none["index"] is None and none["band"] is None and none["bins"] is None
+
+
+def test_the_report_shows_every_characteristic_and_withholds_with_a_dash(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    s = stability(rng.normal(size=500), rng.normal(0.5, 1, size=400), 5)
+    row = {
+        "name": "AGE",
+        "index": s.index,
+        "band": band(s.index),
+        "edges": s.edges.tolist(),
+        "expected": s.expected.tolist(),
+        "actual": s.actual.tolist(),
+        "expected_rows": 500,
+        "actual_rows": 400,
+    }
+    withheld = {**row, "name": "tiny", "index": None, "band": None}
+    html, js = write_stability_report(
+        tmp_path / "r.html",
+        tmp_path / "r.json",
+        title="batch 2026-06",
+        summary={"training population": "t", "scoring batch": "b"},
+        rows=[row, withheld],
+        min_rows=10,
+    )
+    doc = json.loads(js.read_text())
+    assert [r["name"] for r in doc["characteristics"]] == ["AGE", "tiny"]
+    assert doc["characteristics"][0]["expected"] == s.expected.tolist()
+    text = html.read_text()
+    assert 'id="table-stability"' in text and 'id="table-stability-1"' in text
+    assert f"{s.index:.4f}" in text and "missing" in text
+    assert 'title="withheld by policy">—</td>' in text  # the withheld index

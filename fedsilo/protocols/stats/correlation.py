@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from gmpy2 import mpz
 
+from fedsilo import parallel
 from fedsilo.crypto import paillier
 from fedsilo.errors import CryptoError, ProtocolError
 from fedsilo.leakage import register_kind
@@ -79,6 +80,12 @@ def _groups(columns: int, key_bits: int, width: int) -> list[int]:
     """Sizes of the column groups packed into one ciphertext per row each."""
     per = 2 * paillier.slots_per_ciphertext(key_bits, width)
     return [min(per, columns - start) for start in range(0, columns, per)]
+
+
+def _tasks(rows: int) -> int:
+    """Pool tasks for the evaluator: a few per worker (thousands of rows each), since each task
+    pays a fixed bucket-combination cost per column (``encrypted_gradient``)."""
+    return max(1, min(2 * parallel.workers(), rows // 2048))
 
 
 def _fixed(std: Standardised) -> npt.NDArray[np.int64]:
@@ -187,7 +194,7 @@ def cross_products(
     width = public.ciphertext_bytes
     blobs = {}
     for g in range(len(groups)):
-        cts = encrypted_gradient(public, received.blob(f"g{g}"), x)
+        cts = encrypted_gradient(public, received.blob(f"g{g}"), x, task_count=_tasks(rows))
         fresh = [c * paillier.encrypt_reference(public, 0) % public.n2 for c in cts]
         blobs[f"g{g}"] = pack_uints(fresh, width)
     return Message(CROSS_PRODUCTS, meta={"columns": len(std.names)}, blobs=blobs)

@@ -86,6 +86,15 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         lambda v: v == "balanced" or _is_weights(v),
     ),
     "party_dataset": ("{ party = ..., dataset = ... }", _is_party_dataset),
+    "fractions": (
+        "a non-empty list of distinct numbers strictly between 0 and 1",
+        lambda v: (
+            isinstance(v, list)
+            and bool(v)
+            and all(_is_number(f) and 0 < f < 1 for f in v)
+            and len(set(v)) == len(v)
+        ),
+    ),
 }
 
 

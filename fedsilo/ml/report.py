@@ -31,7 +31,7 @@ from fedsilo.errors import DataError
 from fedsilo.ml import metrics as m
 from fedsilo.ml import report_plots as plots
 
-__all__ = ["ImportanceRow", "write_report"]
+__all__ = ["ImportanceRow", "StabilityRow", "write_report", "write_stability_report"]
 
 #: (feature name, or the mask a silo's policy put in its place; total gain; number of splits)
 ImportanceRow = tuple[str, float, int]
@@ -524,4 +524,94 @@ def _withheld_section(fed: dict[str, Any], base: dict[str, Any] | None) -> str:
         "Withheld statistics",
         note,
         listing if items else _note("Nothing was withheld."),
+    )
+
+
+# --- population stability (the ``stability`` step) ---------------------------------------------
+
+#: one characteristic (or the score) of a stability report: name, index (None: withheld), band,
+#: the training quantile edges and the per-bin row counts of both populations (missing bin last)
+StabilityRow = dict[str, Any]
+
+
+def write_stability_report(
+    path_html: str | os.PathLike[str],
+    path_json: str | os.PathLike[str],
+    *,
+    title: str,
+    summary: Mapping[str, Any],
+    rows: Sequence[StabilityRow],
+    min_rows: int,
+) -> tuple[Path, Path]:
+    """Write a silo's population stability report (HTML and JSON, each atomically).
+
+    The report stays at the silo: it shows its own characteristics in full (edges, counts);
+    what the silo released is in the step's meta. Bands: stable below 0.10, watch below 0.25,
+    shift above (``fedsilo.protocols.stability.index``).
+    """
+    doc = {
+        "title": title,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "summary": _jsonable(dict(summary)),
+        "min_rows": min_rows,
+        "characteristics": _jsonable([dict(r) for r in rows]),
+    }
+    _write_atomic(Path(path_json), json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    _write_atomic(Path(path_html), _stability_html(doc))
+    return Path(path_html), Path(path_json)
+
+
+def _stability_html(doc: dict[str, Any]) -> str:
+    head = ["characteristic", "population stability index", "band", "training rows", "batch rows"]
+    overview = [
+        [
+            f"<td>{_e(r['name'])}</td>",
+            _num(r.get("index"), 4),
+            f"<td>{_e(r.get('band') or '—')}</td>",
+            _num(r.get("expected_rows")),
+            _num(r.get("actual_rows")),
+        ]
+        for r in doc["characteristics"]
+    ]
+    note = _note(
+        "Population stability index = Σ (batch share − training share) · ln(batch share / "
+        "training share) over bins cut at the training distribution's quantiles. Below 0.10: "
+        "stable; 0.10–0.25: watch; above 0.25: significant shift."
+    )
+    parts = [
+        f'<header><h1 id="report-title">{_e(doc["title"])}</h1>'
+        f'<p class="meta">{_e("generated " + doc["generated_at"])}</p></header>',
+        _model_section(doc["summary"]),
+        _section(
+            "stability", "Population stability", note, _table("table-stability", head, overview)
+        ),
+    ]
+    for k, r in enumerate(doc["characteristics"]):
+        parts.append(_stability_bins(k, r))
+    return _PAGE.format(title=_e(doc["title"]), style=_STYLE, body="\n".join(parts))
+
+
+def _stability_bins(k: int, row: dict[str, Any]) -> str:
+    edges, exp, act = row.get("edges", []), row.get("expected", []), row.get("actual", [])
+    n_e, n_a = max(sum(exp), 1), max(sum(act), 1)
+    cells = []
+    for i, (e, a) in enumerate(zip(exp, act, strict=True)):
+        if i == len(exp) - 1:
+            label = "missing"
+        elif i < len(edges):
+            label = f"≤ {edges[i]:g}"
+        else:
+            label = f"> {edges[-1]:g}" if edges else "all"
+        cells.append(
+            [
+                f"<td>{_e(label)}</td>",
+                _num(e),
+                _num(a),
+                _num(e / n_e, pct=True),
+                _num(a / n_a, pct=True),
+            ]
+        )
+    head = ["bin", "training rows", "batch rows", "training share", "batch share"]
+    return f'<h3 id="stability-{k}">{_e(row["name"])}</h3>' + _table(
+        f"table-stability-{k}", head, cells
     )

@@ -89,6 +89,8 @@ PROTOCOLS: tuple[Protocol, ...] = (
     Protocol("evaluate", "evaluation", _ANY, policy=False),
     Protocol("score", "batch scoring", _ANY, policy=True),
     Protocol("count", "intersection count", _VERTICAL, policy=True),
+    Protocol("stats", "column statistics and cross-silo correlation", _ANY, policy=True),
+    Protocol("stability", "population stability index", _ANY, policy=True),
 )
 
 _BY_KIND = {p.kind: p for p in PROTOCOLS}

@@ -62,6 +62,8 @@ _POLICY_KEYS = frozenset(
         "allowed_columns",
         "psi_pad_to_multiple",
         "peers",
+        "release_statistics",
+        "release_stability",
     }
 )
 
@@ -114,6 +116,10 @@ class PolicyConfig:
     allowed_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: the only parties this silo works with; None: any silo certified by its consortium CA.
     peers: frozenset[str] | None = None
+    #: the ``stats`` step may release column statistics and correlations (docs/leakage.md)
+    release_statistics: bool = False
+    #: the ``stability`` step may release population stability indexes and bin shares
+    release_stability: bool = False
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -421,6 +427,12 @@ class _Parser:
             allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
             psi_pad_to_multiple=self.pad_multiple(where, t.get("psi_pad_to_multiple", 1)),
             peers=self.peers(where, t["peers"]) if "peers" in t else None,
+            release_statistics=self.boolean(
+                where, "release_statistics", t.get("release_statistics", False)
+            ),
+            release_stability=self.boolean(
+                where, "release_stability", t.get("release_stability", False)
+            ),
         )
 
     def peers(self, where: str, value: Any) -> frozenset[str]:

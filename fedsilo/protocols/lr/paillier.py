@@ -152,8 +152,15 @@ def _gradient_chunk(n: int, blob: bytes, width: int, x_int: IntArray, window: in
     return pack_uints(out, width)
 
 
-def encrypted_gradient(public: paillier.PublicKey, residuals: bytes, x_int: IntArray) -> list[Any]:
-    """``[Σ_i ρ_i X_ij]`` for every column ``j``: the encrypted gradient, one ciphertext each."""
+def encrypted_gradient(
+    public: paillier.PublicKey, residuals: bytes, x_int: IntArray, *, task_count: int | None = None
+) -> list[Any]:
+    """``[Σ_i ρ_i X_ij]`` for every column ``j``: the encrypted gradient, one ciphertext each.
+
+    ``task_count``: pool tasks to split the rows into (default: chunks of ``LR_WORK_CHUNK_ROWS``);
+    each task pays ``~2·2^w`` multiplications per window and column to combine its buckets, so
+    many rows go best in few tasks.
+    """
     width = public.ciphertext_bytes
     rows = len(residuals) // width
     if rows != x_int.shape[0] or len(residuals) % width:
@@ -162,7 +169,7 @@ def encrypted_gradient(public: paillier.PublicKey, residuals: bytes, x_int: IntA
     window = settings.LR_MULTIEXP_WINDOW_BITS
     tasks = [
         (int(public.n), residuals[a * width : b * width], width, x_int[a:b], window)
-        for a, b in parallel.split_evenly(rows, _tasks(rows))
+        for a, b in parallel.split_evenly(rows, task_count or _tasks(rows))
     ]
     n2 = public.n2
     d = x_int.shape[1]

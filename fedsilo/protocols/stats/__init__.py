@@ -1,0 +1,5 @@
+"""Column statistics and the cross-silo correlation matrix (``kind = "stats"``).
+
+The parts of this package are listed in ``fedsilo/protocols/__init__.py`` and
+``docs/internals.md``; this file stays empty so that importing one part loads no other.
+"""

@@ -62,6 +62,8 @@ _POLICY_KEYS = frozenset(
         "allowed_columns",
         "psi_pad_to_multiple",
         "peers",
+        "release_partial_scores",
+        "release_feature_contributions",
     }
 )
 
@@ -114,6 +116,22 @@ class PolicyConfig:
     allowed_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: the only parties this silo works with; None: any silo certified by its consortium CA.
     peers: frozenset[str] | None = None
+    #: explanations of vertical LR: send the label holder this silo's unmasked partial score per
+    #: scored row (``explain = "party"``) / its per-feature terms (``explain = "feature"``)
+    release_partial_scores: bool = False
+    release_feature_contributions: bool = False
+
+    def check_explain_release(self, level: str) -> None:
+        """Refuse to release per-row explanation values the policy does not allow."""
+        key = {"party": "release_partial_scores", "feature": "release_feature_contributions"}
+        switch = key.get(level)
+        if switch is None:
+            raise PolicyError(f"unknown explanation level '{level[:20]}'")
+        if not getattr(self, switch):
+            raise PolicyError(
+                f"policy does not allow releasing per-row explanation values "
+                f'(explain = "{level}" needs [policy] {switch} = true)'
+            )
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -421,6 +439,14 @@ class _Parser:
             allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
             psi_pad_to_multiple=self.pad_multiple(where, t.get("psi_pad_to_multiple", 1)),
             peers=self.peers(where, t["peers"]) if "peers" in t else None,
+            release_partial_scores=self.boolean(
+                where, "release_partial_scores", t.get("release_partial_scores", False)
+            ),
+            release_feature_contributions=self.boolean(
+                where,
+                "release_feature_contributions",
+                t.get("release_feature_contributions", False),
+            ),
         )
 
     def peers(self, where: str, value: Any) -> frozenset[str]:

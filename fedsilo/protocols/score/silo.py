@@ -11,11 +11,14 @@ its resumability) works without PSI and without any other silo.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
 from fedsilo.errors import NotFound, PolicyError, ProtocolError
+from fedsilo.jobschema import check_step
 from fedsilo.jobspec import (
     chunk_rows,
     part_id,
@@ -25,12 +28,14 @@ from fedsilo.jobspec import (
     trained_kind,
 )
 from fedsilo.leakage import register_kind
+from fedsilo.message import Message
+from fedsilo.ml.explain import Contributions, reason_codes
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
 from fedsilo.silo_node.session import JobSession
 
-__all__ = ["PART_KIND"]
+__all__ = ["EXPLAINED_PART_KIND", "PART_KIND", "ExplainSettings", "explain_scores"]
 
 PART_KIND = register_kind(
     "predict.part",
@@ -39,6 +44,16 @@ PART_KIND = register_kind(
     "nodes this silo owns, or this silo's partial linear score, masked so that with two or "
     "more passive silos only their sum is revealed)",
 )
+EXPLAINED_PART_KIND = register_kind(
+    "predict.explained_part",
+    reveals="a predict.part plus, because the accepted score step asks for explanations "
+    "(explain = party / feature) and this silo's policy allows it, this silo's unmasked "
+    "partial linear score per scored row (release_partial_scores) or its per-feature terms "
+    "per scored row (release_feature_contributions; column names only with "
+    "release_feature_names)",
+)
+#: what the label holder accepts as a part
+_PART_KINDS = (PART_KIND, EXPLAINED_PART_KIND)
 
 
 def _expected_alignment(session: JobSession, req: CallRequest) -> str | None:
@@ -109,7 +124,42 @@ def predict_part(ctx: SiloContext, session: JobSession, req: CallRequest) -> Cal
     X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
     msg = predictor.part(payload, X, request)
     msg.kind = PART_KIND
+    level = explain_settings(req).level
+    if level != "none" and predictor.explain_part is not None:
+        policy = ctx.config.policy
+        policy.check_explain_release(level)
+        meta, arrays = predictor.explain_part(payload, X, level, policy.release_feature_names)
+        msg = Message(
+            EXPLAINED_PART_KIND,
+            meta={**msg.meta, **meta},
+            arrays={**msg.arrays, **arrays},
+            blobs=dict(msg.blobs),
+        )
     return CallReply(outbox={p: msg for p in session.party_with_role("active")})
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """The accepted step's explanation keys (an ``evaluate`` step has none: their defaults)."""
+
+    reasons: int = 0
+    codes: Mapping[str, str] | None = None
+    adverse: str = "high"
+    level: str = "none"
+
+
+def explain_settings(req: CallRequest) -> ExplainSettings:
+    """Read from the accepted spec's step, never from the coordinator's meta."""
+    if req.spec_step.get("kind") != "score":
+        return ExplainSettings()
+    values = check_step(req.spec_step, req.step_index)
+    codes = values.get("reason_codes")
+    return ExplainSettings(
+        reasons=int(values["reasons"]),
+        codes={str(k): str(v) for k, v in codes.items()} if codes else None,
+        adverse=str(values["adverse"]),
+        level=str(values["explain"]),
+    )
 
 
 def check_model_kind(ctx: SiloContext, session: JobSession, req: CallRequest, kind: str) -> None:
@@ -121,16 +171,42 @@ def check_model_kind(ctx: SiloContext, session: JobSession, req: CallRequest, ki
 
 def predict_scores(ctx: SiloContext, session: JobSession, req: CallRequest) -> np.ndarray:
     """At the label holder: the model's scores for the requested range (shared with evaluate)."""
+    return _predict(ctx, session, req, explain=False)[0]
+
+
+def explain_scores(
+    ctx: SiloContext, session: JobSession, req: CallRequest
+) -> tuple[np.ndarray, Contributions | None]:
+    """At the label holder: scores, and the contributions behind them when the model kind can
+    explain itself (None otherwise), from the same rows and parts."""
+    return _predict(ctx, session, req, explain=True)
+
+
+def _predict(
+    ctx: SiloContext, session: JobSession, req: CallRequest, *, explain: bool
+) -> tuple[np.ndarray, Contributions | None]:
     request = request_of(ctx, session, req)
     rows = request.stop - request.start
     kind, payload = load_part(ctx, request.model_id)
     check_model_kind(ctx, session, req, kind)
     X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
-    parts = {sender: msg.expect(PART_KIND) for sender, msg in req.inbox.items()}
-    scores = np.asarray(get_predictor(kind).combine(payload, X, parts, request), dtype=np.float64)
+    parts = {sender: _expect_part(msg) for sender, msg in req.inbox.items()}
+    predictor = get_predictor(kind)
+    scores = np.asarray(predictor.combine(payload, X, parts, request), dtype=np.float64)
     if scores.shape != (rows,):
         raise ProtocolError(f"predictor returned {scores.shape} scores for {rows} rows")
-    return scores
+    if not explain or predictor.explain is None:
+        return scores, None
+    contribs = predictor.explain(payload, X, parts, request)
+    if contribs.n_rows != rows:
+        raise ProtocolError(f"explainer returned {contribs.n_rows} rows for {rows}")
+    return scores, contribs
+
+
+def _expect_part(msg: Message) -> Message:
+    if msg.kind not in _PART_KINDS:
+        return msg.expect(PART_KIND)  # the one error for a wrong kind
+    return msg
 
 
 @method("score.local_alignment", kinds=("score",))
@@ -169,7 +245,7 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     table = score_table(session.spec, req.step_index)
     version = str(req.meta["version"])
     chunk = _chunk_rows(session, req)
-    ctx.store.ensure_score_table(table)
+    ctx.store.ensure_score_table(table, reasons=explain_settings(req).reasons)
     done = ctx.store.scored_ids(table, version)
     pending, start = [], 0
     for ids in ctx.store.iter_alignment_ids(alignment, chunk_rows=chunk):
@@ -183,12 +259,21 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
 def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Predict one chunk and write it in one transaction (insert-or-ignore)."""
     _model_id, alignment, start, stop = _range(req.meta)
-    scores = predict_scores(ctx, session, req)
+    settings = explain_settings(req)
+    reasons: list[list[str | None]] | None = None
+    if settings.reasons:
+        scores, contribs = explain_scores(ctx, session, req)
+        if contribs is None:
+            raise PolicyError("the model's kind cannot explain its scores: set reasons = 0")
+        reasons = reason_codes(contribs, settings.reasons, settings.codes, settings.adverse)
+    else:
+        scores = predict_scores(ctx, session, req)
     ids = _ids_in_range(ctx, alignment, start, stop)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     version = str(req.meta["version"])
     rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
-    ctx.store.write_scores(score_table(session.spec, req.step_index), rows)
+    table = score_table(session.spec, req.step_index)
+    ctx.store.write_scores(table, rows, reasons=reasons)
     return CallReply(meta={"written": len(rows)})
 
 

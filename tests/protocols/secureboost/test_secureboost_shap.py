@@ -20,8 +20,8 @@ from sklearn.model_selection import train_test_split
 
 import fedsilo
 from fedsilo.crypto.paillier import generate_keypair
-from fedsilo.ml.explain import Contributions, ImportanceSum, code_for, reason_codes, top_adverse
 from fedsilo.ml import treeshap
+from fedsilo.ml.explain import Contributions, ImportanceSum, code_for, reason_codes, top_adverse
 from fedsilo.ml.treeshap import TreeShap, leaf_paths
 from fedsilo.ml.xgb_export import to_xgboost_dict
 from fedsilo.protocols.secureboost.active import (
@@ -215,8 +215,9 @@ def test_expected_value_is_the_cover_weighted_mean():
     def mean(tree, node):
         if tree.is_leaf(node):
             return tree.value[node]
-        l, r = tree.left[node], tree.right[node]
-        return (mean(tree, l) * tree.cover[l] + mean(tree, r) * tree.cover[r]) / tree.cover[node]
+        lo, hi = tree.left[node], tree.right[node]
+        total = mean(tree, lo) * tree.cover[lo] + mean(tree, hi) * tree.cover[hi]
+        return total / tree.cover[node]
 
     expect = central.base_margin + sum(mean(t, 0) for t in central.trees)
     assert shap.expected_value == pytest.approx(expect, abs=1e-12)

@@ -38,6 +38,8 @@ __all__ = ["LeafPath", "TreeShap", "leaf_paths", "path_contributions"]
 #: tabulate every pattern of a leaf up to this many distinct features (2**8 rows of k floats,
 #: cheap to build); beyond it only the patterns present among the rows are computed
 _FULL_TABLE_MAX_FEATURES = 8
+#: tabulate a whole tree by its route bits up to this many split nodes (2**10 patterns)
+_TREE_TABLE_MAX_NODES = 10
 
 #: ``left(tree, node) -> bool mask over the rows``: does each row go left at that split node
 LeftFn = Callable[[int, int], np.ndarray]
@@ -114,8 +116,46 @@ def path_contributions(zero: np.ndarray, value: float, patterns: np.ndarray) -> 
     return out
 
 
+@dataclass(frozen=True)
+class _TreeTable:
+    """A small tree's contributions for every combination of its split nodes' route bits.
+
+    ``nodes`` are the split nodes in bit order, ``features`` the distinct features the tree
+    splits on, ``values[i, p]`` the contribution of ``features[i]`` for route pattern ``p``
+    (bit ``b`` set iff the row goes left at ``nodes[b]``): the sum of its leaves' tables.
+    """
+
+    nodes: tuple[int, ...]
+    features: tuple[int, ...]
+    values: np.ndarray
+
+
+def _tree_table(paths: Sequence[LeafPath], tables: Sequence[np.ndarray]) -> _TreeTable:
+    nodes = tuple(sorted({n for lp in paths for splits in lp.splits for n, _ in splits}))
+    features = tuple(sorted({f for lp in paths for f in lp.features}))
+    bit = {n: b for b, n in enumerate(nodes)}
+    row = {f: i for i, f in enumerate(features)}
+    patterns = np.arange(1 << len(nodes), dtype=np.int64)
+    values = np.zeros((len(features), len(patterns)))
+    for lp, table in zip(paths, tables, strict=True):
+        index = np.zeros(len(patterns), dtype=np.int64)
+        for j, splits in enumerate(lp.splits):
+            hot = np.ones(len(patterns), dtype=bool)
+            for node, go_left in splits:
+                hot &= ((patterns >> bit[node]) & 1).astype(bool) == go_left
+            index |= hot.astype(np.int64) << j
+        for j, f in enumerate(lp.features):
+            values[row[f]] += table[j][index]
+    return _TreeTable(nodes, features, values)
+
+
 class TreeShap:
-    """TreeSHAP of a list of trees over global feature indices (module docstring)."""
+    """TreeSHAP of a list of trees over global feature indices (module docstring).
+
+    A tree with at most ``_TREE_TABLE_MAX_NODES`` split nodes (every tree of depth <= 3) is
+    tabulated whole, by its route bits, so a row costs one gather per feature of the tree;
+    a larger tree is explained leaf by leaf.
+    """
 
     def __init__(self, trees: Sequence[Tree], base_margin: float, n_features: int) -> None:
         self.n_features = n_features
@@ -124,6 +164,7 @@ class TreeShap:
             lp.null_value for paths in self.paths for lp in paths
         )
         self._tables: dict[tuple[int, int], np.ndarray] = {}
+        self._trees: dict[int, _TreeTable] = {}
 
     def _table(self, t: int, leaf: int, lp: LeafPath) -> np.ndarray:
         """``(k, 2**k)``: the leaf's contributions for every pattern, feature-major."""
@@ -134,10 +175,29 @@ class TreeShap:
             self._tables[(t, leaf)] = table
         return table
 
+    def _tree(self, t: int) -> _TreeTable | None:
+        paths = self.paths[t]
+        if len(paths) - 1 > _TREE_TABLE_MAX_NODES:  # a binary tree: leaves - 1 split nodes
+            return None
+        table = self._trees.get(t)
+        if table is None:
+            leaf_tables = [self._table(t, i, lp) for i, lp in enumerate(paths)]
+            table = self._trees[t] = _tree_table(paths, leaf_tables)
+        return table
+
     def shap_values(self, n_rows: int, left: LeftFn) -> np.ndarray:
         """``(n_rows, n_features)`` contributions; ``left(t, node)`` gives a node's left mask."""
         phi = np.zeros((self.n_features, n_rows))
         for t, paths in enumerate(self.paths):
+            whole = self._tree(t)
+            if whole is not None:
+                pattern = np.zeros(n_rows, dtype=np.uint16)
+                for b, node in enumerate(whole.nodes):
+                    mask = np.asarray(left(t, node), dtype=bool)
+                    pattern |= mask.view(np.uint8).astype(np.uint16) << b
+                for i, f in enumerate(whole.features):
+                    phi[f] += whole.values[i][pattern]
+                continue
             nodes = {node for lp in paths for splits in lp.splits for node, _ in splits}
             masks = {}
             for node in sorted(nodes):
@@ -159,17 +219,31 @@ class TreeShap:
         k = len(lp.features)
         if k == 0:
             return
-        index = np.zeros(n_rows, dtype=np.intp)
-        for j, splits in enumerate(lp.splits):
-            node, go_left = splits[0]
-            hot = masks[node][go_left]
-            for node, go_left in splits[1:]:
-                hot = hot & masks[node][go_left]
-            index[hot] += 1 << j
         if k <= _FULL_TABLE_MAX_FEATURES:
-            table, rows = self._table(t, leaf, lp), index
-        else:
-            patterns, rows = np.unique(index, return_inverse=True)
-            table = np.ascontiguousarray(path_contributions(lp.zero, lp.value, patterns).T)
+            # up to 8 bits the index fits a byte (cheaper to build and to gather by)
+            index: np.ndarray = np.zeros(n_rows, dtype=np.uint8 if k <= 8 else np.int64)
+            for j, splits in enumerate(lp.splits):
+                bits: np.ndarray = self._hot(masks, splits).astype(index.dtype)
+                index |= np.left_shift(bits, j, dtype=index.dtype)
+            table = self._table(t, leaf, lp)
+            for j, f in enumerate(lp.features):
+                phi[f] += table[j][index]
+            return
+        wide = np.zeros(n_rows, dtype=np.int64)
+        for j, splits in enumerate(lp.splits):
+            wide |= self._hot(masks, splits).astype(np.int64) << j
+        patterns, rows = np.unique(wide, return_inverse=True)
+        table = np.ascontiguousarray(path_contributions(lp.zero, lp.value, patterns).T)
         for j, f in enumerate(lp.features):
             phi[f] += table[j][rows]
+
+    @staticmethod
+    def _hot(
+        masks: dict[int, tuple[np.ndarray, np.ndarray]], splits: tuple[tuple[int, bool], ...]
+    ) -> np.ndarray:
+        """Rows that go the path's way at every one of ``splits`` (a feature's one fraction)."""
+        node, go_left = splits[0]
+        hot = masks[node][go_left]
+        for node, go_left in splits[1:]:
+            hot = hot & masks[node][go_left]
+        return hot

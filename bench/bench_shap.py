@@ -28,28 +28,15 @@ from pathlib import Path
 
 import numpy as np
 import xgboost as xgb
-from bench_score import (
-    PART,
-    cached_train,
-    free_port,
-    load,
-    replicate,
-    silo_toml,
-    start_silo,
-    stop_silo,
-    write_csv,
-)
+from bench_score import cached_train, deploy, load, replicate, start_silo, stop_silo
 from sqlalchemy import create_engine, text
 
-from fedsilo.coordinator.config import load_coordinator_config, parse_job_spec
+from fedsilo.coordinator.config import parse_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
-from fedsilo.coordinator.store import JobStore
 from fedsilo.ml.xgb_export import to_xgboost_dict
 from fedsilo.protocols.secureboost.model import SecureBoostModel, SplitTable
 from fedsilo.protocols.secureboost.wire import read_routes, routes_message
-from fedsilo.silo_node.demo_data import load_csv_into_table
-from fedsilo.silo_node.store import SiloStore
 
 TARGET_RATIO = 2.0
 
@@ -102,34 +89,10 @@ def in_process(bank: dict, bureau: dict, gg: np.ndarray, hh: np.ndarray, repeat:
 
 
 def service(bank: dict, bureau: dict, args: argparse.Namespace, data: tuple) -> dict:
-    ids, yy, gg, hh, g_cols, h_cols = data
     root = Path(tempfile.mkdtemp(prefix="bench_shap_"))
-    rng = np.random.default_rng(1)
-    write_csv(root / "bank.csv", ids, g_cols, gg, rng.permutation(len(ids)), yy)
-    write_csv(root / "bureau.csv", ids, h_cols, hh, rng.permutation(len(ids)))
-    ports = {"bank": free_port(), "bureau": free_port()}
-    configs = {
-        "bank": silo_toml(root, "bank", ports["bank"], g_cols, True),
-        "bureau": silo_toml(root, "bureau", ports["bureau"], h_cols, False),
-    }
-    for party, part in (("bank", bank), ("bureau", bureau)):
-        engine = create_engine(f"sqlite:///{root / (party + '.db')}")
-        load_csv_into_table(engine, f"{party}_data", root / f"{party}.csv", "id")
-        store = SiloStore(engine)
-        store.create_tables()
-        store.save_model_part(PART, "secureboost", part)
-        engine.dispose()
-    coord = root / "coordinator.toml"
-    coord.write_text(
-        f'name = "coordinator"\ndatabase = "sqlite:///{root / "coord.db"}"\n'
-        "[tls]\ninsecure_plaintext = true\n"
-        + "".join(f'[silos.{p}]\naddress = "127.0.0.1:{port}"\n' for p, port in ports.items())
-    )
-    config = load_coordinator_config(coord)
-    jobs = JobStore(config.database_url)
+    parts = {"bank": bank, "bureau": bureau}
+    configs, config, jobs, model_id = deploy(root, data, parts, np.random.default_rng(1))
     parties = {"bank": "active", "bureau": "passive"}
-    record = {"parties": parties, "parts": {p: PART for p in parties}, "params": {}, "metrics": {}}
-    model = jobs.register_model(name="bench", kind="secureboost", job_id="bench", record=record)
     procs = {p: start_silo(configs[p]) for p in parties}
     times = {}
     try:
@@ -147,7 +110,7 @@ def service(bank: dict, bureau: dict, args: argparse.Namespace, data: tuple) -> 
             return time.perf_counter() - start
 
         job("psi", [{"kind": "psi", "alignment": "all"}])
-        step = {"kind": "score", "model": model.model_id, "alignment": "all"}
+        step = {"kind": "score", "model": model_id, "alignment": "all"}
         step["chunk_rows"] = args.chunk_rows
         times["score"] = job("plain", [{**step, "table": "scores"}])
         times["reasons"] = job("why", [{**step, "table": "explained", "reasons": 3}])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fedsilo.jobschema import ALIGNMENT, CHUNK_ROWS, MODEL, Param, StepSchema
+from fedsilo.jobschema import ALIGNMENT, CHUNK_ROWS, MODEL, Param, Rule, StepSchema
 
 __all__ = ["MAX_REASONS", "SCHEMA"]
 
@@ -52,6 +52,13 @@ SCHEMA = StepSchema(
             "what passive silos of a vertical LR model release per row for explanations "
             "(each only if its policy allows it)",
             choices=("none", "party", "feature"),
+        ),
+    ),
+    (
+        Rule(
+            "explain",
+            lambda v: v.get("explain", "none") == "none" or bool(v.get("reasons")),
+            "asks passive silos to release per-row values: it needs reasons > 0",
         ),
     ),
 )

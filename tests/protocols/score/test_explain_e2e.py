@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import xgboost as xgb
 from bundled_data import data_file, load_csv
+from secureboost_data import xgboost_booster
 from sqlalchemy import text
 from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.errors import JobError
 from fedsilo.ml.explain import Contributions, reason_codes
-from fedsilo.ml.xgb_export import to_xgboost_dict
 from fedsilo.protocols.lr.vertical import VerticalModelPart
 from fedsilo.protocols.secureboost.active import ActiveParty, SecureBoostParams
 from fedsilo.protocols.secureboost.model import SecureBoostModel, SplitTable
@@ -56,16 +56,6 @@ def _score_rows(c: Consortium, table: str) -> dict[str, tuple]:
         return {r[0]: tuple(r[1:]) for r in rows}
 
 
-class _Whole:
-    def __init__(self, model: SecureBoostModel) -> None:
-        self.model, self.trees, self.base_margin = model, model.trees, model.base_margin
-        self.n_features = len(model.features)
-        self.feature_names = [f"f{i}" for i in range(self.n_features)]
-
-    def threshold(self, tree: int, node: int) -> float:
-        return self.model.own_splits.entries[(tree, node)][1]
-
-
 def test_secureboost_reasons_and_shap_three_silos(tmp_path: Path) -> None:
     c = _consortium(tmp_path, bureau_policy="release_feature_names = true\n")
     try:
@@ -97,8 +87,7 @@ def test_secureboost_reasons_and_shap_three_silos(tmp_path: Path) -> None:
 
         # xgboost's contributions on the centralized model, for every test row
         ids, x_test, _ = _rows(c, "breast-test")
-        doc = to_xgboost_dict(_Whole(central.model), include_statistics=True, feature_names=False)
-        booster = xgb.Booster(model_file=bytearray(json.dumps(doc).encode()))
+        booster = xgboost_booster(central.model)
         theirs = booster.predict(xgb.DMatrix(x_test), pred_contribs=True)
 
         # the federated explanation, from the stored parts and the routes each silo answers
@@ -147,24 +136,24 @@ def _lr_parts(c: Consortium, job_id: str) -> dict[str, VerticalModelPart]:
     }
 
 
+def _lr_job(c: Consortium, table: str, reasons: int, explain: str):
+    """PSI, split, vertical LR and a score step of the test rows with explanations."""
+    score = {"kind": "score", "alignment": "breast-test", "table": table, "reasons": reasons}
+    return c.job(
+        {"bank": "active", "bureau": "passive", "telco": "passive"},
+        [
+            {"kind": "psi", "alignment": "breast"},
+            {"kind": "split", "test_fraction": 0.2},
+            LR,
+            {**score, "explain": explain},
+        ],
+    )
+
+
 def test_lr_feature_contributions_released_by_policy(tmp_path: Path) -> None:
     c = _consortium(tmp_path, bureau_policy=RELEASE, telco_policy=RELEASE)
     try:
-        spec = c.job(
-            {"bank": "active", "bureau": "passive", "telco": "passive"},
-            [
-                {"kind": "psi", "alignment": "breast"},
-                {"kind": "split", "test_fraction": 0.2},
-                LR,
-                {
-                    "kind": "score",
-                    "alignment": "breast-test",
-                    "table": "lr_risk",
-                    "reasons": 3,
-                    "explain": "feature",
-                },
-            ],
-        )
+        spec = _lr_job(c, "lr_risk", 3, "feature")
         record = run_job(spec, clients=c.clients(), store=c.store())
         assert record.state == "succeeded", record.error
         parts = _lr_parts(c, record.job_id)
@@ -197,21 +186,7 @@ def test_lr_feature_contributions_released_by_policy(tmp_path: Path) -> None:
 def test_lr_release_refused_when_the_policy_is_off(tmp_path: Path) -> None:
     c = _consortium(tmp_path, bureau_policy=RELEASE)  # telco's policy: off (the default)
     try:
-        spec = c.job(
-            {"bank": "active", "bureau": "passive", "telco": "passive"},
-            [
-                {"kind": "psi", "alignment": "breast"},
-                {"kind": "split", "test_fraction": 0.2},
-                LR,
-                {
-                    "kind": "score",
-                    "alignment": "breast-test",
-                    "table": "r",
-                    "reasons": 2,
-                    "explain": "party",
-                },
-            ],
-        )
+        spec = _lr_job(c, "r", 2, "party")
         with pytest.raises(JobError, match="release_partial_scores"):
             run_job(spec, clients=c.clients(), store=c.store())
         kinds = [e.kind for e in c.nodes["telco"].ctx.ledger.entries()]

@@ -28,6 +28,7 @@ def test_score_step_keys_are_checked() -> None:
         ({"reason_codes": "codes.csv"}, "'reason_codes' must be a table"),
         ({"explain": "all"}, "'explain' must be one of"),
         ({"adverse": "up"}, "'adverse' must be one of"),
+        ({"explain": "party"}, "'explain' asks passive silos to release per-row values"),
     ]
     for extra, message in bad:
         with pytest.raises(ConfigError, match=f"step 3 \\(score\\): {message}"):

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xgboost as xgb
-from secureboost_data import load_vertical
+from secureboost_data import load_vertical, xgboost_booster
 from sklearn.model_selection import train_test_split
 
 import fedsilo
@@ -23,7 +22,6 @@ from fedsilo.crypto.paillier import generate_keypair
 from fedsilo.ml import treeshap
 from fedsilo.ml.explain import Contributions, ImportanceSum, code_for, reason_codes, top_adverse
 from fedsilo.ml.treeshap import TreeShap, leaf_paths
-from fedsilo.ml.xgb_export import to_xgboost_dict
 from fedsilo.protocols.secureboost.active import (
     ActiveParty,
     PassiveParty,
@@ -50,23 +48,9 @@ def _params(**kw):
     return SecureBoostParams(**{**base, **kw})
 
 
-class _Whole:
-    """The centralized model as :func:`to_xgboost_dict` reads a whole tree model."""
-
-    def __init__(self, model: SecureBoostModel) -> None:
-        self.model = model
-        self.trees, self.base_margin = model.trees, model.base_margin
-        self.n_features = len(model.features)
-        self.feature_names = [f"f{i}" for i in range(self.n_features)]
-
-    def threshold(self, tree: int, node: int) -> float:
-        return self.model.own_splits.entries[(tree, node)][1]
-
-
 def xgboost_contribs(central: SecureBoostModel, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """xgboost's ``pred_contribs`` and margins of the centralized model (covers included)."""
-    doc = to_xgboost_dict(_Whole(central), include_statistics=True, feature_names=False)
-    booster = xgb.Booster(model_file=bytearray(json.dumps(doc).encode()))
+    booster = xgboost_booster(central)
     dm = xgb.DMatrix(x)
     return booster.predict(dm, pred_contribs=True), booster.predict(dm, output_margin=True)
 

@@ -245,7 +245,10 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     table = score_table(session.spec, req.step_index)
     version = str(req.meta["version"])
     chunk = _chunk_rows(session, req)
-    ctx.store.ensure_score_table(table, reasons=explain_settings(req).reasons)
+    reasons = explain_settings(req).reasons
+    if reasons:
+        _check_explains(ctx, str(req.meta.get("model_id", "")))
+    ctx.store.ensure_score_table(table, reasons=reasons)
     done = ctx.store.scored_ids(table, version)
     pending, start = [], 0
     for ids in ctx.store.iter_alignment_ids(alignment, chunk_rows=chunk):
@@ -264,7 +267,7 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> Call
     if settings.reasons:
         scores, contribs = explain_scores(ctx, session, req)
         if contribs is None:
-            raise PolicyError("the model's kind cannot explain its scores: set reasons = 0")
+            raise PolicyError(_NO_EXPLAINER)
         reasons = reason_codes(contribs, settings.reasons, settings.codes, settings.adverse)
     else:
         scores = predict_scores(ctx, session, req)
@@ -275,6 +278,16 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> Call
     table = score_table(session.spec, req.step_index)
     ctx.store.write_scores(table, rows, reasons=reasons)
     return CallReply(meta={"written": len(rows)})
+
+
+_NO_EXPLAINER = "the model's kind cannot explain its scores: the score step needs reasons = 0"
+
+
+def _check_explains(ctx: SiloContext, model_id: str) -> None:
+    """Refuse reasons for a model kind without an explainer before any table is made."""
+    kind, _ = load_part(ctx, model_id)
+    if get_predictor(kind).explain is None:
+        raise PolicyError(f"{_NO_EXPLAINER} ('{kind}' model)")
 
 
 def _chunk_rows(session: JobSession, req: CallRequest) -> int:

@@ -74,3 +74,32 @@ def test_explanation_message_kinds_are_documented() -> None:
         assert describe(kind)
     assert "release_partial_scores" in describe(EXPLAINED_PART_KIND)
     assert "release_partial_scores" in (ROOT / "docs" / "configuration.md").read_text()
+
+
+def test_reasons_for_a_model_without_explainer_are_refused_before_any_table(
+    tmp_path: Path,
+) -> None:
+    from types import SimpleNamespace
+
+    from sqlalchemy import create_engine, inspect
+
+    import fedsilo.protocols.hxgb.silo  # noqa: F401  (registers the whole-model predictor)
+    import fedsilo.protocols.secureboost.silo  # noqa: F401
+    from fedsilo.errors import PolicyError
+    from fedsilo.protocols.score.silo import plan
+    from fedsilo.silo_node.store import SiloStore
+
+    engine = create_engine(f"sqlite:///{tmp_path / 's.db'}")
+    store = SiloStore(engine)
+    store.create_tables()
+    store.save_model_part("m-hxgb", "hxgb", {"columns": [], "model": {}})
+    ctx = SimpleNamespace(store=store)
+    session = SimpleNamespace(spec={"steps": [{"kind": "score", "alignment": "a"}]}, job_id="j")
+    req = CallRequest(
+        meta={"version": "v", "model_id": "m-hxgb"},
+        spec_step={"kind": "score", "alignment": "a", "table": "t", "reasons": 2},
+        step_index=0,
+    )
+    with pytest.raises(PolicyError, match="cannot explain its scores.*'hxgb' model"):
+        plan(ctx, session, req)
+    assert not inspect(engine).has_table("t")

@@ -263,6 +263,8 @@ def _policy_json(ctx: SiloContext) -> str:
             "release_feature_names": policy.release_feature_names,
             "allowed_columns": {k: sorted(v) for k, v in policy.allowed_columns.items()},
             "peers": sorted(policy.peers) if policy.peers is not None else None,
+            "release_partial_scores": policy.release_partial_scores,
+            "release_feature_contributions": policy.release_feature_contributions,
         }
     )
 

@@ -187,6 +187,9 @@ def test_lr_release_refused_when_the_policy_is_off(tmp_path: Path) -> None:
     c = _consortium(tmp_path, bureau_policy=RELEASE)  # telco's policy: off (the default)
     try:
         spec = _lr_job(c, "r", 2, "party")
+        published = {p: json.loads(cl.describe().policy_json) for p, cl in c.clients().items()}
+        assert published["bureau"]["release_partial_scores"] is True
+        assert published["telco"]["release_partial_scores"] is False
         with pytest.raises(JobError, match="release_partial_scores"):
             run_job(spec, clients=c.clients(), store=c.store())
         kinds = [e.kind for e in c.nodes["telco"].ctx.ledger.entries()]

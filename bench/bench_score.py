@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import create_engine, text
 
-from fedsilo.coordinator.config import load_coordinator_config, parse_job_spec
+from fedsilo.coordinator.config import CoordinatorConfig, load_coordinator_config, parse_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobStore
@@ -175,36 +175,20 @@ def stop_silo(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", type=int, default=100_000)
-    ap.add_argument("--chunk-rows", type=int, default=10_000)
-    ap.add_argument(
-        "--model-cache",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "fedsilo_bench_score_model.json",
-        help="JSON file of the trained parts, reused when the parameters match",
-    )
-    args = ap.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="bench_score_"))
-    rng = np.random.default_rng(0)
-
-    t0 = time.perf_counter()
-    y, g, h, g_cols, h_cols = load()
-    bank_part, bureau_part = cached_train(y, g, h, g_cols, h_cols, args.model_cache)
-    t_train = time.perf_counter() - t0
-
-    ids = [f"c{k:07d}" for k in range(args.rows)]
-    yy = np.resize(y, args.rows)
-    gg, hh = replicate(g, args.rows, rng), replicate(h, args.rows, rng)
-    write_csv(root / "bank.csv", ids, g_cols, gg, rng.permutation(args.rows), yy)
-    write_csv(root / "bureau.csv", ids, h_cols, hh, rng.permutation(args.rows))
+def deploy(
+    root: Path, data: tuple, parts: dict[str, dict], rng: np.random.Generator
+) -> tuple[dict[str, Path], CoordinatorConfig, JobStore, str]:
+    """Both silos' tables, configs and model parts, the coordinator's config and the model in
+    its registry (``data``: ids, labels, bank and bureau rows, their column names)."""
+    ids, yy, gg, hh, g_cols, h_cols = data
+    write_csv(root / "bank.csv", ids, g_cols, gg, rng.permutation(len(ids)), yy)
+    write_csv(root / "bureau.csv", ids, h_cols, hh, rng.permutation(len(ids)))
     ports = {"bank": free_port(), "bureau": free_port()}
     configs = {
         "bank": silo_toml(root, "bank", ports["bank"], g_cols, True),
         "bureau": silo_toml(root, "bureau", ports["bureau"], h_cols, False),
     }
-    for party, part in (("bank", bank_part), ("bureau", bureau_part)):
+    for party, part in parts.items():
         engine = create_engine(f"sqlite:///{root / (party + '.db')}")
         load_csv_into_table(engine, f"{party}_data", root / f"{party}.csv", "id")
         store = SiloStore(engine)
@@ -229,6 +213,34 @@ def main() -> int:
     model = jobs.register_model(
         name="bench-secureboost", kind="secureboost", job_id="bench", record=record
     )
+    return configs, config, jobs, model.model_id
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--chunk-rows", type=int, default=10_000)
+    ap.add_argument(
+        "--model-cache",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "fedsilo_bench_score_model.json",
+        help="JSON file of the trained parts, reused when the parameters match",
+    )
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench_score_"))
+    rng = np.random.default_rng(0)
+
+    t0 = time.perf_counter()
+    y, g, h, g_cols, h_cols = load()
+    bank_part, bureau_part = cached_train(y, g, h, g_cols, h_cols, args.model_cache)
+    t_train = time.perf_counter() - t0
+
+    ids = [f"c{k:07d}" for k in range(args.rows)]
+    yy = np.resize(y, args.rows)
+    gg, hh = replicate(g, args.rows, rng), replicate(h, args.rows, rng)
+    parts = {"bank": bank_part, "bureau": bureau_part}
+    configs, config, jobs, model_id = deploy(root, (ids, yy, gg, hh, g_cols, h_cols), parts, rng)
+    parties = {"bank": "active", "bureau": "passive"}
     t_setup = time.perf_counter() - t0
 
     procs = {p: start_silo(configs[p]) for p in parties}
@@ -253,7 +265,7 @@ def main() -> int:
         t_psi = job("psi", [{"kind": "psi", "alignment": "all"}])
         score_step = {
             "kind": "score",
-            "model": model.model_id,
+            "model": model_id,
             "alignment": "all",
             "table": "scores",
             "chunk_rows": args.chunk_rows,

@@ -68,6 +68,21 @@ def _is_party_dataset(v: Any) -> bool:
     )
 
 
+def _is_code_table(v: Any) -> bool:
+    """A reason-code table: ``{feature label = "code"}``, non-empty strings, of bounded size."""
+    return (
+        isinstance(v, Mapping)
+        and 0 < len(v) <= _CODE_TABLE_MAX_ENTRIES
+        and all(
+            isinstance(k, str) and isinstance(c, str) and 0 < len(k) <= 200 and 0 < len(c) <= 64
+            for k, c in v.items()
+        )
+    )
+
+
+#: most entries a reason-code table in a job spec may hold
+_CODE_TABLE_MAX_ENTRIES = 10_000
+
 #: type name -> (how the docs and errors say it, the test a value must pass)
 _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "int": ("an integer", _is_int),
@@ -95,6 +110,7 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
             and len(set(v)) == len(v)
         ),
     ),
+    "code_table": ('a table of feature = "code" strings', _is_code_table),
 }
 
 

@@ -82,6 +82,15 @@ def test_minimal_config_is_deny_by_default(tmp_path: Path) -> None:
     cfg.policy.check_columns("d", ["a", "b"])
     with pytest.raises(PolicyError, match="'id'"):
         cfg.policy.check_columns("d", ["id"])
+    # explanations: no per-row release unless the policy says so
+    assert not cfg.policy.release_partial_scores
+    assert not cfg.policy.release_feature_contributions
+    for level, key in (
+        ("party", "release_partial_scores"),
+        ("feature", "release_feature_contributions"),
+    ):
+        with pytest.raises(PolicyError, match=key):
+            cfg.policy.check_explain_release(level)
 
 
 def test_schema_qualified_table_and_postgres_url(tmp_path: Path) -> None:
@@ -235,6 +244,11 @@ BAD = [
         "release-type",
         _swap("[policy]\n", '[policy]\nrelease_feature_names = "yes"\n'),
         "silo.toml: [policy] 'release_feature_names' must be true or false",
+    ),
+    (
+        "release-partial-type",
+        _swap("[policy]\n", "[policy]\nrelease_partial_scores = 1\n"),
+        "silo.toml: [policy] 'release_partial_scores' must be true or false",
     ),
     (
         "no-tls",

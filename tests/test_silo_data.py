@@ -612,6 +612,23 @@ def test_scores_are_idempotent(
     assert got == pytest.approx(0.1) and total == 8
 
 
+def test_scores_with_reason_codes(silo: tuple[SiloData, SiloStore]) -> None:
+    _, store = silo
+    at = datetime(2024, 1, 2, tzinfo=UTC)
+    rows = [("C001", 0.7, "v1", at), ("C002", 0.1, "v1", at)]
+    store.write_scores("explained", rows, reasons=[["R1", "R2"], [None, None]])
+    store.write_scores("explained", [("C003", 0.2, "v1", at)], reasons=[["R9", None]])
+    with store.engine.connect() as conn:
+        got = conn.execute(text("SELECT id, reason_1, reason_2 FROM explained ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [("C001", "R1", "R2"), ("C002", None, None),
+                                       ("C003", "R9", None)]  # fmt: skip
+    with pytest.raises(DataError, match="has 2 reason column"):
+        store.ensure_score_table("explained", reasons=3)
+    store.write_scores("plain", rows)  # a table without reasons refuses reasons later
+    with pytest.raises(DataError, match="has 0 reason column"):
+        store.write_scores("plain", rows, reasons=[["R1"], ["R2"]])
+
+
 @pytest.mark.parametrize(
     "name", ["scores; DROP TABLE x", "1scores", "fedsilo_ledger", "", "a" * 64, "sc-ores"]
 )

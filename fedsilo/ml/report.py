@@ -55,6 +55,7 @@ def write_report(
     y: npt.ArrayLike,
     scores: npt.ArrayLike,
     baseline_scores: npt.ArrayLike | None = None,
+    shap_importance: Mapping[str, Sequence[tuple[str, float]]] | None = None,
 ) -> tuple[Path, Path]:
     """Write the HTML report and its JSON twin (each atomically) and return both paths.
 
@@ -62,12 +63,15 @@ def write_report(
     with ``scores`` / ``baseline_scores`` (the same model trained on the label holder's features
     alone: the difference is the federation lift). ``importance`` maps each party to its
     features' ``(name, gain, splits)``; names arrive already masked where policy hides them.
+    ``shap_importance`` maps each party to ``(feature, mean |contribution|)`` over the scored
+    rows (:class:`fedsilo.ml.explain.ImportanceSum`), shown in its own section.
     """
     y_arr = np.asarray(y)
     if metrics.get("rows") is not None and metrics["rows"] != y_arr.size:
         raise DataError(f"metrics cover {metrics['rows']} rows but {y_arr.size} labels were given")
     curves = _curves(y_arr, scores, baseline_scores, int(metrics["min_rows"]))
     doc = _document(title, model_summary, metrics, baseline_metrics, importance, curves)
+    doc["shap_importance"] = _shap_importance(shap_importance)
     _write_atomic(Path(path_json), json.dumps(doc, indent=2, allow_nan=False) + "\n")
     _write_atomic(Path(path_html), _html(doc))
     return Path(path_html), Path(path_json)
@@ -201,6 +205,7 @@ def _html(doc: dict[str, Any]) -> str:
         _lift_section(fed, base),
         _precision_recall_section(fed),
         _importance_section(doc["importance"]),
+        _shap_section(doc.get("shap_importance")),
         _withheld_section(fed, base),
     ]
     return _PAGE.format(title=_e(doc["title"]), style=_STYLE, body="\n".join(body))
@@ -509,6 +514,49 @@ def _unique_slugs(names: list[str]) -> dict[str, str]:
             slug, k = f"{base}-{k}", k + 1
         out[name] = slug
     return out
+
+
+def _shap_importance(
+    importance: Mapping[str, Sequence[tuple[str, float]]] | None,
+) -> dict[str, list[dict[str, Any]]] | None:
+    if not importance:
+        return None
+    return {
+        party: [{"feature": str(f), "mean_abs": float(v)} for f, v in rows]
+        for party, rows in importance.items()
+    }
+
+
+def _shap_section(importance: dict[str, list[dict[str, Any]]] | None) -> str:
+    heading = "Contributions to the score (mean |SHAP|)"
+    if not importance:
+        return _section("shap", heading, _note("Not available for this model."))
+    note = _note(
+        "Mean absolute contribution of each feature to the margin (log-odds) over the test "
+        "rows: exact TreeSHAP for tree models, the linear terms for logistic regression. A "
+        "feature whose party does not release names appears as 'party feature k'; a party "
+        "that releases no per-row values appears as its total."
+    )
+    slugs = _unique_slugs(list(importance))
+    parts = []
+    for party, rows in importance.items():
+        top = rows[:_TOP_FEATURES]
+        png = plots.importance_png(
+            party,
+            [r["feature"] for r in top],
+            [r["mean_abs"] for r in top],
+            xlabel="mean |contribution| to the log-odds",
+            title="Mean |SHAP|",
+        )
+        cells = [[f"<td>{_e(r['feature'])}</td>", _value_cell(r["mean_abs"])] for r in rows]
+        alt = f"Mean absolute SHAP: {party}"
+        caption = f"Top {len(top)} of {len(rows)} of {party}'s columns by mean |SHAP|."
+        parts.append(
+            f"<h3>{_e(party)}</h3>"
+            + _img(f"plot-shap-{slugs[party]}", alt, png, caption)
+            + _table(f"table-shap-{slugs[party]}", ["feature", "mean |SHAP|"], cells)
+        )
+    return _section("shap", heading, note, *parts)
 
 
 def _withheld_section(fed: dict[str, Any], base: dict[str, Any] | None) -> str:

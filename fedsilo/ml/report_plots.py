@@ -138,15 +138,22 @@ def gain_png(series: Sequence[Series]) -> bytes:
     return _png(fig)
 
 
-def importance_png(party: str, names: Sequence[str], gains: Sequence[float]) -> bytes:
-    """Horizontal bars of total split gain per feature, largest on top."""
+def importance_png(
+    party: str,
+    names: Sequence[str],
+    gains: Sequence[float],
+    *,
+    xlabel: str = "total gain of the splits on the feature",
+    title: str = "Feature importance",
+) -> bytes:
+    """Horizontal bars of total split gain (or ``xlabel``) per feature, largest on top."""
     height = max(2.0, 0.32 * len(names) + 1.2)
     fig = Figure(figsize=(_SIZE[0], height), dpi=_DPI, layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     ax.barh(range(len(names))[::-1], gains, color=_FED["color"])
     ax.set_yticks(range(len(names))[::-1], labels=list(names))
-    ax.set(xlabel="total gain of the splits on the feature", title=f"Feature importance: {party}")
+    ax.set(xlabel=xlabel, title=f"{title}: {party}")
     ax.grid(True, axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     return _png(fig)

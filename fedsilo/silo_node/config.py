@@ -64,6 +64,8 @@ _POLICY_KEYS = frozenset(
         "peers",
         "release_statistics",
         "release_stability",
+        "release_partial_scores",
+        "release_feature_contributions",
     }
 )
 
@@ -120,6 +122,22 @@ class PolicyConfig:
     release_statistics: bool = False
     #: the ``stability`` step may release population stability indexes and bin shares
     release_stability: bool = False
+    #: explanations of vertical LR: send the label holder this silo's unmasked partial score per
+    #: scored row (``explain = "party"``) / its per-feature terms (``explain = "feature"``)
+    release_partial_scores: bool = False
+    release_feature_contributions: bool = False
+
+    def check_explain_release(self, level: str) -> None:
+        """Refuse to release per-row explanation values the policy does not allow."""
+        key = {"party": "release_partial_scores", "feature": "release_feature_contributions"}
+        switch = key.get(level)
+        if switch is None:
+            raise PolicyError(f"unknown explanation level '{level[:20]}'")
+        if not getattr(self, switch):
+            raise PolicyError(
+                f"policy does not allow releasing per-row explanation values "
+                f'(explain = "{level}" needs [policy] {switch} = true)'
+            )
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -432,6 +450,14 @@ class _Parser:
             ),
             release_stability=self.boolean(
                 where, "release_stability", t.get("release_stability", False)
+            ),
+            release_partial_scores=self.boolean(
+                where, "release_partial_scores", t.get("release_partial_scores", False)
+            ),
+            release_feature_contributions=self.boolean(
+                where,
+                "release_feature_contributions",
+                t.get("release_feature_contributions", False),
             ),
         )
 

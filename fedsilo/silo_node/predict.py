@@ -16,6 +16,13 @@ masks its parts (vertical LR with two or more passive silos) derives one-time ma
 so the masks of different requests never repeat and cancel only in the label holder's sum.
 
 A whole model (horizontal kinds) has no ``part``: the member that holds it scores alone.
+
+Explanations (``score`` steps with ``reasons``, ``evaluate``'s global importance): a predictor may
+add ``explain(payload, X, parts, request) -> Contributions`` at the label holder, from the same
+parts, and ``explain_part(payload, X, level, names) -> (meta, arrays)`` at the other silos: what
+that silo adds to its part when the accepted step asks for ``explain = level`` ("party" or
+"feature") and its policy allows it (``fedsilo/protocols/score/silo.py`` checks). SecureBoost
+needs no ``explain_part``: the routes scoring sends are all TreeSHAP needs.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from nacl.public import Box
 from fedsilo.crypto.sealing import JobKeys
 from fedsilo.errors import NotFound, ProtocolError
 from fedsilo.message import Message
+from fedsilo.ml.explain import Contributions
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.session import JobSession
 
@@ -83,6 +91,13 @@ class PredictRequest:
 
 PartFn = Callable[[dict[str, Any], np.ndarray, PredictRequest], Message]
 CombineFn = Callable[[dict[str, Any], np.ndarray, dict[str, Message], PredictRequest], np.ndarray]
+ExplainFn = Callable[
+    [dict[str, Any], np.ndarray, dict[str, Message], PredictRequest], Contributions
+]
+#: ``(payload, X, level, names_released) -> (meta, arrays)`` added to a part for explanations
+ExplainPartFn = Callable[
+    [dict[str, Any], np.ndarray, str, bool], tuple[dict[str, Any], dict[str, np.ndarray]]
+]
 
 
 @dataclass(frozen=True)
@@ -90,6 +105,8 @@ class Predictor:
     kind: str
     combine: CombineFn
     part: PartFn | None = None
+    explain: ExplainFn | None = None
+    explain_part: ExplainPartFn | None = None
 
 
 _PREDICTORS: dict[str, Predictor] = {}

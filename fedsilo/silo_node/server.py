@@ -315,6 +315,8 @@ def _policy_json(ctx: SiloContext) -> str:
             "peers": sorted(policy.peers) if policy.peers is not None else None,
             "release_statistics": policy.release_statistics,
             "release_stability": policy.release_stability,
+            "release_partial_scores": policy.release_partial_scores,
+            "release_feature_contributions": policy.release_feature_contributions,
         }
     )
 

@@ -127,6 +127,11 @@ def _to_json(what: str, payload: dict[str, Any]) -> str:
         raise DataError(f"{what} payload is not JSON-serialisable ({err})") from None
 
 
+#: longest reason code a score table stores (the job schema allows at most 64 characters; a
+#: label used as its own code, the fallback, is cut to this length)
+_MAX_REASON_CODE = 200
+
+
 def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
@@ -350,42 +355,67 @@ class SiloStore:
         return None if text is None else dict(json.loads(text))
 
     # --- scores ---------------------------------------------------------------------------------
-    def ensure_score_table(self, table_name: str) -> Table:
-        """Create the score table if missing; refuse an existing table of another shape."""
+    def ensure_score_table(self, table_name: str, reasons: int | None = None) -> Table:
+        """Create the score table if missing; refuse an existing table of another shape.
+
+        ``reasons``: how many reason-code columns (``reason_1`` ...) it carries; None: whatever
+        an existing table has (none for a new one).
+        """
         check_table_name(table_name)
         with self._lock:
-            if table_name in self._score_tables:
-                return self._score_tables[table_name]
-            table = _score_table(table_name)
+            known = self._score_tables.get(table_name)
+            if known is not None and (reasons is None or _reason_count(known) == reasons):
+                return known
             insp = inspect(self.engine)
             if insp.has_table(table_name):
                 cols = {c["name"] for c in insp.get_columns(table_name)}
+                have = sum(1 for c in cols if c.startswith("reason_"))
+                table = _score_table(table_name, have)
                 pk = set(insp.get_pk_constraint(table_name).get("constrained_columns") or [])
                 if cols != {c.name for c in table.columns} or pk != {"id", "model_version"}:
                     raise DataError(
                         f"table '{table_name}' exists and is not a fedsilo score "
-                        "table (id, score, model_version, scored_at)"
+                        "table (id, score, model_version, scored_at[, reason_1..])"
+                    )
+                if reasons is not None and have != reasons:
+                    raise DataError(
+                        f"score table '{table_name}' has {have} reason column(s), the step "
+                        f"writes {reasons}: name another table"
                     )
             else:
+                table = _score_table(table_name, reasons or 0)
                 table.create(self.engine, checkfirst=True)
             self._score_tables[table_name] = table
             return table
 
     def write_scores(
-        self, table_name: str, rows: Sequence[tuple[str, float, str, datetime | str]]
+        self,
+        table_name: str,
+        rows: Sequence[tuple[str, float, str, datetime | str]],
+        reasons: Sequence[Sequence[str | None]] | None = None,
     ) -> None:
         """Insert ``(id, score, model_version, scored_at)`` rows; already stored keys are kept.
 
         All rows of one call commit in one transaction (sent in batches of
         ``settings.WRITE_CHUNK_ROWS``), so a scoring chunk killed mid-write leaves nothing of
         itself behind, whatever its size; writing a chunk twice (a resumed job) leaves one row
-        per (id, model_version), and the first score written wins.
+        per (id, model_version), and the first score written wins. ``reasons``: one list of
+        reason codes per row, as many as the table's reason columns (None: no reason).
         """
-        table = self.ensure_score_table(table_name)
+        k = len(reasons[0]) if reasons else 0
+        table = self.ensure_score_table(table_name, reasons=k if reasons is not None else None)
+        if reasons is not None and len(reasons) != len(rows):
+            raise DataError(f"{len(reasons)} reason lists for {len(rows)} score rows")
+        params = [_score_params(r) for r in rows]
+        for p, codes in zip(params, reasons or [], strict=False):
+            p.update({f"reason_{j + 1}": c and c[:_MAX_REASON_CODE] for j, c in enumerate(codes)})
+        if reasons is None:
+            for p in params:
+                p.update({f"reason_{j + 1}": None for j in range(_reason_count(table))})
         stmt = _insert_ignore(self.engine.dialect.name, table)
         with self.engine.begin() as conn:
-            for chunk in _chunks(rows, settings.WRITE_CHUNK_ROWS):
-                conn.execute(stmt, [_score_params(r) for r in chunk])
+            for chunk in _chunks(params, settings.WRITE_CHUNK_ROWS):
+                conn.execute(stmt, chunk)
 
     def scored_ids(self, table_name: str, model_version: str) -> set[str]:
         table = self.ensure_score_table(table_name)
@@ -427,7 +457,7 @@ class SiloStore:
             return int(conn.execute(stmt).scalar_one())
 
 
-def _score_table(name: str) -> Table:
+def _score_table(name: str, reasons: int = 0) -> Table:
     return Table(
         name,
         MetaData(),
@@ -435,7 +465,12 @@ def _score_table(name: str) -> Table:
         Column("score", Float, nullable=False),
         Column("model_version", String(_MAX_NAME), primary_key=True),
         Column("scored_at", DateTime(timezone=True), nullable=False),
+        *(Column(f"reason_{j + 1}", String(_MAX_REASON_CODE)) for j in range(reasons)),
     )
+
+
+def _reason_count(table: Table) -> int:
+    return sum(1 for c in table.columns if c.name.startswith("reason_"))
 
 
 def _insert_ignore(dialect: str, table: Table) -> Any:

@@ -16,10 +16,11 @@ import numpy as np
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobspec import split_parts, test_alignment
 from fedsilo.ml.baseline import baseline_scores
+from fedsilo.ml.explain import ImportanceSum
 from fedsilo.ml.metrics import evaluate
 from fedsilo.ml.report import write_report
 from fedsilo.ml.step_spec import EvaluateOn
-from fedsilo.protocols.score.silo import check_model_kind, check_target, predict_scores
+from fedsilo.protocols.score.silo import check_model_kind, check_target, explain_scores
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part
@@ -52,8 +53,10 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
 
 @method("evaluate.chunk", kinds=("evaluate",))
 def chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
-    scores = predict_scores(ctx, session, req)
+    scores, contribs = explain_scores(ctx, session, req)
     session.state.setdefault("eval_scores", {})[int(req.meta["start"])] = scores
+    if contribs is not None:  # global importance for the report: mean |SHAP| per column
+        session.state.setdefault("eval_shap", ImportanceSum()).add(contribs)
     return CallReply()
 
 
@@ -99,6 +102,7 @@ def report_and_release(
     importance: dict[str, list[tuple[str, float, int]]] | None,
     baseline: np.ndarray | None,
     baseline_key: str = "label_holder_only_auc",
+    shap: ImportanceSum | None = None,
 ) -> dict[str, Any]:
     """Metrics and report of ``scores`` against ``y`` at this silo; the reply meta to release.
 
@@ -123,6 +127,7 @@ def report_and_release(
         y=y,
         scores=scores,
         baseline_scores=baseline,
+        shap_importance=shap.by_party() if shap is not None and shap.rows else None,
     )
     released = {k: metrics.get(k) for k in RELEASED}
     if base_metrics is not None:
@@ -218,6 +223,7 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
     check_model_kind(ctx, session, req, kind)
     train = _train_alignment(session, req)
     parts = session.state.pop("eval_scores", {})
+    shap = session.state.pop("eval_shap", None)
     scores = np.concatenate([parts[k] for k in sorted(parts)]) if parts else np.empty(0)
     y = ctx.data.load_aligned_labels(session.dataset, test)
     params = dict(req.meta.get("params", {}))
@@ -232,5 +238,6 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
         scores=scores,
         importance=importance_of(payload),
         baseline=base,
+        shap=shap if isinstance(shap, ImportanceSum) else None,
     )
     return CallReply(meta=meta)

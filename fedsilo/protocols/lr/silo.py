@@ -24,6 +24,7 @@ from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobschema import check_step
 from fedsilo.jobspec import part_id, train_alignments
 from fedsilo.message import Message
+from fedsilo.ml.explain import Contributions, feature_label
 from fedsilo.ml.lr_common import LRConfig, sigmoid
 from fedsilo.protocols.lr.vertical import (
     GRADIENT_OPENED,
@@ -265,4 +266,89 @@ def _combine(
     return sigmoid(z)
 
 
-register_predictor(Predictor(kind=KIND, part=_part, combine=_combine))
+def _terms(part: VerticalModelPart, x: np.ndarray) -> np.ndarray:
+    """Per-row, per-feature terms of a party's linear score (its intercept excluded)."""
+    return np.asarray(part.standardizer.transform(x) * part.coef_standardised, dtype=np.float64)
+
+
+def _explain_part(
+    payload: dict[str, Any], x: np.ndarray, level: str, names: bool
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """What a passive silo adds to its part for explanations (its policy allowed ``level``):
+    its unmasked partial score per row ("party"), or its per-feature terms ("feature"), with
+    its column names only when it releases names."""
+    part = VerticalModelPart.from_dict(payload["part"])
+    terms = _terms(part, x)
+    if level == "party":
+        return {"explain": "party"}, {"explain_values": terms.sum(axis=1)}
+    meta: dict[str, Any] = {"explain": "feature"}
+    if names:
+        meta["explain_names"] = list(part.feature_names)
+    return meta, {"explain_values": terms}
+
+
+def _passive_columns(
+    party: str, msg: Message, rows: int
+) -> tuple[list[str], list[str], np.ndarray] | None:
+    """Columns a passive part released for explanations, or None when it released none."""
+    level = msg.meta.get("explain")
+    if level is None:
+        return None
+    values = np.asarray(msg.array("explain_values"), dtype=np.float64)
+    if level == "party" and values.shape == (rows,):
+        return [party], [party], values[:, None]
+    if level == "feature" and values.ndim == 2 and values.shape[0] == rows:
+        names = msg.meta.get("explain_names")
+        shown = (
+            [str(n) for n in names]
+            if isinstance(names, list) and len(names) == values.shape[1]
+            else None
+        )
+        labels = [
+            feature_label(party, shown[j] if shown else "", j, shown is not None)
+            for j in range(values.shape[1])
+        ]
+        return labels, [party] * len(labels), values
+    raise ProtocolError(f"party '{party}' sent malformed explanation values")
+
+
+def _explain(
+    payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message], request: PredictRequest
+) -> Contributions:
+    """Contributions to the margin at the label holder: its own features' terms by name; each
+    passive party's per-feature terms or total where it released them; otherwise the passive
+    parties' sum, which scoring reveals anyway (one passive party: its own total)."""
+    expected = _passives(payload)
+    if sorted(parts) != expected:
+        raise ProtocolError(f"LR prediction needs parts from {expected}, got {sorted(parts)}")
+    own = VerticalModelPart.from_dict(payload["part"])
+    labels, owners = list(own.feature_names), [own.party] * len(own.feature_names)
+    columns = [_terms(own, x)]
+    kind = next(iter(parts.values())).kind if parts else PARTIAL
+    rest = sum_masked_partials(parts, expected, request.label, len(x), kind=kind)
+    released = {p: _passive_columns(p, parts[p], len(x)) for p in expected}
+    if expected and all(c is not None for c in released.values()):
+        for cols in released.values():
+            assert cols is not None
+            labels += cols[0]
+            owners += cols[1]
+            columns.append(cols[2])
+        shown = np.hstack(columns[1:]).sum(axis=1)
+        if not np.allclose(shown, rest, rtol=0, atol=1e-6):
+            raise ProtocolError("released explanation values do not add up to the parts' sum")
+    elif expected:
+        who = expected[0] if len(expected) == 1 else "other parties"
+        labels.append(who)
+        owners.append(who)
+        columns.append(rest[:, None])
+    return Contributions(
+        labels=labels,
+        parties=owners,
+        values=np.hstack(columns),
+        bias=np.full(len(x), own.intercept_standardised),
+    )
+
+
+register_predictor(
+    Predictor(kind=KIND, part=_part, combine=_combine, explain=_explain, explain_part=_explain_part)
+)

@@ -15,11 +15,14 @@ left empty. A failed job keeps its rows, for ``--resume``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
 from fedsilo.errors import NotFound, PolicyError, ProtocolError
+from fedsilo.jobschema import check_step
 from fedsilo.jobspec import (
     chunk_rows,
     part_id,
@@ -29,12 +32,14 @@ from fedsilo.jobspec import (
     trained_kind,
 )
 from fedsilo.leakage import register_kind
+from fedsilo.message import Message
+from fedsilo.ml.explain import Contributions, reason_codes
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
 from fedsilo.silo_node.session import JobSession
 
-__all__ = ["PART_KIND"]
+__all__ = ["EXPLAINED_PART_KIND", "PART_KIND", "ExplainSettings", "explain_scores"]
 
 PART_KIND = register_kind(
     "predict.part",
@@ -43,6 +48,16 @@ PART_KIND = register_kind(
     "nodes this silo owns, or this silo's partial linear score, masked so that with two or "
     "more passive silos only their sum is revealed)",
 )
+EXPLAINED_PART_KIND = register_kind(
+    "predict.explained_part",
+    reveals="a predict.part plus, because the accepted score step asks for explanations "
+    "(explain = party / feature) and this silo's policy allows it, this silo's unmasked "
+    "partial linear score per scored row (release_partial_scores) or its per-feature terms "
+    "per scored row (release_feature_contributions; column names only with "
+    "release_feature_names)",
+)
+#: what the label holder accepts as a part
+_PART_KINDS = (PART_KIND, EXPLAINED_PART_KIND)
 
 
 def _expected_alignment(session: JobSession, req: CallRequest) -> str | None:
@@ -113,7 +128,42 @@ def predict_part(ctx: SiloContext, session: JobSession, req: CallRequest) -> Cal
     X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
     msg = predictor.part(payload, X, request)
     msg.kind = PART_KIND
+    level = explain_settings(req).level
+    if level != "none" and predictor.explain_part is not None:
+        policy = ctx.config.policy
+        policy.check_explain_release(level)
+        meta, arrays = predictor.explain_part(payload, X, level, policy.release_feature_names)
+        msg = Message(
+            EXPLAINED_PART_KIND,
+            meta={**msg.meta, **meta},
+            arrays={**msg.arrays, **arrays},
+            blobs=dict(msg.blobs),
+        )
     return CallReply(outbox={p: msg for p in session.party_with_role("active")})
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """The accepted step's explanation keys (an ``evaluate`` step has none: their defaults)."""
+
+    reasons: int = 0
+    codes: Mapping[str, str] | None = None
+    adverse: str = "high"
+    level: str = "none"
+
+
+def explain_settings(req: CallRequest) -> ExplainSettings:
+    """Read from the accepted spec's step, never from the coordinator's meta."""
+    if req.spec_step.get("kind") != "score":
+        return ExplainSettings()
+    values = check_step(req.spec_step, req.step_index)
+    codes = values.get("reason_codes")
+    return ExplainSettings(
+        reasons=int(values["reasons"]),
+        codes={str(k): str(v) for k, v in codes.items()} if codes else None,
+        adverse=str(values["adverse"]),
+        level=str(values["explain"]),
+    )
 
 
 def check_model_kind(ctx: SiloContext, session: JobSession, req: CallRequest, kind: str) -> None:
@@ -125,16 +175,42 @@ def check_model_kind(ctx: SiloContext, session: JobSession, req: CallRequest, ki
 
 def predict_scores(ctx: SiloContext, session: JobSession, req: CallRequest) -> np.ndarray:
     """At the label holder: the model's scores for the requested range (shared with evaluate)."""
+    return _predict(ctx, session, req, explain=False)[0]
+
+
+def explain_scores(
+    ctx: SiloContext, session: JobSession, req: CallRequest
+) -> tuple[np.ndarray, Contributions | None]:
+    """At the label holder: scores, and the contributions behind them when the model kind can
+    explain itself (None otherwise), from the same rows and parts."""
+    return _predict(ctx, session, req, explain=True)
+
+
+def _predict(
+    ctx: SiloContext, session: JobSession, req: CallRequest, *, explain: bool
+) -> tuple[np.ndarray, Contributions | None]:
     request = request_of(ctx, session, req)
     rows = request.stop - request.start
     kind, payload = load_part(ctx, request.model_id)
     check_model_kind(ctx, session, req, kind)
     X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
-    parts = {sender: msg.expect(PART_KIND) for sender, msg in req.inbox.items()}
-    scores = np.asarray(get_predictor(kind).combine(payload, X, parts, request), dtype=np.float64)
+    parts = {sender: _expect_part(msg) for sender, msg in req.inbox.items()}
+    predictor = get_predictor(kind)
+    scores = np.asarray(predictor.combine(payload, X, parts, request), dtype=np.float64)
     if scores.shape != (rows,):
         raise ProtocolError(f"predictor returned {scores.shape} scores for {rows} rows")
-    return scores
+    if not explain or predictor.explain is None:
+        return scores, None
+    contribs = predictor.explain(payload, X, parts, request)
+    if contribs.n_rows != rows:
+        raise ProtocolError(f"explainer returned {contribs.n_rows} rows for {rows}")
+    return scores, contribs
+
+
+def _expect_part(msg: Message) -> Message:
+    if msg.kind not in _PART_KINDS:
+        return msg.expect(PART_KIND)  # the one error for a wrong kind
+    return msg
 
 
 @method("score.local_alignment", kinds=("score",))
@@ -173,9 +249,12 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     table = score_table(session.spec, req.step_index)
     version = str(req.meta["version"])
     chunk = _chunk_rows(session, req)
+    reasons = explain_settings(req).reasons
+    if reasons:
+        _check_explains(ctx, str(req.meta.get("model_id", "")))
     if not ctx.store.score_table_exists(table):
         session.state["score_created"] = table
-    ctx.store.ensure_score_table(table)
+    ctx.store.ensure_score_table(table, reasons=reasons)
     done = ctx.store.scored_ids(table, version)
     pending, start = [], 0
     for ids in ctx.store.iter_alignment_ids(alignment, chunk_rows=chunk):
@@ -189,13 +268,21 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
 def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Predict one chunk and write it in one transaction (insert-or-ignore)."""
     _model_id, alignment, start, stop = _range(req.meta)
-    scores = predict_scores(ctx, session, req)
+    settings = explain_settings(req)
+    reasons: list[list[str | None]] | None = None
+    if settings.reasons:
+        scores, contribs = explain_scores(ctx, session, req)
+        if contribs is None:
+            raise PolicyError(_NO_EXPLAINER)
+        reasons = reason_codes(contribs, settings.reasons, settings.codes, settings.adverse)
+    else:
+        scores = predict_scores(ctx, session, req)
     ids = _ids_in_range(ctx, alignment, start, stop)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     version = str(req.meta["version"])
     rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
     table = score_table(session.spec, req.step_index)
-    ctx.store.write_scores(table, rows)
+    ctx.store.write_scores(table, rows, reasons=reasons)
     session.state.setdefault("score_written", []).append((table, version, alignment, start, stop))
     return CallReply(meta={"written": len(rows)})
 
@@ -210,6 +297,16 @@ def abort(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     if created is not None:
         ctx.store.drop_score_table_if_empty(created)
     return CallReply()
+
+
+_NO_EXPLAINER = "the model's kind cannot explain its scores: the score step needs reasons = 0"
+
+
+def _check_explains(ctx: SiloContext, model_id: str) -> None:
+    """Refuse reasons for a model kind without an explainer before any table is made."""
+    kind, _ = load_part(ctx, model_id)
+    if get_predictor(kind).explain is None:
+        raise PolicyError(f"{_NO_EXPLAINER} ('{kind}' model)")
 
 
 def _chunk_rows(session: JobSession, req: CallRequest) -> int:

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from fedsilo.errors import DataError
+from fedsilo.ml.explain import Contributions, feature_label
 from fedsilo.ml.mathfn import sigmoid
 from fedsilo.ml.tree import Tree
+from fedsilo.ml.treeshap import TreeShap
 
 __all__ = ["FORMAT", "FeatureRef", "Routes", "SecureBoostModel", "SplitTable"]
 
@@ -116,6 +118,52 @@ class SecureBoostModel:
 
     def predict_proba(self, n_rows: int, routes: Routes) -> np.ndarray:
         return sigmoid(self.predict_margin(n_rows, routes))
+
+    def feature_labels(self) -> list[str]:
+        """How each global feature is shown in explanations: the label holder's own by name, a
+        passive party's as ``"bureau:age"`` where that party released its names at training,
+        else as ``"bureau feature 3"`` (its own feature index, which the label holder learnt
+        at training: docs/leakage.md, "Explanations")."""
+        hidden = {
+            p
+            for p in {f.party for f in self.features}
+            if all(f.name == f"{p}:#{f.index}" for f in self.features if f.party == p)
+        }
+        return [
+            f.name
+            if f.party == self.own_party
+            else feature_label(f.party, f.name.split(":", 1)[-1], f.index, f.party not in hidden)
+            for f in self.features
+        ]
+
+    def explainer(self) -> TreeShap:
+        """Exact TreeSHAP over the model's trees (covers: hessian sums), built once per use."""
+        return TreeShap(self.trees, self.base_margin, len(self.features))
+
+    def explain(
+        self, n_rows: int, routes: Routes, explainer: TreeShap | None = None
+    ) -> Contributions:
+        """Per-row TreeSHAP contributions of every global feature to the margin.
+
+        Needs exactly what :meth:`predict_margin` needs: the left masks of every split node
+        for the rows (federated prediction already sends them for all nodes, not only for the
+        nodes on a row's path), so explaining reveals nothing more than scoring.
+        """
+        shap = explainer or self.explainer()
+
+        def left(t: int, node: int) -> np.ndarray:
+            try:
+                return routes[(t, node)]
+            except KeyError:
+                raise DataError(f"no routing answer for tree {t} node {node}") from None
+
+        values = shap.shap_values(n_rows, left)
+        return Contributions(
+            labels=self.feature_labels(),
+            parties=[f.party for f in self.features],
+            values=values,
+            bias=np.full(n_rows, shap.expected_value),
+        )
 
     def feature_importances(self, kind: str = "gain") -> dict[str, float]:
         """XGBoost's ``total_gain`` (``kind="gain"``) or split count (``"weight"``) per feature."""

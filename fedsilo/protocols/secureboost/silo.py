@@ -31,6 +31,7 @@ import numpy as np
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobspec import part_id, train_alignments
 from fedsilo.message import Message
+from fedsilo.ml.explain import Contributions
 from fedsilo.protocols.secureboost.active import (
     ActiveParty,
     PassiveParty,
@@ -223,11 +224,10 @@ def _part(payload: dict[str, Any], x: np.ndarray, request: PredictRequest) -> Me
     return routes_message(SplitTable.from_dict(payload["part"]), x)
 
 
-def _combine(
-    payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message], request: PredictRequest
-) -> np.ndarray:
-    """Probabilities at the label holder from its trees, its own splits and the others' routes."""
-    model = SecureBoostModel.from_dict(payload["model"])
+def _routes(
+    model: SecureBoostModel, payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message]
+) -> dict[tuple[int, int], np.ndarray]:
+    """The left mask of every split node: the label holder's own, and the others' answers."""
     expected = sorted(str(p) for p in payload.get("passive_parties", []))
     if sorted(parts) != expected:
         raise ProtocolError(
@@ -244,7 +244,23 @@ def _combine(
             ):
                 raise ProtocolError(f"party '{party}' answered for a node it does not own")
             routes[key] = mask
-    return model.predict_proba(len(x), routes)
+    return routes
 
 
-register_predictor(Predictor(kind=KIND, part=_part, combine=_combine))
+def _combine(
+    payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message], request: PredictRequest
+) -> np.ndarray:
+    """Probabilities at the label holder from its trees, its own splits and the others' routes."""
+    model = SecureBoostModel.from_dict(payload["model"])
+    return model.predict_proba(len(x), _routes(model, payload, x, parts))
+
+
+def _explain(
+    payload: dict[str, Any], x: np.ndarray, parts: dict[str, Message], request: PredictRequest
+) -> Contributions:
+    """Exact TreeSHAP per row from the same routes (nothing more is asked of any silo)."""
+    model = SecureBoostModel.from_dict(payload["model"])
+    return model.explain(len(x), _routes(model, payload, x, parts))
+
+
+register_predictor(Predictor(kind=KIND, part=_part, combine=_combine, explain=_explain))

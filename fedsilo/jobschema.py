@@ -60,6 +60,14 @@ def _is_weights(v: Any) -> bool:
     return isinstance(v, list | tuple) and len(v) == 2 and all(_is_number(w) and w > 0 for w in v)
 
 
+def _is_strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+def _is_numbers(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_number(x) for x in v)
+
+
 def _is_party_dataset(v: Any) -> bool:
     return (
         isinstance(v, Mapping)
@@ -86,6 +94,22 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         lambda v: v == "balanced" or _is_weights(v),
     ),
     "party_dataset": ("{ party = ..., dataset = ... }", _is_party_dataset),
+    "strings": ("a list of non-empty strings", lambda v: _is_strings(v)),
+    "numbers": ("a list of finite numbers", lambda v: _is_numbers(v)),
+    "string_lists": (
+        "a list of lists of non-empty strings",
+        lambda v: isinstance(v, list) and all(_is_strings(x) for x in v),
+    ),
+    "bands": (
+        "a table of column = [increasing numbers]",
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(
+                isinstance(k, str) and _is_numbers(e) and bool(e) and list(e) == sorted(set(e))
+                for k, e in v.items()
+            )
+        ),
+    ),
 }
 
 

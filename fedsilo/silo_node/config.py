@@ -62,6 +62,7 @@ _POLICY_KEYS = frozenset(
         "allowed_columns",
         "psi_pad_to_multiple",
         "peers",
+        "release_group_counts",
     }
 )
 
@@ -114,6 +115,9 @@ class PolicyConfig:
     allowed_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: the only parties this silo works with; None: any silo certified by its consortium CA.
     peers: frozenset[str] | None = None
+    #: dataset name -> protected attribute columns whose group counts a fairness audit may
+    #: release (deny by default: no dataset, no column)
+    release_group_counts: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -137,6 +141,17 @@ class PolicyConfig:
             raise PolicyError(
                 f"policy does not allow column(s) {', '.join(repr(c[:60]) for c in denied[:5])} "
                 f"of dataset '{dataset}'"
+            )
+
+    def check_group_counts(self, dataset: str, columns: Sequence[str]) -> None:
+        """Refuse a fairness audit over columns whose group counts this silo does not release."""
+        allowed = self.release_group_counts.get(dataset, frozenset())
+        denied = [c for c in columns if c not in allowed]
+        if denied:
+            raise PolicyError(
+                f"policy does not release group counts of column(s) "
+                f"{', '.join(repr(c[:60]) for c in denied[:5])} of dataset '{dataset[:60]}' "
+                "([policy] release_group_counts)"
             )
 
     def check_paillier_bits(self, bits: int) -> None:
@@ -421,7 +436,26 @@ class _Parser:
             allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
             psi_pad_to_multiple=self.pad_multiple(where, t.get("psi_pad_to_multiple", 1)),
             peers=self.peers(where, t["peers"]) if "peers" in t else None,
+            release_group_counts=self.group_counts(t.get("release_group_counts", {}), datasets),
         )
+
+    def group_counts(
+        self, value: Any, datasets: dict[str, DatasetConfig]
+    ) -> dict[str, frozenset[str]]:
+        """Per dataset: the declared features whose group counts a fairness audit may release."""
+        where = "[policy] release_group_counts"
+        if not isinstance(value, dict):
+            raise self.fail(where, "must be a table {dataset = [columns]}")
+        out = {}
+        for name, cols in value.items():
+            if name not in datasets:
+                raise self.fail(where, f"names unknown dataset '{name}'")
+            listed = self.strings(where, name, cols)
+            extra = [c for c in listed if c not in datasets[name].features]
+            if extra:
+                raise self.fail(where, f"'{name}' lists '{extra[0]}', not a declared feature")
+            out[name] = frozenset(listed)
+        return out
 
     def peers(self, where: str, value: Any) -> frozenset[str]:
         names = self.strings(where, "peers", value)

@@ -164,7 +164,7 @@ def importance_png(party: str, names: Sequence[str], gains: Sequence[float]) -> 
 
 
 def group_bars_png(
-    title: str, labels: Sequence[str], bars: dict[str, Sequence[float | None]]
+    title: str, labels: Sequence[str], bars: Mapping[str, Sequence[float | None]]
 ) -> bytes:
     """Grouped bars: one cluster per group, one bar per metric (a withheld value is left out)."""
     fig, ax = _figure()

@@ -149,7 +149,9 @@ def test_a_group_below_the_holders_minimum_gets_no_slot() -> None:
     assert "AGE >= 65" not in labels
     # alone it would follow from the total minus the others: the next smallest goes too
     assert plan.withheld == {"AGE": 2} and "AGE in [55, 65)" not in labels
-    assert sum(g["rows"] for g in out["groups"]) == 3000 - small - int(((age >= 55) & (age < 65)).sum())
+    assert sum(g["rows"] for g in out["groups"]) == 3000 - small - int(
+        ((age >= 55) & (age < 65)).sum()
+    )
     assert (plan.row_slots[age >= 55] == -1).all()
 
 

@@ -359,6 +359,8 @@ class LabelHolder:
         cts = unpack_uints(groups.blob("rows"), peer.ciphertext_bytes)
         if len(cts) != rows * lay.chunks:
             raise ProtocolError("row ciphertexts do not match the alignment")
+        stock = ObfuscatorStock(self.key)  # the AUC masks' encryption, in the pool meanwhile
+        stock.prefetch(2 * self.bins * lay.slots)
         n2 = peer.n2
         cells = self.bin_of * 2 + self.labels.astype(np.int64)  # (bin, label)
         items: list[Any] = []
@@ -383,7 +385,7 @@ class LabelHolder:
             masked.append(ct * (1 + pack_slots(m, lay.slot_width) * peer.n) % n2)
         masked = paillier.rerandomise(tables, masked)
         self._state = {"slots": slots, "layout": lay, "masks": slot_masks, "per_chunk": per_chunk}
-        alpha, beta = self._auc_masks(slot_masks, lay, per_chunk)
+        alpha, beta = self._auc_masks(slot_masks, lay, per_chunk, stock)
         width = self.public.ciphertext_bytes
         return Message(
             MASKED,
@@ -423,7 +425,7 @@ class LabelHolder:
         return out
 
     def _auc_masks(
-        self, slot_masks: list[list[Any]], lay: Layout, per_chunk: int
+        self, slot_masks: list[list[Any]], lay: Layout, per_chunk: int, stock: ObfuscatorStock
     ) -> tuple[list[Any], list[Any]]:
         """``α_b, β_b`` of every slot under L's key, bin-major: what A needs for the cross terms."""
         stats = per_chunk - 2 * self.bins
@@ -432,9 +434,8 @@ class LabelHolder:
             for c in range(lay.chunks):
                 alpha_plain += slot_masks[c * per_chunk + stats + 2 * b]
                 beta_plain += slot_masks[c * per_chunk + stats + 2 * b + 1]
-        tables = paillier.tables_for(self.key)
-        alpha = paillier.encrypt_packed(self.key, tables, alpha_plain)
-        beta = paillier.encrypt_packed(self.key, tables, beta_plain)
+        alpha = paillier.encrypt_with(self.public, alpha_plain, stock.take(len(alpha_plain)))
+        beta = paillier.encrypt_with(self.public, beta_plain, stock.take(len(beta_plain)))
         self._state["alpha"], self._state["beta"] = alpha_plain, beta_plain
         return alpha, beta
 

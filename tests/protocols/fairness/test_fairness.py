@@ -246,3 +246,31 @@ def test_every_fairness_message_kind_is_documented() -> None:
     for kind in ("fairness.groups", "fairness.masked", "fairness.shares"):
         assert re.search(rf"`{re.escape(kind)}`", page), kind
     assert "release_group_counts" in (ROOT / "docs" / "configuration.md").read_text()
+
+
+def test_the_step_reads_its_scores_and_holder_from_the_job() -> None:
+    from fedsilo.protocols.fairness.spec import fairness_step
+
+    parties = {"bank": {"role": "active"}, "bureau": {"role": "passive"}}
+    steps = [
+        {"kind": "psi", "alignment": "c"},
+        {"kind": "score", "table": "risk"},
+        {"kind": "fairness", "attributes": ["SEX", "AGE"], "intersections": [["SEX", "AGE"]]},
+    ]
+    read = fairness_step({"name": "j", "parties": parties, "steps": steps}, 2)
+    assert (read.alignment, read.attribute_party, read.table, read.model) == (
+        "c",
+        "bureau",
+        "risk",
+        None,
+    )
+    assert read.groupings == (("SEX",), ("AGE",), ("SEX", "AGE")) and read.columns == ["SEX", "AGE"]
+    three = {**parties, "lender": {"role": "passive"}}
+    with pytest.raises(ConfigError, match="'attribute_party' must name"):
+        fairness_step({"name": "j", "parties": three, "steps": steps}, 2)
+    steps[2] = {**steps[2], "attribute_party": "bank"}
+    with pytest.raises(ConfigError, match="not a passive party"):
+        fairness_step({"name": "j", "parties": parties, "steps": steps}, 2)
+    steps[2] = {"kind": "fairness", "attributes": ["SEX"], "bands": {"AGE": [30]}}
+    with pytest.raises(ConfigError, match="'bands' names 'AGE'"):
+        fairness_step({"name": "j", "parties": parties, "steps": steps}, 2)

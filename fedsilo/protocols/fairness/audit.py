@@ -258,13 +258,22 @@ class AttributeHolder:
 
 
 def score_edges(scores: np.ndarray, bins: int, cuts: Sequence[float]) -> np.ndarray:
-    """Bin edges: every distinct score when there are at most ``bins`` (exact AUC), else pooled
-    quantiles; always with the thresholds and band cuts among them (exact selection counts)."""
-    uniq = np.unique(scores)
+    """Bin edges: every distinct score when there are at most ``bins`` (exact AUC), else at most
+    ``bins`` bins of equal shares of the rows, where a frequent score gets a bin of its own (its
+    ties stay exact) and the rest share the bins left; always with the thresholds and band cuts
+    among them (exact selection counts)."""
+    uniq, counts = np.unique(scores, return_counts=True)
     if len(uniq) <= bins:
         edges = uniq[1:]
-    else:
-        edges = np.unique(np.quantile(scores, np.arange(1, bins) / bins))
+    else:  # a bin closes at its share of the rows still to place: a frequent score gets a bin
+        left, acc, cut = len(scores), 0, []  # alone and the others share the bins it left over
+        for value, count in zip(uniq.tolist(), counts.tolist(), strict=True):
+            if acc and acc >= left / (bins - len(cut)) and len(cut) < bins - 1:
+                cut.append(value)
+                left -= acc
+                acc = 0
+            acc += count
+        edges = np.asarray(cut, dtype=np.float64)
     return np.unique(np.concatenate([edges, np.asarray(cuts, dtype=np.float64)]))
 
 

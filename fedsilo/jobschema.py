@@ -29,6 +29,7 @@ __all__ = [
     "CHUNK_ROWS",
     "EVALUATE_ON",
     "HLR_PARAMS",
+    "INSECURE_MIN_KEY_BITS",
     "KEY_BITS",
     "LR_PARAMS",
     "MODEL",
@@ -339,6 +340,15 @@ KEY_BITS = Param(
     "bits",
     low=1,
     high=settings.PAILLIER_MAX_BITS,
+)
+
+INSECURE_MIN_KEY_BITS = Param(
+    "insecure_min_key_bits",
+    "int",
+    None,
+    "lowers the library's key-size floor (tests only; silo policy still applies)",
+    "bits",
+    low=1,
 )
 
 #: XGBoost's training parameters (names, defaults, bounds), shared by secureboost and hxgb

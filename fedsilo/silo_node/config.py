@@ -443,19 +443,7 @@ class _Parser:
         self, value: Any, datasets: dict[str, DatasetConfig]
     ) -> dict[str, frozenset[str]]:
         """Per dataset: the declared features whose group counts a fairness audit may release."""
-        where = "[policy] release_group_counts"
-        if not isinstance(value, dict):
-            raise self.fail(where, "must be a table {dataset = [columns]}")
-        out = {}
-        for name, cols in value.items():
-            if name not in datasets:
-                raise self.fail(where, f"names unknown dataset '{name}'")
-            listed = self.strings(where, name, cols)
-            extra = [c for c in listed if c not in datasets[name].features]
-            if extra:
-                raise self.fail(where, f"'{name}' lists '{extra[0]}', not a declared feature")
-            out[name] = frozenset(listed)
-        return out
+        return self.feature_lists("[policy] release_group_counts", value, datasets)
 
     def peers(self, where: str, value: Any) -> frozenset[str]:
         names = self.strings(where, "peers", value)
@@ -489,10 +477,16 @@ class _Parser:
         datasets: dict[str, DatasetConfig],
     ) -> dict[str, frozenset[str]]:
         """Per dataset: the listed columns (a subset of the features) or all features."""
-        where = "[policy] allowed_columns"
+        out = {name: frozenset(ds.features) for name, ds in datasets.items()}
+        return out | self.feature_lists("[policy] allowed_columns", value, datasets)
+
+    def feature_lists(
+        self, where: str, value: Any, datasets: dict[str, DatasetConfig]
+    ) -> dict[str, frozenset[str]]:
+        """A table ``{dataset = [columns]}`` of declared datasets and their declared features."""
         if not isinstance(value, dict):
             raise self.fail(where, "must be a table {dataset = [columns]}")
-        out = {name: frozenset(ds.features) for name, ds in datasets.items()}
+        out = {}
         for name, cols in value.items():
             if name not in datasets:
                 raise self.fail(where, f"names unknown dataset '{name}'")

@@ -266,7 +266,8 @@ def score_edges(scores: np.ndarray, bins: int, cuts: Sequence[float]) -> np.ndar
     if len(uniq) <= bins:
         edges = uniq[1:]
     else:  # a bin closes at its share of the rows still to place: a frequent score gets a bin
-        left, acc, cut = len(scores), 0, []  # alone and the others share the bins it left over
+        left, acc = len(scores), 0
+        cut: list[float] = []  # alone and the others share the bins it left over
         for value, count in zip(uniq.tolist(), counts.tolist(), strict=True):
             if acc and acc >= left / (bins - len(cut)) and len(cut) < bins - 1:
                 cut.append(value)

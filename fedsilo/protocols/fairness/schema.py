@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from fedsilo.jobschema import ALIGNMENT, KEY_BITS, MODEL, Param, Rule, StepSchema
+from fedsilo.jobschema import (
+    ALIGNMENT,
+    INSECURE_MIN_KEY_BITS,
+    KEY_BITS,
+    MODEL,
+    Param,
+    Rule,
+    StepSchema,
+)
 
 __all__ = ["SCHEMA"]
 
@@ -83,14 +91,7 @@ SCHEMA = StepSchema(
             high=4096,
         ),
         KEY_BITS,
-        Param(
-            "insecure_min_key_bits",
-            "int",
-            None,
-            "lowers the library's key-size floor (tests only; silo policy still applies)",
-            "bits",
-            low=1,
-        ),
+        INSECURE_MIN_KEY_BITS,
     ),
     (
         Rule("attributes", lambda v: bool(v["attributes"]), "must list at least one column"),

@@ -274,3 +274,63 @@ def test_the_step_reads_its_scores_and_holder_from_the_job() -> None:
     steps[2] = {"kind": "fairness", "attributes": ["SEX"], "bands": {"AGE": [30]}}
     with pytest.raises(ConfigError, match="'bands' names 'AGE'"):
         fairness_step({"name": "j", "parties": parties, "steps": steps}, 2)
+
+
+def test_everything_the_attribute_holder_decrypts_is_masked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each value A opens is a count or sum plus a uniform mask 40 bits wider: without masks
+    every slot would be below ``2^value_bits``; with them that happens with probability 2^-40."""
+    from fedsilo.protocols.fairness import audit as audit_module
+
+    opened: list[int] = []
+    real = audit_module.decrypt_many
+
+    def spy(key, blobs):  # type: ignore[no-untyped-def]
+        out = real(key, blobs)
+        opened.extend(v for part in out for v in part)
+        return out
+
+    monkeypatch.setattr(audit_module, "decrypt_many", spy)
+    scores, y, sex, age = credit(1000)
+    out, plan = audit_of(scores, y, {"SEX": sex, "AGE": age})
+    lay = audit_module.layout(1000, len(plan.slots), 1024)
+    floor = 2 ** audit_module.value_bits(1000)
+    assert lay.chunks == 1
+    slots = [
+        v for value in opened for v in audit_module.unpack_slots(value, lay.slot_width, lay.slots)
+    ]
+    assert len(slots) > 100 and min(slots) >= floor
+    assert out["groups"][0]["rows"] < floor  # the true values are all below it
+
+
+def _config(tmp: Path, policy: str) -> Path:
+    path = tmp / "silo.toml"
+    path.write_text(
+        'party = "bureau"\nlisten = "127.0.0.1:1"\ndatabase = "sqlite:///x.db"\n'
+        "[tls]\ninsecure_plaintext = true\n"
+        '[datasets.main]\ntable = "t"\nid_column = "id"\nfeatures = ["SEX", "AGE", "LIMIT"]\n'
+        f'[policy]\nprotocols = ["fairness"]\nroles = ["passive"]\n{policy}'
+    )
+    return path
+
+
+def test_the_policy_switch_is_off_by_default_and_names_declared_features(tmp_path: Path) -> None:
+    from fedsilo.silo_node.config import load_silo_config
+
+    policy = load_silo_config(_config(tmp_path, "")).policy
+    with pytest.raises(PolicyError, match="does not release group counts"):
+        policy.check_group_counts("main", ["SEX"])
+    on = load_silo_config(
+        _config(tmp_path, 'release_group_counts = { main = ["SEX", "AGE"] }\n')
+    ).policy
+    on.check_group_counts("main", ["SEX", "AGE"])
+    with pytest.raises(PolicyError, match="'LIMIT'"):
+        on.check_group_counts("main", ["SEX", "LIMIT"])
+    for bad, match in [
+        ('release_group_counts = { other = ["SEX"] }\n', "unknown dataset 'other'"),
+        ('release_group_counts = { main = ["INCOME"] }\n', "'INCOME', not a declared feature"),
+        ('release_group_counts = ["SEX"]\n', "must be a table"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_silo_config(_config(tmp_path, bad))

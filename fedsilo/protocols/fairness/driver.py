@@ -7,7 +7,8 @@
     attributes = ["SEX", "AGE"]          # at the attribute holder (default: the only passive)
     bands = { AGE = [25, 35, 45, 55] }
     thresholds = [0.5]
-    model = "..."                        # default: the model the job's score step used
+    model = "..."                        # default: the model the job's score step used, or
+                                         # the test scores the job's evaluate step kept
 """
 
 from __future__ import annotations
@@ -29,28 +30,28 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
     index = index_of(spec, step)
     wire = spec.to_wire("")
     read = fairness_step(wire, index)
-    scored = any(s.get("kind") == "score" for s in wire["steps"][:index])
+    scored = any(s.get("kind") in ("score", "evaluate") for s in wire["steps"][:index])
     if read.model is None and not scored:
         raise ConfigError(
             f"{step_label(index, 'fairness')}: needs 'model' (the score version in the table) "
-            "or a score step before it"
+            "or a score or evaluate step before it"
         )
 
 
-def _version(run: JobRun, model: str | None) -> str:
+def _version(run: JobRun, model: str | None, evaluated: bool) -> str:
+    """The scores' model: the step's, else the one the job's evaluate or score step used."""
     if model:
         return model
-    for key in reversed(list(run.results)):
-        result = run.results[key]
-        if key.endswith(":score") and isinstance(result, dict) and "model" in result:
-            return str(result["model"])
-    raise ConfigError("fairness step: no score step before it recorded a model")
+    result = run.results.get("evaluate" if evaluated else "score")
+    if isinstance(result, dict) and "model" in result:
+        return str(result["model"])
+    raise ConfigError("fairness step: no score or evaluate step before it recorded a model")
 
 
 @driver("fairness", check=check)
 def run_fairness(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     read = fairness_step(run.wire_spec, run.step_index)
-    version = _version(run, read.model)
+    version = _version(run, read.model, read.evaluate_index is not None)
     groups, done = conversation.run(
         JobParties(run),
         label_holder=run.active(),

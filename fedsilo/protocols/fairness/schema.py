@@ -21,11 +21,16 @@ SCHEMA = StepSchema(
     "fairness audit: group metrics of scores at the label holder for protected attributes "
     "another silo holds, under Paillier",
     (
-        replace(ALIGNMENT, help="rows to audit; default: the psi step's"),
+        replace(
+            ALIGNMENT,
+            help="rows to audit; default: the psi step's (the evaluated test rows when the "
+            "scores are an evaluate step's)",
+        ),
         replace(
             MODEL,
             help="model version of the scores in the score table (a registry id); default: "
-            "the model the job's score step scored with",
+            "the model the job's score step scored with, or (an evaluate step last, no "
+            "'table') the test scores that evaluate step kept at the label holder",
         ),
         Param(
             "table",

@@ -94,6 +94,23 @@ def read_scores(ctx: SiloContext, table: str, version: str, alignment: str) -> n
     return np.array([by_id[i] for i in ids], dtype=np.float64)
 
 
+def _scores(
+    ctx: SiloContext, session: JobSession, req: CallRequest, step: FairnessStep
+) -> np.ndarray:
+    """The audited scores: those the job's evaluate step kept, or a score table's."""
+    if step.evaluate_index is None:
+        return read_scores(ctx, step.table, _version(step, req), step.alignment)
+    kept = session.state.get("evaluated_scores", {}).get(step.evaluate_index)
+    if kept is None:
+        raise ProtocolError("the evaluate step before this fairness step left no scores here")
+    alignment, scores = kept
+    if alignment != step.alignment:
+        raise PolicyError(
+            f"the evaluate step scored '{alignment[:80]}', not '{step.alignment[:80]}'"
+        )
+    return np.asarray(scores, dtype=np.float64)
+
+
 def _version(step: FairnessStep, req: CallRequest) -> str:
     version = step.model or req.meta.get("version")
     if not isinstance(version, str) or not version:
@@ -112,7 +129,7 @@ def mask(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     step = _step(session, req)
     msg = _sender(req, GROUPS, step.attribute_party)
     labels = ctx.data.load_aligned_labels(session.dataset, step.alignment)
-    scores = read_scores(ctx, step.table, _version(step, req), step.alignment)
+    scores = _scores(ctx, session, req, step)
     holder = LabelHolder(ctx.party, scores, labels, step.audit)
     session.state[_LABEL] = holder
     return CallReply(outbox={step.attribute_party: holder.masked_message(msg)})  # type: ignore[arg-type]

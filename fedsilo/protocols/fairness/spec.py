@@ -8,7 +8,7 @@ from typing import Any
 
 from fedsilo.errors import ConfigError
 from fedsilo.jobschema import check_step, step_label
-from fedsilo.jobspec import input_alignment, score_table, step_entry
+from fedsilo.jobspec import input_alignment, score_table, step_entry, test_alignment
 from fedsilo.protocols.fairness.audit import AuditSettings
 from fedsilo.protocols.fairness.groups import groupings
 
@@ -20,8 +20,10 @@ class FairnessStep:
     alignment: str
     attribute_party: str
     table: str
-    #: the score version the step names (None: the job's score step's model)
+    #: the score version the step names (None: the job's score or evaluate step's model)
     model: str | None
+    #: the evaluate step of this job whose scores are audited (None: a score table's)
+    evaluate_index: int | None
     groupings: tuple[tuple[str, ...], ...]
     bands: dict[str, tuple[float, ...]]
     audit: AuditSettings
@@ -32,9 +34,10 @@ class FairnessStep:
         return list(dict.fromkeys(c for g in self.groupings for c in g))
 
 
-def _score_step(spec: Mapping[str, Any], index: int) -> int | None:
+def _scoring_step(spec: Mapping[str, Any], index: int, kinds: tuple[str, ...]) -> int | None:
+    """The last step before ``index`` whose kind is one of ``kinds``."""
     for i in range(index - 1, -1, -1):
-        if step_entry(spec, i).get("kind") == "score":
+        if step_entry(spec, i).get("kind") in kinds:
             return i
     return None
 
@@ -56,8 +59,21 @@ def fairness_step(spec: Mapping[str, Any], index: int) -> FairnessStep:
         raise ConfigError(
             f"{where}: 'attribute_party' {holder!r} is not a passive party of the job"
         )
-    scored = _score_step(spec, index)
+    scored = _scoring_step(spec, index, ("score",))
     table = values["table"] or (score_table(spec, scored) if scored is not None else "scores")
+    latest = _scoring_step(spec, index, ("score", "evaluate"))
+    evaluated = None
+    if not (values["model"] or values["table"]) and latest is not None:
+        if step_entry(spec, latest).get("kind") == "evaluate":
+            evaluated = latest  # the test rows' scores the label holder keeps from it
+    if values["alignment"]:
+        alignment = values["alignment"]
+    elif evaluated is not None:
+        alignment = test_alignment(spec, evaluated)
+    elif scored is not None and not (values["model"] or values["table"]):
+        alignment = step_entry(spec, scored).get("alignment") or input_alignment(spec, index)
+    else:
+        alignment = input_alignment(spec, index)
     groups = tuple(groupings(values["attributes"], values["intersections"] or []))
     bands = {str(k): tuple(float(e) for e in v) for k, v in (values["bands"] or {}).items()}
     unknown = sorted(set(bands) - {c for g in groups for c in g})
@@ -72,10 +88,11 @@ def fairness_step(spec: Mapping[str, Any], index: int) -> FairnessStep:
         insecure_min_key_bits=values["insecure_min_key_bits"],
     )
     return FairnessStep(
-        alignment=input_alignment(spec, index),
+        alignment=str(alignment),
         attribute_party=str(holder),
         table=str(table),
         model=values["model"],
+        evaluate_index=evaluated,
         groupings=groups,
         bands=bands,
         audit=audit,

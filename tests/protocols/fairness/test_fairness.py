@@ -334,3 +334,25 @@ def test_the_policy_switch_is_off_by_default_and_names_declared_features(tmp_pat
     ]:
         with pytest.raises(ConfigError, match=match):
             load_silo_config(_config(tmp_path, bad))
+
+
+def test_the_step_audits_the_rows_its_scores_came_from() -> None:
+    from fedsilo.protocols.fairness.spec import fairness_step
+
+    parties = {"bank": {"role": "active"}, "bureau": {"role": "passive"}}
+    fair = {"kind": "fairness", "attributes": ["SEX"]}
+    steps = [
+        {"kind": "psi", "alignment": "c"},
+        {"kind": "split", "test_fraction": 0.3},
+        {"kind": "lr"},
+        {"kind": "evaluate"},
+        fair,
+    ]
+    read = fairness_step({"name": "j", "parties": parties, "steps": steps}, 4)
+    assert (read.evaluate_index, read.alignment) == (3, "c-test")
+    steps[3] = {"kind": "score", "alignment": "c-valid", "table": "t"}
+    read = fairness_step({"name": "j", "parties": parties, "steps": steps}, 4)
+    assert (read.evaluate_index, read.alignment, read.table) == (None, "c-valid", "t")
+    steps[4] = {**fair, "model": "m-v1"}  # a named model: the psi alignment, table 't'
+    read = fairness_step({"name": "j", "parties": parties, "steps": steps}, 4)
+    assert (read.evaluate_index, read.alignment) == (None, "c")

@@ -223,3 +223,24 @@ def test_the_bureau_refuses_unless_its_policy_releases_the_columns(
         assert not any(k.startswith("fairness.") for k in kinds)
     finally:
         c.stop_all()
+
+
+def test_the_scores_of_an_evaluate_step_in_the_same_job(pair: Consortium) -> None:
+    """psi, split, lr, evaluate, fairness: the audit takes the test rows' scores the evaluate
+    step kept at the bank (never released) and the model the job trained."""
+    store = pair.store()
+    steps = [
+        {"kind": "psi", "alignment": "credit"},
+        {"kind": "split", "test_fraction": 0.5},
+        {"kind": "lr", "max_iter": 2, "batch_size": 1000},
+        {"kind": "evaluate"},
+        {"kind": "fairness", "attributes": ["SEX"], "thresholds": [0.2]},
+    ]
+    record = run_job(pair.job(PARTIES, steps), clients=pair.clients(), store=store)
+    evaluated, out = record.result["4:evaluate"], record.result["5:fairness"]
+    assert out["model"] == evaluated["model"]
+    groups = out["metrics"]["groups"]
+    assert sum(g["rows"] for g in groups) == record.result["2:split"]["sizes"]["test"]
+    assert sum(g["positives"] for g in groups) == evaluated["metrics"]["positives"]
+    assert all(0.5 < g["auc"] < 1 for g in groups)
+    assert store.get_model(evaluated["model"]).record["fairness"] == out["metrics"]

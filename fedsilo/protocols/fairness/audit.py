@@ -32,7 +32,7 @@ from gmpy2 import mpz
 
 from fedsilo import settings
 from fedsilo.crypto import paillier
-from fedsilo.crypto.paillier import PublicKey
+from fedsilo.crypto.paillier import PrivateKey, PublicKey
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message, pack_uints, unpack_uints
@@ -322,10 +322,24 @@ class LabelHolder:
         self.band_cuts = np.unique(np.quantile(self.scores, qs)) if rows else np.empty(0)
         self.edges = score_edges(self.scores, audit.bins, [*self.thresholds, *self.band_cuts])
         self.bin_of = np.searchsorted(self.edges, self.scores, side="right")
-        self.public, self.key = paillier.generate_keypair(
-            audit.key_bits, insecure_min_bits=audit.insecure_min_key_bits
-        )
+        self._keys: tuple[PublicKey, PrivateKey] | None = None
         self._state: dict[str, Any] = {}
+
+    @property
+    def public(self) -> PublicKey:
+        return self._own_keys()[0]
+
+    @property
+    def key(self) -> PrivateKey:
+        return self._own_keys()[1]
+
+    def _own_keys(self) -> tuple[PublicKey, PrivateKey]:
+        """L's key pair for the AUC masks, made on first use (a local audit needs none)."""
+        if self._keys is None:
+            self._keys = paillier.generate_keypair(
+                self.audit.key_bits, insecure_min_bits=self.audit.insecure_min_key_bits
+            )
+        return self._keys
 
     @property
     def bins(self) -> int:
@@ -409,7 +423,10 @@ class LabelHolder:
 
     def _statistics(self, acc: list[Any], n2: Any) -> list[Any]:
         """Ciphertexts of one chunk: positives; selected, TP per threshold; per band rows,
-        positives, score sum; then ``P_b``, ``Q_b`` per bin."""
+        positives, score sum; then ``P_b``, ``Q_b`` per bin. With ``n2`` None, the same
+        statistics of plain counts (a product of ciphertexts is a sum of plaintexts)."""
+        if n2 is None:
+            return self._plain_statistics(acc)
         pos = acc[1::2]
         neg = acc[0::2]
         both = [p * q % n2 for p, q in zip(pos, neg, strict=True)]
@@ -432,6 +449,23 @@ class LabelHolder:
         for b in range(self.bins):
             out += [pos[b], below * below % n2 * neg[b] % n2]
             below = below * neg[b] % n2
+        return out
+
+    def _plain_statistics(self, cells: list[int]) -> list[int]:
+        """:meth:`_statistics` over plain per-(bin, label) counts."""
+        pos, neg = cells[1::2], cells[0::2]
+        both = [p + q for p, q in zip(pos, neg, strict=True)]
+        out = [sum(pos)]
+        for t in self.thresholds:
+            j = self._first_bin(t)
+            out += [sum(both[j:]), sum(pos[j:])]
+        codes, _lo, _span = self._score_codes()
+        for a, b in self._bands():
+            out += [sum(both[a:b]), sum(pos[a:b]), sum(both[k] * codes[k] for k in range(a, b))]
+        below = 0
+        for b in range(self.bins):
+            out += [pos[b], 2 * below + neg[b]]
+            below += neg[b]
         return out
 
     def _auc_masks(
@@ -465,20 +499,50 @@ class LabelHolder:
             for s in range(lay.slots):
                 c, k = divmod(s, lay.per_ct)
                 value[i][s] = int(flat[i * lay.slots + s] - masks[c * per_chunk + i][k])
-        _codes, lo, span = self._score_codes()
-        scale = 1 << settings.FAIRNESS_SCORE_BITS
-        out = []
-        for s, slot in enumerate(st["slots"]):
-            cross = sum(
+        pairs2 = [
+            int(paillier.decrypt_signed(self.key, auc[s]))
+            + sum(
                 st["alpha"][b * lay.slots + s] * st["beta"][b * lay.slots + s]
                 for b in range(self.bins)
             )
+            for s in range(lay.slots)
+        ]
+        return self._counts(st["slots"], value, pairs2)
+
+    def plain_counts(self, plan: GroupPlan) -> list[GroupCounts]:
+        """The same counts from groups this silo holds itself (no other party, no encryption):
+        the attribute held at the label holder."""
+        value: list[list[int]] = []
+        pairs2 = []
+        for s in range(len(plan.slots)):
+            rows = (plan.row_slots == s).any(axis=1)
+            cells = np.bincount(
+                (self.bin_of * 2 + self.labels)[rows], minlength=2 * self.bins
+            ).tolist()
+            stats = self._statistics(cells, None)
+            value.append([int(v) for v in stats[: len(stats) - 2 * self.bins]])
+            pairs2.append(
+                sum(
+                    int(p) * int(q)
+                    for p, q in zip(
+                        stats[-2 * self.bins :: 2], stats[1 - 2 * self.bins :: 2], strict=True
+                    )
+                )
+            )
+        return self._counts(
+            list(plan.slots), [list(col) for col in zip(*value, strict=True)], pairs2
+        )
+
+    def _counts(
+        self, slots: Sequence[Slot], value: list[list[int]], pairs2: list[int]
+    ) -> list[GroupCounts]:
+        """Per slot its counts from ``value[item][slot]`` (``_statistics``' order)."""
+        _codes, lo, span = self._score_codes()
+        scale = 1 << settings.FAIRNESS_SCORE_BITS
+        out = []
+        for s, slot in enumerate(slots):
             counts = GroupCounts(
-                slot.grouping,
-                slot.label,
-                slot.rows,
-                value[0][s],
-                auc_pairs2=int(paillier.decrypt_signed(self.key, auc[s]) + cross),
+                slot.grouping, slot.label, slot.rows, value[0][s], auc_pairs2=pairs2[s]
             )
             at = 1
             for _t in self.thresholds:

@@ -52,12 +52,17 @@ def _version(run: JobRun, model: str | None, evaluated: bool) -> str:
 def run_fairness(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     read = fairness_step(run.wire_spec, run.step_index)
     version = _version(run, read.model, read.evaluate_index is not None)
-    groups, done = conversation.run(
-        JobParties(run),
-        label_holder=run.active(),
-        attribute_holder=read.attribute_party,
-        meta={"version": version},
-    )
+    meta = {"version": version}
+    if read.attribute_party == run.active():  # the label holder holds the attributes: no crypto
+        done = JobParties(run).call(run.active(), "fairness.local", meta)
+        groups = done
+    else:
+        groups, done = conversation.run(
+            JobParties(run),
+            label_holder=run.active(),
+            attribute_holder=read.attribute_party,
+            meta=meta,
+        )
     metrics = done.meta["metrics"]
     try:
         record = run.store.get_model(version).record

@@ -42,7 +42,8 @@ SCHEMA = StepSchema(
             "attribute_party",
             "str",
             None,
-            "silo holding the protected attributes; default: the job's only passive party",
+            "silo holding the protected attributes (the label holder itself: a local audit); "
+            "default: the job's only passive party",
         ),
         Param(
             "attributes",

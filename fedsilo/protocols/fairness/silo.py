@@ -17,8 +17,15 @@ from sqlalchemy import select
 
 from fedsilo.errors import DataError, PolicyError, ProtocolError
 from fedsilo.ml.report import write_fairness_report
-from fedsilo.protocols.fairness.audit import GROUPS, MASKED, SHARES, AttributeHolder, LabelHolder
-from fedsilo.protocols.fairness.groups import plan_groups
+from fedsilo.protocols.fairness.audit import (
+    GROUPS,
+    MASKED,
+    SHARES,
+    AttributeHolder,
+    GroupCounts,
+    LabelHolder,
+)
+from fedsilo.protocols.fairness.groups import GroupPlan, plan_groups
 from fedsilo.protocols.fairness.metrics import audit_metrics
 from fedsilo.protocols.fairness.spec import FairnessStep, fairness_step
 from fedsilo.silo_node.context import SiloContext
@@ -40,6 +47,18 @@ def _sender(req: CallRequest, kind: str, expected: str) -> object:
     return msg
 
 
+def _plan(ctx: SiloContext, session: JobSession, step: FairnessStep) -> GroupPlan:
+    """This silo's released groups of the aligned rows, under its policy and minimum."""
+    ctx.config.policy.check_group_counts(session.dataset, step.columns)
+    values = ctx.data.load_aligned(session.dataset, step.alignment, step.columns)
+    return plan_groups(
+        {c: values[:, k] for k, c in enumerate(step.columns)},
+        step.groupings,
+        step.bands,
+        ctx.config.policy.min_rows_per_statistic,
+    )
+
+
 @method("fairness.groups", kinds=("fairness",))
 def groups(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """At the attribute holder: its released groups and the row ciphertexts, to the label holder."""
@@ -48,14 +67,7 @@ def groups(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
         raise PolicyError(
             f"the accepted fairness step reads attributes at '{step.attribute_party}'"
         )
-    ctx.config.policy.check_group_counts(session.dataset, step.columns)
-    values = ctx.data.load_aligned(session.dataset, step.alignment, step.columns)
-    plan = plan_groups(
-        {c: values[:, k] for k, c in enumerate(step.columns)},
-        step.groupings,
-        step.bands,
-        ctx.config.policy.min_rows_per_statistic,
-    )
+    plan = _plan(ctx, session, step)
     holder = AttributeHolder(ctx.party, plan, step.audit)
     session.state[_ATTRIBUTE] = holder
     msg = holder.groups_message()
@@ -144,6 +156,36 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
         raise ProtocolError("fairness.finish before fairness.mask")
     step = _step(session, req)
     counts = holder.finish(_sender(req, SHARES, step.attribute_party))  # type: ignore[arg-type]
+    return CallReply(meta=_release(ctx, session, req, step, holder, counts))
+
+
+@method("fairness.local", kinds=("fairness",))
+def local(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
+    """At a label holder that holds the attributes itself: the same audit, no other silo."""
+    step = _step(session, req)
+    if session.role != "active" or ctx.party != step.attribute_party:
+        raise PolicyError("a local fairness audit runs at a label holder holding the attributes")
+    holder = LabelHolder(
+        ctx.party,
+        _scores(ctx, session, req, step),
+        ctx.data.load_aligned_labels(session.dataset, step.alignment),
+        step.audit,
+    )
+    plan = _plan(ctx, session, step)
+    meta = _release(ctx, session, req, step, holder, holder.plain_counts(plan))
+    return CallReply(meta={**meta, "withheld": plan.withheld})
+
+
+def _release(
+    ctx: SiloContext,
+    session: JobSession,
+    req: CallRequest,
+    step: FairnessStep,
+    holder: LabelHolder,
+    counts: list[GroupCounts],
+) -> dict[str, object]:
+    """Metrics (under this silo's own minimum too) and the report: what the label holder
+    releases."""
     metrics = audit_metrics(counts, holder.thresholds, ctx.config.policy.min_rows_per_statistic)
     folder = Path(ctx.config.path).parent / "reports"
     stem = f"{session.job_id}-fairness-{req.step_index + 1}"
@@ -160,4 +202,4 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
         },
         audit=metrics,
     )
-    return CallReply(meta={"metrics": metrics, "report": str(html), "report_json": str(js)})
+    return {"metrics": metrics, "report": str(html), "report_json": str(js)}

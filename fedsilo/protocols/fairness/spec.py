@@ -55,10 +55,8 @@ def fairness_step(spec: Mapping[str, Any], index: int) -> FairnessStep:
                 f"{where}: 'attribute_party' must name the silo holding the attributes"
             )
         holder = passives[0]
-    if holder not in passives:
-        raise ConfigError(
-            f"{where}: 'attribute_party' {holder!r} is not a passive party of the job"
-        )
+    if holder not in parties or parties[holder].get("role") not in ("active", "passive"):
+        raise ConfigError(f"{where}: 'attribute_party' {holder!r} is not a party of the job")
     scored = _scoring_step(spec, index, ("score",))
     table = values["table"] or (score_table(spec, scored) if scored is not None else "scores")
     latest = _scoring_step(spec, index, ("score", "evaluate"))

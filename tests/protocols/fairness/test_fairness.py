@@ -268,8 +268,19 @@ def test_the_step_reads_its_scores_and_holder_from_the_job() -> None:
     three = {**parties, "lender": {"role": "passive"}}
     with pytest.raises(ConfigError, match="'attribute_party' must name"):
         fairness_step({"name": "j", "parties": three, "steps": steps}, 2)
-    steps[2] = {**steps[2], "attribute_party": "bank"}
-    with pytest.raises(ConfigError, match="not a passive party"):
+    assert (
+        fairness_step(
+            {
+                "name": "j",
+                "parties": parties,
+                "steps": [*steps[:2], {**steps[2], "attribute_party": "bank"}],
+            },
+            2,
+        ).attribute_party
+        == "bank"
+    )  # the label holder's own attributes: a local audit
+    steps[2] = {**steps[2], "attribute_party": "telco"}
+    with pytest.raises(ConfigError, match="not a party of the job"):
         fairness_step({"name": "j", "parties": parties, "steps": steps}, 2)
     steps[2] = {"kind": "fairness", "attributes": ["SEX"], "bands": {"AGE": [30]}}
     with pytest.raises(ConfigError, match="'bands' names 'AGE'"):
@@ -356,3 +367,16 @@ def test_the_step_audits_the_rows_its_scores_came_from() -> None:
     steps[4] = {**fair, "model": "m-v1"}  # a named model: the psi alignment, table 't'
     read = fairness_step({"name": "j", "parties": parties, "steps": steps}, 4)
     assert (read.evaluate_index, read.alignment) == (None, "c")
+
+
+def test_the_encrypted_audit_gives_the_very_counts_of_the_plain_one() -> None:
+    """What the label holder unmasks equals what it would count with the attributes in hand
+    (the path it takes when it holds them itself)."""
+    from fedsilo.protocols.fairness.metrics import audit_metrics
+
+    scores, y, sex, age = credit(2000)
+    columns = {"SEX": sex, "AGE": age}
+    out, plan = audit_of(scores, y, columns, inter=[("SEX", "AGE")])
+    label = LabelHolder("bank", scores, y, AuditSettings(**{"thresholds": THRESHOLDS, **SMALL}))
+    plain = audit_metrics(label.plain_counts(plan), label.thresholds, 10)
+    assert plain == out

@@ -244,3 +244,49 @@ def test_the_scores_of_an_evaluate_step_in_the_same_job(pair: Consortium) -> Non
     assert sum(g["positives"] for g in groups) == evaluated["metrics"]["positives"]
     assert all(0.5 < g["auc"] < 1 for g in groups)
     assert store.get_model(evaluated["model"]).record["fairness"] == out["metrics"]
+
+
+def test_a_label_holder_holding_the_attribute_audits_alone(tmp_path: Path, credit: dict) -> None:
+    """The attribute at the bank (here PAY_0, as a stand-in): one call at the bank, no message
+    to any silo, under the bank's own policy switch and minimum."""
+    c = Consortium(tmp_path, tls=True)
+    _, label, bank_features = DEMO_PARTIES["bank"]
+    c.add_silo(
+        SiloSpec(
+            "bank",
+            credit["bank"],
+            list(bank_features),
+            label=label,
+            id_column="customer_id",
+            policy='release_group_counts = { main = ["PAY_0"] }\n',
+        )
+    )
+    c.add_silo(
+        SiloSpec(
+            "bureau", credit["bureau"], list(DEMO_PARTIES["bureau"][2]), id_column="customer_id"
+        )
+    )
+    c.start_all()
+    try:
+        model = _scored(c, credit)
+        step = {**_step(model), "attributes": ["PAY_0"], "attribute_party": "bank", "bands": {}}
+        record = run_job(c.job(PARTIES, [step]), clients=c.clients(), store=c.store())
+        bureau = c.nodes["bureau"].ctx.ledger.entries(record.job_id)
+    finally:
+        c.stop_all()
+    out = record.result["1:fairness"]
+    pay0 = {r: v for r, v in zip(*_pay0(credit), strict=True)}
+    groups = out["metrics"]["groups"]
+    assert groups and all(g["grouping"] == "PAY_0" for g in groups)
+    for g in groups:
+        value = float(g["group"].split("=")[1])
+        assert g["rows"] == sum(1 for v in pay0.values() if v == value)
+    assert not [e for e in bureau if e.kind.startswith("fairness.")]
+
+
+def _pay0(credit: dict) -> tuple[list[str], list[float]]:
+    with open(credit["bank"], newline="") as fh:
+        rows = list(csv.reader(fh))[1:]
+    ids = set(credit["attrs"])
+    kept = [r for r in rows if r[0] in ids]
+    return [r[0] for r in kept], [float(r[2]) for r in kept]

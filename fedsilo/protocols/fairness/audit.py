@@ -500,10 +500,12 @@ class LabelHolder:
                 c, k = divmod(s, lay.per_ct)
                 value[i][s] = int(flat[i * lay.slots + s] - masks[c * per_chunk + i][k])
         pairs2 = [
-            int(paillier.decrypt_signed(self.key, auc[s]))
-            + sum(
-                st["alpha"][b * lay.slots + s] * st["beta"][b * lay.slots + s]
-                for b in range(self.bins)
+            int(
+                paillier.decrypt_signed(self.key, auc[s])
+                + sum(
+                    st["alpha"][b * lay.slots + s] * st["beta"][b * lay.slots + s]
+                    for b in range(self.bins)
+                )
             )
             for s in range(lay.slots)
         ]

@@ -4,6 +4,7 @@ what each message kind reveals being documented."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -380,3 +381,4 @@ def test_the_encrypted_audit_gives_the_very_counts_of_the_plain_one() -> None:
     label = LabelHolder("bank", scores, y, AuditSettings(**{"thresholds": THRESHOLDS, **SMALL}))
     plain = audit_metrics(label.plain_counts(plan), label.thresholds, 10)
     assert plain == out
+    assert json.loads(json.dumps(out)) == out  # plain JSON: what the silo releases

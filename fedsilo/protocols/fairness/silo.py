@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import select
 
 from fedsilo.errors import DataError, PolicyError, ProtocolError
+from fedsilo.message import Message
 from fedsilo.ml.report import write_fairness_report
 from fedsilo.protocols.fairness.audit import (
     GROUPS,
@@ -40,7 +41,7 @@ def _step(session: JobSession, req: CallRequest) -> FairnessStep:
     return fairness_step(session.spec, req.step_index)
 
 
-def _sender(req: CallRequest, kind: str, expected: str) -> object:
+def _sender(req: CallRequest, kind: str, expected: str) -> Message:
     sender, msg = req.only_message(kind)
     if sender != expected:
         raise ProtocolError(f"'{kind}' must come from '{expected}', not '{sender[:40]}'")
@@ -87,7 +88,7 @@ def open_sums(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallRe
     label = session.active_party("fairness")
     masked = _sender(req, MASKED, label)
     session.state.pop(_ATTRIBUTE)  # one opening per audit
-    return CallReply(outbox={label: holder.shares_message(masked)})  # type: ignore[arg-type]
+    return CallReply(outbox={label: holder.shares_message(masked)})
 
 
 def read_scores(ctx: SiloContext, table: str, version: str, alignment: str) -> np.ndarray:
@@ -144,7 +145,7 @@ def mask(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     scores = _scores(ctx, session, req, step)
     holder = LabelHolder(ctx.party, scores, labels, step.audit)
     session.state[_LABEL] = holder
-    return CallReply(outbox={step.attribute_party: holder.masked_message(msg)})  # type: ignore[arg-type]
+    return CallReply(outbox={step.attribute_party: holder.masked_message(msg)})
 
 
 @method("fairness.finish", kinds=("fairness",))
@@ -155,7 +156,7 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
     if not isinstance(holder, LabelHolder):
         raise ProtocolError("fairness.finish before fairness.mask")
     step = _step(session, req)
-    counts = holder.finish(_sender(req, SHARES, step.attribute_party))  # type: ignore[arg-type]
+    counts = holder.finish(_sender(req, SHARES, step.attribute_party))
     return CallReply(meta=_release(ctx, session, req, step, holder, counts))
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "CHUNK_ROWS",
     "EVALUATE_ON",
     "HLR_PARAMS",
+    "INSECURE_MIN_KEY_BITS",
     "KEY_BITS",
     "LR_PARAMS",
     "MODEL",
@@ -58,6 +59,14 @@ def _is_number(v: Any) -> bool:
 
 def _is_weights(v: Any) -> bool:
     return isinstance(v, list | tuple) and len(v) == 2 and all(_is_number(w) and w > 0 for w in v)
+
+
+def _is_strings(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+def _is_numbers(v: Any) -> bool:
+    return isinstance(v, list) and all(_is_number(x) for x in v)
 
 
 def _is_party_dataset(v: Any) -> bool:
@@ -111,6 +120,22 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         ),
     ),
     "code_table": ('a table of feature = "code" strings', _is_code_table),
+    "strings": ("a list of non-empty strings", lambda v: _is_strings(v)),
+    "numbers": ("a list of finite numbers", lambda v: _is_numbers(v)),
+    "string_lists": (
+        "a list of lists of non-empty strings",
+        lambda v: isinstance(v, list) and all(_is_strings(x) for x in v),
+    ),
+    "bands": (
+        "a table of column = [increasing numbers]",
+        lambda v: (
+            isinstance(v, Mapping)
+            and all(
+                isinstance(k, str) and _is_numbers(e) and bool(e) and list(e) == sorted(set(e))
+                for k, e in v.items()
+            )
+        ),
+    ),
 }
 
 
@@ -340,6 +365,15 @@ KEY_BITS = Param(
     "bits",
     low=1,
     high=settings.PAILLIER_MAX_BITS,
+)
+
+INSECURE_MIN_KEY_BITS = Param(
+    "insecure_min_key_bits",
+    "int",
+    None,
+    "lowers the library's key-size floor (tests only; silo policy still applies)",
+    "bits",
+    low=1,
 )
 
 #: XGBoost's training parameters (names, defaults, bounds), shared by secureboost and hxgb

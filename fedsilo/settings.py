@@ -293,3 +293,13 @@ CKKS_MAX_CONTEXT_BYTES: int = 1 << 24
 #: grid steps, largest magnitude a decrypted CKKS sum of integers may have and still be rounded
 #: back exactly: below it the CKKS error stays under 0.02 (measured 0.002 at 1e12, 0.25 at 1e14).
 CKKS_EXACT_LIMIT: int = 2**42
+
+# --- fairness audit (fedsilo/protocols/fairness/) ------------------------------------------------
+#: bits, statistical hiding of the masks the label holder adds to every per-group sum the
+#: attribute holder decrypts: a mask is uniform and this many bits wider than the largest value,
+#: so the decrypted sum is within 2^-40 of uniform whatever the value (the usual statistical
+#: security parameter of masked two-party protocols).
+FAIRNESS_MASK_STAT_BITS: int = 40
+#: bits, fixed-point resolution of the per-bin mean scores behind a group's mean score per
+#: calibration band (2^-16 of the score range: far below any calibration difference reported).
+FAIRNESS_SCORE_BITS: int = 16

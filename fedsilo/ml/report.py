@@ -31,7 +31,13 @@ from fedsilo.errors import DataError
 from fedsilo.ml import metrics as m
 from fedsilo.ml import report_plots as plots
 
-__all__ = ["ImportanceRow", "StabilityRow", "write_report", "write_stability_report"]
+__all__ = [
+    "ImportanceRow",
+    "StabilityRow",
+    "write_fairness_report",
+    "write_report",
+    "write_stability_report",
+]
 
 #: (feature name, or the mask a silo's policy put in its place; total gain; number of splits)
 ImportanceRow = tuple[str, float, int]
@@ -663,3 +669,114 @@ def _stability_bins(k: int, row: dict[str, Any]) -> str:
     return f'<h3 id="stability-{k}">{_e(row["name"])}</h3>' + _table(
         f"table-stability-{k}", head, cells
     )
+
+
+# --- fairness audit (fedsilo/protocols/fairness) ------------------------------------------------
+
+
+def write_fairness_report(
+    path_html: str | Path,
+    path_json: str | Path,
+    *,
+    title: str,
+    summary: Mapping[str, Any],
+    audit: Mapping[str, Any],
+) -> tuple[Path, Path]:
+    """A fairness audit's report (HTML with its own section and plots, and JSON) from the
+    released metrics of :func:`fedsilo.protocols.fairness.metrics.audit_metrics`: it shows
+    nothing the label holder does not release."""
+    doc = {
+        "title": title,
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model_summary": _jsonable(dict(summary)),
+        "fairness": _jsonable(dict(audit)),
+    }
+    _write_atomic(Path(path_json), json.dumps(doc, indent=2, allow_nan=False) + "\n")
+    body = [
+        f'<header><h1 id="report-title">{_e(title)}</h1><p class="meta">'
+        f"{_e('generated ' + doc['generated_at'])} · statistics over fewer than "
+        f"{_e(audit['min_rows'])} rows are withheld (—)</p></header>",
+        _model_section(doc["model_summary"]),
+        _fairness_section(doc["fairness"]),
+    ]
+    page = _PAGE.format(title=_e(title), style=_STYLE, body="\n".join(body))
+    _write_atomic(Path(path_html), page)
+    return Path(path_html), Path(path_json)
+
+
+def _fairness_section(audit: dict[str, Any]) -> str:
+    parts = [
+        _note(
+            "Protected groups are held by another silo; these are group-level counts it "
+            "released under its own minimum per group. A row is selected when its score is at "
+            "least the threshold."
+        )
+    ]
+    for name, gaps in audit["gaps"].items():
+        groups = [g for g in audit["groups"] if g["grouping"] == name]
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        parts.append(f"<h3>{_e(name)}</h3>")
+        head = ["group", "rows", "base rate", "AUC"]
+        for t in audit["thresholds"]:
+            head += [f"selection @{t:g}", f"TPR @{t:g}", f"FPR @{t:g}", f"precision @{t:g}"]
+        rows = []
+        for g in groups:
+            cells = [f"<td>{_e(g['group'])}</td>", _num(g["rows"]), _num(g["base_rate"], 4)]
+            cells.append(_num(g["auc"], 4))
+            for at in g["thresholds"]:
+                cells += [_num(at[k], 4) for k in ("selection_rate", "tpr", "fpr", "precision")]
+            rows.append(cells)
+        parts.append(_table(f"table-fairness-{slug}", head, rows))
+        gap_rows = [
+            [
+                f"<td>{t['threshold']:g}</td>",
+                _num(t["demographic_parity_difference"], 4),
+                _num(t["demographic_parity_ratio"], 4),
+                _num(t["equalized_odds_difference"], 4),
+                _num(gaps["auc_gap"], 4),
+            ]
+            for t in gaps["thresholds"]
+        ]
+        parts.append(
+            _table(
+                f"table-fairness-gaps-{slug}",
+                [
+                    "threshold",
+                    "demographic parity difference",
+                    "ratio",
+                    "equalized odds diff.",
+                    "AUC gap",
+                ],
+                gap_rows,
+            )
+        )
+        labels = [g["group"] for g in groups]
+        first = audit["thresholds"][0] if audit["thresholds"] else None
+        if first is not None:
+            bars = {
+                f"selection @{first:g}": [g["thresholds"][0]["selection_rate"] for g in groups],
+                "TPR": [g["thresholds"][0]["tpr"] for g in groups],
+                "FPR": [g["thresholds"][0]["fpr"] for g in groups],
+                "AUC": [g["auc"] for g in groups],
+            }
+            png = plots.group_bars_png(f"{name}: rates by group", labels, bars)
+            parts.append(
+                _img(
+                    f"plot-fairness-{slug}", f"rates by group of {name}", png, "withheld: left out"
+                )
+            )
+        series = [
+            {
+                "label": g["group"],
+                "x": [b["mean_score"] for b in g["calibration"] if b["observed_rate"] is not None],
+                "y": [
+                    b["observed_rate"] for b in g["calibration"] if b["observed_rate"] is not None
+                ],
+            }
+            for g in groups
+        ]
+        png = plots.group_calibration_png(f"{name}: calibration by score band", series)
+        parts.append(
+            _img(f"plot-fairness-calibration-{slug}", f"calibration of {name}", png, "per band")
+        )
+    return _section("fairness", "Fairness audit", *parts)

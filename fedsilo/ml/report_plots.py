@@ -8,14 +8,22 @@ Every line is also told apart by its dash pattern, so a report printed in black 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["calibration_png", "gain_png", "importance_png", "ks_png", "roc_png"]
+__all__ = [
+    "calibration_png",
+    "gain_png",
+    "group_bars_png",
+    "group_calibration_png",
+    "importance_png",
+    "ks_png",
+    "roc_png",
+]
 
 #: inches and dots per inch of one plot: sharp on screen and in print, ~40 KB per PNG.
 _SIZE = (6.4, 4.4)
@@ -156,4 +164,44 @@ def importance_png(
     ax.set(xlabel=xlabel, title=f"{title}: {party}")
     ax.grid(True, axis="x", color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
+    return _png(fig)
+
+
+# --- fairness audit (fedsilo/protocols/fairness) ------------------------------------------------
+
+
+def group_bars_png(
+    title: str, labels: Sequence[str], bars: Mapping[str, Sequence[float | None]]
+) -> bytes:
+    """Grouped bars: one cluster per group, one bar per metric (a withheld value is left out)."""
+    fig, ax = _figure()
+    width = 0.8 / max(1, len(bars))
+    colors = ("#1f4e79", "#c55a11", "#548235", "#7f6000")
+    hatches = ("", "//", "..", "xx")
+    for k, (name, values) in enumerate(bars.items()):
+        xs = [i + k * width for i, v in enumerate(values) if v is not None]
+        ys = [v for v in values if v is not None]
+        ax.bar(xs, ys, width, label=name, color=colors[k % 4], hatch=hatches[k % 4])
+    ax.set_xticks([i + width * (len(bars) - 1) / 2 for i in range(len(labels))])
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set(ylim=(0, 1.01), title=title)
+    ax.legend(loc="upper right", fontsize=8)
+    return _png(fig)
+
+
+def group_calibration_png(title: str, series: Sequence[Series]) -> bytes:
+    """Calibration per group: mean score against observed rate per band, one line per group."""
+    fig, ax = _figure()
+    ax.plot([0, 1], [0, 1], label="perfectly calibrated", **_CHANCE)
+    styles = ("-", "--", "-.", ":")
+    for i, s in enumerate(series):
+        ax.plot(s["x"], s["y"], marker="o", markersize=3, linestyle=styles[i % 4], label=s["label"])
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        xlabel="mean score",
+        ylabel="observed positive rate",
+        title=title,
+    )
+    ax.legend(loc="upper left", fontsize=8)
     return _png(fig)

@@ -91,6 +91,7 @@ PROTOCOLS: tuple[Protocol, ...] = (
     Protocol("count", "intersection count", _VERTICAL, policy=True),
     Protocol("stats", "column statistics and cross-silo correlation", _ANY, policy=True),
     Protocol("stability", "population stability index", _ANY, policy=True),
+    Protocol("fairness", "fairness audit", _VERTICAL, policy=True),
 )
 
 _BY_KIND = {p.kind: p for p in PROTOCOLS}

@@ -66,6 +66,7 @@ _POLICY_KEYS = frozenset(
         "release_stability",
         "release_partial_scores",
         "release_feature_contributions",
+        "release_group_counts",
     }
 )
 
@@ -126,6 +127,9 @@ class PolicyConfig:
     #: scored row (``explain = "party"``) / its per-feature terms (``explain = "feature"``)
     release_partial_scores: bool = False
     release_feature_contributions: bool = False
+    #: dataset name -> protected attribute columns whose group counts a fairness audit may
+    #: release (deny by default: no dataset, no column)
+    release_group_counts: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def check_explain_release(self, level: str) -> None:
         """Refuse to release per-row explanation values the policy does not allow."""
@@ -161,6 +165,17 @@ class PolicyConfig:
             raise PolicyError(
                 f"policy does not allow column(s) {', '.join(repr(c[:60]) for c in denied[:5])} "
                 f"of dataset '{dataset}'"
+            )
+
+    def check_group_counts(self, dataset: str, columns: Sequence[str]) -> None:
+        """Refuse a fairness audit over columns whose group counts this silo does not release."""
+        allowed = self.release_group_counts.get(dataset, frozenset())
+        denied = [c for c in columns if c not in allowed]
+        if denied:
+            raise PolicyError(
+                f"policy does not release group counts of column(s) "
+                f"{', '.join(repr(c[:60]) for c in denied[:5])} of dataset '{dataset[:60]}' "
+                "([policy] release_group_counts)"
             )
 
     def check_paillier_bits(self, bits: int) -> None:
@@ -459,7 +474,14 @@ class _Parser:
                 "release_feature_contributions",
                 t.get("release_feature_contributions", False),
             ),
+            release_group_counts=self.group_counts(t.get("release_group_counts", {}), datasets),
         )
+
+    def group_counts(
+        self, value: Any, datasets: dict[str, DatasetConfig]
+    ) -> dict[str, frozenset[str]]:
+        """Per dataset: the declared features whose group counts a fairness audit may release."""
+        return self.feature_lists("[policy] release_group_counts", value, datasets)
 
     def peers(self, where: str, value: Any) -> frozenset[str]:
         names = self.strings(where, "peers", value)
@@ -493,10 +515,16 @@ class _Parser:
         datasets: dict[str, DatasetConfig],
     ) -> dict[str, frozenset[str]]:
         """Per dataset: the listed columns (a subset of the features) or all features."""
-        where = "[policy] allowed_columns"
+        out = {name: frozenset(ds.features) for name, ds in datasets.items()}
+        return out | self.feature_lists("[policy] allowed_columns", value, datasets)
+
+    def feature_lists(
+        self, where: str, value: Any, datasets: dict[str, DatasetConfig]
+    ) -> dict[str, frozenset[str]]:
+        """A table ``{dataset = [columns]}`` of declared datasets and their declared features."""
         if not isinstance(value, dict):
             raise self.fail(where, "must be a table {dataset = [columns]}")
-        out = {name: frozenset(ds.features) for name, ds in datasets.items()}
+        out = {}
         for name, cols in value.items():
             if name not in datasets:
                 raise self.fail(where, f"names unknown dataset '{name}'")

@@ -317,6 +317,7 @@ def _policy_json(ctx: SiloContext) -> str:
             "release_stability": policy.release_stability,
             "release_partial_scores": policy.release_partial_scores,
             "release_feature_contributions": policy.release_feature_contributions,
+            "release_group_counts": {k: sorted(v) for k, v in policy.release_group_counts.items()},
         }
     )
 

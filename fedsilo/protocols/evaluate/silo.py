@@ -225,6 +225,8 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
     parts = session.state.pop("eval_scores", {})
     shap = session.state.pop("eval_shap", None)
     scores = np.concatenate([parts[k] for k in sorted(parts)]) if parts else np.empty(0)
+    # kept for a later step of the same job that audits them (fairness), never released
+    session.state.setdefault("evaluated_scores", {})[req.step_index] = (test, scores)
     y = ctx.data.load_aligned_labels(session.dataset, test)
     params = dict(req.meta.get("params", {}))
     base = _baseline(ctx, session, kind, params, train, test)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from fedsilo import settings
-from fedsilo.jobschema import ALIGNMENT, BOOST_PARAMS, KEY_BITS, NAME, Param, StepSchema
+from fedsilo.jobschema import (
+    ALIGNMENT,
+    BOOST_PARAMS,
+    INSECURE_MIN_KEY_BITS,
+    KEY_BITS,
+    NAME,
+    Param,
+    StepSchema,
+)
 
 __all__ = ["SCHEMA", "SECUREBOOST_PARAMS"]
 
@@ -13,14 +21,7 @@ __all__ = ["SCHEMA", "SECUREBOOST_PARAMS"]
 SECUREBOOST_PARAMS: tuple[Param, ...] = (
     *BOOST_PARAMS,
     KEY_BITS,
-    Param(
-        "insecure_min_key_bits",
-        "int",
-        None,
-        "lowers the library's key-size floor (tests only; silo policy still applies)",
-        "bits",
-        low=1,
-    ),
+    INSECURE_MIN_KEY_BITS,
     Param(
         "precision_bits",
         "int",

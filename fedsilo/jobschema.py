@@ -86,6 +86,10 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
         lambda v: v == "balanced" or _is_weights(v),
     ),
     "party_dataset": ("{ party = ..., dataset = ... }", _is_party_dataset),
+    "columns": (
+        "a list of column names",
+        lambda v: isinstance(v, list) and all(isinstance(c, str) and c for c in v),
+    ),
 }
 
 

@@ -62,6 +62,9 @@ _POLICY_KEYS = frozenset(
         "allowed_columns",
         "psi_pad_to_multiple",
         "peers",
+        "release_woe_counts",
+        "release_woe_iv",
+        "release_woe_table",
     }
 )
 
@@ -114,6 +117,12 @@ class PolicyConfig:
     allowed_columns: Mapping[str, frozenset[str]] = field(default_factory=dict)
     #: the only parties this silo works with; None: any silo certified by its consortium CA.
     peers: frozenset[str] | None = None
+    #: woe, passive: the label holder may learn per-bin event / row counts of its characteristics
+    release_woe_counts: bool = False
+    #: woe, label holder: each owner may learn the IV of its characteristics
+    release_woe_iv: bool = False
+    #: woe, label holder: each owner may learn the per-bin WOE (and merges) of its characteristics
+    release_woe_table: bool = False
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -249,6 +258,10 @@ class _Parser:
         if not isinstance(value, bool):
             raise self.fail(where, f"'{key}' must be true or false")
         return value
+
+    def switch(self, where: str, table: dict[str, Any], key: str) -> bool:
+        """A release switch: off unless the table sets it."""
+        return self.boolean(where, key, table.get(key, False))
 
     def file(self, where: str, key: str, value: Any) -> Path:
         p = self.base / self.string(where, key, value)
@@ -421,6 +434,9 @@ class _Parser:
             allowed_columns=self.allowed_columns(t.get("allowed_columns", {}), datasets),
             psi_pad_to_multiple=self.pad_multiple(where, t.get("psi_pad_to_multiple", 1)),
             peers=self.peers(where, t["peers"]) if "peers" in t else None,
+            release_woe_counts=self.switch(where, t, "release_woe_counts"),
+            release_woe_iv=self.switch(where, t, "release_woe_iv"),
+            release_woe_table=self.switch(where, t, "release_woe_table"),
         )
 
     def peers(self, where: str, value: Any) -> frozenset[str]:

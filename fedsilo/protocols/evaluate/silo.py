@@ -69,9 +69,15 @@ def _train_alignment(session: JobSession, req: CallRequest) -> str:
 
 
 def _baseline(
-    ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any], train: str, test: str
+    ctx: SiloContext,
+    session: JobSession,
+    req: CallRequest,
+    kind: str,
+    params: dict[str, Any],
+    train: str,
+    test: str,
 ) -> np.ndarray | None:
-    cols = ctx.job_columns(session)
+    cols = ctx.job_columns(session, req.step_index)
     X = ctx.data.load_aligned(session.dataset, train, cols)
     y = ctx.data.load_aligned_labels(session.dataset, train)
     X_test = ctx.data.load_aligned(session.dataset, test, cols)
@@ -221,7 +227,7 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
     scores = np.concatenate([parts[k] for k in sorted(parts)]) if parts else np.empty(0)
     y = ctx.data.load_aligned_labels(session.dataset, test)
     params = dict(req.meta.get("params", {}))
-    base = _baseline(ctx, session, kind, params, train, test)
+    base = _baseline(ctx, session, req, kind, params, train, test)
     stem = f"{session.job_id}-{kind}"
     meta = report_and_release(
         ctx,

@@ -105,6 +105,7 @@ def report_and_release(
     importance: dict[str, list[tuple[str, float, int]]] | None,
     baseline: np.ndarray | None,
     baseline_key: str = "label_holder_only_auc",
+    scorecard: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics and report of ``scores`` against ``y`` at this silo; the reply meta to release.
 
@@ -129,6 +130,7 @@ def report_and_release(
         y=y,
         scores=scores,
         baseline_scores=baseline,
+        scorecard=scorecard,
     )
     released = {k: metrics.get(k) for k in RELEASED}
     if base_metrics is not None:
@@ -238,5 +240,15 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
         scores=scores,
         importance=importance_of(payload),
         baseline=base,
+        scorecard=_scorecard(payload),
     )
     return CallReply(meta=meta)
+
+
+def _scorecard(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A scorecard's section of the report: the label holder's own points tables and scale;
+    the passive silos' characteristics are named only as held by them."""
+    card = payload.get("scorecard")
+    if not isinstance(card, dict):
+        return None
+    return {**card, "held_elsewhere": [str(p) for p in payload.get("passive_parties", [])]}

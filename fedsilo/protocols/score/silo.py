@@ -25,6 +25,7 @@ from fedsilo.jobspec import (
     trained_kind,
 )
 from fedsilo.leakage import register_kind
+from fedsilo.ml.woe import ScoreScale
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
@@ -188,8 +189,26 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> Call
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     version = str(req.meta["version"])
     rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
-    ctx.store.write_scores(score_table(session.spec, req.step_index), rows)
+    table = score_table(session.spec, req.step_index)
+    ctx.store.write_scores(table, rows)
+    points = scorecard_points(ctx, req, scores)
+    if points is not None:  # a scorecard: its total points too, in <table>_points
+        ctx.store.write_scores(
+            f"{table}_points",
+            [(i, float(p), version, stamp) for i, p in zip(ids, points, strict=True)],
+        )
     return CallReply(meta={"written": len(rows)})
+
+
+def scorecard_points(ctx: SiloContext, req: CallRequest, scores: np.ndarray) -> np.ndarray | None:
+    """A scorecard's total points from its probabilities (``offset - factor * logit``), at the
+    label holder, whose model part holds the scale; None for any other model."""
+    _kind, payload = load_part(ctx, str(req.meta["model_id"]))
+    card = payload.get("scorecard")
+    if not isinstance(card, dict) or "scale" not in card:
+        return None
+    p = np.clip(scores, 1e-300, 1.0 - 1e-16)
+    return ScoreScale.from_dict(card["scale"]).points(np.log(p) - np.log1p(-p))
 
 
 def _chunk_rows(session: JobSession, req: CallRequest) -> int:

@@ -199,9 +199,16 @@ def _silo_toml(party: str, port: int, tls: bool) -> str:
         out.write(f"label = {_toml_str(label)}\n")
     roles = '["active", "passive"]' if label else '["passive"]'
     out.write(
-        f'\n[policy]\nprotocols = ["psi", "secureboost", "lr", "score"]\nroles = {roles}\n'
+        f'\n[policy]\nprotocols = ["psi", "secureboost", "lr", "score", "woe", "select"]\n'
+        f"roles = {roles}\n"
         "# the demo shows feature names in importance reports; real silos decide\n"
         "release_feature_names = true\n"
+        "# the demo's scorecard (examples/scorecard.toml, docs/scorecard.md) needs these\n"
+        + (
+            "release_woe_iv = true\nrelease_woe_table = true\n"
+            if label
+            else "release_woe_counts = true\n"
+        )
     )
     return out.getvalue()
 

@@ -114,7 +114,9 @@ class Characteristic:
         ):
             raise DataError(f"characteristic '{self.name}': bad bin merge")
         keep = tuple(e for i, e in enumerate(self.edges) if g[i + 1] != g[i])
-        return Characteristic(self.name, False, keep, missing=self.missing, withheld=self.withheld)
+        gone = len(self.edges) - len(keep)  # bins after the value bins move down by this many
+        withheld = tuple(w - gone if w >= self.value_bins else int(g[w]) for w in self.withheld)
+        return Characteristic(self.name, False, keep, missing=self.missing, withheld=withheld)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -323,12 +323,16 @@ class PassiveParty:
             bins[:, j] = np.where(idx >= 0, idx, c.n_bins)  # rows without a bin: a slot never sent
             mask[layout.ptr[j] + c.n_bins] = False
             mask[[layout.ptr[j] + w for w in c.withheld]] = False
+        groups = secure_hist.feature_groups(
+            bins, slots, settings.SECUREBOOST_JOINT_ROWS_PER_CELL
+        )  # coarse characteristics summed through their joint cells where that is cheaper
         hist = secure_hist.encrypted_histogram(
             public,
             spec,
             cts,
             bins,
             layout,
+            groups=groups,
             rerandomise_base=base,
             slot_mask=mask,
             omit_largest=False,

@@ -175,6 +175,14 @@ def test_numeric_bins_merge_until_each_holds_the_minimum() -> None:
     assert np.all(sizes[: char.value_bins] >= 60)
 
 
+def test_a_merge_keeps_the_withheld_missing_bin() -> None:
+    char = Characteristic("x", False, (1.0, 2.0, 3.0), missing=True, withheld=(4,))
+    merged = char.merged([0, 0, 1, 1])
+    assert merged.edges == (2.0,) and merged.n_bins == 3 and merged.withheld == (2,)
+    col = np.array([0.5, 1.5, 2.5, 3.5, np.nan])
+    assert merged.bin_index(col).tolist() == [0, 0, 1, 1, 2]
+
+
 def test_categorical_pools_rare_values() -> None:
     col = np.array([1.0] * 100 + [2.0] * 80 + [3.0] * 5 + [4.0] * 7)
     char = fit_categorical("c", col, min_rows=13)

@@ -65,6 +65,7 @@ _POLICY_KEYS = frozenset(
         "release_woe_counts",
         "release_woe_iv",
         "release_woe_table",
+        "release_points_per_party",
     }
 )
 
@@ -123,6 +124,8 @@ class PolicyConfig:
     release_woe_iv: bool = False
     #: woe, label holder: each owner may learn the per-bin WOE (and merges) of its characteristics
     release_woe_table: bool = False
+    #: score of a scorecard: the label holder may learn this silo's points per row
+    release_points_per_party: bool = False
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -437,6 +440,7 @@ class _Parser:
             release_woe_counts=self.switch(where, t, "release_woe_counts"),
             release_woe_iv=self.switch(where, t, "release_woe_iv"),
             release_woe_table=self.switch(where, t, "release_woe_table"),
+            release_points_per_party=self.switch(where, t, "release_points_per_party"),
         )
 
     def peers(self, where: str, value: Any) -> frozenset[str]:

@@ -3,7 +3,7 @@
 With ``transform = "woe"`` every silo replaces each of its own columns by the WOE of its bin,
 from the last woe step of the job (:func:`fedsilo.ml.woe.woe_matrix`), trains as usual and stores
 with its part its bins, their WOE and its points table (:func:`fedsilo.ml.woe.points_table`); the
-label holder also stores the scale and the base points. Prediction transforms the raw columns
+label holder also stores the base points. Prediction transforms the raw columns
 the same way (:func:`woe_input`). ``docs/scorecard.md`` has the workflow.
 """
 
@@ -19,7 +19,7 @@ from fedsilo.errors import DataError
 from fedsilo.ml.woe import Characteristic, ScoreScale, points_table, woe_matrix
 from fedsilo.protocols.lr.vertical import VerticalModelPart
 
-__all__ = ["ScorecardInputs", "woe_input"]
+__all__ = ["ScorecardInputs", "party_points", "woe_input"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class ScorecardInputs:
 
     def model_payload(self, part: VerticalModelPart, label_holder: bool) -> dict[str, Any]:
         """What the model part stores beside the coefficients: the WOE tables (to transform at
-        prediction) and this silo's points table; the label holder also the scale and base."""
+        prediction), this silo's points table and the scale; the label holder also the base."""
         std = part.standardizer
         table = points_table(
             self.characteristics,
@@ -42,9 +42,12 @@ class ScorecardInputs:
             std.scale,
             self.scale.factor,
         )
-        card: dict[str, Any] = {"party": part.party, "characteristics": table}
+        card: dict[str, Any] = {
+            "party": part.party,
+            "characteristics": table,
+            "scale": self.scale.to_dict(),
+        }
         if label_holder:
-            card["scale"] = self.scale.to_dict()
             card["base_points"] = (
                 self.scale.offset - self.scale.factor * part.intercept_standardised
             )
@@ -73,3 +76,15 @@ def woe_input(payload: Mapping[str, Any], x: np.ndarray) -> np.ndarray:
         return x
     chars, woe = _read_woe(block)
     return woe_matrix(chars, woe, x)
+
+
+def party_points(payload: Mapping[str, Any], x: np.ndarray) -> np.ndarray | None:
+    """This party's points per row of a scorecard part (the label holder's with its base
+    points): ``-factor`` times its term of the linear predictor. None for another model."""
+    card = payload.get("scorecard")
+    if not isinstance(card, Mapping):
+        return None
+    part = VerticalModelPart.from_dict(payload["part"])
+    factor = ScoreScale.from_dict(card["scale"]).factor
+    own = part.partial_score(woe_input(payload, x)) - part.intercept_standardised
+    return np.asarray(float(card.get("base_points", 0.0)) - factor * own)

@@ -26,6 +26,7 @@ from fedsilo.jobspec import (
 )
 from fedsilo.leakage import register_kind
 from fedsilo.ml.woe import ScoreScale
+from fedsilo.protocols.lr.scorecard import party_points
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
@@ -38,7 +39,8 @@ PART_KIND = register_kind(
     reveals="for the rows being scored, what the label holder needs to finish the model's "
     "prediction from this silo's part (per model kind: the side each row takes at the tree "
     "nodes this silo owns, or this silo's partial linear score, masked so that with two or "
-    "more passive silos only their sum is revealed)",
+    "more passive silos only their sum is revealed); for a scorecard being scored, with the "
+    "sender's [policy] release_points_per_party, also its points per row",
 )
 
 
@@ -110,6 +112,9 @@ def predict_part(ctx: SiloContext, session: JobSession, req: CallRequest) -> Cal
     X = read_range(ctx, session, payload, request.alignment, request.start, request.stop)
     msg = predictor.part(payload, X, request)
     msg.kind = PART_KIND
+    points = party_points(payload, X) if req.spec_step.get("kind") == "score" else None
+    if points is not None and ctx.config.policy.release_points_per_party:
+        msg.arrays["points"] = points  # this silo's scorecard points per row, unmasked
     return CallReply(outbox={p: msg for p in session.party_with_role("active")})
 
 
@@ -192,12 +197,34 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> Call
     table = score_table(session.spec, req.step_index)
     ctx.store.write_scores(table, rows)
     points = scorecard_points(ctx, req, scores)
-    if points is not None:  # a scorecard: its total points too, in <table>_points
-        ctx.store.write_scores(
-            f"{table}_points",
-            [(i, float(p), version, stamp) for i, p in zip(ids, points, strict=True)],
-        )
+    if points is not None:  # a scorecard: its total points, and each released party's
+        for name, values in {"": points, **_points_per_party(ctx, session, req)}.items():
+            ctx.store.write_scores(
+                f"{table}_points{name}",
+                [(i, float(p), version, stamp) for i, p in zip(ids, values, strict=True)],
+            )
     return CallReply(meta={"written": len(rows)})
+
+
+def _points_per_party(
+    ctx: SiloContext, session: JobSession, req: CallRequest
+) -> dict[str, np.ndarray]:
+    """``{"_<party>": points per row}``: the label holder's own (with the base points), and those
+    of each silo whose policy released them with its prediction part."""
+    rows = int(req.meta["stop"]) - int(req.meta["start"])
+    model_id, alignment = str(req.meta["model_id"]), str(req.meta["alignment"])
+    _kind, payload = load_part(ctx, model_id)
+    x = read_range(ctx, session, payload, alignment, int(req.meta["start"]), int(req.meta["stop"]))
+    own = party_points(payload, x)
+    out = {f"_{ctx.party}": own} if own is not None else {}
+    for sender, msg in req.inbox.items():
+        released = msg.arrays.get("points")
+        if released is None:
+            continue
+        if released.dtype != np.float64 or released.shape != (rows,):
+            raise ProtocolError(f"points per row from '{sender[:40]}' do not match the chunk")
+        out[f"_{sender}"] = released
+    return out
 
 
 def scorecard_points(ctx: SiloContext, req: CallRequest, scores: np.ndarray) -> np.ndarray | None:
@@ -205,7 +232,7 @@ def scorecard_points(ctx: SiloContext, req: CallRequest, scores: np.ndarray) -> 
     label holder, whose model part holds the scale; None for any other model."""
     _kind, payload = load_part(ctx, str(req.meta["model_id"]))
     card = payload.get("scorecard")
-    if not isinstance(card, dict) or "scale" not in card:
+    if not isinstance(card, dict) or "base_points" not in card:  # the label holder's part
         return None
     p = np.clip(scores, 1e-300, 1.0 - 1e-16)
     return ScoreScale.from_dict(card["scale"]).points(np.log(p) - np.log1p(-p))

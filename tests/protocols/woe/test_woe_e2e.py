@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from bundled_data import data_file
+from sqlalchemy import create_engine, text
 from support import Consortium, SiloSpec
 
 from fedsilo.coordinator.orchestrator import run_job
@@ -102,5 +103,43 @@ def test_select_by_iv_refused_where_the_owner_holds_no_iv(tmp_path: Path) -> Non
         ]
         with pytest.raises(JobError, match="release_woe_iv"):
             run_job(c.job(ROLES, steps), clients=c.clients(), store=c.store())
+    finally:
+        c.stop_all()
+
+
+def test_scorecard_points_per_party_where_the_passive_allows(tmp_path: Path) -> None:
+    c = _consortium(
+        tmp_path,
+        active="release_woe_table = true\n",
+        passive="release_woe_counts = true\nrelease_points_per_party = true\n",
+    )
+    try:
+        steps = [
+            {"kind": "psi", "alignment": "b"},
+            {"kind": "woe", "max_bins": 6},
+            {"kind": "lr", "transform": "woe", "batch_size": 128, "max_iter": 2},
+            {"kind": "score", "table": "card"},
+        ]
+        record = run_job(c.job(ROLES, steps), clients=c.clients(), store=c.store())
+        assert record.state == "succeeded"
+        engine = create_engine(c.nodes["bank"].ctx.config.database_url)
+        with engine.connect() as conn:
+            read = {
+                t: dict(conn.execute(text(f"select id, score from {t}")).all())
+                for t in ("card_points", "card_points_bank", "card_points_bureau")
+            }
+        engine.dispose()
+        total, bank, bureau = (
+            read["card_points"],
+            read["card_points_bank"],
+            read["card_points_bureau"],
+        )
+        assert len(total) == 569 and total.keys() == bank.keys() == bureau.keys()
+        for i in list(total)[:50]:
+            assert bank[i] + bureau[i] == pytest.approx(total[i], abs=1e-6)
+        ledger = [e for e in c.nodes["bureau"].ctx.ledger.entries(record.job_id)]
+        assert any(
+            "release_points_per_party" in e.reveals for e in ledger if e.kind == "predict.part"
+        )
     finally:
         c.stop_all()

@@ -23,7 +23,6 @@ from fedsilo.ml.woe import (
     points_table,
     woe_matrix,
 )
-from fedsilo.protocols.select.criteria import choose
 from fedsilo.protocols.woe.local import run_woe
 from fedsilo.protocols.woe.parties import COUNTS, LabelHolder, PassiveParty, WoeSettings
 
@@ -219,18 +218,6 @@ def test_owner_gets_only_what_the_label_holder_releases() -> None:
 def test_monotonic_merge_of_a_passive_needs_the_table_release() -> None:
     with pytest.raises(PolicyError, match="release_woe_table"):
         _run(WoeSettings(max_bins=12, monotonic=True), table=False)
-
-
-def test_select_keeps_by_iv_top_k_and_a_floor() -> None:
-    iv = {"a": 0.5, "b": 0.01, "c": 0.2, "d": 0.0}
-    inputs = {"iv": lambda: iv}
-    values = {"min_iv": 0.1, "top_k": None, "keep_at_least": 1, "importance": None}
-    assert choose(values, list(iv), inputs) == ["a", "c"]
-    assert choose({**values, "top_k": 1}, list(iv), inputs) == ["a"]
-    assert choose({**values, "min_iv": 0.9}, list(iv), inputs) == ["a"]  # the best one stays
-    both = {**values, "importance": "lr", "min_importance": 0.05}
-    imp = {"importance": lambda: {"a": 0.01, "b": 1.0, "c": 0.3, "d": 2.0}, **inputs}
-    assert choose(both, list(iv), imp) == ["c"]
 
 
 def test_points_add_up_to_the_scaled_log_odds() -> None:

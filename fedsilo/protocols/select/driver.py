@@ -16,13 +16,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedsilo.coordinator.drivers import driver
+from fedsilo.coordinator.config import JobSpec
+from fedsilo.coordinator.drivers import driver, index_of
 from fedsilo.coordinator.jobrun import JobRun
+from fedsilo.errors import ConfigError
+from fedsilo.jobschema import check_step, step_label
+from fedsilo.jobspec import previous_step
 
-__all__ = ["run_select"]
+__all__ = ["check", "run_select"]
 
 
-@driver("select")
+def check(spec: JobSpec, step: dict[str, Any]) -> None:
+    """Each criterion's input must come from an earlier step of the job."""
+    index = index_of(spec, step)
+    values = check_step(step, index)
+    wire = {"steps": spec.steps}
+    needs = {"min_iv": "woe", "importance": values["importance"]}
+    for key, kind in needs.items():
+        if values[key] is not None and previous_step(wire, index, str(kind)) is None:
+            raise ConfigError(
+                f"{step_label(index, 'select')}: '{key}' needs a {kind} step before it in the job"
+            )
+
+
+@driver("select", check=check)
 def run_select(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     replies = run.call_many({p: ("select.apply", {}, []) for p in run.parties})
     kept = {p: {"kept": int(r.meta["kept"]), "of": int(r.meta["of"])} for p, r in replies.items()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fedsilo.errors import ProtocolError
+from fedsilo.errors import ConfigError, ProtocolError
 from fedsilo.protocols.select.criteria import choose, importance_of_part
 
 
@@ -30,3 +30,24 @@ def test_importance_of_own_columns_from_model_parts() -> None:
     assert importance_of_part("secureboost", holder) == {"a": 0.0, "b": 1.0, "c": 0.0}
     with pytest.raises(ProtocolError, match="no importance"):
         importance_of_part("hxgb", lr)
+
+
+def test_a_criterion_without_its_earlier_step_is_refused_before_any_silo() -> None:
+    from pathlib import Path
+
+    from fedsilo.coordinator.config import parse_job_spec
+    from fedsilo.coordinator.drivers import check_job
+
+    raw = {
+        "name": "j",
+        "parties": {
+            "a": {"dataset": "d", "role": "active"},
+            "b": {"dataset": "d", "role": "passive"},
+        },
+        "steps": [{"kind": "psi"}, {"kind": "select", "importance": "lr"}],
+    }
+    with pytest.raises(ConfigError, match="'importance' needs a lr step"):
+        check_job(parse_job_spec(raw, Path("job.toml")))
+    raw["steps"] = [{"kind": "psi"}, {"kind": "select", "min_iv": 0.1}]
+    with pytest.raises(ConfigError, match="'min_iv' needs a woe step"):
+        check_job(parse_job_spec(raw, Path("job.toml")))

@@ -136,6 +136,7 @@ _TYPES: dict[str, tuple[str, Callable[[Any], bool]]] = {
             )
         ),
     ),
+    "columns": ("a list of column names", lambda v: _is_strings(v)),
 }
 
 

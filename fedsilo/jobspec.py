@@ -27,6 +27,8 @@ __all__ = [
     "chunk_rows",
     "input_alignment",
     "part_id",
+    "previous_step",
+    "selection_key",
     "psi_settings",
     "score_alignment",
     "score_table",
@@ -67,6 +69,21 @@ def _latest(spec: Mapping[str, Any], index: int, kinds: Sequence[str]) -> Mappin
         if entry.get("kind") in kinds:
             return entry
     return None
+
+
+def previous_step(spec: Mapping[str, Any], index: int, kind: str) -> int | None:
+    """The index of the last ``kind`` step before step ``index`` (a ``woe`` step a scorecard
+    transforms with, the ``select`` step whose columns a training step reads), or None."""
+    for i in range(index - 1, -1, -1):
+        if _steps(spec)[i].get("kind") == kind:
+            return i
+    return None
+
+
+def selection_key(index: int) -> str:
+    """Where a silo stores the columns the ``select`` step ``index`` kept for it (a checkpoint of
+    the job in its own database): training steps after it read only those."""
+    return f"select/{index}"
 
 
 # --- psi ---------------------------------------------------------------------------------------

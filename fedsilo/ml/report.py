@@ -62,6 +62,7 @@ def write_report(
     scores: npt.ArrayLike,
     baseline_scores: npt.ArrayLike | None = None,
     shap_importance: Mapping[str, Sequence[tuple[str, float]]] | None = None,
+    scorecard: Mapping[str, Any] | None = None,
 ) -> tuple[Path, Path]:
     """Write the HTML report and its JSON twin (each atomically) and return both paths.
 
@@ -71,6 +72,8 @@ def write_report(
     features' ``(name, gain, splits)``; names arrive already masked where policy hides them.
     ``shap_importance`` maps each party to ``(feature, mean |contribution|)`` over the scored
     rows (:class:`fedsilo.ml.explain.ImportanceSum`), shown in its own section.
+    ``scorecard`` (a scorecard model): the scale, base points and the points tables of the
+    characteristics this silo holds (:func:`fedsilo.ml.woe.points_table`).
     """
     y_arr = np.asarray(y)
     if metrics.get("rows") is not None and metrics["rows"] != y_arr.size:
@@ -78,6 +81,8 @@ def write_report(
     curves = _curves(y_arr, scores, baseline_scores, int(metrics["min_rows"]))
     doc = _document(title, model_summary, metrics, baseline_metrics, importance, curves)
     doc["shap_importance"] = _shap_importance(shap_importance)
+    if scorecard is not None:
+        doc["scorecard"] = _jsonable(dict(scorecard))
     _write_atomic(Path(path_json), json.dumps(doc, indent=2, allow_nan=False) + "\n")
     _write_atomic(Path(path_html), _html(doc))
     return Path(path_html), Path(path_json)
@@ -214,6 +219,8 @@ def _html(doc: dict[str, Any]) -> str:
         _shap_section(doc.get("shap_importance")),
         _withheld_section(fed, base),
     ]
+    if doc.get("scorecard"):
+        body.insert(-1, _scorecard_section(doc["scorecard"]))
     return _PAGE.format(title=_e(doc["title"]), style=_STYLE, body="\n".join(body))
 
 
@@ -780,3 +787,32 @@ def _fairness_section(audit: dict[str, Any]) -> str:
             _img(f"plot-fairness-calibration-{slug}", f"calibration of {name}", png, "per band")
         )
     return _section("fairness", "Fairness audit", *parts)
+
+
+def _scorecard_section(card: dict[str, Any]) -> str:
+    """The points of every bin of the characteristics this silo holds; the others' stay with
+    their owners (``docs/scorecard.md``)."""
+    scale = card.get("scale", {})
+    held = ", ".join(str(p) for p in card.get("held_elsewhere", [])) or "none"
+    note = _note(
+        _e(
+            "Score = base points + the points of each characteristic's bin: "
+            f"{_plain(scale.get('base_score'))} points at odds {_plain(scale.get('base_odds'))}:1, "
+            f"{_plain(scale.get('pdo'))} points to double the odds; base points "
+            f"{_plain(card.get('base_points'))}. The characteristics of other silos stay with "
+            f"their owners ({held})."
+        )
+    )
+    parts = [note]
+    for i, char in enumerate(card.get("characteristics", [])):
+        rows = [
+            [f"<td>{_e(b['bin'])}</td>", _num(b["woe"], 3), _num(b["points"], 1)]
+            for b in char["bins"]
+        ]
+        parts.append(f"<h3>{_e(char['name'])}</h3>")
+        parts.append(_table(f"table-scorecard-{i}", ["bin", "WOE", "points"], rows))
+    return _section("scorecard", "Scorecard", *parts)
+
+
+def _plain(value: Any) -> str:
+    return f"{float(value):.1f}" if isinstance(value, int | float) else "—"

@@ -294,11 +294,17 @@ def encrypted_histogram(
     groups: list[list[int]] | None = None,
     *,
     rerandomise_base: Any,
+    slot_mask: np.ndarray | None = None,
+    omit_largest: bool = True,
 ) -> EncryptedHistogram:
     """The encrypted, packed, re-randomised histogram of a node whose rows' ``ciphertexts``
     (n x width bytes) and ``bins`` (n x features) are given in the same order; ``groups`` are
     candidate joint units (:func:`feature_groups`); ``rerandomise_base`` is the label holder's
-    published base (:func:`fedsilo.crypto.paillier.check_rerandomiser_base`)."""
+    published base (:func:`fedsilo.crypto.paillier.check_rerandomiser_base`).
+
+    ``slot_mask`` (per slot) leaves out slots that must not be sent at all (WOE bins below the
+    owner's minimum); ``omit_largest=False`` sends every other slot, for a recipient that does
+    not know the totals to subtract from."""
     width = public.ciphertext_bytes
     n2 = int(public.n2)
     ptr = layout.ptr
@@ -307,8 +313,10 @@ def encrypted_histogram(
         np.ones(layout.n_features, bool) if feature_mask is None else feature_mask.astype(bool)
     )
     present = (counts > 0) & np.repeat(allowed, layout.slots)
+    if slot_mask is not None:
+        present &= slot_mask.astype(bool)
     omitted = np.full(layout.n_features, -1, dtype=np.int64)
-    for f in np.flatnonzero(allowed):
+    for f in np.flatnonzero(allowed) if omit_largest else ():
         if counts[ptr[f] : ptr[f + 1]].any():
             omitted[f] = ptr[f] + int(np.argmax(counts[ptr[f] : ptr[f + 1]]))
             present[omitted[f]] = False

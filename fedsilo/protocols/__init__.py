@@ -92,6 +92,8 @@ PROTOCOLS: tuple[Protocol, ...] = (
     Protocol("stats", "column statistics and cross-silo correlation", _ANY, policy=True),
     Protocol("stability", "population stability index", _ANY, policy=True),
     Protocol("fairness", "fairness audit", _VERTICAL, policy=True),
+    Protocol("woe", "WOE / IV binning", _VERTICAL, policy=True),
+    Protocol("select", "feature selection", _VERTICAL, policy=True),
 )
 
 _BY_KIND = {p.kind: p for p in PROTOCOLS}

@@ -67,6 +67,10 @@ _POLICY_KEYS = frozenset(
         "release_partial_scores",
         "release_feature_contributions",
         "release_group_counts",
+        "release_woe_counts",
+        "release_woe_iv",
+        "release_woe_table",
+        "release_points_per_party",
     }
 )
 
@@ -142,6 +146,15 @@ class PolicyConfig:
                 f"policy does not allow releasing per-row explanation values "
                 f'(explain = "{level}" needs [policy] {switch} = true)'
             )
+
+    #: woe, passive: the label holder may learn per-bin event / row counts of its characteristics
+    release_woe_counts: bool = False
+    #: woe, label holder: each owner may learn the IV of its characteristics
+    release_woe_iv: bool = False
+    #: woe, label holder: each owner may learn the per-bin WOE (and merges) of its characteristics
+    release_woe_table: bool = False
+    #: score of a scorecard: the label holder may learn this silo's points per row
+    release_points_per_party: bool = False
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -288,6 +301,10 @@ class _Parser:
         if not isinstance(value, bool):
             raise self.fail(where, f"'{key}' must be true or false")
         return value
+
+    def switch(self, where: str, table: dict[str, Any], key: str) -> bool:
+        """A release switch: off unless the table sets it."""
+        return self.boolean(where, key, table.get(key, False))
 
     def file(self, where: str, key: str, value: Any) -> Path:
         p = self.base / self.string(where, key, value)
@@ -475,6 +492,10 @@ class _Parser:
                 t.get("release_feature_contributions", False),
             ),
             release_group_counts=self.group_counts(t.get("release_group_counts", {}), datasets),
+            release_woe_counts=self.switch(where, t, "release_woe_counts"),
+            release_woe_iv=self.switch(where, t, "release_woe_iv"),
+            release_woe_table=self.switch(where, t, "release_woe_table"),
+            release_points_per_party=self.switch(where, t, "release_points_per_party"),
         )
 
     def group_counts(

@@ -8,6 +8,7 @@ from typing import Any
 from fedsilo.crypto.sealing import JobKeys
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobschema import check_step, step_label
+from fedsilo.jobspec import previous_step, selection_key
 from fedsilo.protocols import JOB_STEPS, ROLES
 from fedsilo.silo_node.config import SiloConfig
 from fedsilo.silo_node.data import SiloData
@@ -29,12 +30,24 @@ class SiloContext:
     def party(self) -> str:
         return self.config.party
 
-    def job_columns(self, session: JobSession) -> list[str]:
+    def job_columns(self, session: JobSession, step_index: int | None = None) -> list[str]:
         """The columns this silo works with in a job: its spec entry's ``columns``, else the
-        dataset's declared features (reads check them against policy)."""
+        dataset's declared features (reads check them against policy); for step ``step_index``,
+        only those the last ``select`` step before it kept at this silo."""
         named = session.parties.get(self.party, {}).get("columns")
         cols = named if named is not None else self.config.datasets[session.dataset].features
-        return [str(c) for c in cols]
+        out = [str(c) for c in cols]
+        chosen = None if step_index is None else previous_step(session.spec, step_index, "select")
+        if chosen is None:
+            return out
+        stored = self.store.load_checkpoint(session.job_id, selection_key(chosen))
+        if stored is None or not isinstance(stored.get("columns"), list):
+            raise ProtocolError(
+                f"{step_label(chosen, 'select')} of job '{session.job_id[:64]}' has not run at "
+                f"'{self.party}'"
+            )
+        kept = {str(c) for c in stored["columns"]}
+        return [c for c in out if c in kept]
 
     def open_session(self, job_id: str, spec: dict[str, Any], *, resume: bool) -> JobSession:
         """Check the job against this silo's policy and open its session (nothing runs if not)."""

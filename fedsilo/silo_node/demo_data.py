@@ -262,6 +262,13 @@ def write_demo_consortium(workdir: Path, *, tls: bool) -> dict[str, Path]:
             id_column=DEMO_ID_COLUMN,
             features=features,
             label=label,
+            protocols=("psi", "secureboost", "lr", "score", "woe", "select"),
+            # the demo's scorecard (examples/scorecard.toml, docs/scorecard.md) needs these
+            extra_policy=(
+                "release_woe_iv = true\nrelease_woe_table = true\n"
+                if label
+                else "release_woe_counts = true\n"
+            ),
         )
         for party, (table, label, features) in DEMO_PARTIES.items()
     }

@@ -72,9 +72,15 @@ def _train_alignment(session: JobSession, req: CallRequest) -> str:
 
 
 def _baseline(
-    ctx: SiloContext, session: JobSession, kind: str, params: dict[str, Any], train: str, test: str
+    ctx: SiloContext,
+    session: JobSession,
+    req: CallRequest,
+    kind: str,
+    params: dict[str, Any],
+    train: str,
+    test: str,
 ) -> np.ndarray | None:
-    cols = ctx.job_columns(session)
+    cols = ctx.job_columns(session, req.step_index)
     X = ctx.data.load_aligned(session.dataset, train, cols)
     y = ctx.data.load_aligned_labels(session.dataset, train)
     X_test = ctx.data.load_aligned(session.dataset, test, cols)
@@ -103,6 +109,7 @@ def report_and_release(
     baseline: np.ndarray | None,
     baseline_key: str = "label_holder_only_auc",
     shap: ImportanceSum | None = None,
+    scorecard: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics and report of ``scores`` against ``y`` at this silo; the reply meta to release.
 
@@ -128,6 +135,7 @@ def report_and_release(
         scores=scores,
         baseline_scores=baseline,
         shap_importance=shap.by_party() if shap is not None and shap.rows else None,
+        scorecard=scorecard,
     )
     released = {k: metrics.get(k) for k in RELEASED}
     if base_metrics is not None:
@@ -229,7 +237,7 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
     session.state.setdefault("evaluated_scores", {})[req.step_index] = (test, scores)
     y = ctx.data.load_aligned_labels(session.dataset, test)
     params = dict(req.meta.get("params", {}))
-    base = _baseline(ctx, session, kind, params, train, test)
+    base = _baseline(ctx, session, req, kind, params, train, test)
     stem = f"{session.job_id}-{kind}"
     meta = report_and_release(
         ctx,
@@ -241,5 +249,15 @@ def finish(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
         importance=importance_of(payload),
         baseline=base,
         shap=shap if isinstance(shap, ImportanceSum) else None,
+        scorecard=_scorecard(payload),
     )
     return CallReply(meta=meta)
+
+
+def _scorecard(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """A scorecard's section of the report: the label holder's own points tables and scale;
+    the passive silos' characteristics are named only as held by them."""
+    card = payload.get("scorecard")
+    if not isinstance(card, dict):
+        return None
+    return {**card, "held_elsewhere": [str(p) for p in payload.get("passive_parties", [])]}

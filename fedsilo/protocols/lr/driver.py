@@ -37,7 +37,7 @@ from fedsilo.coordinator.drivers import driver, index_of
 from fedsilo.coordinator.jobrun import JobRun
 from fedsilo.coordinator.models import record_model
 from fedsilo.errors import ConfigError
-from fedsilo.jobschema import step_label
+from fedsilo.jobschema import check_step, step_label
 from fedsilo.jobspec import train_alignments
 from fedsilo.ml.lr_common import LRConfig
 from fedsilo.protocols.lr import conversation
@@ -62,6 +62,14 @@ def check(spec: JobSpec, step: dict[str, Any]) -> None:
             f"{step_label(index, 'lr')}: needs one label holder (role 'active') and "
             "passive parties only"
         )
+
+
+def _scorecard(step: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """A scorecard's scale for the registry record (``transform = "woe"``), else nothing."""
+    values = check_step(step, run.step_index)
+    if values["transform"] != "woe":
+        return {}
+    return {"scorecard": {k: values[k] for k in ("base_score", "base_odds", "pdo")}}
 
 
 @driver("lr", check=check)
@@ -99,7 +107,7 @@ def run_lr(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
         params=config.to_spec(),
         alignment=alignment,
         metrics={"train_loss": last["train_loss"]},
-        extra={"epochs": len(history), "converged": last["converged"]},
+        extra={"epochs": len(history), "converged": last["converged"], **_scorecard(step, run)},
         name=step.get("name"),
     )
     return {

@@ -26,6 +26,8 @@ from fedsilo.jobspec import part_id, train_alignments
 from fedsilo.message import Message
 from fedsilo.ml.explain import Contributions, feature_label
 from fedsilo.ml.lr_common import LRConfig, sigmoid
+from fedsilo.ml.woe import woe_matrix
+from fedsilo.protocols.lr.scorecard import ScorecardInputs, woe_input
 from fedsilo.protocols.lr.vertical import (
     GRADIENT_OPENED,
     MASKED_GRADIENT,
@@ -39,6 +41,7 @@ from fedsilo.protocols.lr.vertical import (
     mask_partial,
     sum_masked_partials,
 )
+from fedsilo.protocols.woe.silo import scorecard_inputs
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import Predictor, PredictRequest, register_predictor
@@ -51,6 +54,7 @@ KIND = "lr"
 _STATE = "lr"
 _CHECKPOINT = "lr.checkpoint"
 _CONFIG = "lr.config"
+_SCORECARD = "lr.scorecard"
 
 
 def _active(session: JobSession) -> str:
@@ -97,8 +101,12 @@ def _setup_inputs(session: JobSession, req: CallRequest) -> tuple[LRConfig, str,
 def setup(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Load the aligned training rows; the label holder makes the key, passives take it."""
     config, alignment, bits = _setup_inputs(session, req)
-    cols = ctx.job_columns(session)
+    cols = ctx.job_columns(session, req.step_index)
     x = ctx.data.load_aligned(session.dataset, alignment, cols)
+    card = scorecard_inputs(ctx, session, req, cols)
+    if card is not None:
+        session.state[_SCORECARD] = card
+        x = woe_matrix(card.characteristics, card.woe, x)
     ctx.config.policy.check_rows_per_statistic(min(config.batch_size, x.shape[0]))
     passives = session.party_with_role("passive")
     fingerprinted = {
@@ -231,6 +239,9 @@ def save(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
         "part": part.to_dict(),
         "passive_parties": session.party_with_role("passive"),
     }
+    card = session.state.get(_SCORECARD)
+    if isinstance(card, ScorecardInputs):
+        payload |= card.model_payload(part, session.role == "active")
     ctx.store.save_model_part(part_id(session.job_id, KIND), KIND, payload)
     return CallReply(meta={"saved": True})
 
@@ -248,7 +259,7 @@ def _part(payload: dict[str, Any], x: np.ndarray, request: PredictRequest) -> Me
     from seeds agreed in this scoring job (``PredictRequest.pair_seed``, not the training job's,
     which died with its session) and the request's one-time label (model, alignment, rows).
     """
-    u = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
+    u = VerticalModelPart.from_dict(payload["part"]).partial_score(woe_input(payload, x))
     peers = [p for p in _passives(payload) if p != request.party]
     return mask_partial(u, request.party, {p: request.pair_seed(p) for p in peers}, request.label)
 
@@ -260,7 +271,7 @@ def _combine(
     expected = _passives(payload)
     if sorted(parts) != expected:
         raise ProtocolError(f"LR prediction needs parts from {expected}, got {sorted(parts)}")
-    z = VerticalModelPart.from_dict(payload["part"]).partial_score(x)
+    z = VerticalModelPart.from_dict(payload["part"]).partial_score(woe_input(payload, x))
     kind = next(iter(parts.values())).kind if parts else PARTIAL
     z = z + sum_masked_partials(parts, expected, request.label, z.size, kind=kind)
     return sigmoid(z)

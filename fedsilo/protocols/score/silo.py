@@ -34,6 +34,8 @@ from fedsilo.jobspec import (
 from fedsilo.leakage import register_kind
 from fedsilo.message import Message
 from fedsilo.ml.explain import Contributions, reason_codes
+from fedsilo.ml.woe import ScoreScale
+from fedsilo.protocols.lr.scorecard import party_points
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
 from fedsilo.silo_node.predict import PredictRequest, get_predictor, load_part, read_range
@@ -46,7 +48,8 @@ PART_KIND = register_kind(
     reveals="for the rows being scored, what the label holder needs to finish the model's "
     "prediction from this silo's part (per model kind: the side each row takes at the tree "
     "nodes this silo owns, or this silo's partial linear score, masked so that with two or "
-    "more passive silos only their sum is revealed)",
+    "more passive silos only their sum is revealed); for a scorecard being scored, with the "
+    "sender's [policy] release_points_per_party, also its points per row",
 )
 EXPLAINED_PART_KIND = register_kind(
     "predict.explained_part",
@@ -139,6 +142,9 @@ def predict_part(ctx: SiloContext, session: JobSession, req: CallRequest) -> Cal
             arrays={**msg.arrays, **arrays},
             blobs=dict(msg.blobs),
         )
+    points = party_points(payload, X) if req.spec_step.get("kind") == "score" else None
+    if points is not None and ctx.config.policy.release_points_per_party:
+        msg.arrays["points"] = points  # this silo's scorecard points per row, unmasked
     return CallReply(outbox={p: msg for p in session.party_with_role("active")})
 
 
@@ -253,7 +259,7 @@ def plan(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     if reasons:
         _check_explains(ctx, str(req.meta.get("model_id", "")))
     if not ctx.store.score_table_exists(table):
-        session.state["score_created"] = table
+        session.state.setdefault("score_created", []).append(table)
     ctx.store.ensure_score_table(table, reasons=reasons)
     done = ctx.store.scored_ids(table, version)
     pending, start = [], 0
@@ -283,7 +289,18 @@ def score_chunk(ctx: SiloContext, session: JobSession, req: CallRequest) -> Call
     rows = [(i, float(s), version, stamp) for i, s in zip(ids, scores, strict=True)]
     table = score_table(session.spec, req.step_index)
     ctx.store.write_scores(table, rows, reasons=reasons)
-    session.state.setdefault("score_written", []).append((table, version, alignment, start, stop))
+    written = session.state.setdefault("score_written", [])
+    written.append((table, version, alignment, start, stop))
+    points = scorecard_points(ctx, req, scores)
+    if points is not None:  # a scorecard: its total points, and each released party's
+        for name, values in {"": points, **_points_per_party(ctx, session, req)}.items():
+            if not ctx.store.score_table_exists(f"{table}_points{name}"):
+                session.state.setdefault("score_created", []).append(f"{table}_points{name}")
+            ctx.store.write_scores(
+                f"{table}_points{name}",
+                [(i, float(p), version, stamp) for i, p in zip(ids, values, strict=True)],
+            )
+            written.append((f"{table}_points{name}", version, alignment, start, stop))
     return CallReply(meta={"written": len(rows)})
 
 
@@ -293,8 +310,7 @@ def abort(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     session created it and nothing else is in it. Releases nothing."""
     for table, version, alignment, start, stop in session.state.pop("score_written", []):
         ctx.store.delete_scores(table, version, _ids_in_range(ctx, alignment, start, stop))
-    created = session.state.pop("score_created", None)
-    if created is not None:
+    for created in session.state.pop("score_created", []):
         ctx.store.drop_score_table_if_empty(created)
     return CallReply()
 
@@ -307,6 +323,38 @@ def _check_explains(ctx: SiloContext, model_id: str) -> None:
     kind, _ = load_part(ctx, model_id)
     if get_predictor(kind).explain is None:
         raise PolicyError(f"{_NO_EXPLAINER} ('{kind}' model)")
+
+
+def _points_per_party(
+    ctx: SiloContext, session: JobSession, req: CallRequest
+) -> dict[str, np.ndarray]:
+    """``{"_<party>": points per row}``: the label holder's own (with the base points), and those
+    of each silo whose policy released them with its prediction part."""
+    rows = int(req.meta["stop"]) - int(req.meta["start"])
+    model_id, alignment = str(req.meta["model_id"]), str(req.meta["alignment"])
+    _kind, payload = load_part(ctx, model_id)
+    x = read_range(ctx, session, payload, alignment, int(req.meta["start"]), int(req.meta["stop"]))
+    own = party_points(payload, x)
+    out = {f"_{ctx.party}": own} if own is not None else {}
+    for sender, msg in req.inbox.items():
+        released = msg.arrays.get("points")
+        if released is None:
+            continue
+        if released.dtype != np.float64 or released.shape != (rows,):
+            raise ProtocolError(f"points per row from '{sender[:40]}' do not match the chunk")
+        out[f"_{sender}"] = released
+    return out
+
+
+def scorecard_points(ctx: SiloContext, req: CallRequest, scores: np.ndarray) -> np.ndarray | None:
+    """A scorecard's total points from its probabilities (``offset - factor * logit``), at the
+    label holder, whose model part holds the scale; None for any other model."""
+    _kind, payload = load_part(ctx, str(req.meta["model_id"]))
+    card = payload.get("scorecard")
+    if not isinstance(card, dict) or "base_points" not in card:  # the label holder's part
+        return None
+    p = np.clip(scores, 1e-300, 1.0 - 1e-16)
+    return ScoreScale.from_dict(card["scale"]).points(np.log(p) - np.log1p(-p))
 
 
 def _chunk_rows(session: JobSession, req: CallRequest) -> int:

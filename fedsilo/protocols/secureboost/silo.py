@@ -101,7 +101,7 @@ def setup(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     inputs = _inputs(session, req)
     params = inputs.params
     ctx.config.policy.check_paillier_bits(params.key_bits)
-    cols = ctx.job_columns(session)
+    cols = ctx.job_columns(session, req.step_index)
     x, n_train = _rows(ctx, session, inputs, cols)
     ctx.config.policy.check_rows_per_statistic(n_train)
     checkpoint = TrainingCheckpoint(ctx, session, "sgb", inputs.fingerprint_source(req.step_index))

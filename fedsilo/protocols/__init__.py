@@ -89,6 +89,7 @@ PROTOCOLS: tuple[Protocol, ...] = (
     Protocol("evaluate", "evaluation", _ANY, policy=False),
     Protocol("score", "batch scoring", _ANY, policy=True),
     Protocol("count", "intersection count", _VERTICAL, policy=True),
+    Protocol("serve", "online scoring (preparation)", _VERTICAL, policy=True),
 )
 
 _BY_KIND = {p.kind: p for p in PROTOCOLS}

@@ -44,6 +44,7 @@ class _Link:
         self.relay, self.party, self.client = relay, party, client
         self.up = False
         self.last_error = ""
+        self._reported = ""
         self._out: queue.Queue[pb.ServeFrame | None] | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, daemon=True, name=f"serve-{party}")
@@ -89,16 +90,14 @@ class _Link:
             backoff = min(backoff * 2, settings.SERVING_RECONNECT_MAX_S)
 
     def _set_up(self, up: bool, reason: str) -> None:
+        """Tell the relay when the stream goes up or down, or is still down for a new reason
+        (a silo that refuses the stream says why: the label holder passes it on)."""
         with self._lock:
-            changed, self.up = self.up != up, up
+            changed = self.up != up or (not up and reason != self._reported)
+            self.up, self._reported = up, reason
         if changed:
-            log.warning(
-                "serving %s: silo %s is %s %s",
-                self.relay.serving_id,
-                self.party,
-                "up" if up else "down",
-                reason,
-            )
+            state = "up" if up else f"down ({reason})"
+            log.warning("serving %s: silo %s is %s", self.relay.serving_id, self.party, state)
             self.relay.on_status(self.party, up, reason)
 
 

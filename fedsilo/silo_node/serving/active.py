@@ -247,7 +247,9 @@ class ActiveHub:
         frames = []
         for party in self.record.passives:
             if uplink is None or party not in up:
-                reason = why.get(party) or ("no stream from the coordinator" if uplink is None else "")
+                reason = why.get(party, "")
+                if uplink is None:
+                    reason = "no stream from the coordinator"
                 batch.failed[party] = (
                     "unavailable",
                     f"silo '{party}' is unavailable" + (f" ({reason})" if reason else ""),

@@ -59,10 +59,15 @@ def read_table(path: Path, label: str | None = None) -> Table:
     return Table([r[0] for r in body], cols, x, y)
 
 
-def read_consortium(paths: dict[str, Path] | None = None) -> dict[str, Table]:
-    paths = paths or DEMO
+def read_consortium(
+    paths: dict[str, Path] | None = None,
+    roles: dict[str, str] | None = None,
+    label: str = LABEL,
+) -> dict[str, Table]:
+    """Every party's table; the label holder's with its label column apart."""
+    paths, roles = paths or DEMO, roles or ROLES
     return {
-        p: read_table(path, LABEL if ROLES[p] == "active" else None) for p, path in paths.items()
+        p: read_table(path, label if roles[p] == "active" else None) for p, path in paths.items()
     }
 
 
@@ -78,10 +83,14 @@ def _rows(table: Table, ids: list[str]) -> np.ndarray:
 
 
 def train_parts(
-    kind: str, tables: dict[str, Table], ids: list[str], params: dict[str, Any]
+    kind: str,
+    tables: dict[str, Table],
+    ids: list[str],
+    params: dict[str, Any],
+    roles: dict[str, str] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Each party's stored payload of a model trained on ``ids`` (every party holds them)."""
-    active = next(p for p, r in ROLES.items() if r == "active")
+    active = next(p for p, r in (roles or ROLES).items() if r == "active")
     passives = sorted(p for p in tables if p != active)
     pos = {i: r for r, i in enumerate(tables[active].ids)}
     assert tables[active].y is not None
@@ -164,10 +173,18 @@ def install(
         engine.dispose()
 
 
-def register(store: JobStore, kind: str, part_id: str, name: str, params: dict[str, Any]) -> str:
+def register(
+    store: JobStore,
+    kind: str,
+    part_id: str,
+    name: str,
+    params: dict[str, Any],
+    roles: dict[str, str] | None = None,
+) -> str:
+    roles = roles or ROLES
     record = {
-        "parties": dict(ROLES),
-        "parts": {p: part_id for p in ROLES},
+        "parties": dict(roles),
+        "parts": {p: part_id for p in roles},
         "params": params,
         "trained_on": {"job_id": "in-process", "alignment": None, "datasets": {}},
         "metrics": {},

@@ -64,7 +64,9 @@ class CompiledForest:
         self.left = np.full((n_trees, width), -1, dtype=np.intp)
         self.right = np.full((n_trees, width), -1, dtype=np.intp)
         self.column = np.full((n_trees, width), -1, dtype=np.intp)
-        self.values = [t.leaf_values() for t in model.trees]
+        self.values = np.zeros((n_trees, width))
+        for t, tree in enumerate(model.trees):
+            self.values[t, : tree.n_nodes] = tree.leaf_values()
         self.depth = max((max(t.depth, default=0) for t in model.trees), default=0)
         keys: list[tuple[int, int]] = []
         owners: list[str] = []
@@ -103,7 +105,7 @@ class CompiledForest:
     def margin(self, decisions: np.ndarray) -> np.ndarray:
         """Margins from the decision matrix ``(rows, columns)``: the same floats as batch."""
         n_rows = decisions.shape[0]
-        n_trees = len(self.values)
+        n_trees = self.values.shape[0]
         pos = np.zeros((n_rows, n_trees), dtype=np.intp)
         trees = np.arange(n_trees)[None, :]
         rows = np.arange(n_rows)[:, None]
@@ -113,10 +115,12 @@ class CompiledForest:
             go_left = decisions[rows, np.where(inner, col, 0)]
             step = np.where(go_left, self.left[trees, pos], self.right[trees, pos])
             pos = np.where(inner, step, pos)
-        margin = np.full(n_rows, self.base_margin)
-        for t, values in enumerate(self.values):
-            margin += values[pos[:, t]]
-        return margin
+        # base + tree 0 + tree 1 + ..., strictly left to right as batch scoring adds them:
+        # add.accumulate is sequential (no pairwise summation), so the floats are the same
+        terms = np.empty((n_rows, n_trees + 1))
+        terms[:, 0] = self.base_margin
+        terms[:, 1:] = self.values[trees, pos]
+        return np.add.accumulate(terms, axis=1)[:, -1]
 
     def predict_proba(self, decisions: np.ndarray) -> np.ndarray:
         return sigmoid(self.margin(decisions))

@@ -57,7 +57,8 @@ QUERY = register_kind(
     "serve.query",
     reveals="to a passive silo: keyed pseudonyms of the ids being scored online and a one-time "
     "label; a pseudonym it holds tells it that this one of its own records is being scored "
-    "(and when), one it does not hold tells it nothing about whom",
+    "(and when, and how often); one it does not hold names no record of its own, but the silo "
+    "holds the key and can test guessed ids against it",
 )
 PART = register_kind(
     "serve.part",

@@ -284,12 +284,11 @@ class ActiveHub:
             batch = self._pending.get(env.query_id)
             if batch is None or env.sender not in batch.waiting:
                 return  # late (the batch ended at its deadline) or unexpected: dropped
-            batch.waiting.discard(env.sender)
-        if env.error:
-            batch.failed[env.sender] = (env.code or "refused", env.error)
-        else:
-            try:
-                batch.parts[env.sender] = open_sealed(
+        part: Message | None = None
+        failure = (env.code or "refused", env.error) if env.error else None
+        if failure is None:
+            try:  # outside the lock: the other answers need not wait for this one's crypto
+                part = open_sealed(
                     self.record.channels[env.sender],
                     env.sealed,
                     PART,
@@ -299,8 +298,18 @@ class ActiveHub:
                     query_id=env.query_id,
                 )
             except FedsiloError as err:
-                batch.failed[env.sender] = ("refused", str(err))
-        if not batch.waiting:
+                failure = ("refused", str(err))
+        with self._lock:  # recorded and taken off `waiting` at once, or not at all
+            if batch.finished or env.sender not in batch.waiting:
+                return  # the sweeper ended the batch meanwhile: this answer came too late
+            batch.waiting.discard(env.sender)
+            if part is not None:
+                batch.parts[env.sender] = part
+            else:
+                assert failure is not None
+                batch.failed[env.sender] = failure
+            complete = not batch.waiting
+        if complete:
             self._finish(env.query_id)
 
     def _sweeper(self) -> None:

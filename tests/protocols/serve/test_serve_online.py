@@ -84,7 +84,10 @@ def _policy(models: list[str], rate: int) -> str:
 def _consortium(root: Path, lender_models: list[str], lender_rate: int) -> Consortium:
     tables = read_consortium()
     c = Consortium(root)
-    serving = f'[serving]\nlisten = "127.0.0.1:{free_port()}"\ninsecure_plaintext = true\n'
+    serving = (
+        f'[serving]\nlisten = "127.0.0.1:{free_port()}"\ngrpc_listen = "127.0.0.1:{free_port()}"\n'
+        "insecure_plaintext = true\n"
+    )
     everything = [SGB_MODEL, LR_MODEL, UNSERVED]
     for party in ROLES:
         models, rate = (lender_models, lender_rate) if party == "lender" else (everything, 10**7)
@@ -293,3 +296,66 @@ def test_a_passive_silo_whose_policy_drops_the_model_refuses_the_stream(limited:
         time.sleep(0.3)
     assert status == 503
     assert "lender" in reply["error"] and "does not serve model 'credit-sgb-v1'" in reply["error"]
+
+
+def test_the_grpc_api_the_python_api_and_the_cli_give_the_same_score(served: Served) -> None:
+    import subprocess
+    import sys
+
+    import grpc
+
+    from fedsilo.api import OnlineModel
+    from fedsilo.protos import fedsilo_pb2 as pb
+    from fedsilo.protos import fedsilo_pb2_grpc as pb_grpc
+
+    ids = common_sample(read_consortium(), 3, seed=13)
+    _, reply = served.post(SGB_MODEL, {"transactions": [{"id": i} for i in ids]})
+    expected = [r["score"] for r in reply["results"]]
+    endpoints = served.c.nodes["bank"].endpoints
+    assert endpoints is not None and endpoints.grpc_port
+    with grpc.insecure_channel(f"127.0.0.1:{endpoints.grpc_port}") as channel:
+        stub = pb_grpc.ScoringServiceStub(channel)
+        resp = stub.Score(
+            pb.ScoreRequest(model=SGB_MODEL, transactions=[pb.ScoreTransaction(id=i) for i in ids]),
+            timeout=10,
+        )
+        assert [r.score for r in resp.results] == expected
+        assert list(resp.results[0].contributed) == ["bank", "bureau", "lender"]
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Score(pb.ScoreRequest(model="nope-v1", transactions=[]), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    proba = OnlineModel(served.url, SGB_MODEL).predict_proba(ids)
+    assert proba.shape == (3, 2) and proba[:, 1].tolist() == expected
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedsilo.cli.main",
+            "score-one",
+            SGB_MODEL,
+            ids[0],
+            "--url",
+            served.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["results"][0]["score"] == expected[0]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fedsilo.cli.main",
+            "score-one",
+            UNSERVED,
+            ids[0],
+            "--url",
+            served.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0 and out.stderr.strip().startswith("fedsilo: error: model")

@@ -166,3 +166,46 @@ def test_request_parser_names_the_fault() -> None:
             parse_request(body)
     spec = openapi("bank")
     assert spec["openapi"].startswith("3.") and "/v1/models/{model}/score" in spec["paths"]
+
+
+def _get(url: str, token: str | None = None, body: bytes | None = None) -> tuple[int, dict]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=body, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def test_the_endpoint_wants_its_bearer_token() -> None:
+    from types import SimpleNamespace
+
+    from support import free_port
+
+    from fedsilo.silo_node.config import ServingConfig
+    from fedsilo.silo_node.serving.endpoints import start_endpoints
+    from fedsilo.silo_node.serving.host import ServingHost
+
+    token = "t0ken-of-the-fraud-engine"
+    host = ServingHost(SimpleNamespace(party="bank"))  # type: ignore[arg-type]
+    config = ServingConfig(listen=f"127.0.0.1:{free_port()}", token=token)
+    endpoints = start_endpoints(config, host)
+    try:
+        base = f"http://127.0.0.1:{endpoints.http_port}"
+        body = b'{"id": "C1"}'
+        assert _get(f"{base}/v1/models/m-v1/score", None, body)[0] == 401
+        assert _get(f"{base}/v1/models/m-v1/score", "wrong-token-wrong-token", body)[0] == 401
+        status, reply = _get(f"{base}/v1/models/m-v1/score", token, body)
+        assert status == 404 and "is not served at 'bank'" in reply["error"]
+        assert _get(f"{base}/healthz")[0] == 200
+        status, spec = _get(f"{base}/openapi.json", token)
+        assert status == 200 and spec["info"]["title"].endswith("'bank'")
+    finally:
+        endpoints.stop()

@@ -46,6 +46,7 @@ class SiloNode:
         if self.endpoints is not None:
             self.endpoints.stop()
         self.server.stop(grace).wait()
+        self.serving.close()
         self.ctx.data.engine.dispose()
 
 

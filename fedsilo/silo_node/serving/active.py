@@ -37,11 +37,19 @@ from fedsilo.errors import (
     SiloUnavailable,
 )
 from fedsilo.message import Message
-from fedsilo.protocols.serve.online import PART, open_sealed, pseudonyms, query_message, seal
+from fedsilo.protocols.serve.online import (
+    PART,
+    QUERY,
+    open_sealed,
+    pseudonyms,
+    query_message,
+    seal,
+)
 from fedsilo.protos import fedsilo_pb2 as pb
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.data import normalise_id
 from fedsilo.silo_node.predict import load_part
+from fedsilo.silo_node.serving.guard import IntervalLedger
 from fedsilo.silo_node.serving.index import FeatureIndex
 from fedsilo.silo_node.serving.kinds import active_model
 from fedsilo.silo_node.serving.record import ServingRecord
@@ -104,7 +112,9 @@ class ActiveHub:
         self.index = FeatureIndex(ctx, record.dataset, self.columns, None)
         self._nonce = secrets.token_hex(8)
         self._ids = itertools.count(1)
-        self._queue: queue.Queue[_Request] = queue.Queue()
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        #: what the label holder sent each passive silo, counted per interval in its ledger
+        self.ledgers = {p: IntervalLedger(ctx, record, QUERY, p) for p in record.passives}
         self._slots = threading.Semaphore(settings.SERVING_MAX_INFLIGHT)
         self._lock = threading.Lock()
         self._pending: dict[int, _Batch] = {}
@@ -213,6 +223,9 @@ class ActiveHub:
                 nxt = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if nxt is None:  # closing: let the batcher see it next
+                self._queue.put(None)
+                break
             if rows + len(nxt.ids) > settings.SERVING_MAX_BATCH_ROWS:
                 self._queue.put(nxt)  # next batch (order among waiting requests may change)
                 break
@@ -223,6 +236,8 @@ class ActiveHub:
     def _batcher(self) -> None:
         while not self._closed:
             first = self._queue.get()
+            if first is None:
+                return
             self._slots.acquire()
             requests = self._drain(first)
             try:
@@ -269,6 +284,7 @@ class ActiveHub:
             env.rows = len(pseudo)
             frames.append(pb.ServeFrame(query=env))
             batch.waiting.add(party)
+            self.ledgers[party].count(len(pseudo), 0, len(sealed))
         with self._lock:
             self._pending[query_id] = batch
             heapq.heappush(self._deadlines, (deadline, query_id))
@@ -401,6 +417,9 @@ class ActiveHub:
 
     def close(self) -> None:
         self._closed = True
+        self._queue.put(None)
+        for ledger in self.ledgers.values():
+            ledger.flush(force=True)
 
 
 def _held(msg: Message, n: int) -> np.ndarray:

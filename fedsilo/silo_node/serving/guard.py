@@ -22,7 +22,7 @@ from fedsilo.protocols.serve.online import PART
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.serving.record import ServingRecord
 
-__all__ = ["COUNTS_MARK", "ServeGuard"]
+__all__ = ["COUNTS_MARK", "IntervalLedger", "ServeGuard"]
 
 #: separates the described disclosure from the interval's counts in a ledger entry's text
 COUNTS_MARK = " | counts: "
@@ -50,6 +50,57 @@ class _Interval:
         return not (self.requests or self.refused)
 
 
+class IntervalLedger:
+    """One serving's messages of one kind to one peer, counted and written to the audit ledger
+    as one entry per ``SERVING_LEDGER_INTERVAL_S`` (see the module docstring)."""
+
+    def __init__(self, ctx: SiloContext, record: ServingRecord, kind: str, peer: str) -> None:
+        self.ctx, self.record, self.kind, self.peer = ctx, record, kind, peer
+        self._lock = threading.Lock()
+        self._interval = _Interval(_stamp())
+        self._opened = time.monotonic()
+
+    def count(self, rows: int, held: int, nbytes: int) -> None:
+        with self._lock:
+            self._interval.requests += 1
+            self._interval.rows += rows
+            self._interval.held += held
+            self._interval.nbytes += nbytes
+        self.flush(force=False)
+
+    def refused(self) -> None:
+        with self._lock:
+            self._interval.refused += 1
+
+    def flush(self, *, force: bool) -> None:
+        """Write the interval's counts as one ledger entry once the interval is over."""
+        with self._lock:
+            due = time.monotonic() - self._opened >= settings.SERVING_LEDGER_INTERVAL_S
+            if not (due or force) or self._interval.empty:
+                return
+            done, self._interval = self._interval, _Interval(_stamp())
+            self._opened = time.monotonic()
+        counts = {
+            "model": self.record.model,
+            "part": self.record.part,
+            "from": done.start,
+            "to": _stamp(),
+            "requests": done.requests,
+            "rows": done.rows,
+            "held": done.held,
+            "refused": done.refused,
+        }
+        text = json.dumps(counts, sort_keys=True)
+        self.ctx.ledger.append(
+            job_id=self.record.serving_id,
+            step=self.kind,
+            peer=self.peer,
+            kind=self.kind,
+            nbytes=done.nbytes,
+            reveals=f"{leakage.describe(self.kind)}{COUNTS_MARK}{text}",
+        )
+
+
 class ServeGuard:
     """Admits and counts one served model's online answers at a passive silo."""
 
@@ -59,8 +110,7 @@ class ServeGuard:
         self.rate, self.budget = policy.serve_rate_limit, policy.serve_daily_budget
         self._tokens, self._refilled = float(self.rate), time.monotonic()
         self._lock = threading.Lock()
-        self._interval = _Interval(_stamp())
-        self._opened = time.monotonic()
+        self.ledger = IntervalLedger(ctx, record, PART, record.active)
         self._day = _day()
         self._today = self._rows_today()
 
@@ -85,13 +135,13 @@ class ServeGuard:
             self._tokens = min(float(self.rate), self._tokens + (now - self._refilled) * self.rate)
             self._refilled = now
             if self._today + rows > self.budget:
-                self._interval.refused += 1
+                self.ledger.refused()
                 raise LimitExceeded(
                     f"silo '{self.ctx.party}' refused: daily budget of {self.budget} rows for "
                     f"model '{self.record.model}' is spent (policy serve_daily_budget)"
                 )
             if rows > self._tokens:
-                self._interval.refused += 1
+                self.ledger.refused()
                 raise LimitExceeded(
                     f"silo '{self.ctx.party}' refused: rate limit of {self.rate} rows/s for "
                     f"model '{self.record.model}' exceeded (policy serve_rate_limit)"
@@ -100,36 +150,7 @@ class ServeGuard:
             self._today += rows
 
     def count(self, rows: int, held: int, nbytes: int) -> None:
-        with self._lock:
-            self._interval.requests += 1
-            self._interval.rows += rows
-            self._interval.held += held
-            self._interval.nbytes += nbytes
-        self.flush(force=False)
+        self.ledger.count(rows, held, nbytes)
 
     def flush(self, *, force: bool) -> None:
-        """Write the interval's counts as one ledger entry once the interval is over."""
-        with self._lock:
-            due = time.monotonic() - self._opened >= settings.SERVING_LEDGER_INTERVAL_S
-            if not (due or force) or self._interval.empty:
-                return
-            done, self._interval = self._interval, _Interval(_stamp())
-            self._opened = time.monotonic()
-        counts = {
-            "model": self.record.model,
-            "part": self.record.part,
-            "from": done.start,
-            "to": _stamp(),
-            "requests": done.requests,
-            "rows": done.rows,
-            "held": done.held,
-            "refused": done.refused,
-        }
-        self.ctx.ledger.append(
-            job_id=self.record.serving_id,
-            step="serve.part",
-            peer=self.record.active,
-            kind=PART,
-            nbytes=done.nbytes,
-            reveals=f"{leakage.describe(PART)}{COUNTS_MARK}{json.dumps(counts, sort_keys=True)}",
-        )
+        self.ledger.flush(force=force)

@@ -51,6 +51,15 @@ class ServingHost:
             )
         return hub
 
+    def close(self) -> None:
+        """Stop the hubs and write every interval's counts to the ledger (a clean stop)."""
+        with self._lock:
+            hubs, passives = list(self._hubs.values()), list(self._passives.values())
+        for hub in hubs:
+            hub.close()
+        for server in passives:
+            server.close()
+
     def models(self) -> dict[str, ActiveHub]:
         with self._lock:
             return dict(self._hubs)

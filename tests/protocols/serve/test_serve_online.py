@@ -359,3 +359,67 @@ def test_the_grpc_api_the_python_api_and_the_cli_give_the_same_score(served: Ser
         timeout=60,
     )
     assert out.returncode != 0 and out.stderr.strip().startswith("fedsilo: error: model")
+
+
+def test_under_mtls_with_an_https_endpoint_that_wants_client_certificates(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The whole path with the defaults: mTLS silos (session keys signed, so the serving keys
+    derive from verified keys), the relay over mTLS, HTTPS with a client certificate."""
+    from fedsilo.api import OnlineModel
+    from fedsilo.crypto import certs
+    from fedsilo.errors import SiloUnavailable
+
+    root = tmp_path_factory.mktemp("secure")
+    tables = read_consortium()
+    c = Consortium(root, tls=True)
+    folder = root / "certs"
+    port = free_port()
+    for party in ROLES:
+        serving = ""
+        if party == "bank":
+            serving = (
+                f'[serving]\nlisten = "127.0.0.1:{port}"\nca = "{folder / "ca.pem"}"\n'
+                f'cert = "{folder / "bank.pem"}"\nkey = "{folder / "bank.key"}"\n'
+            )
+        c.add_silo(
+            SiloSpec(
+                party,
+                DEMO[party],
+                tables[party].columns,
+                label=LABEL if ROLES[party] == "active" else None,
+                id_column=ID,
+                policy=_policy([SGB_MODEL], 10**6) + serving,
+            )
+        )
+    certs.issue(folder, "fraud-engine", role="silo")
+    urls = {p: f"sqlite:///{root / (p + '.db')}" for p in ROLES}
+    small = {"n_estimators": 2, "max_depth": 2, "max_bin": 8}
+    parts = train_parts("secureboost", tables, common_sample(tables, 1500, seed=2), small)
+    install(urls, parts, "secureboost", "p")
+    c.start_all()
+    relay = None
+    try:
+        store = c.store()
+        register(store, "secureboost", "p", "credit-sgb", small)
+        clients = c.clients()
+        serving_id, active = prepare_serving(SGB_MODEL, clients=clients, store=store)
+        relay = ServingRelay(serving_id, active, clients).start()
+        assert relay.wait_up(30)
+        url = f"https://127.0.0.1:{port}"
+        ids = common_sample(tables, 2, seed=6)
+        model = OnlineModel(
+            url,
+            SGB_MODEL,
+            ca=folder / "ca.pem",
+            cert=folder / "fraud-engine.pem",
+            key=folder / "fraud-engine.key",
+        )
+        answer = model.score([{"id": i} for i in ids])
+        assert [r["contributed"] for r in answer["results"]] == [["bank", "bureau", "lender"]] * 2
+        with pytest.raises(SiloUnavailable):  # no client certificate: the handshake fails
+            OnlineModel(url, SGB_MODEL, ca=folder / "ca.pem").score([{"id": ids[0]}])
+    finally:
+        if relay is not None:
+            relay.stop()
+        c.stop_all()

@@ -209,3 +209,41 @@ def test_the_endpoint_wants_its_bearer_token() -> None:
         assert status == 200 and spec["info"]["title"].endswith("'bank'")
     finally:
         endpoints.stop()
+
+
+def test_the_daily_budget_counts_what_the_ledger_already_holds_today() -> None:
+    import json
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from fedsilo.errors import LimitExceeded
+    from fedsilo.silo_node.serving.guard import COUNTS_MARK, ServeGuard
+    from fedsilo.silo_node.serving.record import ServingRecord
+
+    today = datetime.now(UTC).isoformat()
+    earlier = SimpleNamespace(
+        kind=PART, created_at=today, reveals=f"x{COUNTS_MARK}{json.dumps({'rows': 60})}"
+    )
+    policy = SimpleNamespace(serve_rate_limit=1000, serve_daily_budget=100)
+    ctx = SimpleNamespace(
+        party="lender",
+        config=SimpleNamespace(policy=policy),
+        ledger=SimpleNamespace(entries=lambda job_id=None: [earlier]),
+    )
+    record = ServingRecord(
+        serving_id="s",
+        model="m-v1",
+        part="p",
+        kind="secureboost",
+        role="passive",
+        party="lender",
+        dataset="main",
+        active="bank",
+        passives=("lender",),
+        on_party_down="fail",
+        pseudonym_key=b"k" * 32,
+    )
+    guard = ServeGuard(ctx, record)  # type: ignore[arg-type]
+    guard.admit(40)
+    with pytest.raises(LimitExceeded, match="daily budget of 100 rows for model 'm-v1'"):
+        guard.admit(1)

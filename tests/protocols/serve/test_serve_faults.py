@@ -38,8 +38,9 @@ from fedsilo.coordinator.serving import ServingRelay, prepare_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DEGRADE, FAIL = "fraud-degrade-v1", "fraud-fail-v1"
+DEGRADE, FAIL, LR_DEGRADE = "fraud-degrade-v1", "fraud-fail-v1", "fraud-lr-v1"
 SGB = {"n_estimators": 4, "max_depth": 3, "max_bin": 16}
+LR = {"max_iter": 2, "batch_size": 512}
 CLIENT_TIMEOUT_S = 5.0
 
 
@@ -58,7 +59,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Silos, int, list[ServingRelay]]]:
     c = Consortium(tmp_path)
     port = free_port()
     serving = f'[serving]\nlisten = "127.0.0.1:{port}"\ninsecure_plaintext = true\n'
-    policy = f'serve_models = ["{DEGRADE}", "{FAIL}"]\nserve_rate_limit = 100000\n'
+    policy = f'serve_models = ["{DEGRADE}", "{FAIL}", "{LR_DEGRADE}"]\nserve_rate_limit = 100000\n'
     for party in ROLES:
         c.add_silo(
             SiloSpec(
@@ -71,15 +72,21 @@ def cluster(tmp_path: Path) -> Iterator[tuple[Silos, int, list[ServingRelay]]]:
             )
         )
     urls = {p: f"sqlite:///{tmp_path / (p + '.db')}" for p in ROLES}
-    parts = train_parts("secureboost", tables, common_sample(tables, 1500, seed=1), SGB)
-    install(urls, parts, "secureboost", "fraud-part")
+    sample = common_sample(tables, 1500, seed=1)
+    install(urls, train_parts("secureboost", tables, sample, SGB), "secureboost", "fraud-part")
+    install(urls, train_parts("lr", tables, sample, LR), "lr", "fraud-lr-part")
     silos = Silos(c)
     for party in ROLES:
         silos.start(party)
     store = silos.store()
     relays = []
-    for name, policy_down in (("fraud-degrade", "degrade"), ("fraud-fail", "fail")):
-        model = register(store, "secureboost", "fraud-part", name, SGB)
+    for name, policy_down, kind in (
+        ("fraud-degrade", "degrade", "secureboost"),
+        ("fraud-fail", "fail", "secureboost"),
+        ("fraud-lr", "degrade", "lr"),
+    ):
+        part, params = ("fraud-part", SGB) if kind == "secureboost" else ("fraud-lr-part", LR)
+        model = register(store, kind, part, name, params)
         clients = silos.clients()
         serving_id, active = prepare_serving(
             model, clients=clients, store=store, on_party_down=policy_down
@@ -127,7 +134,7 @@ def test_a_killed_passive_silo_degrades_or_fails_within_the_deadline_and_recover
             k += 1
             time.sleep(max(0.0, 0.05 - (time.monotonic() - start)))  # ~20 requests/s each
 
-    threads = [threading.Thread(target=load, args=(m,)) for m in (DEGRADE, FAIL)]
+    threads = [threading.Thread(target=load, args=(m,)) for m in (DEGRADE, FAIL, LR_DEGRADE)]
     for t in threads:
         t.start()
     try:
@@ -170,7 +177,13 @@ def test_a_killed_passive_silo_degrades_or_fails_within_the_deadline_and_recover
             "lender",
         ]
     for o in outage:
-        if o.model == DEGRADE:
+        if o.model == LR_DEGRADE:  # masked LR parts open only together: both are dropped
+            assert o.status == 200, o.body
+            result = o.body["results"][0]
+            assert result["contributed"] == ["bank"]
+            assert result["missing"]["lender"] in ("unavailable", "timeout")
+            assert result["missing"]["bureau"].startswith("dropped")
+        elif o.model == DEGRADE:
             assert o.status == 200, o.body
             assert o.body["degraded"] is True
             assert o.body["results"][0]["missing"]["lender"] in ("unavailable", "timeout")

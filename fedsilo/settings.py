@@ -303,3 +303,45 @@ FAIRNESS_MASK_STAT_BITS: int = 40
 #: bits, fixed-point resolution of the per-bin mean scores behind a group's mean score per
 #: calibration band (2^-16 of the score range: far below any calibration difference reported).
 FAIRNESS_SCORE_BITS: int = 16
+# --- online scoring (fedsilo/silo_node/serving*.py, fedsilo/coordinator/serving.py) -----------
+#: milliseconds, default deadline of one online scoring request, end to end at the label holder
+#: (a card authorisation waits for the fraud score; a request may ask for less or more).
+SERVING_DEADLINE_MS: int = 100
+#: milliseconds, longest deadline a request may ask for: no scoring request may hang a caller.
+SERVING_MAX_DEADLINE_MS: int = 10_000
+#: transactions, most one HTTP/gRPC request may carry ("a small batch"; larger jobs use batch
+#: scoring, which writes to the label holder's database in resumable chunks).
+SERVING_MAX_REQUEST_ROWS: int = 1000
+#: transactions, most one micro-batch sends to the passive silos: under load, requests waiting
+#: while a batch is in flight leave together, up to this many rows.
+SERVING_MAX_BATCH_ROWS: int = 2000
+#: micro-batches a label holder keeps in flight at once per served model: more requests than
+#: this wait and leave together in the next batch (that is the micro-batching).
+SERVING_MAX_INFLIGHT: int = 4
+#: milliseconds of its deadline a request keeps for combining the parts and answering: the
+#: passive silos' answers are awaited until the deadline minus this.
+SERVING_COMBINE_MARGIN_MS: int = 5
+#: seconds, longest life of one Serve stream before the coordinator reopens it (every call has a
+#: deadline, the long-lived ones too; reopening costs one index check, not a rebuild).
+SERVING_STREAM_MAX_S: float = 24 * 3600.0
+#: seconds, first wait before the coordinator reopens a Serve stream that failed; doubles up to
+#: ``SERVING_RECONNECT_MAX_S``. A silo that comes back is used again within about that.
+SERVING_RECONNECT_S: float = 0.2
+#: seconds, longest wait between attempts to reopen a failed Serve stream.
+SERVING_RECONNECT_MAX_S: float = 2.0
+#: Serve streams a silo keeps open at once (one per served model): each holds a server thread.
+SERVING_MAX_STREAMS: int = 4
+#: seconds covered by one aggregated ledger entry of a passive silo's online answers (counts of
+#: requests and rows per interval, so the ledger does not grow by one row per payment).
+SERVING_LEDGER_INTERVAL_S: float = 60.0
+#: seconds between a serving silo's re-reads of its dataset into its in-memory index (new
+#: customers become scoreable within this).
+SERVING_INDEX_REFRESH_S: float = 300.0
+#: rows per second a passive silo answers per served model unless its policy says
+#: ``serve_rate_limit`` (bursts of one second's worth are allowed).
+SERVING_DEFAULT_RATE_LIMIT: int = 100
+#: rows per UTC day a passive silo answers per served model unless its policy says
+#: ``serve_daily_budget``.
+SERVING_DEFAULT_DAILY_BUDGET: int = 1_000_000
+#: bytes of a keyed pseudonym (HMAC-SHA256 truncated): 128 bits, no collision among 2**40 ids.
+SERVING_PSEUDONYM_BYTES: int = 16

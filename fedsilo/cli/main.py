@@ -287,6 +287,51 @@ def _spread(parser: argparse.ArgumentParser) -> None:
                 _spread(child)
 
 
+def _serving(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    serve = sub.add_parser(
+        "serve",
+        help="serve a registered vertical model online: prepare it at its silos, then relay "
+        "between them until stopped (docs/serving.md)",
+    )
+    serve.add_argument("model_id", help="registry id (fedsilo models)")
+    serve.add_argument("--config", type=Path, required=True, help="coordinator TOML config")
+    serve.add_argument(
+        "--on-party-down",
+        choices=["fail", "degrade"],
+        default="fail",
+        help="when a passive silo is down or late: fail the request (default) or score with "
+        "its features missing",
+    )
+    serve.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="PARTY=DATASET",
+        help="dataset a party serves from (default: what the model trained on, else 'main')",
+    )
+    serve.add_argument(
+        "--serving-id", help="reuse this prepared serving (its keys) instead of a new serve job"
+    )
+    serve.set_defaults(func=_lazy("serve_cmd", "serve"))
+    one = sub.add_parser("score-one", help="ask a label holder's scoring endpoint for one score")
+    one.add_argument("model", help="served model id")
+    one.add_argument("id", help="customer / transaction id")
+    one.add_argument("--url", required=True, help="endpoint, e.g. https://127.0.0.1:8443")
+    one.add_argument(
+        "--feature",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="the label holder's own feature (all of them, or none: looked up by id)",
+    )
+    one.add_argument("--token-file", type=Path, help="file holding the bearer token")
+    one.add_argument("--ca", type=Path, help="CA certificate of the endpoint (https)")
+    one.add_argument("--cert", type=Path, help="client certificate (https with client auth)")
+    one.add_argument("--key", type=Path, help="client key")
+    one.add_argument("--deadline-ms", type=int, default=None, help="request deadline")
+    one.set_defaults(func=_lazy("serve_cmd", "score_one"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedsilo",
@@ -300,7 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=None, help="the config file of the command (see its help)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit, _fraudsim):
+    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit, _fraudsim, _serving):
         add(sub)
     _spread(parser)
     return parser

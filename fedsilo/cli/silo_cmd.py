@@ -34,6 +34,8 @@ def serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     names = ", ".join(sorted(node.ctx.config.datasets))
+    if node.endpoints is not None:
+        print(f"scoring endpoint on port {node.endpoints.http_port} (HTTP)", flush=True)
     print(f"silo '{node.ctx.party}' serving on {node.address} (datasets: {names})", flush=True)
     stop.wait()
     node.stop(grace=5)

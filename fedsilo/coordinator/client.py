@@ -155,3 +155,9 @@ class SiloClient:
                 cancel.check(job_id)
             raise raise_from_rpc(err, self.party) from None
         return unpack_step(reply, request=False, party=self.party)
+
+    def serve(self, frames: Iterator[pb.ServeFrame], *, timeout: float) -> Iterator[pb.ServeFrame]:
+        """Open the long-lived Serve stream of online scoring (``fedsilo.coordinator.serving``);
+        the caller reads the returned iterator and handles ``grpc.RpcError`` (it reconnects)."""
+        stream: Iterator[pb.ServeFrame] = self._stub.Serve(frames, timeout=timeout)
+        return stream

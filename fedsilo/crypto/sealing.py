@@ -84,12 +84,17 @@ class JobKeys:
 
     def _key(self, party: str) -> bytes:
         """The AEAD key shared with ``party``: the X25519 agreement, hashed with our tag."""
+        return self.derive(party, ENVELOPE_TAG)
+
+    def derive(self, party: str, tag: bytes) -> bytes:
+        """32 bytes only this silo and ``party`` can compute in this job: keyed BLAKE2b of
+        their X25519 agreement, personalised by ``tag`` (one tag per use of the secret)."""
         try:
             public = self.peers[party]
         except KeyError:
             raise ProtocolError(f"no session key for party '{party[:40]}' in this job") from None
         shared = crypto_box_beforenm(bytes(public), bytes(self.secret))
-        return hashlib.blake2b(ENVELOPE_TAG, key=shared, digest_size=32).digest()
+        return hashlib.blake2b(tag, key=shared, digest_size=32).digest()
 
     def seal(self, recipient: str, payload: bytes, step: str = "") -> bytes:
         """Encrypt ``payload`` for ``recipient``, bound to this job, both parties and ``step``."""

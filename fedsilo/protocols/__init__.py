@@ -94,6 +94,7 @@ PROTOCOLS: tuple[Protocol, ...] = (
     Protocol("fairness", "fairness audit", _VERTICAL, policy=True),
     Protocol("woe", "WOE / IV binning", _VERTICAL, policy=True),
     Protocol("select", "feature selection", _VERTICAL, policy=True),
+    Protocol("serve", "online scoring (preparation)", _VERTICAL, policy=True),
 )
 
 _BY_KIND = {p.kind: p for p in PROTOCOLS}

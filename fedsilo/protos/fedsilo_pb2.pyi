@@ -253,3 +253,113 @@ class ListModelsResponse(_message.Message):
     MODELS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelRecord]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelRecord, _Mapping]]] = ...) -> None: ...
+
+class ServeFrame(_message.Message):
+    __slots__ = ("open", "ready", "query", "answer", "status")
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    open: ServeOpen
+    ready: ServeReady
+    query: ServeEnvelope
+    answer: ServeEnvelope
+    status: ServeStatus
+    def __init__(self, open: _Optional[_Union[ServeOpen, _Mapping]] = ..., ready: _Optional[_Union[ServeReady, _Mapping]] = ..., query: _Optional[_Union[ServeEnvelope, _Mapping]] = ..., answer: _Optional[_Union[ServeEnvelope, _Mapping]] = ..., status: _Optional[_Union[ServeStatus, _Mapping]] = ...) -> None: ...
+
+class ServeOpen(_message.Message):
+    __slots__ = ("serving_id",)
+    SERVING_ID_FIELD_NUMBER: _ClassVar[int]
+    serving_id: str
+    def __init__(self, serving_id: _Optional[str] = ...) -> None: ...
+
+class ServeReady(_message.Message):
+    __slots__ = ("party", "role")
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    party: str
+    role: str
+    def __init__(self, party: _Optional[str] = ..., role: _Optional[str] = ...) -> None: ...
+
+class ServeEnvelope(_message.Message):
+    __slots__ = ("query_id", "sender", "recipient", "sealed", "rows", "error", "code")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    SEALED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    query_id: int
+    sender: str
+    recipient: str
+    sealed: bytes
+    rows: int
+    error: str
+    code: str
+    def __init__(self, query_id: _Optional[int] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., sealed: _Optional[bytes] = ..., rows: _Optional[int] = ..., error: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ServeStatus(_message.Message):
+    __slots__ = ("party", "up", "reason")
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    UP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    party: str
+    up: bool
+    reason: str
+    def __init__(self, party: _Optional[str] = ..., up: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ScoreTransaction(_message.Message):
+    __slots__ = ("id", "features")
+    class FeaturesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    features: _containers.ScalarMap[str, float]
+    def __init__(self, id: _Optional[str] = ..., features: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ScoreRequest(_message.Message):
+    __slots__ = ("model", "transactions", "deadline_ms")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TRANSACTIONS_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_MS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    transactions: _containers.RepeatedCompositeFieldContainer[ScoreTransaction]
+    deadline_ms: int
+    def __init__(self, model: _Optional[str] = ..., transactions: _Optional[_Iterable[_Union[ScoreTransaction, _Mapping]]] = ..., deadline_ms: _Optional[int] = ...) -> None: ...
+
+class ScoreResult(_message.Message):
+    __slots__ = ("id", "score", "contributed", "missing")
+    class MissingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTED_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    score: float
+    contributed: _containers.RepeatedScalarFieldContainer[str]
+    missing: _containers.ScalarMap[str, str]
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., contributed: _Optional[_Iterable[str]] = ..., missing: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ScoreResponse(_message.Message):
+    __slots__ = ("model", "results", "degraded")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    DEGRADED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    results: _containers.RepeatedCompositeFieldContainer[ScoreResult]
+    degraded: bool
+    def __init__(self, model: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ScoreResult, _Mapping]]] = ..., degraded: _Optional[bool] = ...) -> None: ...

@@ -64,6 +64,11 @@ class SiloServiceStub:
                 request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsRequest.SerializeToString,
                 response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsResponse.FromString,
                 _registered_method=True)
+        self.Serve = channel.stream_stream(
+                '/fedsilo.v1.SiloService/Serve',
+                request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.ServeFrame.SerializeToString,
+                response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.ServeFrame.FromString,
+                _registered_method=True)
 
 
 class SiloServiceServicer:
@@ -112,6 +117,17 @@ class SiloServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Serve(self, request_iterator, context):
+        """Online scoring (docs/serving.md): one long-lived stream the coordinator keeps open to every
+        silo of a served model. The coordinator's first frame names the serving; the silo answers
+        `ready`. The label holder sends queries on its reply stream, the coordinator relays each to
+        the passive silo it names and relays the answer back. Queries and answers are sealed between
+        the two silos (the coordinator reads only ids of queries, row counts and errors).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SiloServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +160,11 @@ def add_SiloServiceServicer_to_server(servicer, server):
                     servicer.KeepLedgerHeads,
                     request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsRequest.FromString,
                     response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsResponse.SerializeToString,
+            ),
+            'Serve': grpc.stream_stream_rpc_method_handler(
+                    servicer.Serve,
+                    request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.ServeFrame.FromString,
+                    response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.ServeFrame.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +329,33 @@ class SiloService:
             '/fedsilo.v1.SiloService/KeepLedgerHeads',
             fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsRequest.SerializeToString,
             fedsilo_dot_protos_dot_fedsilo__pb2.KeepLedgerHeadsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Serve(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fedsilo.v1.SiloService/Serve',
+            fedsilo_dot_protos_dot_fedsilo__pb2.ServeFrame.SerializeToString,
+            fedsilo_dot_protos_dot_fedsilo__pb2.ServeFrame.FromString,
             options,
             channel_credentials,
             insecure,
@@ -600,6 +648,81 @@ class CoordinatorService:
             '/fedsilo.v1.CoordinatorService/WatchJob',
             fedsilo_dot_protos_dot_fedsilo__pb2.WatchJobRequest.SerializeToString,
             fedsilo_dot_protos_dot_fedsilo__pb2.JobUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class ScoringServiceStub:
+    """The label holder's scoring API for its own applications (the same as its HTTP/JSON endpoint).
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Score = channel.unary_unary(
+                '/fedsilo.v1.ScoringService/Score',
+                request_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.ScoreRequest.SerializeToString,
+                response_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.ScoreResponse.FromString,
+                _registered_method=True)
+
+
+class ScoringServiceServicer:
+    """The label holder's scoring API for its own applications (the same as its HTTP/JSON endpoint).
+    """
+
+    def Score(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_ScoringServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Score': grpc.unary_unary_rpc_method_handler(
+                    servicer.Score,
+                    request_deserializer=fedsilo_dot_protos_dot_fedsilo__pb2.ScoreRequest.FromString,
+                    response_serializer=fedsilo_dot_protos_dot_fedsilo__pb2.ScoreResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'fedsilo.v1.ScoringService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('fedsilo.v1.ScoringService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class ScoringService:
+    """The label holder's scoring API for its own applications (the same as its HTTP/JSON endpoint).
+    """
+
+    @staticmethod
+    def Score(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fedsilo.v1.ScoringService/Score',
+            fedsilo_dot_protos_dot_fedsilo__pb2.ScoreRequest.SerializeToString,
+            fedsilo_dot_protos_dot_fedsilo__pb2.ScoreResponse.FromString,
             options,
             channel_credentials,
             insecure,

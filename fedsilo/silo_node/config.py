@@ -37,6 +37,7 @@ __all__ = [
     "PolicyConfig",
     "SiloConfig",
     "TlsConfig",
+    "ServingConfig",
     "load_silo_config",
 ]
 
@@ -48,7 +49,7 @@ KNOWN_ROLES: frozenset[str] = registry.ROLES
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DATASET_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-_TOP_KEYS = frozenset({"party", "listen", "database", "tls", "datasets", "policy"})
+_TOP_KEYS = frozenset({"party", "listen", "database", "tls", "datasets", "policy", "serving"})
 _TLS_KEYS = frozenset({"ca", "cert", "key", "coordinator", "insecure_plaintext"})
 _DATASET_KEYS = frozenset({"table", "query", "id_column", "features", "label"})
 _POLICY_KEYS = frozenset(
@@ -71,7 +72,13 @@ _POLICY_KEYS = frozenset(
         "release_woe_iv",
         "release_woe_table",
         "release_points_per_party",
+        "serve_models",
+        "serve_rate_limit",
+        "serve_daily_budget",
     }
+)
+_SERVING_KEYS = frozenset(
+    {"listen", "grpc_listen", "token_file", "ca", "cert", "key", "insecure_plaintext"}
 )
 
 
@@ -155,6 +162,12 @@ class PolicyConfig:
     release_woe_table: bool = False
     #: score of a scorecard: the label holder may learn this silo's points per row
     release_points_per_party: bool = False
+    #: registry ids of the models this silo takes part in scoring online (none by default)
+    serve_models: frozenset[str] = frozenset()
+    #: rows per second this silo answers online per served model
+    serve_rate_limit: int = settings.SERVING_DEFAULT_RATE_LIMIT
+    #: rows per UTC day this silo answers online per served model
+    serve_daily_budget: int = settings.SERVING_DEFAULT_DAILY_BUDGET
 
     def check_peer(self, party: str) -> None:
         """Refuse a job naming a party outside ``peers`` (when the policy lists them)."""
@@ -218,6 +231,22 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """The label holder's online scoring endpoints for its own applications (docs/serving.md):
+    HTTP/JSON on ``listen``, gRPC on ``grpc_listen``; callers prove themselves with a client
+    certificate of ``ca`` (TLS with ``cert``/``key``), or a bearer token read from
+    ``token_file``, or (``insecure_plaintext``, loopback demos) not at all."""
+
+    listen: str
+    grpc_listen: str | None = None
+    token: str | None = field(default=None, repr=False)
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    insecure_plaintext: bool = False
+
+
+@dataclass(frozen=True)
 class SiloConfig:
     party: str
     listen: str
@@ -226,6 +255,7 @@ class SiloConfig:
     policy: PolicyConfig
     tls: TlsConfig
     path: Path
+    serving: ServingConfig | None = None
 
     @property
     def file_label(self) -> str:
@@ -327,6 +357,7 @@ class _Parser:
             policy=self.policy(raw.get("policy", {}), datasets),
             tls=self.tls(raw["tls"]),
             path=path,
+            serving=self.serving(raw["serving"]) if "serving" in raw else None,
         )
         self.coordinator_apart(config)
         return config
@@ -339,11 +370,11 @@ class _Parser:
         if coordinator is not None and coordinator in (config.policy.peers or ()):
             raise self.fail("[policy]", f"'peers' lists the coordinator {coordinator!r}")
 
-    def listen(self, value: Any) -> str:
-        text = self.string("top level", "listen", value)
+    def listen(self, value: Any, where: str = "top level") -> str:
+        text = self.string(where, "listen", value)
         host, sep, port = text.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise self.fail("top level", f"'listen' = {text!r} must be HOST:PORT")
+            raise self.fail(where, f"'listen' = {text!r} must be HOST:PORT")
         return text
 
     def database(self, value: Any) -> str:
@@ -496,6 +527,55 @@ class _Parser:
             release_woe_iv=self.switch(where, t, "release_woe_iv"),
             release_woe_table=self.switch(where, t, "release_woe_table"),
             release_points_per_party=self.switch(where, t, "release_points_per_party"),
+            serve_models=frozenset(self.strings(where, "serve_models", t.get("serve_models", []))),
+            serve_rate_limit=self.positive(
+                where,
+                "serve_rate_limit",
+                t.get("serve_rate_limit", settings.SERVING_DEFAULT_RATE_LIMIT),
+            ),
+            serve_daily_budget=self.positive(
+                where,
+                "serve_daily_budget",
+                t.get("serve_daily_budget", settings.SERVING_DEFAULT_DAILY_BUDGET),
+            ),
+        )
+
+    def positive(self, where: str, key: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise self.fail(where, f"'{key}' must be a positive integer")
+        return value
+
+    def serving(self, value: Any) -> ServingConfig:
+        """``[serving]``: the label holder's endpoints and how its applications authenticate."""
+        where = "[serving]"
+        t = self.keys(where, value, _SERVING_KEYS)
+        if "listen" not in t:
+            raise self.fail(where, "needs 'listen' (HOST:PORT of the HTTP endpoint)")
+        listen = self.listen(t["listen"], where)
+        grpc_listen = self.listen(t["grpc_listen"], where) if "grpc_listen" in t else None
+        insecure = self.boolean(where, "insecure_plaintext", t.get("insecure_plaintext", False))
+        tls_keys = sorted({"ca", "cert", "key"} & set(t))
+        if insecure and (tls_keys or "token_file" in t):
+            conflict = (tls_keys or ["token_file"])[0]
+            raise self.fail(where, f"'{conflict}' conflicts with insecure_plaintext = true")
+        if tls_keys and len(tls_keys) != 3:
+            raise self.fail(where, "needs all of 'ca', 'cert' and 'key' for TLS")
+        if not insecure and not tls_keys and "token_file" not in t:
+            raise self.fail(
+                where, "needs 'ca', 'cert' and 'key' or 'token_file' (or insecure_plaintext = true)"
+            )
+        token = None
+        if "token_file" in t:
+            token = self.file(where, "token_file", t["token_file"]).read_text().strip()
+            if len(token) < 16:
+                raise self.fail(where, "'token_file' must hold a token of at least 16 characters")
+        files = {k: self.file(where, k, t[k]) for k in tls_keys}
+        return ServingConfig(
+            listen=listen,
+            grpc_listen=grpc_listen,
+            token=token,
+            insecure_plaintext=insecure,
+            **files,
         )
 
     def group_counts(

@@ -20,6 +20,8 @@ from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.data import make_engine as make_data_engine
 from fedsilo.silo_node.data import open_silo
 from fedsilo.silo_node.server import build_server
+from fedsilo.silo_node.serving.endpoints import Endpoints, start_endpoints
+from fedsilo.silo_node.serving.host import ServingHost
 
 __all__ = ["SiloNode", "open_context", "start_silo"]
 
@@ -31,6 +33,9 @@ class SiloNode:
     ctx: SiloContext
     server: grpc.Server
     port: int
+    serving: ServingHost
+    #: the label holder's scoring endpoints, when its config has a ``[serving]`` section
+    endpoints: Endpoints | None = None
 
     @property
     def address(self) -> str:
@@ -38,7 +43,10 @@ class SiloNode:
         return f"{host}:{self.port}"
 
     def stop(self, grace: float | None = 0.5) -> None:
+        if self.endpoints is not None:
+            self.endpoints.stop()
         self.server.stop(grace).wait()
+        self.serving.close()
         self.ctx.data.engine.dispose()
 
 
@@ -74,5 +82,13 @@ def start_silo(config: SiloConfig | Path | str) -> SiloNode:
         config = load_silo_config(config)
     creds, interceptors = _security(config)
     ctx = open_context(config)
-    server, port = build_server(ctx, credentials=creds, interceptors=interceptors)
-    return SiloNode(ctx=ctx, server=server, port=port)
+    serving = ServingHost(ctx)
+    server, port = build_server(ctx, credentials=creds, interceptors=interceptors, serving=serving)
+    node = SiloNode(ctx=ctx, server=server, port=port, serving=serving)
+    if config.serving is not None:
+        try:
+            node.endpoints = start_endpoints(config.serving, serving)
+        except BaseException:
+            node.stop(grace=None)
+            raise
+    return node

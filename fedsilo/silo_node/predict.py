@@ -27,13 +27,11 @@ needs no ``explain_part``: the routes scoring sends are all TreeSHAP needs.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from nacl.public import Box
 
 from fedsilo.crypto.sealing import JobKeys
 from fedsilo.errors import NotFound, ProtocolError
@@ -46,6 +44,7 @@ __all__ = [
     "PredictRequest",
     "Predictor",
     "get_predictor",
+    "pair_seed",
     "load_part",
     "read_range",
     "register_predictor",
@@ -53,7 +52,7 @@ __all__ = [
 ]
 
 #: personalisation of the pairwise scoring seeds (distinct from the sealing key's own use)
-_PAIR_SEED_DOMAIN = b"fedsilo.predict.pair-seed.v1"
+PAIR_SEED_DOMAIN = b"fedsilo.predict.pair-seed.v1"
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,12 @@ class PredictRequest:
         holder and the coordinator lack either secret key (semi-honest coordinator: it relays
         the public keys unchanged, SECURITY.md), so they cannot rebuild the masks.
         """
-        public = self.keys.peers.get(peer)
-        if public is None:
-            raise ProtocolError(f"no session key for party '{peer[:40]}' in this job")
-        shared = Box(self.keys.secret, public).shared_key()
-        return hashlib.blake2b(_PAIR_SEED_DOMAIN, key=shared, digest_size=32).digest()
+        return pair_seed(self.keys, peer)
+
+
+def pair_seed(keys: JobKeys, peer: str) -> bytes:
+    """The pairwise scoring seed of this silo and ``peer`` in the job of ``keys``."""
+    return keys.derive(peer, PAIR_SEED_DOMAIN)
 
 
 PartFn = Callable[[dict[str, Any], np.ndarray, PredictRequest], Message]

@@ -30,7 +30,14 @@ from fedsilo.silo_node import heads
 from fedsilo.silo_node.config import SiloConfig, TlsConfig
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.dispatch import load_method_modules, run_method
-from fedsilo.silo_node.limits import AdmissionInterceptor, CallLimiter, paced_replies, timed_frames
+from fedsilo.silo_node.limits import (
+    UNLIMITED_METHODS,
+    AdmissionInterceptor,
+    CallLimiter,
+    paced_replies,
+    timed_frames,
+)
+from fedsilo.silo_node.serving.host import SERVE_METHOD, ServingHost
 from fedsilo.silo_node.session import JobSession, check_job_id, check_spec_shape
 from fedsilo.wire import chunks, join_chunks, pack_step, unpack_step
 
@@ -68,9 +75,17 @@ def session_key_auth(party: str, tls: TlsConfig) -> SessionKeyAuth | None:
 
 
 class SiloServicer(pb_grpc.SiloServiceServicer):
-    def __init__(self, ctx: SiloContext) -> None:
+    def __init__(self, ctx: SiloContext, serving: ServingHost | None = None) -> None:
         self.ctx = ctx
         self.key_auth = session_key_auth(ctx.party, ctx.config.tls)
+        self.serving = serving or ServingHost(ctx)
+
+    @abort_on_error
+    def Serve(
+        self, request_iterator: Iterator[pb.ServeFrame], context: grpc.ServicerContext
+    ) -> Iterator[pb.ServeFrame]:
+        """Online scoring's long-lived stream (:mod:`fedsilo.silo_node.serving.host`)."""
+        return self.serving.open(request_iterator)
 
     @abort_on_error
     def Describe(
@@ -318,6 +333,9 @@ def _policy_json(ctx: SiloContext) -> str:
             "release_partial_scores": policy.release_partial_scores,
             "release_feature_contributions": policy.release_feature_contributions,
             "release_group_counts": {k: sorted(v) for k, v in policy.release_group_counts.items()},
+            "serve_models": sorted(policy.serve_models),
+            "serve_rate_limit": policy.serve_rate_limit,
+            "serve_daily_budget": policy.serve_daily_budget,
         }
     )
 
@@ -384,6 +402,7 @@ def build_server(
     *,
     credentials: grpc.ServerCredentials | None,
     interceptors: list[grpc.ServerInterceptor] | None = None,
+    serving: ServingHost | None = None,
 ) -> tuple[grpc.Server, int]:
     """A started silo server on ``ctx.config.listen``; ``credentials=None`` means plaintext.
 
@@ -396,12 +415,16 @@ def build_server(
     limiter = CallLimiter(
         total=settings.MAX_JOB_CALLS, per_caller=settings.MAX_JOB_CALLS_PER_CALLER
     )
+    admission = AdmissionInterceptor(limiter, unlimited=UNLIMITED_METHODS | {SERVE_METHOD})
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.SERVER_THREADS),
+        # each Serve stream holds a thread of its own, outside the job calls' caps
+        futures.ThreadPoolExecutor(
+            max_workers=settings.SERVER_THREADS + settings.SERVING_MAX_STREAMS
+        ),
         options=server_options(),
-        interceptors=[*(interceptors or []), AdmissionInterceptor(limiter), RequestDecodeGuard()],
+        interceptors=[*(interceptors or []), admission, RequestDecodeGuard()],
     )
-    pb_grpc.add_SiloServiceServicer_to_server(SiloServicer(ctx), server)
+    pb_grpc.add_SiloServiceServicer_to_server(SiloServicer(ctx, serving), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if credentials is None:

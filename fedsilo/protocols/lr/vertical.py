@@ -173,7 +173,9 @@ class VerticalModelPart:
     intercept_standardised: float = 0.0
 
     def partial_score(self, x: npt.ArrayLike) -> FloatArray:
-        z = self.standardizer.transform(x) @ self.coef_standardised
+        """``X w + b`` on standardised columns; a missing value (NaN: an id this party does
+        not hold, online) counts as the training mean, i.e. contributes nothing."""
+        z = np.nan_to_num(self.standardizer.transform(x), nan=0.0) @ self.coef_standardised
         return np.asarray(z + self.intercept_standardised)
 
     def coefficients(self) -> dict[str, float]:

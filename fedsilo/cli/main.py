@@ -41,12 +41,24 @@ def _silo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.set_defaults(func=_lazy("silo_cmd", "serve"))
     check = silo.add_parser("check", help="validate the config and datasets, then exit")
     check.add_argument("--config", type=Path, required=True, help="silo TOML config")
+    check.add_argument(
+        "--json", action="store_true", help="print rows and id formats per dataset as JSON"
+    )
     check.set_defaults(func=_lazy("silo_cmd", "check"))
     load = silo.add_parser("load-csv", help="load a CSV file into a table of the silo's database")
     load.add_argument("csv", help="CSV file (plain or .gz), or demo:PARTY for bundled demo data")
     load.add_argument("--config", type=Path, required=True, help="silo TOML config")
     load.add_argument("--dataset", help="dataset whose table and id column to use (default: first)")
     load.add_argument("--if-missing", action="store_true", help="do nothing if the table exists")
+    load.add_argument(
+        "--replace", action="store_true", help="replace an existing table (in one transaction)"
+    )
+    load.add_argument(
+        "--normalize-ids",
+        metavar="STEPS",
+        help="normalise ids before loading, e.g. trim,lower (steps: trim, lower, upper, nfc); "
+        "every silo of a consortium loads with the same steps",
+    )
     load.set_defaults(func=_lazy("silo_cmd", "load_csv"))
     describe = silo.add_parser(
         "describe", help="ask a running silo what it offers (via coordinator config)"

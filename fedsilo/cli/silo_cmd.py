@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 from pathlib import Path
@@ -11,19 +12,45 @@ from sqlalchemy import inspect
 
 from fedsilo.errors import ConfigError
 from fedsilo.silo_node.config import load_silo_config
+from fedsilo.silo_node.csv_load import load_csv_into_table, parse_id_normalisation
 from fedsilo.silo_node.data import make_engine
-from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES, load_csv_into_table
+from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES
+from fedsilo.silo_node.id_profile import id_profile
 from fedsilo.silo_node.node import open_context, start_silo
 
 
 def check(args: argparse.Namespace) -> int:
+    """Validate config and datasets; per dataset its rows and how its ids are written."""
     config = load_silo_config(args.config)
     ctx = open_context(config)
-    for info in ctx.data.describe():
-        label = f", label '{info.label}'" if info.label else ""
+    try:
+        datasets = [
+            {
+                "dataset": info.name,
+                "rows": info.rows,
+                "features": len(info.features),
+                "label": info.label,
+                "ids": id_profile(ctx.data, info.name),
+            }
+            for info in ctx.data.describe()
+        ]
+    finally:
+        ctx.data.engine.dispose()
+    if getattr(args, "json", False):
+        print(json.dumps({"party": config.party, "ok": True, "datasets": datasets}, indent=2))
+        return 0
+    for d in datasets:
+        label = f", label '{d['label']}'" if d["label"] else ""
         print(
-            f"{config.party}: dataset '{info.name}': {info.rows} rows, "
-            f"{len(info.features)} features{label}"
+            f"{config.party}: dataset '{d['dataset']}': {d['rows']} rows, "
+            f"{d['features']} features{label}"
+        )
+        ids = d["ids"]
+        formats = ", ".join(f"{f['format']} ({f['share']:.0%})" for f in ids["formats"])
+        print(
+            f"  ids: {ids['type']}, length {ids['length'][0]}-{ids['length'][1]}, "
+            f"case {ids['case']}, formats {formats}; sample sha256[:12] "
+            f"{' '.join(ids['sample_sha256_12'])} (first {ids['sampled']} rows)"
         )
     return 0
 
@@ -60,13 +87,26 @@ def load_csv(args: argparse.Namespace) -> int:
     ds = config.datasets[name]
     if ds.table is None:
         raise ConfigError(f"{config.file_label}: dataset '{name}' is a query, not a table")
+    steps = parse_id_normalisation(getattr(args, "normalize_ids", None))
+    replace = bool(getattr(args, "replace", False))
+    if replace and args.if_missing:
+        raise ConfigError("--replace and --if-missing exclude each other")
     engine = make_engine(config.database_url)
     try:
         if args.if_missing and inspect(engine).has_table(ds.table, schema=ds.schema):
             print(f"{config.party}: table '{ds.table}' exists; nothing loaded")
             return 0
-        rows = load_csv_into_table(engine, ds.table, _csv_path(args.csv), ds.id_column)
+        rows = load_csv_into_table(
+            engine,
+            ds.table,
+            _csv_path(args.csv),
+            ds.id_column,
+            schema=ds.schema,
+            replace=replace,
+            normalize_ids=steps,
+        )
     finally:
         engine.dispose()
-    print(f"{config.party}: loaded {rows} rows into '{ds.table}'")
+    norm = f" (ids normalised: {','.join(steps)})" if steps else ""
+    print(f"{config.party}: loaded {rows} rows into '{ds.table}'{norm}")
     return 0

@@ -194,7 +194,34 @@ def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=Path("fedsilo-demo"),
         help="folder for databases, certificates, scores and the report",
     )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the silos serving after the demo (rerun its job.toml with fedsilo run) "
+        "until Ctrl-C",
+    )
     demo.set_defaults(func=_lazy("demo", "demo"))
+
+
+def _health(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    health = sub.add_parser(
+        "health", help="gRPC health check of a silo or the coordinator (exit 0: serving)"
+    )
+    health.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="a silo TOML (checks that silo with its own certificate) or a coordinator TOML "
+        "(checks the coordinator, or --silo NAME)",
+    )
+    health.add_argument("--silo", metavar="NAME", help="with a coordinator config: check this silo")
+    health.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="dial here (default: from the config; 0.0.0.0 means loopback)",
+    )
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    health.set_defaults(func=_lazy("health_cmd", "health"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedsilo {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit):
+    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit, _health):
         add(sub)
     return parser
 

@@ -7,6 +7,7 @@ import json
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import inspect
 
@@ -24,7 +25,7 @@ def check(args: argparse.Namespace) -> int:
     config = load_silo_config(args.config)
     ctx = open_context(config)
     try:
-        datasets = [
+        datasets: list[dict[str, Any]] = [
             {
                 "dataset": info.name,
                 "rows": info.rows,

@@ -145,6 +145,7 @@ def _summary(console: Console, record: JobRecord, workdir: Path, seconds: float)
             "scores", f"{score['rows']} rows in table '{score['table']}' of {workdir / 'bank.db'}"
         )
     table.add_row("audit ledgers", f"fedsilo audit --silo {workdir / 'bank.toml'}")
+    table.add_row("silo processes' logs", str(workdir / "logs"))
     console.print(table)
 
 

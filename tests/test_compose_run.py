@@ -9,7 +9,8 @@ user and working directory of ``docker/Dockerfile`` (uid 10001) or the service's
 entrypoint, command, environment, ``depends_on`` conditions and health checks are read from
 the compose file; a command runs exactly as compose would run it. PostgreSQL 127.0.0.1:5432
 (database ``test``) stands in for the ``postgres`` service, in a schema ``deploy_*`` of its
-own, dropped afterwards. Then a job runs the way the compose file's header says.
+own, dropped afterwards. Then a job runs the way the compose file's header says (the compose
+job with 3 trees instead of 30: the deployment, not the model, is under test).
 
 What is not reproduced: the image build (the package is the one installed for the tests), the
 network (services share the host's loopback, so the compose file's fixed ports must be free),
@@ -271,6 +272,11 @@ def _project(tmp: Path, pg: str, schema: str) -> Path:
     """docker/ as an operator prepares it: configs, certificates and secrets (header steps)."""
     project = tmp / "docker"
     shutil.copytree(DOCKER / "config", project / "config")
+    # the compose job as written, with 3 trees instead of 30: the deployment is what is tested
+    job = project / "config" / "job.toml"
+    text_ = job.read_text()
+    assert "n_estimators = 30\n" in text_
+    job.write_text(text_.replace("n_estimators = 30\n", "n_estimators = 3\n"))
     certs_dir = str(project / "certs")
     assert main(["certs", "init", certs_dir]) == 0
     assert (
@@ -339,7 +345,7 @@ def test_compose_services_run_a_job(tmp_path: Path, deploy_schema: tuple[str, st
             assert sorted(p.name for p in keys.glob("*.key")) == [f"{party}.key"]
             st = (keys / f"{party}.key").stat()
             assert (st.st_uid, st.st_mode & 0o777) == (10001, 0o400)
-        ran = world.exec("coordinator", ["fedsilo", "run", "/etc/fedsilo/job.toml"], timeout=900)
+        ran = world.exec("coordinator", ["fedsilo", "run", "/etc/fedsilo/job.toml"], timeout=1800)
         assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
         assert "succeeded" in ran.stdout
         # results where the README says: scores in the bank's PostgreSQL, reports in its volume

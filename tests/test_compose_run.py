@@ -37,6 +37,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from support import pg_schema
 
 from fedsilo.cli.main import main
 
@@ -254,21 +255,12 @@ def _order(services: dict[str, Any]) -> list[str]:
 
 
 @pytest.fixture
-def deploy_schema(pg_server: str) -> Iterator[tuple[str, str]]:
-    schema = f"deploy_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_server)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        yield pg_server, schema
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+def deploy_pg(pg_server: str) -> Iterator[str]:
+    with pg_schema(pg_server, "deploy") as url:
+        yield url
 
 
-def _project(tmp: Path, pg: str, schema: str) -> Path:
+def _project(tmp: Path, pg: str) -> Path:
     """docker/ as an operator prepares it: configs, certificates and secrets (header steps)."""
     project = tmp / "docker"
     shutil.copytree(DOCKER / "config", project / "config")
@@ -300,11 +292,7 @@ def _project(tmp: Path, pg: str, schema: str) -> Path:
     secrets = project / "secrets"
     secrets.mkdir(mode=0o700)
     # the stand-in server for the `postgres` service, reached under the service's name
-    url = (
-        make_url(pg)
-        .set(host="postgres", port=5432)
-        .update_query_dict({"options": f"-csearch_path={schema}"})
-    )
+    url = make_url(pg).set(host="postgres", port=5432)  # search_path: a deploy_* schema
     (secrets / "bank_db_url").write_text(url.render_as_string(hide_password=False))
     (secrets / "bank_db_password").write_text("unused-by-the-stand-in")
     for f in secrets.iterdir():
@@ -313,11 +301,11 @@ def _project(tmp: Path, pg: str, schema: str) -> Path:
 
 
 @pytest.mark.timeout(2400)
-def test_compose_services_run_a_job(tmp_path: Path, deploy_schema: tuple[str, str]) -> None:
+def test_compose_services_run_a_job(tmp_path: Path, deploy_pg: str) -> None:
     why = _can_make_containers()
     if why:
         pytest.skip(why)
-    pg, schema = deploy_schema
+    pg = deploy_pg
     tmp = tmp_path
     tmp.chmod(0o755)
     (tmp / "logs").mkdir()
@@ -325,7 +313,7 @@ def test_compose_services_run_a_job(tmp_path: Path, deploy_schema: tuple[str, st
     services = spec["services"]
     names = " ".join(n for n in services)
     (tmp / "hosts").write_text(f"127.0.0.1 localhost {names}\n::1 localhost\n")
-    world = World(tmp=tmp, project=_project(tmp, pg, schema), image=Image.read(), spec=spec)
+    world = World(tmp=tmp, project=_project(tmp, pg), image=Image.read(), spec=spec)
     try:
         for name in _order(services):
             if name in STAND_INS:
@@ -349,9 +337,7 @@ def test_compose_services_run_a_job(tmp_path: Path, deploy_schema: tuple[str, st
         assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
         assert "succeeded" in ran.stdout
         # results where the README says: scores in the bank's PostgreSQL, reports in its volume
-        engine = create_engine(
-            make_url(pg).update_query_dict({"options": f"-csearch_path={schema}"})
-        )
+        engine = create_engine(pg)
         try:
             with engine.connect() as conn:
                 scored = conn.execute(text("SELECT COUNT(*) FROM risk_scores")).scalar_one()

@@ -52,6 +52,19 @@ def _wait_for(path: Path, needle: str, proc: subprocess.Popen[bytes], timeout: f
     raise AssertionError(f"no {needle!r} within {timeout} s:\n{out[-4000:]}")
 
 
+def _start_demo(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
+    """``fedsilo demo ARGS --workdir tmp/demo``, its output going to tmp/demo.out."""
+    work, out = tmp_path / "demo", tmp_path / "demo.out"
+    with out.open("wb") as fh:
+        proc = subprocess.Popen(
+            [*CLI, "demo", *args, "--workdir", str(work)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    return proc, work, out
+
+
 def _gone(folder: Path, timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while _processes_mentioning(folder) and time.monotonic() < deadline:
@@ -62,15 +75,7 @@ def _gone(folder: Path, timeout: float = 20.0) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(3000)
 def test_demo_serves_reruns_and_stops_clean(tmp_path: Path) -> None:
-    work = tmp_path / "demo"
-    out = tmp_path / "demo.out"
-    with out.open("wb") as fh:
-        demo = subprocess.Popen(
-            [*CLI, "demo", "--serve", "--workdir", str(work)],
-            stdout=fh,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "COLUMNS": "200"},
-        )
+    demo, work, out = _start_demo(tmp_path, "--serve")
     try:
         text = _wait_for(out, "Ctrl-C stops the silos", demo, timeout=2400)
         assert "succeeded" in text
@@ -106,12 +111,7 @@ def test_demo_serves_reruns_and_stops_clean(tmp_path: Path) -> None:
 
 def test_demo_stops_its_silos_on_sigterm(tmp_path: Path) -> None:
     """SIGTERM while the job runs: the demo exits non-zero at once, its silos with it."""
-    work = tmp_path / "demo"
-    out = tmp_path / "demo.out"
-    with out.open("wb") as fh:
-        demo = subprocess.Popen(
-            [*CLI, "demo", "--workdir", str(work)], stdout=fh, stderr=subprocess.STDOUT
-        )
+    demo, work, out = _start_demo(tmp_path)
     try:
         _wait_for(out, "step 1/7", demo, timeout=600)
         assert len(_processes_mentioning(work)) == 3

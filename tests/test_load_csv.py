@@ -4,13 +4,12 @@ id normalisation; `fedsilo silo check` reports rows and id formats (hashed, neve
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from support import pg_schema
 
 from fedsilo.cli.main import main
 
@@ -193,18 +192,8 @@ def test_check_reports_rows_and_hashed_id_formats(
 @pytest.fixture
 def deploy_pg(pg_server: str) -> Iterator[str]:
     """A fresh schema named deploy_* (its search_path), dropped afterwards."""
-    schema = f"deploy_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_server)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(pg_server).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema(pg_server, "deploy") as url:
+        yield url
 
 
 @pytest.mark.postgres

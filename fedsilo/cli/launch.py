@@ -32,8 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from fedsilo.cli.health_cmd import channel_for, silo_target
 from fedsilo.errors import ConfigError, SiloUnavailable
 from fedsilo.silo_node.config import SiloConfig, load_silo_config
-from fedsilo.silo_node.csv_load import load_csv_into_table
-from fedsilo.silo_node.data import make_engine
+from fedsilo.silo_node.csv_load import load_csv_into_dataset
 
 __all__ = ["RunningSilos", "SiloLaunch", "launch_silos", "stop_on_sigterm", "wait_for_signal"]
 
@@ -102,28 +101,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _load(spec: SiloLaunch, config: SiloConfig) -> None:
-    name = spec.dataset or next(iter(config.datasets), None)
-    if name is None or name not in config.datasets:
-        raise ConfigError(f"{config.file_label}: no dataset '{name}' to load {spec.data}")
-    ds = config.datasets[name]
-    if ds.table is None:
-        raise ConfigError(f"{config.file_label}: dataset '{name}' is a query, not a table")
-    assert spec.data is not None
-    engine = make_engine(config.database_url)
-    try:
-        load_csv_into_table(
-            engine,
-            ds.table,
-            spec.data,
-            ds.id_column,
-            schema=ds.schema,
-            normalize_ids=spec.normalize_ids,
-        )
-    finally:
-        engine.dispose()
-
-
 def _spawn(spec: SiloLaunch, log: Path) -> subprocess.Popen[bytes]:
     argv = [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config", str(spec.config)]
     with log.open("ab") as out:
@@ -171,7 +148,9 @@ def launch_silos(
                 f"{spec.config.name}: party '{configs[spec.party].party}', expected '{spec.party}'"
             )
         if spec.data is not None:
-            _load(spec, configs[spec.party])
+            load_csv_into_dataset(
+                configs[spec.party], spec.data, spec.dataset, normalize_ids=spec.normalize_ids
+            )
     logs.mkdir(parents=True, exist_ok=True)
     silos = RunningSilos()
     try:

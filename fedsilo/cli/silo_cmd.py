@@ -9,12 +9,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect
-
 from fedsilo.errors import ConfigError
 from fedsilo.silo_node.config import load_silo_config
-from fedsilo.silo_node.csv_load import load_csv_into_table, parse_id_normalisation
-from fedsilo.silo_node.data import make_engine
+from fedsilo.silo_node.csv_load import load_csv_into_dataset, parse_id_normalisation
 from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES
 from fedsilo.silo_node.id_profile import id_profile
 from fedsilo.silo_node.node import open_context, start_silo
@@ -82,32 +79,20 @@ def _csv_path(name: str) -> Path:
 def load_csv(args: argparse.Namespace) -> int:
     """Load a CSV into the table a dataset of this silo names (for trying fedsilo, and docker)."""
     config = load_silo_config(args.config)
-    name = args.dataset or next(iter(config.datasets), None)
-    if name is None or name not in config.datasets:
-        raise ConfigError(f"{config.file_label}: no dataset '{name}'")
-    ds = config.datasets[name]
-    if ds.table is None:
-        raise ConfigError(f"{config.file_label}: dataset '{name}' is a query, not a table")
     steps = parse_id_normalisation(getattr(args, "normalize_ids", None))
-    replace = bool(getattr(args, "replace", False))
-    if replace and args.if_missing:
-        raise ConfigError("--replace and --if-missing exclude each other")
-    engine = make_engine(config.database_url)
-    try:
-        if args.if_missing and inspect(engine).has_table(ds.table, schema=ds.schema):
-            print(f"{config.party}: table '{ds.table}' exists; nothing loaded")
-            return 0
-        rows = load_csv_into_table(
-            engine,
-            ds.table,
-            _csv_path(args.csv),
-            ds.id_column,
-            schema=ds.schema,
-            replace=replace,
-            normalize_ids=steps,
-        )
-    finally:
-        engine.dispose()
+    rows = load_csv_into_dataset(
+        config,
+        _csv_path(args.csv),
+        args.dataset,
+        replace=bool(getattr(args, "replace", False)),
+        if_missing=args.if_missing,
+        normalize_ids=steps,
+    )
+    name = args.dataset or next(iter(config.datasets))
+    table = config.datasets[name].table
+    if rows is None:
+        print(f"{config.party}: table '{table}' exists; nothing loaded")
+        return 0
     norm = f" (ids normalised: {','.join(steps)})" if steps else ""
-    print(f"{config.party}: loaded {rows} rows into '{ds.table}'{norm}")
+    print(f"{config.party}: loaded {rows} rows into '{table}'{norm}")
     return 0

@@ -45,9 +45,15 @@ from sqlalchemy.types import TypeEngine
 
 from fedsilo import settings
 from fedsilo.errors import ConfigError, DataError
-from fedsilo.silo_node.data import _is_canonical_int
+from fedsilo.silo_node.config import SiloConfig
+from fedsilo.silo_node.data import _is_canonical_int, make_engine
 
-__all__ = ["ID_NORMALISATIONS", "load_csv_into_table", "parse_id_normalisation"]
+__all__ = [
+    "ID_NORMALISATIONS",
+    "load_csv_into_dataset",
+    "load_csv_into_table",
+    "parse_id_normalisation",
+]
 
 #: the id normalisation steps ``--normalize-ids`` accepts, in the order they are listed.
 ID_NORMALISATIONS: dict[str, Callable[[str], str]] = {
@@ -282,3 +288,39 @@ def load_csv_into_table(
         orig = getattr(err, "orig", None) or err
         reason = str(orig).strip().splitlines()[0][:200] if str(orig).strip() else "error"
         raise DataError(f"{path.name}: cannot load into table '{name}' ({reason})") from None
+
+
+def load_csv_into_dataset(
+    config: SiloConfig,
+    csv_path: str | Path,
+    dataset: str | None = None,
+    *,
+    replace: bool = False,
+    if_missing: bool = False,
+    normalize_ids: Sequence[str] = (),
+) -> int | None:
+    """Load a CSV into the table of ``dataset`` of a silo (default: its first dataset); rows
+    loaded, or None when ``if_missing`` and the table exists."""
+    name = dataset or next(iter(config.datasets), None)
+    if name is None or name not in config.datasets:
+        raise ConfigError(f"{config.file_label}: no dataset '{name}'")
+    ds = config.datasets[name]
+    if ds.table is None:
+        raise ConfigError(f"{config.file_label}: dataset '{name}' is a query, not a table")
+    if replace and if_missing:
+        raise ConfigError("--replace and --if-missing exclude each other")
+    engine = make_engine(config.database_url)
+    try:
+        if if_missing and _exists(engine, ds.table, ds.schema):
+            return None
+        return load_csv_into_table(
+            engine,
+            ds.table,
+            csv_path,
+            ds.id_column,
+            schema=ds.schema,
+            replace=replace,
+            normalize_ids=normalize_ids,
+        )
+    finally:
+        engine.dispose()

@@ -281,3 +281,10 @@ CKKS_MAX_CONTEXT_BYTES: int = 1 << 24
 #: grid steps, largest magnitude a decrypted CKKS sum of integers may have and still be rounded
 #: back exactly: below it the CKKS error stays under 0.02 (measured 0.002 at 1e12, 0.25 at 1e14).
 CKKS_EXACT_LIMIT: int = 2**42
+
+# --- launching silo processes (cli/launch.py: fedsilo demo) -----------------------------------
+#: seconds a launched silo process may take to import, validate its data and answer its health
+#: check; generous, since a loaded 2-core machine needs tens of seconds.
+LAUNCH_START_TIMEOUT_S: float = 120.0
+#: seconds a launched silo gets to stop after SIGTERM before it is killed.
+LAUNCH_STOP_TIMEOUT_S: float = 10.0

@@ -29,6 +29,7 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fedsilo import settings
 from fedsilo.cli.health_cmd import channel_for, silo_target
 from fedsilo.errors import ConfigError, SiloUnavailable
 from fedsilo.silo_node.config import SiloConfig, load_silo_config
@@ -36,10 +37,6 @@ from fedsilo.silo_node.csv_load import load_csv_into_dataset
 
 __all__ = ["RunningSilos", "SiloLaunch", "launch_silos", "stop_on_sigterm", "wait_for_signal"]
 
-#: seconds a silo process may take to import, validate its data and answer its health check
-START_TIMEOUT_S = 60.0
-#: seconds a silo gets to stop after SIGTERM before it is killed
-STOP_TIMEOUT_S = 10.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -70,7 +67,7 @@ class RunningSilos:
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
+        deadline = time.monotonic() + settings.LAUNCH_STOP_TIMEOUT_S
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -137,7 +134,7 @@ def _wait_serving(silos: RunningSilos, configs: dict[str, SiloConfig], timeout: 
 
 @contextmanager
 def launch_silos(
-    specs: Sequence[SiloLaunch], *, logs: Path, timeout: float = START_TIMEOUT_S
+    specs: Sequence[SiloLaunch], *, logs: Path, timeout: float = settings.LAUNCH_START_TIMEOUT_S
 ) -> Iterator[RunningSilos]:
     """Load each spec's data, start one ``fedsilo silo serve`` per spec, yield once all serve;
     stop them all when the block ends, however it ends."""

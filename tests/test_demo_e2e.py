@@ -86,8 +86,9 @@ def test_demo_serves_reruns_and_stops_clean(tmp_path: Path) -> None:
         for ev in evaluations.values():
             assert ev["metrics"]["auc"] > 0.68
             assert ev["metrics"]["auc"] > ev["metrics"]["label_holder_only_auc"]
-            assert Path(ev["report"]).is_file() and Path(ev["report_json"]).is_file()
-            assert Path(ev["report"]).parent == work / "reports"
+            report = Path(ev["report"])
+            assert report.is_file() and report.with_suffix(".json").is_file()
+            assert report.parent == work / "reports"
         with sqlite3.connect(work / "bank.db") as db:
             (scored,) = db.execute("SELECT COUNT(*) FROM risk_scores").fetchone()
         assert scored == summary[next(k for k in summary if k.endswith(":psi"))]["count"] > 20000

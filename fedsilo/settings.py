@@ -345,3 +345,9 @@ SERVING_DEFAULT_RATE_LIMIT: int = 100
 SERVING_DEFAULT_DAILY_BUDGET: int = 1_000_000
 #: bytes of a keyed pseudonym (HMAC-SHA256 truncated): 128 bits, no collision among 2**40 ids.
 SERVING_PSEUDONYM_BYTES: int = 16
+# --- launching silo processes (cli/launch.py: fedsilo demo) -----------------------------------
+#: seconds a launched silo process may take to import, validate its data and answer its health
+#: check; generous, since a loaded 2-core machine needs tens of seconds.
+LAUNCH_START_TIMEOUT_S: float = 120.0
+#: seconds a launched silo gets to stop after SIGTERM before it is killed.
+LAUNCH_STOP_TIMEOUT_S: float = 10.0

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from support import Silos, breast_silos
+from support import Silos, breast_silos, pg_schema
 
 # --- databases (silo data layer) ------------------------------------------------------------------
 # PostgreSQL is a first-class backend, so tests run against a real server: 127.0.0.1:5432,
@@ -64,18 +63,8 @@ def pg_url(pg_server: str) -> Iterator[str]:
     Dispose every engine made from it before the test ends: an open transaction would block
     the DROP (bounded by lock_timeout, then the fixture errors rather than hangs).
     """
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(pg_server)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(pg_server).update_query_dict({"options": f"-csearch_path={schema}"})
-    try:
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_schema(pg_server, "t") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

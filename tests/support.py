@@ -16,7 +16,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,8 @@ from typing import Any
 import grpc
 import pytest
 from bundled_data import data_file
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from fedsilo import settings
 from fedsilo.coordinator.client import SiloClient
@@ -285,3 +288,21 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 120.0) -> No
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+@contextmanager
+def pg_schema(server: str, prefix: str) -> Iterator[str]:
+    """A PostgreSQL URL confined to a fresh schema ``<prefix>_<hex>`` (its search_path),
+    dropped afterwards (waiting at most 10 s for locks: dispose engines made from it first)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("SET LOCAL lock_timeout = '10s'"))
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

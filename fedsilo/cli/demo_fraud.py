@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsilo.cli.demo import _coordinator_toml, _prepare
+from fedsilo.cli.launch import SiloLaunch, launch_silos, stop_on_sigterm
 from fedsilo.cli.progress import RichProgress
 from fedsilo.coordinator.config import load_coordinator_config, load_job_spec
 from fedsilo.coordinator.connect import connect_silos
@@ -45,7 +46,6 @@ from fedsilo.fraudsim import (
     write_party_csvs,
 )
 from fedsilo.silo_node.demo_data import DemoSilo, write_consortium
-from fedsilo.silo_node.node import SiloNode, start_silo
 
 __all__ = ["DEFAULT_ROWS", "FraudDemo", "demo_fraud"]
 
@@ -69,7 +69,7 @@ class FraudDemo:
     configs: dict[str, Path]
     rows: int
     trees: int = 100
-    nodes: dict[str, SiloNode] = field(default_factory=dict)
+    addresses: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def setup(cls, workdir: Path, *, rows: int, seed: int, trees: int = 100) -> FraudDemo:
@@ -106,19 +106,13 @@ class FraudDemo:
 
     @contextmanager
     def running(self) -> Iterator[FraudDemo]:
-        """The silo nodes serving on loopback (stopped on the way out, whatever happens).
-
-        The one place that starts silos: a process launcher replaces the in-process nodes here.
-        """
-        try:
-            for party, path in self.configs.items():
-                self.nodes[party] = start_silo(path)
-            _coordinator_toml(self.workdir, self.nodes)
+        """Each silo its own ``fedsilo silo serve`` process under mTLS (stopped on the way out,
+        whatever happens; ``fedsilo.cli.launch``), the coordinator config pointing at them."""
+        specs = [SiloLaunch(party, path) for party, path in self.configs.items()]
+        with stop_on_sigterm(), launch_silos(specs, logs=self.workdir / "logs") as silos:
+            self.addresses = dict(silos.addresses)
+            _coordinator_toml(self.workdir, self.addresses)
             yield self
-        finally:
-            for node in self.nodes.values():
-                node.stop()
-            self.nodes.clear()
 
     def train(self, console: Console) -> JobRecord:
         """PSI, split, the SecureBoost fraud model, its evaluation, and batch scoring."""
@@ -154,6 +148,7 @@ role = "passive"
 [[steps]]
 kind = "psi"
 alignment = "card-fraud"
+replace = true
 
 [[steps]]
 kind = "split"

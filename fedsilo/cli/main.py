@@ -45,12 +45,24 @@ def _silo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     serve.set_defaults(func=_lazy("silo_cmd", "serve"))
     check = silo.add_parser("check", help="validate the config and datasets, then exit")
     check.add_argument("--config", type=Path, required=True, help="silo TOML config")
+    check.add_argument(
+        "--json", action="store_true", help="print rows and id formats per dataset as JSON"
+    )
     check.set_defaults(func=_lazy("silo_cmd", "check"))
     load = silo.add_parser("load-csv", help="load a CSV file into a table of the silo's database")
     load.add_argument("csv", help="CSV file (plain or .gz), or demo:PARTY for bundled demo data")
     load.add_argument("--config", type=Path, required=True, help="silo TOML config")
     load.add_argument("--dataset", help="dataset whose table and id column to use (default: first)")
     load.add_argument("--if-missing", action="store_true", help="do nothing if the table exists")
+    load.add_argument(
+        "--replace", action="store_true", help="replace an existing table (in one transaction)"
+    )
+    load.add_argument(
+        "--normalize-ids",
+        metavar="STEPS",
+        help="normalise ids before loading, e.g. trim,lower (steps: trim, lower, upper, nfc); "
+        "every silo of a consortium loads with the same steps",
+    )
     load.set_defaults(func=_lazy("silo_cmd", "load_csv"))
     describe = silo.add_parser(
         "describe", help="ask a running silo what it offers (via coordinator config)"
@@ -202,6 +214,12 @@ def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=Path("fedsilo-demo"),
         help="folder for databases, certificates, scores and the report",
     )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the silos serving after the demo (rerun its job.toml with fedsilo run) "
+        "until Ctrl-C",
+    )
     demo.set_defaults(func=_lazy("demo", "demo"))
     which = demo.add_subparsers(dest="which", metavar="[fraud]")
     fraud = which.add_parser(
@@ -332,6 +350,27 @@ def _serving(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     one.set_defaults(func=_lazy("serve_cmd", "score_one"))
 
 
+def _health(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    health = sub.add_parser(
+        "health", help="gRPC health check of a silo or the coordinator (exit 0: serving)"
+    )
+    health.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="a silo TOML (checks that silo with its own certificate) or a coordinator TOML "
+        "(checks the coordinator, or --silo NAME)",
+    )
+    health.add_argument("--silo", metavar="NAME", help="with a coordinator config: check this silo")
+    health.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="dial here (default: from the config; 0.0.0.0 means loopback)",
+    )
+    health.add_argument("--timeout", type=float, default=5.0, help="seconds (default: 5)")
+    health.set_defaults(func=_lazy("health_cmd", "health"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fedsilo",
@@ -345,7 +384,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=None, help="the config file of the command (see its help)"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_demo, _silo, _coordinator, _jobs, _job, _certs, _audit, _fraudsim, _serving):
+    commands = (
+        _demo,
+        _silo,
+        _coordinator,
+        _jobs,
+        _job,
+        _certs,
+        _audit,
+        _fraudsim,
+        _serving,
+        _health,
+    )
+    for add in commands:
         add(sub)
     _spread(parser)
     return parser

@@ -3,27 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
 from pathlib import Path
-
-from sqlalchemy import inspect
+from typing import Any
 
 from fedsilo.errors import ConfigError
 from fedsilo.silo_node.config import load_silo_config
-from fedsilo.silo_node.data import make_engine
-from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES, load_csv_into_table
+from fedsilo.silo_node.csv_load import load_csv_into_dataset, parse_id_normalisation
+from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES
+from fedsilo.silo_node.id_profile import id_profile
 from fedsilo.silo_node.node import open_context, start_silo
 
 
 def check(args: argparse.Namespace) -> int:
+    """Validate config and datasets; per dataset its rows and how its ids are written."""
     config = load_silo_config(args.config)
     ctx = open_context(config)
-    for info in ctx.data.describe():
-        label = f", label '{info.label}'" if info.label else ""
+    try:
+        datasets: list[dict[str, Any]] = [
+            {
+                "dataset": info.name,
+                "rows": info.rows,
+                "features": len(info.features),
+                "label": info.label,
+                "ids": id_profile(ctx.data, info.name),
+            }
+            for info in ctx.data.describe()
+        ]
+    finally:
+        ctx.data.engine.dispose()
+    if getattr(args, "json", False):
+        print(json.dumps({"party": config.party, "ok": True, "datasets": datasets}, indent=2))
+        return 0
+    for d in datasets:
+        label = f", label '{d['label']}'" if d["label"] else ""
         print(
-            f"{config.party}: dataset '{info.name}': {info.rows} rows, "
-            f"{len(info.features)} features{label}"
+            f"{config.party}: dataset '{d['dataset']}': {d['rows']} rows, "
+            f"{d['features']} features{label}"
+        )
+        ids = d["ids"]
+        formats = ", ".join(f"{f['format']} ({f['share']:.0%})" for f in ids["formats"])
+        print(
+            f"  ids: {ids['type']}, length {ids['length'][0]}-{ids['length'][1]}, "
+            f"case {ids['case']}, formats {formats}; sample sha256[:12] "
+            f"{' '.join(ids['sample_sha256_12'])} (first {ids['sampled']} rows)"
         )
     return 0
 
@@ -56,19 +81,20 @@ def _csv_path(name: str) -> Path:
 def load_csv(args: argparse.Namespace) -> int:
     """Load a CSV into the table a dataset of this silo names (for trying fedsilo, and docker)."""
     config = load_silo_config(args.config)
-    name = args.dataset or next(iter(config.datasets), None)
-    if name is None or name not in config.datasets:
-        raise ConfigError(f"{config.file_label}: no dataset '{name}'")
-    ds = config.datasets[name]
-    if ds.table is None:
-        raise ConfigError(f"{config.file_label}: dataset '{name}' is a query, not a table")
-    engine = make_engine(config.database_url)
-    try:
-        if args.if_missing and inspect(engine).has_table(ds.table, schema=ds.schema):
-            print(f"{config.party}: table '{ds.table}' exists; nothing loaded")
-            return 0
-        rows = load_csv_into_table(engine, ds.table, _csv_path(args.csv), ds.id_column)
-    finally:
-        engine.dispose()
-    print(f"{config.party}: loaded {rows} rows into '{ds.table}'")
+    steps = parse_id_normalisation(getattr(args, "normalize_ids", None))
+    rows = load_csv_into_dataset(
+        config,
+        _csv_path(args.csv),
+        args.dataset,
+        replace=bool(getattr(args, "replace", False)),
+        if_missing=args.if_missing,
+        normalize_ids=steps,
+    )
+    name = args.dataset or next(iter(config.datasets))
+    table = config.datasets[name].table
+    if rows is None:
+        print(f"{config.party}: table '{table}' exists; nothing loaded")
+        return 0
+    norm = f" (ids normalised: {','.join(steps)})" if steps else ""
+    print(f"{config.party}: loaded {rows} rows into '{table}'{norm}")
     return 0

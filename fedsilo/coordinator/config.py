@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fedsilo.envsubst import expand_env
 from fedsilo.errors import ConfigError
 from fedsilo.jobschema import check_steps
 
@@ -119,7 +120,7 @@ def parse_tls(path: Path, table: dict[str, Any]) -> TlsFiles:
 
 
 def load_coordinator_config(path: Path) -> CoordinatorConfig:
-    raw = _read_toml(path)
+    raw = expand_env(_read_toml(path), path.name)
     _check_keys(path, "top level", raw, {"name", "listen", "database", "tls", "silos"})
     silos_raw = raw.get("silos")
     if not isinstance(silos_raw, dict) or not silos_raw:

@@ -20,7 +20,8 @@ one, or with one from another CA, fails the TLS handshake and never reaches a se
 verified) and lets through only the identities the silo is configured to answer (its
 coordinator) holding the role it expects (``coordinator``); any other member of the consortium,
 and a certificate under the coordinator's name but with the silo role or none, is refused with
-``UNAUTHENTICATED`` (``AuthError``) before a handler runs, the health service included.
+``UNAUTHENTICATED`` (``AuthError``) before a handler runs, the health service included (a
+silo's own certificate may also call its health check: ``fedsilo health`` in its container).
 
 Plaintext exists only behind the config option ``insecure_plaintext``; nothing here builds an
 insecure channel.
@@ -31,7 +32,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -146,12 +147,22 @@ class IdentityInterceptor(grpc.ServerInterceptor):
     Works on all four RPC shapes: the check runs in the handler's own thread, with the call's
     context, before the servicer's method is entered. ``exempt`` names full method paths
     (``/package.Service/Method``) open to any authenticated consortium member; empty by default
-    (deny by default).
+    (deny by default). ``also`` lets one more identity and role call one method: a node's own
+    certificate on the health check, so ``fedsilo health`` runs beside it with its own key.
     """
 
-    def __init__(self, allowed: Iterable[str], *, role: str, exempt: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        allowed: Iterable[str],
+        *,
+        role: str,
+        exempt: Iterable[str] = (),
+        also: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         self._allowed = frozenset(allowed)
         self._exempt = frozenset(exempt)
+        #: method path -> one more (identity, role) let through on that method only
+        self._also = dict(also or {})
         if not self._allowed:
             raise ConfigError("an identity check with no allowed identity would refuse everyone")
         if role not in ROLES:
@@ -171,6 +182,9 @@ class IdentityInterceptor(grpc.ServerInterceptor):
 
     def _check(self, context: grpc.ServicerContext, method: str) -> None:
         caller = peer_identity(context)
+        extra = self._also.get(method)
+        if extra is not None and caller == extra[0] and peer_role(context) == extra[1]:
+            return
         if caller in self._allowed:
             role = peer_role(context)
             if role == self._role:

@@ -28,6 +28,7 @@ from sqlalchemy.exc import ArgumentError
 
 from fedsilo import protocols as registry
 from fedsilo import settings
+from fedsilo.envsubst import expand_env
 from fedsilo.errors import ConfigError, PolicyError
 
 __all__ = [
@@ -49,7 +50,9 @@ KNOWN_ROLES: frozenset[str] = registry.ROLES
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 _IDENT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _DATASET_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*\Z")
-_TOP_KEYS = frozenset({"party", "listen", "database", "tls", "datasets", "policy", "serving"})
+_TOP_KEYS = frozenset(
+    {"party", "listen", "database", "tls", "datasets", "policy", "serving", "output_dir"}
+)
 _TLS_KEYS = frozenset({"ca", "cert", "key", "coordinator", "insecure_plaintext"})
 _DATASET_KEYS = frozenset({"table", "query", "id_column", "features", "label"})
 _POLICY_KEYS = frozenset(
@@ -256,6 +259,18 @@ class SiloConfig:
     tls: TlsConfig
     path: Path
     serving: ServingConfig | None = None
+    #: folder for the files this silo writes (``output_dir``; default: the config's folder)
+    output_dir: Path | None = None
+
+    @property
+    def reports(self) -> Path:
+        """The folder evaluation reports land in: ``reports/`` in the output folder."""
+        return (self.output_dir or self.path.parent) / "reports"
+
+    @property
+    def models(self) -> Path:
+        """The folder exported whole models land in: ``models/`` in the output folder."""
+        return (self.output_dir or self.path.parent) / "models"
 
     @property
     def file_label(self) -> str:
@@ -275,7 +290,7 @@ def load_silo_config(path: str | Path) -> SiloConfig:
         raise ConfigError(f"{label}: cannot read ({err})") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{label}: not valid TOML ({err})") from None
-    return _Parser(label, path.parent).silo(raw, path)
+    return _Parser(label, path.parent).silo(expand_env(raw, label), path)
 
 
 class _Parser:
@@ -358,6 +373,11 @@ class _Parser:
             tls=self.tls(raw["tls"]),
             path=path,
             serving=self.serving(raw["serving"]) if "serving" in raw else None,
+            output_dir=(
+                self.base / self.string("top level", "output_dir", raw["output_dir"])
+                if "output_dir" in raw
+                else None
+            ),
         )
         self.coordinator_apart(config)
         return config

@@ -1,8 +1,7 @@
 """Load CSV files into a silo database, and lay out the bundled three-party demo consortium.
 
-``load_csv_into_table`` is what an operator trying fedsilo (and every test) needs first: a table
-in a real database. It streams the file twice (once to infer column types, once to insert in
-chunks) so memory stays bounded however large the CSV is.
+``load_csv_into_table`` (:mod:`fedsilo.silo_node.csv_load`, re-exported here) is what an operator
+trying fedsilo (and every test) needs first: a table in a real database.
 
 ``write_demo_consortium`` turns the bundled data (``fedsilo/data/demo_*.csv.gz``, made by
 ``scripts/make_demo_data.py`` from the UCI credit-card default data) into one SQLite database and
@@ -11,33 +10,16 @@ one silo TOML per party: ``bank`` (label holder), ``bureau`` and ``lender``.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import io
 import json
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
-from typing import Any, TextIO
 
-from sqlalchemy import (
-    BigInteger,
-    Column,
-    Engine,
-    Float,
-    MetaData,
-    Table,
-    Text,
-    create_engine,
-    insert,
-)
-from sqlalchemy.types import TypeEngine
+from sqlalchemy import create_engine
 
-from fedsilo import settings
 from fedsilo.errors import DataError
+from fedsilo.silo_node.csv_load import load_csv_into_table
 
 __all__ = [
     "DEMO_PARTIES",
@@ -75,99 +57,6 @@ DEMO_DATASET = "customers"
 #: the bundled CSVs (package data, see ``scripts/make_demo_data.py``).
 DEMO_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 DEMO_ID_COLUMN = "customer_id"
-
-
-@contextmanager
-def _open_csv(path: Path) -> Iterator[TextIO]:
-    """A text handle on a plain or gzip-compressed CSV."""
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt", encoding="utf-8", newline="") as fh:
-            yield fh
-    else:
-        with path.open(encoding="utf-8", newline="") as fh:
-            yield fh
-
-
-def _kind(value: str, current: str) -> str:
-    """Widen a column's inferred kind (int < float < text) to admit ``value``."""
-    if value == "" or current == "text":
-        return current
-    try:
-        int(value)
-        return current
-    except ValueError:
-        pass
-    try:
-        float(value)
-        return "float"
-    except ValueError:
-        return "text"
-
-
-def _infer(path: Path) -> tuple[list[str], list[str]]:
-    with _open_csv(path) as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path.name}: empty CSV file")
-        kinds = ["int"] * len(header)
-        for row in reader:
-            kinds = [_kind(v, k) for v, k in zip(row, kinds, strict=False)]
-    return header, kinds
-
-
-def _convert(value: str, kind: str) -> Any:
-    if value == "":
-        return None
-    return int(value) if kind == "int" else float(value) if kind == "float" else value
-
-
-def load_csv_into_table(
-    engine: Engine,
-    table: str,
-    csv_path: str | Path,
-    id_column: str,
-    *,
-    primary_key: bool = True,
-    chunk_rows: int = settings.WRITE_CHUNK_ROWS,
-) -> int:
-    """Create ``table`` from a (possibly ``.gz``) CSV with a header row; return rows loaded.
-
-    Column types are inferred (integer, float or text; empty cells are NULL). The id column is
-    the primary key unless ``primary_key=False`` (tests that need duplicate ids). An existing
-    table is an error: nothing is replaced silently.
-    """
-    path = Path(csv_path)
-    header, kinds = _infer(path)
-    if id_column not in header:
-        raise DataError(f"{path.name}: no column '{id_column}' (has {', '.join(header[:10])})")
-    types: dict[str, type[TypeEngine[Any]]] = {"int": BigInteger, "float": Float, "text": Text}
-    columns = [
-        Column(name, types[kind], primary_key=primary_key and name == id_column)
-        for name, kind in zip(header, kinds, strict=True)
-    ]
-    target = Table(table, MetaData(), *columns)
-    target.create(engine)
-    loaded = 0
-    with _open_csv(path) as fh:
-        reader = csv.reader(fh)
-        next(reader)
-        while True:
-            chunk = [
-                dict(
-                    zip(
-                        header,
-                        (_convert(v, k) for v, k in zip(row, kinds, strict=True)),
-                        strict=True,
-                    )
-                )
-                for row in islice(reader, chunk_rows)
-            ]
-            if not chunk:
-                return loaded
-            with engine.begin() as conn:
-                conn.execute(insert(target), chunk)
-            loaded += len(chunk)
 
 
 def _free_port() -> int:

@@ -43,9 +43,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: the gRPC health check's method path
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 #: calls that never wait behind job calls (nor count against their caps): the liveness probe and
 #: the cheap read-only description.
-UNLIMITED_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/fedsilo.v1.SiloService/Describe"})
+UNLIMITED_METHODS = frozenset({HEALTH_CHECK, "/fedsilo.v1.SiloService/Describe"})
 
 
 def caller_of(context: grpc.ServicerContext) -> str:

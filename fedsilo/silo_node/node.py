@@ -19,6 +19,7 @@ from fedsilo.silo_node.config import SiloConfig, load_silo_config
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.data import make_engine as make_data_engine
 from fedsilo.silo_node.data import open_silo
+from fedsilo.silo_node.limits import HEALTH_CHECK
 from fedsilo.silo_node.server import build_server
 from fedsilo.silo_node.serving.endpoints import Endpoints, start_endpoints
 from fedsilo.silo_node.serving.host import ServingHost
@@ -73,7 +74,11 @@ def _security(
             "(or insecure_plaintext = true)"
         )
     creds = tls.server_credentials(ca=config.tls.ca, cert=config.tls.cert, key=config.tls.key)
-    return creds, [tls.IdentityInterceptor(allowed={config.tls.coordinator}, role="coordinator")]
+    own = {HEALTH_CHECK: (config.party, "silo")}  # `fedsilo health` beside the silo, own key
+    interceptor = tls.IdentityInterceptor(
+        allowed={config.tls.coordinator}, role="coordinator", also=own
+    )
+    return creds, [interceptor]
 
 
 def start_silo(config: SiloConfig | Path | str) -> SiloNode:

@@ -8,7 +8,6 @@ and writes the full report (HTML with plots, and JSON) next to its config, in ``
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,7 +120,7 @@ def report_and_release(
     min_rows = ctx.config.policy.min_rows_per_statistic
     metrics = evaluate(y, scores, min_rows=min_rows)
     base_metrics = evaluate(y, baseline, min_rows=min_rows) if baseline is not None else None
-    folder = Path(ctx.config.path).parent / "reports"
+    folder = ctx.config.reports
     folder.mkdir(parents=True, exist_ok=True)
     html, js = write_report(
         folder / f"{stem}.html",

@@ -10,8 +10,6 @@ own score table. Method order: ``conversation.METHODS``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from sqlalchemy import select
 
@@ -188,7 +186,7 @@ def _release(
     """Metrics (under this silo's own minimum too) and the report: what the label holder
     releases."""
     metrics = audit_metrics(counts, holder.thresholds, ctx.config.policy.min_rows_per_statistic)
-    folder = Path(ctx.config.path).parent / "reports"
+    folder = ctx.config.reports
     stem = f"{session.job_id}-fairness-{req.step_index + 1}"
     html, js = write_fairness_report(
         folder / f"{stem}.html",

@@ -148,7 +148,7 @@ def round_(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply
 def export_path(ctx: SiloContext, model_id: str) -> Path:
     """``models/<model_id>.xgboost.json`` next to the silo's config (id made file-name safe)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", model_id).lstrip(".") or "model"
-    return Path(ctx.config.path).parent / "models" / f"{safe}.xgboost.json"
+    return ctx.config.models / f"{safe}.xgboost.json"
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -135,7 +135,7 @@ def _report(
     rows: list[StabilityRow],
     min_rows: int,
 ) -> Path:
-    folder = Path(ctx.config.path).parent / "reports"
+    folder = ctx.config.reports
     stem = f"{session.job_id}-stability-{ctx.party}"
     html, _ = write_stability_report(
         folder / f"{stem}.html",

@@ -1,11 +1,17 @@
 """Online scoring latency and throughput at the label holder's HTTP endpoint, against batch.
 
-    python bench/bench_online.py                        # bundled demo consortium (bank, bureau,
-                                                        # lender), SecureBoost 100 trees depth 4
+    python bench/bench_online.py                  # the fraud consortium (issuer = label holder,
+                                                  # acquirer), SecureBoost 100 trees depth 4
+    python bench/bench_online.py --data credit    # the bundled credit consortium (bank, bureau,
+                                                  # lender)
     python bench/bench_online.py --party issuer=issuer.csv.gz:active \\
-        --party acquirer=acquirer.csv.gz:passive --party network=network.csv.gz:passive \\
-        --label is_fraud --id-column transaction_id   # another data source (e.g. the fraud data)
+        --party acquirer=acquirer.csv.gz:passive --label tx_fraud --id-column tx_id  # any CSVs
     python bench/bench_online.py --seconds 5 --trees 20  # quicker
+
+The fraud data (the default) is simulated at the start with ``fedsilo.fraudsim`` (``--rows``
+transactions, ``--sim-seed``; the same seed gives the same bytes) and split as ``fedsilo demo
+fraud`` splits it: the issuer (amount, time, its customers' spending windows, the fraud label)
+and the acquirer (its terminals' delayed risk windows), joined by transaction id.
 
 Setup (not timed): each party's CSV is loaded into its silo's SQLite database; a SecureBoost
 model (``--trees``, ``--depth``) and a vertical LR model are trained in process on a sample of
@@ -30,6 +36,7 @@ Timed, from this process (the bank's applications: persistent HTTPS connections)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.client
 import json
 import os
@@ -67,6 +74,14 @@ from fedsilo.coordinator.connect import connect_silos  # noqa: E402
 from fedsilo.coordinator.orchestrator import run_job  # noqa: E402
 from fedsilo.coordinator.store import JobStore  # noqa: E402
 from fedsilo.crypto import certs  # noqa: E402
+from fedsilo.fraudsim import (  # noqa: E402
+    ISSUER_LABEL,
+    TX_ID,
+    SimConfig,
+    simulate,
+    split_parties,
+    write_party_csvs,
+)
 from fedsilo.silo_node.demo_data import load_csv_into_table  # noqa: E402
 
 #: the first failures of a run, printed with the figures
@@ -169,6 +184,7 @@ def _trained(
             "kind": kind,
             "params": params,
             "rows": len(ids),
+            "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
             "roles": roles,
             "cols": {p: t.columns for p, t in tables.items()},
         },
@@ -185,6 +201,17 @@ def _trained(
     return parts
 
 
+def fraud_consortium(folder: Path, rows: int, seed: int) -> tuple[dict[str, str], dict[str, Path]]:
+    """Simulate ``rows`` card transactions (seeded) and write the issuer's and the acquirer's
+    CSVs as ``fedsilo demo fraud`` splits them; (roles, paths)."""
+    t0 = time.perf_counter()
+    sim = simulate(SimConfig.for_rows(rows, seed=seed))
+    written = write_party_csvs(split_parties(sim), folder, gz=True)
+    paths = {p.name.split(".")[0]: p for p in written}
+    print(f"simulated {len(sim)} transactions in {time.perf_counter() - t0:.1f} s", flush=True)
+    return {"issuer": "active", "acquirer": "passive"}, paths
+
+
 def setup(args: argparse.Namespace) -> Setup:
     root = Path(tempfile.mkdtemp(prefix="bench_online_"))
     if args.party:
@@ -193,6 +220,8 @@ def setup(args: argparse.Namespace) -> Setup:
             name, _, rest = spec.partition("=")
             path, _, role = rest.rpartition(":")
             roles[name], paths[name] = role, Path(path)
+    elif args.data == "fraud":
+        roles, paths = fraud_consortium(root / "data", args.rows, args.sim_seed)
     else:
         roles, paths = dict(ROLES), dict(DEMO)
     tables = read_consortium(paths, roles, args.label)
@@ -415,10 +444,19 @@ def main() -> int:
         action="append",
         default=[],
         metavar="NAME=CSV:ROLE",
-        help="a silo's CSV and role (default: the bundled demo consortium)",
+        help="a silo's CSV and role (default: --data)",
     )
-    ap.add_argument("--label", default=LABEL)
-    ap.add_argument("--id-column", default=ID)
+    ap.add_argument(
+        "--data",
+        choices=["fraud", "credit"],
+        default="fraud",
+        help="fraud: simulated card transactions (fedsilo.fraudsim, issuer + acquirer); "
+        "credit: the bundled demo consortium (bank, bureau, lender)",
+    )
+    ap.add_argument("--rows", type=int, default=100_000, help="fraud: transactions to simulate")
+    ap.add_argument("--sim-seed", type=int, default=0, help="fraud: seed of the simulation")
+    ap.add_argument("--label", help="label column (default: the --data's)")
+    ap.add_argument("--id-column", help="id column (default: the --data's)")
     ap.add_argument("--trees", type=int, default=100)
     ap.add_argument("--depth", type=int, default=4)
     ap.add_argument("--train-rows", type=int, default=4000)
@@ -427,6 +465,9 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--batch", type=int, default=50)
     args = ap.parse_args()
+    fraud = args.data == "fraud" and not args.party
+    args.label = args.label or (ISSUER_LABEL if fraud else LABEL)
+    args.id_column = args.id_column or (TX_ID if fraud else ID)
     s = setup(args)
     try:
         pids = [p.pid for p in s.procs.values()]

@@ -1,18 +1,24 @@
 """`fedsilo fraudsim` and `fedsilo demo fraud` end to end, as a user runs them (subprocesses).
 
 The demo runs with real 2048-bit Paillier keys (silos accept nothing smaller), on a small
-simulation and fewer trees than the default so that it takes well under a minute.
+simulation and fewer trees than the default so that it takes well under a minute, then serves
+the model online (``--serve``: it stays up until SIGTERM, as until Ctrl-C at a terminal).
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
 from test_cli import fedsilo
 
+from fedsilo.cli.demo_serving import MODEL_ID
 from fedsilo.fraudsim import ACQUIRER_FEATURES, ISSUER_FEATURES, ISSUER_LABEL, TX_ID
 
 pytestmark = pytest.mark.e2e
@@ -47,21 +53,102 @@ def test_bad_sizes_are_one_line_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "fedsilo-demo-fraud").exists()
 
 
+def _descendants(pid: int) -> dict[int, str]:
+    """pid -> command line of every live process below ``pid`` (Linux /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if stat[0] != "Z":
+                parents[int(entry.name)] = int(stat[1])
+    found, grew = {pid}, True
+    while grew:
+        grew = False
+        for child, parent in parents.items():
+            if parent in found and child not in found:
+                found.add(child)
+                grew = True
+    out = {}
+    for child in found - {pid}:
+        try:
+            out[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.slow
 def test_demo_fraud_end_to_end(tmp_path: Path) -> None:
+    """Train, evaluate, score, then serve: online scores equal the batch scores; with --serve
+    everything stays up for score-one until SIGTERM, and then no process is left behind."""
     work = tmp_path / "demo"
-    args = ("demo", "fraud", "--workdir", str(work), "--rows", "10000", "--seed", "2")
-    out = fedsilo(*args, "--trees", "20", cwd=tmp_path, timeout=900)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "succeeded" in out.stdout
-    assert "test AUC" in out.stdout and "precision, top 1% reviewed" in out.stdout
-    assert "issuer alone" in out.stdout
+    argv = [sys.executable, "-m", "fedsilo.cli.main", "demo", "fraud", "--workdir", str(work)]
+    argv += ["--rows", "10000", "--seed", "2", "--trees", "20", "--serve"]
+    log = tmp_path / "demo.out"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 900
+        while "Ctrl-C stops." not in log.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.5)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        children = _descendants(proc.pid)
+        commands = " | ".join(children.values())
+        # two silos and the relay, each its own process
+        assert commands.count("silo serve") == 2 and f"serve {MODEL_ID}" in commands, commands
+
+        # the line the demo prints works from a shell while it serves, and agrees with batch
+        line = next(ln for ln in log.read_text().splitlines() if "fedsilo score-one" in ln)
+        words = line.split()
+        tried = subprocess.run(
+            [sys.executable, "-m", "fedsilo.cli.main", *words[words.index("score-one") :]],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert tried.returncode == 0, tried.stderr
+        answer = json.loads(tried.stdout)
+        assert answer["results"][0]["contributed"] == ["issuer", "acquirer"]
+        tried_id, tried_score = answer["results"][0]["id"], answer["results"][0]["score"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    out = log.read_text()
+    assert proc.returncode == 0, out[-2000:]
+    left = [pid for pid in children if _alive(pid)]
+    assert not left, f"left behind: {[children[p] for p in left]}"
+    assert "stopping the relay and the silos" in out
+    assert "succeeded" in out
+    assert "test AUC" in out and "precision, top 1% reviewed" in out
+    assert "issuer alone" in out
+
+    # the serving phase: online == batch for every sampled held-out id, latencies printed
+    online = json.loads((work / "summary.json").read_text())["online"]
+    assert online["compared"] > 1000 and online["max_abs_diff"] == 0.0
+    assert online["errors"] == [] and online["degraded"] == 0
+    assert online["single"]["requests"] == 200 and online["burst"]["transactions"] == 2000
+    assert f"max |online - batch| = 0 over {online['compared']} ids" in out
+    for figure in (online["single"]["p50_ms"], online["single"]["p99_ms"]):
+        assert f"{figure:.1f} ms" in out
+    assert f"{online['burst']['tx_per_s']:.0f} tx/s" in out
+    assert "curl --cacert" in out and f"/v1/models/{MODEL_ID}/score" in out
 
     found = json.loads((work / "summary.json").read_text())["fraud_demo"]
     # the acquirer's terminal risk is what catches compromised terminals: federation pays
     assert found["auc"] > found["baseline_auc"] + 0.05
     assert found["precision"] > found["baseline_precision"]
-    assert f"{found['auc']:.4f}" in out.stdout and f"{found['baseline_auc']:.4f}" in out.stdout
+    assert f"{found['auc']:.4f}" in out and f"{found['baseline_auc']:.4f}" in out
 
     # the label stays at the issuer; the scores land there, for every transaction joined
     issuer = create_engine(f"sqlite:///{work / 'issuer.db'}")
@@ -72,7 +159,11 @@ def test_demo_fraud_end_to_end(tmp_path: Path) -> None:
         with issuer.connect() as conn:
             transactions = conn.execute(text("SELECT COUNT(*) FROM card_transactions")).scalar()
             scored = conn.execute(text("SELECT COUNT(*) FROM fraud_scores")).scalar()
+            batch = conn.execute(
+                text("SELECT score FROM fraud_scores WHERE id = :id"), {"id": tried_id}
+            ).scalar()
         assert scored == transactions
+        assert batch == tried_score  # score-one from the shell == the score step's score
     finally:
         issuer.dispose()
         acquirer.dispose()

@@ -4,12 +4,15 @@ A card issuer (the label holder: amount, time, its customers' spending windows, 
 and an acquirer / payment processor (passive: its terminals' delayed risk windows) each get a
 SQLite database of the same simulated transactions (``fedsilo.fraudsim``, the handbook's design)
 and a silo node on loopback with mTLS. The coordinator runs PSI -> split -> SecureBoost (the
-fraud model: 100 trees of depth 4) -> evaluation -> batch scoring, and the demo prints the
-model's AUC and its precision at a 1 % review rate beside the issuer-alone baseline.
+fraud model: 100 trees of depth 4) -> evaluation -> batch scoring; then it serves the model
+online (``fedsilo.cli.demo_serving``: the ``serve`` preparation, the relay, the issuer's HTTPS
+endpoint), scores held-out transactions through it and checks them against the batch scores.
+The demo prints the model's AUC and its precision at a 1 % review rate beside the issuer-alone
+baseline, and the online latency, throughput and largest online-batch difference beside them.
+With ``--serve`` everything stays up for ``curl`` / ``fedsilo score-one`` until Ctrl-C.
 
 The phases are functions of one ``FraudDemo``: ``setup`` (data, certificates, configs),
-``running`` (the silo nodes), ``train`` (the job), ``summary``; a later phase (online serving)
-is one more call after ``train`` inside ``running``.
+``running`` (the silo nodes), ``train`` (the job), ``serving`` (online), ``summary``.
 """
 
 from __future__ import annotations
@@ -27,14 +30,24 @@ from rich.console import Console
 from rich.table import Table
 
 from fedsilo.cli.demo import _coordinator_toml, _prepare
-from fedsilo.cli.launch import SiloLaunch, launch_silos, stop_on_sigterm
+from fedsilo.cli.demo_serving import (
+    APP,
+    MODEL_ID,
+    MODEL_NAME,
+    OnlineCheck,
+    check_online,
+    served,
+    serving_section,
+    try_lines,
+)
+from fedsilo.cli.launch import SiloLaunch, launch_silos, stop_on_sigterm, wait_for_signal
 from fedsilo.cli.progress import RichProgress
 from fedsilo.coordinator.config import load_coordinator_config, load_job_spec
 from fedsilo.coordinator.connect import connect_silos
 from fedsilo.coordinator.orchestrator import run_job
 from fedsilo.coordinator.store import JobRecord, JobStore
 from fedsilo.crypto import certs
-from fedsilo.errors import ConfigError
+from fedsilo.errors import ConfigError, JobError
 from fedsilo.fraudsim import (
     ACQUIRER_FEATURES,
     ISSUER_FEATURES,
@@ -45,7 +58,7 @@ from fedsilo.fraudsim import (
     split_parties,
     write_party_csvs,
 )
-from fedsilo.silo_node.demo_data import DemoSilo, write_consortium
+from fedsilo.silo_node.demo_data import DemoSilo, _free_port, write_consortium
 
 __all__ = ["DEFAULT_ROWS", "FraudDemo", "demo_fraud"]
 
@@ -58,6 +71,11 @@ DEPTH = 4
 #: the review rate the summary shows (fraud teams review about the top 1 % of payments)
 REVIEW_RATE = 0.01
 DATASET = "transactions"
+ALIGNMENT = "card-fraud"
+SCORE_TABLE = "fraud_scores"
+#: what the acquirer's policy lets the served model ask, rows per second and per day (the
+#: demo's burst must fit; a real silo sets what its risk appetite allows)
+SERVE_RATE_LIMIT, SERVE_DAILY_BUDGET = 20_000, 5_000_000
 ISSUER, ACQUIRER = "issuer", "acquirer"
 
 
@@ -69,6 +87,8 @@ class FraudDemo:
     configs: dict[str, Path]
     rows: int
     trees: int = 100
+    #: the issuer's HTTPS scoring endpoint (loopback)
+    http_port: int = 0
     addresses: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -82,6 +102,10 @@ class FraudDemo:
         _certificates(workdir)
         sim = simulate(config)
         csvs = {p.name.split(".")[0]: p for p in write_party_csvs(split_parties(sim), workdir)}
+        http_port = _free_port()
+        # the model's registry id is known before training (the job names it; the folder is
+        # new), so both policies list it from the start: no policy change to reload later
+        serve = f"serve_models = [{json.dumps(MODEL_ID)}]\n"
         silos = {
             ISSUER: DemoSilo(
                 csv=csvs[ISSUER],
@@ -90,7 +114,9 @@ class FraudDemo:
                 features=ISSUER_FEATURES,
                 label=ISSUER_LABEL,
                 dataset=DATASET,
-                protocols=("psi", "secureboost", "score"),
+                protocols=("psi", "secureboost", "score", "serve"),
+                extra_policy=serve,
+                extra_sections=serving_section(http_port),
             ),
             ACQUIRER: DemoSilo(
                 csv=csvs[ACQUIRER],
@@ -98,11 +124,15 @@ class FraudDemo:
                 id_column=TX_ID,
                 features=ACQUIRER_FEATURES,
                 dataset=DATASET,
-                protocols=("psi", "secureboost", "score"),
+                protocols=("psi", "secureboost", "score", "serve"),
+                extra_policy=serve + f"serve_rate_limit = {SERVE_RATE_LIMIT}\n"
+                f"serve_daily_budget = {SERVE_DAILY_BUDGET}\n",
             ),
         }
         configs = write_consortium(workdir, silos, tls=True)
-        return cls(workdir=workdir, configs=configs, rows=len(sim), trees=trees)
+        return cls(
+            workdir=workdir, configs=configs, rows=len(sim), trees=trees, http_port=http_port
+        )
 
     @contextmanager
     def running(self) -> Iterator[FraudDemo]:
@@ -122,6 +152,18 @@ class FraudDemo:
         with RichProgress(console) as progress:
             return run_job(spec, clients=connect_silos(consortium), store=store, progress=progress)
 
+    @contextmanager
+    def serving(self, record: JobRecord, console: Console) -> Iterator[OnlineCheck]:
+        """Serve the trained model (``serve`` job, relay process, the issuer's endpoint), score
+        held-out transactions online against the batch scores; the relay stops on the way out."""
+        console.print(f"serving {MODEL_ID} online: serve job, relay, the issuer's endpoint")
+        with served(self.workdir, record, logs=self.workdir / "logs") as began:
+            check = check_online(
+                self.workdir, self.http_port, alignment=f"{ALIGNMENT}-test", table=SCORE_TABLE
+            )
+            check.seconds = time.perf_counter() - began
+            yield check
+
 
 def _certificates(workdir: Path) -> None:
     folder = workdir / "certs"
@@ -129,6 +171,7 @@ def _certificates(workdir: Path) -> None:
     certs.issue(folder, "coordinator", role="coordinator")
     for party in (ISSUER, ACQUIRER):
         certs.issue(folder, party, role="silo")
+    certs.issue(folder, APP, role="silo")  # the issuer's application that asks for scores
 
 
 def _job_toml(workdir: Path, trees: int) -> Path:
@@ -147,7 +190,7 @@ role = "passive"
 
 [[steps]]
 kind = "psi"
-alignment = "card-fraud"
+alignment = "{ALIGNMENT}"
 replace = true
 
 [[steps]]
@@ -157,6 +200,7 @@ seed = 42
 
 [[steps]]
 kind = "secureboost"
+name = "{MODEL_NAME}"
 n_estimators = {trees}
 max_depth = {DEPTH}
 learning_rate = 0.1
@@ -169,7 +213,7 @@ kind = "evaluate"
 [[steps]]
 kind = "score"
 model = "secureboost"
-table = "fraud_scores"
+table = "{SCORE_TABLE}"
 """)
     return path
 
@@ -201,8 +245,15 @@ def _fmt(value: float | None) -> str:
     return "withheld" if value is None else f"{value:.4f}"
 
 
-def summary(console: Console, demo: FraudDemo, record: JobRecord, seconds: float) -> None:
-    """The two models side by side (a table that fits 80 columns), then where things are."""
+def summary(
+    console: Console,
+    demo: FraudDemo,
+    record: JobRecord,
+    seconds: float,
+    online: OnlineCheck | None = None,
+) -> None:
+    """The two models side by side (a table that fits 80 columns), the online figures beside
+    them, then where things are."""
     steps = {k.split(":", 1)[1]: v for k, v in record.result.items() if ":" in k}
     found = evaluation(record)
     table = Table(title=f"fedsilo demo fraud: job {record.state} in {seconds:.0f} s")
@@ -216,6 +267,8 @@ def summary(console: Console, demo: FraudDemo, record: JobRecord, seconds: float
         _fmt(found["baseline_precision"]),
     )
     console.print(table)
+    if online is not None:
+        online_table(console, online)
     psi = steps.get("psi", {}).get("count", "?")
     console.print(f"job {record.job_id}: {demo.rows} transactions simulated, {psi} joined by PSI")
     evaluate = next(v for k, v in record.result.items() if k.endswith(":evaluate"))
@@ -229,6 +282,46 @@ def summary(console: Console, demo: FraudDemo, record: JobRecord, seconds: float
     console.print(f"audit ledgers: fedsilo audit --silo {demo.workdir / 'issuer.toml'}")
 
 
+def online_table(console: Console, check: OnlineCheck) -> None:
+    """Latency, throughput and the online-batch comparison (fits 80 columns)."""
+    table = Table(title=f"online scoring of {MODEL_ID}: HTTPS + mTLS, issuer's endpoint")
+    table.add_column("held-out transactions")
+    for name in ("p50", "p99", "throughput"):
+        table.add_column(name, justify="right")
+    one, burst = check.single, check.burst
+    table.add_row(
+        f"{one['requests']:.0f} single requests, one by one",
+        f"{one['p50_ms']:.1f} ms",
+        f"{one['p99_ms']:.1f} ms",
+        f"{one['per_s']:.0f} req/s",
+    )
+    table.add_row(
+        f"burst: {burst['clients']:.0f} clients, {burst['transactions']:.0f} tx",
+        f"{burst['p50_ms']:.1f} ms",
+        f"{burst['p99_ms']:.1f} ms",
+        f"{burst['tx_per_s']:.0f} tx/s",
+    )
+    console.print(table)
+    console.print(
+        f"online == batch: max |online - batch| = {check.max_abs_diff:.3g} over {check.compared}"
+        f" ids ({check.degraded} degraded, {len(check.errors)} failed requests)"
+    )
+    console.print(f"serving phase (serve job, relay, scoring): {check.seconds:.1f} s")
+    for error in check.errors[:3]:
+        console.print(f"  failed: {error}", soft_wrap=True)
+
+
+def _keep_serving(console: Console, demo: FraudDemo, check: OnlineCheck) -> None:
+    console.print("The silos, the relay and the issuer's endpoint keep serving. Try:")
+    for line in try_lines(demo.workdir, check):
+        console.print(f"  {line}", soft_wrap=True, highlight=False)
+    console.print(f"  fedsilo run {demo.workdir / 'job.toml'}   (reruns the job)\nCtrl-C stops.")
+    try:
+        wait_for_signal()
+    except KeyboardInterrupt:
+        console.print("stopping the relay and the silos")
+
+
 def demo_fraud(args: argparse.Namespace) -> int:
     console = Console()
     started = time.perf_counter()
@@ -236,9 +329,21 @@ def demo_fraud(args: argparse.Namespace) -> int:
     demo = FraudDemo.setup(args.workdir.resolve(), rows=rows, seed=args.seed, trees=args.trees)
     with demo.running():
         record = demo.train(console)
-        # online serving (issue 15) appends here: one call taking `demo` and `record`
-    summary(console, demo, record, time.perf_counter() - started)
-    (demo.workdir / "summary.json").write_text(
-        json.dumps({**record.result, "fraud_demo": evaluation(record)}, indent=2)
-    )
+        trained = time.perf_counter() - started
+        if record.state != "succeeded":
+            raise JobError(f"the demo's job {record.state}: {record.reason}")
+        with demo.serving(record, console) as online:
+            summary(console, demo, record, trained, online)
+            (demo.workdir / "summary.json").write_text(
+                json.dumps(
+                    {
+                        **record.result,
+                        "fraud_demo": evaluation(record),
+                        "online": online.as_json(),
+                    },
+                    indent=2,
+                )
+            )
+            if getattr(args, "serve", False):
+                _keep_serving(console, demo, online)
     return 0

@@ -35,7 +35,14 @@ from fedsilo.errors import ConfigError, SiloUnavailable
 from fedsilo.silo_node.config import SiloConfig, load_silo_config
 from fedsilo.silo_node.csv_load import load_csv_into_dataset
 
-__all__ = ["RunningSilos", "SiloLaunch", "launch_silos", "stop_on_sigterm", "wait_for_signal"]
+__all__ = [
+    "RunningSilos",
+    "SiloLaunch",
+    "launch_relay",
+    "launch_silos",
+    "stop_on_sigterm",
+    "wait_for_signal",
+]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -99,7 +106,12 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 
 def _spawn(spec: SiloLaunch, log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "fedsilo.cli.main", "silo", "serve", "--config", str(spec.config)]
+    return _spawn_fedsilo(["silo", "serve", "--config", str(spec.config)], log)
+
+
+def _spawn_fedsilo(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """``fedsilo ARGS`` as a child that dies with this process, its output in ``log``."""
+    argv = [sys.executable, "-m", "fedsilo.cli.main", *args]
     with log.open("ab") as out:
         return subprocess.Popen(
             argv,
@@ -159,6 +171,38 @@ def launch_silos(
         yield silos
     finally:
         silos.stop()
+
+
+@contextmanager
+def launch_relay(
+    model_id: str,
+    serving_id: str,
+    coordinator_config: Path,
+    *,
+    logs: Path,
+    timeout: float = settings.LAUNCH_START_TIMEOUT_S,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run the coordinator's relay for a prepared serving (``fedsilo serve MODEL --serving-id
+    ID``) as a child process; yield once every silo's Serve stream is up; stop it on the way
+    out, however the block ends."""
+    logs.mkdir(parents=True, exist_ok=True)
+    log = logs / "relay.log"
+    args = ["serve", model_id, "--serving-id", serving_id, "--config", str(coordinator_config)]
+    relay = RunningSilos(logs={"relay": log})
+    relay.procs["relay"] = _spawn_fedsilo(args, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            relay.check_alive()
+            ready = [ln for ln in log.read_text(errors="replace").splitlines() if "silos up:" in ln]
+            if ready and "retried" not in ready[-1]:
+                break
+            if ready or time.monotonic() > deadline:
+                raise SiloUnavailable(f"the relay for {model_id} is not up: {_last_line(log)}")
+            time.sleep(0.1)
+        yield relay.procs["relay"]
+    finally:
+        relay.stop()
 
 
 @contextmanager

@@ -231,6 +231,12 @@ def _demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     fraud.add_argument("--seed", type=int, default=0, help="seed of the simulation")
     fraud.add_argument("--trees", type=int, default=100, help="trees of the fraud model (depth 4)")
+    fraud.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the silos, the relay and the issuer's scoring endpoint up after the demo "
+        "(try curl / fedsilo score-one) until Ctrl-C",
+    )
     fraud.set_defaults(func=_lazy("demo_fraud", "demo_fraud"))
 
 

@@ -87,6 +87,8 @@ class DemoSilo:
     protocols: tuple[str, ...] = ("psi", "secureboost", "lr", "score")
     #: more ``[policy]`` lines (e.g. a lower key-size floor for an insecure test run)
     extra_policy: str = ""
+    #: more sections after ``[policy]`` (e.g. a label holder's ``[serving]``)
+    extra_sections: str = ""
 
 
 def _silo_toml(party: str, silo: DemoSilo, port: int, tls: bool) -> str:
@@ -111,7 +113,7 @@ def _silo_toml(party: str, silo: DemoSilo, port: int, tls: bool) -> str:
     out.write(
         f"\n[policy]\nprotocols = {_toml_list(silo.protocols)}\nroles = {roles}\n"
         "# the demo shows feature names in importance reports; real silos decide\n"
-        "release_feature_names = true\n" + silo.extra_policy
+        "release_feature_names = true\n" + silo.extra_policy + silo.extra_sections
     )
     return out.getvalue()
 

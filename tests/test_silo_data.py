@@ -784,6 +784,7 @@ def test_exported_names() -> None:
         "KNOWN_PROTOCOLS",
         "KNOWN_ROLES",
         "PolicyConfig",
+        "ServingConfig",
         "SiloConfig",
         "TlsConfig",
         "load_silo_config",

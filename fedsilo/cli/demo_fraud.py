@@ -304,7 +304,7 @@ def online_table(console: Console, check: OnlineCheck) -> None:
     console.print(table)
     console.print(
         f"online == batch: max |online - batch| = {check.max_abs_diff:.3g} over {check.compared}"
-        f" ids ({check.degraded} degraded, {len(check.errors)} failed requests)"
+        f" ids, {check.degraded} degraded, {len(check.errors)} failed"
     )
     console.print(f"serving phase (serve job, relay, scoring): {check.seconds:.1f} s")
     for error in check.errors[:3]:

@@ -8,6 +8,7 @@ the model online (``--serve``: it stays up until SIGTERM, as until Ctrl-C at a t
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,9 @@ from sqlalchemy import create_engine, inspect, text
 from test_cli import fedsilo
 
 from fedsilo.cli.demo_serving import MODEL_ID
+from fedsilo.cli.launch import launch_relay
+from fedsilo.crypto import certs
+from fedsilo.errors import SiloUnavailable
 from fedsilo.fraudsim import ACQUIRER_FEATURES, ISSUER_FEATURES, ISSUER_LABEL, TX_ID
 
 pytestmark = pytest.mark.e2e
@@ -51,6 +55,21 @@ def test_bad_sizes_are_one_line_errors(tmp_path: Path) -> None:
     out = fedsilo("demo", "fraud", "--rows", "5", cwd=tmp_path)
     assert out.returncode == 2 and "at least 1000 rows" in out.stderr
     assert not (tmp_path / "fedsilo-demo-fraud").exists()
+
+
+def test_relay_that_cannot_start_is_named_and_nothing_is_left(tmp_path: Path) -> None:
+    certs.init_ca(tmp_path / "certs", name="test CA")
+    certs.issue(tmp_path / "certs", "coordinator", role="coordinator")
+    (tmp_path / "coordinator.toml").write_text(
+        'name = "coordinator"\ndatabase = "sqlite:///coordinator.db"\n[tls]\n'
+        'ca = "certs/ca.pem"\ncert = "certs/coordinator.pem"\nkey = "certs/coordinator.key"\n'
+        '[silos.issuer]\naddress = "127.0.0.1:9"\n'
+    )
+    with pytest.raises(SiloUnavailable, match="relay for nope-v1 exited with code .*nope-v1"):
+        with launch_relay("nope-v1", "serve-x", tmp_path / "coordinator.toml", logs=tmp_path):
+            pytest.fail("the relay of a model nobody registered came up")
+    assert "no model 'nope-v1'" in (tmp_path / "relay.log").read_text()
+    assert not [c for c in _descendants(os.getpid()).values() if "nope-v1" in c]
 
 
 def _descendants(pid: int) -> dict[int, str]:

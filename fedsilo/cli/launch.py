@@ -189,18 +189,22 @@ def launch_relay(
     log = logs / "relay.log"
     args = ["serve", model_id, "--serving-id", serving_id, "--config", str(coordinator_config)]
     relay = RunningSilos(logs={"relay": log})
-    relay.procs["relay"] = _spawn_fedsilo(args, log)
+    proc = relay.procs["relay"] = _spawn_fedsilo(args, log)
     try:
         deadline = time.monotonic() + timeout
         while True:
-            relay.check_alive()
+            if proc.poll() is not None:
+                raise SiloUnavailable(
+                    f"the relay for {model_id} exited with code {proc.returncode}: "
+                    f"{_last_line(log)}"
+                )
             ready = [ln for ln in log.read_text(errors="replace").splitlines() if "silos up:" in ln]
             if ready and "retried" not in ready[-1]:
                 break
             if ready or time.monotonic() > deadline:
                 raise SiloUnavailable(f"the relay for {model_id} is not up: {_last_line(log)}")
             time.sleep(0.1)
-        yield relay.procs["relay"]
+        yield proc
     finally:
         relay.stop()
 

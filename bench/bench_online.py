@@ -17,8 +17,8 @@ Setup (not timed): each party's CSV is loaded into its silo's SQLite database; a
 model (``--trees``, ``--depth``) and a vertical LR model are trained in process on a sample of
 the common ids with explicitly insecure small Paillier keys (the trees and weights do not
 depend on the key size; serving uses no Paillier), cached as JSON, stored as each silo's part and
-registered at the coordinator. Three ``fedsilo silo serve`` processes with mTLS (one consortium
-CA; the label holder's HTTP endpoint is HTTPS with a client certificate too) and one
+registered at the coordinator. One ``fedsilo silo serve`` process per party with mTLS (one
+consortium CA; the label holder's HTTP endpoint is HTTPS with a client certificate too) and one
 ``fedsilo serve MODEL`` process (the coordinator's relay) run on loopback.
 
 Timed, from this process (the bank's applications: persistent HTTPS connections):

@@ -171,7 +171,10 @@ def _certificates(workdir: Path) -> None:
     certs.issue(folder, "coordinator", role="coordinator")
     for party in (ISSUER, ACQUIRER):
         certs.issue(folder, party, role="silo")
-    certs.issue(folder, APP, role="silo")  # the issuer's application that asks for scores
+    # the issuer's application that asks for scores: its certificate comes from a CA of the
+    # issuer's own applications, which the silos' gRPC servers do not trust
+    certs.init_ca(folder / "apps", name="fraud demo issuer's applications CA")
+    certs.issue(folder / "apps", APP, role="silo")
 
 
 def _job_toml(workdir: Path, trees: int) -> Path:

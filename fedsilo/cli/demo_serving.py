@@ -51,7 +51,8 @@ __all__ = [
 #: the name the demo's job gives the model; in a fresh demo folder its registry id is ``-v1``
 MODEL_NAME = "fraud-secureboost"
 MODEL_ID = f"{MODEL_NAME}-v1"
-#: the issuer's application that asks for scores (its client certificate, of the demo CA)
+#: the issuer's application that asks for scores (its client certificate is in certs/apps/, of
+#: the applications' CA there: the endpoint trusts it, the silos' gRPC servers do not)
 APP = "fraud-engine"
 #: single requests sent one after another
 SINGLE_REQUESTS = 200
@@ -63,20 +64,27 @@ DEADLINE_MS = 2000
 
 
 def serving_section(port: int) -> str:
-    """The issuer's ``[serving]`` section: HTTPS on loopback, callers need a demo-CA cert."""
+    """The issuer's ``[serving]`` section: HTTPS on loopback with the issuer's consortium
+    certificate; callers need a certificate of the applications' CA (``certs/apps/``)."""
     return (
-        f'\n[serving]\nlisten = "127.0.0.1:{port}"\nca = "certs/ca.pem"\n'
+        f'\n[serving]\nlisten = "127.0.0.1:{port}"\nca = "certs/apps/ca.pem"\n'
         'cert = "certs/issuer.pem"\nkey = "certs/issuer.key"\n'
     )
+
+
+def _tls_files(workdir: Path) -> tuple[Path, Path, Path]:
+    """The consortium CA (to check the endpoint) and the application's certificate and key."""
+    apps = workdir / "certs" / "apps"
+    return workdir / "certs" / "ca.pem", apps / f"{APP}.pem", apps / f"{APP}.key"
 
 
 class _Connection:
     """One persistent HTTPS connection with the application's client certificate."""
 
     def __init__(self, workdir: Path, port: int) -> None:
-        certs = workdir / "certs"
-        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
-        ctx.load_cert_chain(str(certs / f"{APP}.pem"), str(certs / f"{APP}.key"))
+        ca, cert, key = _tls_files(workdir)
+        ctx = ssl.create_default_context(cafile=str(ca))
+        ctx.load_cert_chain(str(cert), str(key))
         self.conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=30)
 
     def score(self, ids: list[str]) -> dict[str, Any]:
@@ -266,7 +274,7 @@ def check_online(
 
 def try_lines(workdir: Path, check: OnlineCheck) -> list[str]:
     """A ``curl`` and a ``fedsilo score-one`` line that score one held-out transaction."""
-    ca, cert, key = (workdir / "certs" / name for name in ("ca.pem", f"{APP}.pem", f"{APP}.key"))
+    ca, cert, key = _tls_files(workdir)
     url = f"https://127.0.0.1:{check.port}"
     return [
         f"curl --cacert {ca} --cert {cert} --key {key} -H 'Content-Type: application/json' "

@@ -15,15 +15,20 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1.health_pb2 import HealthCheckRequest
+from grpc_health.v1.health_pb2_grpc import HealthStub
 from sqlalchemy import create_engine, inspect, text
 from test_cli import fedsilo
 
 from fedsilo.cli.demo_serving import MODEL_ID
+from fedsilo.cli.health_cmd import silo_target
 from fedsilo.cli.launch import launch_relay
-from fedsilo.crypto import certs
+from fedsilo.crypto import certs, tls
 from fedsilo.errors import SiloUnavailable
 from fedsilo.fraudsim import ACQUIRER_FEATURES, ISSUER_FEATURES, ISSUER_LABEL, TX_ID
+from fedsilo.silo_node.config import load_silo_config
 
 pytestmark = pytest.mark.e2e
 
@@ -140,6 +145,25 @@ def test_demo_fraud_end_to_end(tmp_path: Path) -> None:
         answer = json.loads(tried.stdout)
         assert answer["results"][0]["contributed"] == ["issuer", "acquirer"]
         tried_id, tried_score = answer["results"][0]["id"], answer["results"][0]["score"]
+
+        # the fraud engine's certificate (applications' CA) opens the endpoint, not the silos:
+        # the same handshake with the acquirer's own certificate passes, with the engine's fails
+        own = silo_target(load_silo_config(work / "acquirer.toml"))
+        assert own.files is not None
+        apps = work / "certs" / "apps"
+        app = (own.files[0], apps / "fraud-engine.pem", apps / "fraud-engine.key")
+        for (ca, cert, key), allowed in ((own.files, True), (app, False)):
+            creds = grpc.ssl_channel_credentials(
+                ca.read_bytes(), private_key=key.read_bytes(), certificate_chain=cert.read_bytes()
+            )
+            options = tls.identity_options(own.name)
+            with grpc.secure_channel(own.address, creds, options=options) as channel:
+                check = HealthStub(channel).Check
+                if allowed:
+                    assert check(HealthCheckRequest(service=""), timeout=10).status == 1
+                else:
+                    with pytest.raises(grpc.RpcError):
+                        check(HealthCheckRequest(service=""), timeout=10)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)

@@ -67,8 +67,8 @@ def _own(run: JobRun, labels: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _decide(run: JobRun, values: dict[str, Any]) -> dict[str, dict[str, list[str]]]:
-    """Per collinearity criterion given, the dropped labels (``party.column``)."""
+def _decide(run: JobRun, values: dict[str, Any]) -> dict[str, list[str]]:
+    """Per collinearity criterion given, the dropped labels (``party.column``) in drop order."""
     if not any(values[k] is not None for k in COLLINEARITY_KEYS):
         return {}
     stats = run.results.get("stats")
@@ -76,17 +76,16 @@ def _decide(run: JobRun, values: dict[str, Any]) -> dict[str, dict[str, list[str
     if not isinstance(correlation, dict):
         raise JobError("select: the stats step before it released no correlation matrix")
     labels = [str(c) for c in correlation["columns"]]
-    return {
-        k: _own(run, v) for k, v in collinear_drops(values, labels, correlation["matrix"]).items()
-    }
+    return collinear_drops(values, labels, correlation["matrix"])
 
 
 @driver("select", check=check)
 def run_select(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     decided = _decide(run, check_step(step, run.step_index))
+    mine = {k: _own(run, labels) for k, labels in decided.items()}
     replies = run.call_many(
         {
-            p: ("select.apply", {"dropped": {k: by[p] for k, by in decided.items()}}, [])
+            p: ("select.apply", {"dropped": {k: by[p] for k, by in mine.items()}}, [])
             for p in run.parties
         }
     )
@@ -94,9 +93,7 @@ def run_select(run: JobRun, step: dict[str, Any]) -> dict[str, Any]:
     run.log("select: " + ", ".join(f"{p} keeps {k['kept']} of {k['of']}" for p, k in kept.items()))
     out: dict[str, Any] = {"kept": kept}
     if decided:
-        out["dropped"] = {
-            k: [f"{p}.{c}" for p in run.parties for c in by[p]] for k, by in decided.items()
-        }
+        out["dropped"] = decided
         run.log(
             "select: dropped for collinearity: "
             + "; ".join(f"{k} {', '.join(v) or '(none)'}" for k, v in out["dropped"].items())

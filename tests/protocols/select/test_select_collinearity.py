@@ -142,3 +142,26 @@ def test_collinearity_without_a_stats_correlation_before_is_refused(key: str, va
             check_job(parse_job_spec(raw, Path("job.toml")))
     raw = _raw([{"kind": "psi"}, {"kind": "stats"}, {"kind": "select", key: value}])
     check_job(parse_job_spec(raw, Path("job.toml")))
+
+
+def test_silo_reads_only_a_decision_naming_its_own_columns() -> None:
+    from types import SimpleNamespace
+
+    from fedsilo.protocols.select.silo import _dropped
+    from fedsilo.silo_node.methods import CallRequest
+
+    ctx: Any = SimpleNamespace(job_columns=lambda session: ["age", "income", "debt"])
+    values = {"max_vif": 5.0, "max_correlation": None}
+
+    def read(meta: dict[str, Any]) -> dict[str, list[str]]:
+        return _dropped(ctx, None, CallRequest(meta=meta), values)  # type: ignore[arg-type]
+
+    # by name, or #i (the i-th column the stats step profiled) for a silo without names
+    assert read({"dropped": {"max_vif": ["income", "#2"]}}) == {"max_vif": ["income", "debt"]}
+    for bad in (["salary"], ["#3"], ["#-1"], ["bureau.income"]):
+        with pytest.raises(ProtocolError, match="not a column of mine"):
+            read({"dropped": {"max_vif": bad}})
+    with pytest.raises(ProtocolError, match="no collinearity decision"):
+        read({})
+    with pytest.raises(ProtocolError, match="no 'max_vif' decision"):
+        read({"dropped": {"max_correlation": []}})

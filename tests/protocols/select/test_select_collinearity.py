@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from credit_demo import demo_table, pooled
 
 from fedsilo.coordinator.config import parse_job_spec
 from fedsilo.coordinator.drivers import check_job
@@ -19,7 +19,7 @@ from fedsilo.protocols.select.criteria import (
     correlation_drops,
     vif_drops,
 )
-from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES
+from fedsilo.silo_node.demo_data import DEMO_PARTIES
 
 
 def _pooled_vif_drops(x: np.ndarray, labels: list[str], threshold: float) -> list[str]:
@@ -50,12 +50,11 @@ def _synthetic(seed: int = 7) -> tuple[np.ndarray, list[str]]:
 
 
 def _credit_pooled() -> tuple[np.ndarray, list[str]]:
-    frames = []
-    for party, (_table, _label, features) in DEMO_PARTIES.items():
-        d = pd.read_csv(DEMO_DATA_DIR / f"demo_{party}.csv.gz").set_index("customer_id")
-        frames.append(d[list(features)].add_prefix(f"{party}."))
-    x = pd.concat(frames, axis=1, join="inner")
-    return x.to_numpy(dtype=np.float64), list(x.columns)
+    """The demo silos' columns over the customers all three hold."""
+    ids = sorted(set.intersection(*(set(demo_table(p)) for p in DEMO_PARTIES)))
+    columns = pooled(ids)
+    labels = [f"{p}.{c}" for p in DEMO_PARTIES for c in DEMO_PARTIES[p][2]]
+    return np.hstack([columns[p] for p in DEMO_PARTIES]), labels
 
 
 @pytest.mark.parametrize("threshold", [2.0, 5.0, 10.0])

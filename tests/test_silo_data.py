@@ -736,6 +736,11 @@ def test_demo_consortium(tmp_path: Path) -> None:
     for other in ("bureau", "lender"):
         assert 1000 <= len(ids[other] - ids["bank"]) <= 2000
     assert load_silo_config(configs["bank"]).datasets["customers"].label == "default"
+    # the scorecard example (examples/scorecard.toml) runs stats -> woe -> select on the demo
+    for path in configs.values():
+        policy = load_silo_config(path).policy
+        assert {"stats", "woe", "select"} <= set(policy.protocols)
+        assert policy.release_statistics
 
     secure = write_demo_consortium(tmp_path / "tls", tls=True)
     with pytest.raises(ConfigError, match=r"^bank.toml: \[tls\] 'ca' file not found"):

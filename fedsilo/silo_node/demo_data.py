@@ -153,9 +153,10 @@ def write_demo_consortium(workdir: Path, *, tls: bool) -> dict[str, Path]:
             id_column=DEMO_ID_COLUMN,
             features=features,
             label=label,
-            protocols=("psi", "secureboost", "lr", "score", "woe", "select"),
+            protocols=("psi", "secureboost", "lr", "score", "stats", "woe", "select"),
             # the demo's scorecard (examples/scorecard.toml, docs/scorecard.md) needs these
-            extra_policy=(
+            extra_policy="release_statistics = true\n"
+            + (
                 "release_woe_iv = true\nrelease_woe_table = true\n"
                 if label
                 else "release_woe_counts = true\n"

@@ -3,8 +3,13 @@
 A :class:`Criterion` reads its keys of the accepted step and returns, for each of the silo's
 columns, a score and whether it passes. Criteria that need the silo (its stored WOE result, its
 model part) get their inputs through :class:`Inputs`, built by the silo side, so that this module
-imports no node code. To add one (e.g. ``max_vif`` from a ``stats`` step), write its function
-and add one entry to :data:`CRITERIA`; the schema declares its keys.
+imports no node code. To add one, write its function and add one entry to :data:`CRITERIA`;
+the schema declares its keys.
+
+``max_vif`` and ``max_correlation`` are decided by the coordinator, which holds the correlation
+matrix a ``stats`` step released: :func:`collinear_drops` chooses the columns to drop over the
+whole matrix, and each silo is told only which of its own columns were dropped (the silo's
+criterion reads that decision through ``inputs["dropped"]``).
 """
 
 from __future__ import annotations
@@ -16,8 +21,20 @@ from typing import Any
 import numpy as np
 
 from fedsilo.errors import ProtocolError
+from fedsilo.protocols.stats.profile import FloatArray, vif
 
-__all__ = ["CRITERIA", "Criterion", "Inputs", "Verdict", "choose", "importance_of_part"]
+__all__ = [
+    "CRITERIA",
+    "COLLINEARITY_KEYS",
+    "Criterion",
+    "Inputs",
+    "Verdict",
+    "choose",
+    "collinear_drops",
+    "correlation_drops",
+    "importance_of_part",
+    "vif_drops",
+]
 
 
 @dataclass(frozen=True)
@@ -55,11 +72,96 @@ def _by_importance(values: Mapping[str, Any], columns: Sequence[str], inputs: In
     return Verdict(score, {c: s > floor for c, s in score.items()})
 
 
+def _by_coordinator(key: str) -> Callable[[Mapping[str, Any], Sequence[str], Inputs], Verdict]:
+    """A criterion the coordinator decided over the released correlation matrix: the silo keeps
+    every column of its own the decision for ``key`` did not drop."""
+
+    def judge(values: Mapping[str, Any], columns: Sequence[str], inputs: Inputs) -> Verdict:
+        dropped: dict[str, list[str]] = inputs["dropped"]()
+        gone = set(dropped.get(key, []))
+        return Verdict(
+            {c: 0.0 if c in gone else 1.0 for c in columns}, {c: c not in gone for c in columns}
+        )
+
+    return judge
+
+
 #: every criterion ``select`` knows, by the step key that turns it on
 CRITERIA: dict[str, Criterion] = {
     "min_iv": Criterion("min_iv", _by_iv),
     "importance": Criterion("importance", _by_importance),
+    "max_vif": Criterion("max_vif", _by_coordinator("max_vif")),
+    "max_correlation": Criterion("max_correlation", _by_coordinator("max_correlation")),
 }
+
+#: the criteria the coordinator decides from a ``stats`` step's correlation matrix
+COLLINEARITY_KEYS = ("max_vif", "max_correlation")
+
+
+def _square(labels: Sequence[str], matrix: Sequence[Sequence[float | None]]) -> FloatArray:
+    r = np.asarray(
+        [[np.nan if v is None else float(v) for v in row] for row in matrix], dtype=np.float64
+    )
+    if r.shape != (len(labels), len(labels)):
+        raise ProtocolError("select: the correlation matrix does not match its columns")
+    if not np.isfinite(r).all():
+        raise ProtocolError(
+            "select: the stats step's correlation matrix is incomplete (an entry was not "
+            "released), so collinearity cannot be judged"
+        )
+    return r
+
+
+def vif_drops(
+    labels: Sequence[str], matrix: Sequence[Sequence[float | None]], threshold: float
+) -> list[str]:
+    """The standard backward procedure: while the largest variance inflation factor (the
+    diagonal of the inverse correlation matrix of the columns left) exceeds ``threshold``, drop
+    that column (the first of equals in matrix order) and recompute. Returns the dropped labels,
+    in the order they were dropped."""
+    r = _square(labels, matrix)
+    left = list(range(len(labels)))
+    dropped: list[str] = []
+    while len(left) > 1:
+        values = vif(r[np.ix_(left, left)])
+        worst = int(np.argmax(values))
+        if not values[worst] > threshold:
+            break
+        dropped.append(labels[left.pop(worst)])
+    return dropped
+
+
+def correlation_drops(
+    labels: Sequence[str], matrix: Sequence[Sequence[float | None]], threshold: float
+) -> list[str]:
+    """Of each pair of columns whose ``|Pearson|`` exceeds ``threshold``, drop the later one
+    in matrix order (a column already dropped no longer removes others)."""
+    r = np.abs(_square(labels, matrix))
+    kept: list[int] = []
+    dropped: list[str] = []
+    for j in range(len(labels)):
+        if any(r[i, j] > threshold for i in kept):
+            dropped.append(labels[j])
+        else:
+            kept.append(j)
+    return dropped
+
+
+def collinear_drops(
+    values: Mapping[str, Any], labels: Sequence[str], matrix: Sequence[Sequence[float | None]]
+) -> dict[str, list[str]]:
+    """What the coordinator decides for each collinearity criterion the step gives (labels of
+    the stats step's matrix): ``max_correlation`` first, then ``max_vif`` over what it left."""
+    out: dict[str, list[str]] = {}
+    left = list(range(len(labels)))
+    if values.get("max_correlation") is not None:
+        out["max_correlation"] = correlation_drops(labels, matrix, float(values["max_correlation"]))
+        gone = set(out["max_correlation"])
+        left = [i for i, label in enumerate(labels) if label not in gone]
+    if values.get("max_vif") is not None:
+        sub = [[matrix[i][j] for j in left] for i in left]
+        out["max_vif"] = vif_drops([labels[i] for i in left], sub, float(values["max_vif"]))
+    return out
 
 
 def choose(values: Mapping[str, Any], columns: Sequence[str], inputs: Inputs) -> list[str]:

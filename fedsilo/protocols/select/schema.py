@@ -32,6 +32,25 @@ SCHEMA = StepSchema(
             "secureboost: splits)",
             low=0,
         ),
+        Param(
+            "max_vif",
+            "float",
+            None,
+            "drop, one at a time, the column with the largest variance inflation factor above "
+            "this, recomputed from the last stats step's correlation matrix after each drop "
+            "(the coordinator decides; each silo learns which of its own columns went)",
+            low=1,
+        ),
+        Param(
+            "max_correlation",
+            "float",
+            None,
+            "of each pair of columns whose |Pearson| in the last stats step's matrix is above "
+            "this, drop the later one in matrix order (decided before max_vif)",
+            low=0,
+            high=1,
+            open_low=True,
+        ),
         Param("top_k", "int", None, "then keep at most this many columns per silo", low=1),
         Param(
             "keep_at_least",
@@ -44,8 +63,10 @@ SCHEMA = StepSchema(
     (
         Rule(
             "min_iv",
-            lambda v: v["min_iv"] is not None or v["importance"] is not None,
-            "or 'importance' must be given (select by what?)",
+            lambda v: any(
+                v[k] is not None for k in ("min_iv", "importance", "max_vif", "max_correlation")
+            ),
+            "or 'importance', 'max_vif' or 'max_correlation' must be given (select by what?)",
         ),
     ),
 )

@@ -2,10 +2,13 @@
 
 Each silo decides for its own columns with what it holds: the IV its woe step stored (the label
 holder's own; a passive silo's only if the label holder's ``[policy] release_woe_iv`` sent it),
-the importance in its own part of a model this job trained. Nothing is sent to another silo; the
-coordinator learns how many columns each silo kept. The kept columns are stored under the job
-(:func:`fedsilo.jobspec.selection_key`) and :meth:`fedsilo.silo_node.context.SiloContext.
-job_columns` gives later steps only those.
+the importance in its own part of a model this job trained. For ``max_vif`` /
+``max_correlation`` the coordinator decided over the stats step's released correlation matrix
+and sends each silo the decision for its own columns only (by name, or ``#i`` when the silo does
+not release names: the i-th column it profiled); the silo checks they are its own. Nothing is
+sent to another silo; the coordinator learns how many columns each silo kept. The kept columns
+are stored under the job (:func:`fedsilo.jobspec.selection_key`) and
+:meth:`fedsilo.silo_node.context.SiloContext.job_columns` gives later steps only those.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from fedsilo.errors import PolicyError, ProtocolError
 from fedsilo.jobschema import check_step
 from fedsilo.jobspec import part_id, previous_step, selection_key
-from fedsilo.protocols.select.criteria import choose, importance_of_part
+from fedsilo.protocols.select.criteria import COLLINEARITY_KEYS, choose, importance_of_part
 from fedsilo.protocols.woe.silo import load_state
 from fedsilo.silo_node.context import SiloContext
 from fedsilo.silo_node.methods import CallReply, CallRequest, method
@@ -40,6 +43,33 @@ def _importance(ctx: SiloContext, session: JobSession, index: int, kind: str) ->
     return importance_of_part(stored_kind, payload)
 
 
+def _dropped(
+    ctx: SiloContext, session: JobSession, req: CallRequest, values: dict[str, Any]
+) -> dict[str, list[str]]:
+    """The coordinator's collinearity decision for this silo's own columns, checked."""
+    sent = req.meta.get("dropped")
+    if not isinstance(sent, dict):
+        raise ProtocolError("select: the coordinator sent no collinearity decision")
+    profiled = ctx.job_columns(session)  # what the stats step profiled, in its order
+    out: dict[str, list[str]] = {}
+    for key in COLLINEARITY_KEYS:
+        if values.get(key) is None:
+            continue
+        labels = sent.get(key)
+        if not isinstance(labels, list):
+            raise ProtocolError(f"select: the coordinator sent no '{key}' decision")
+        names = []
+        for label in (str(x) for x in labels):
+            if label.startswith("#") and label[1:].isdigit() and int(label[1:]) < len(profiled):
+                names.append(profiled[int(label[1:])])
+            elif label in profiled:
+                names.append(label)
+            else:
+                raise ProtocolError(f"select: '{key}' names '{label[:64]}', not a column of mine")
+        out[key] = names
+    return out
+
+
 @method("select.apply", kinds=("select",))
 def apply(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     """Choose this silo's columns; release how many it kept of how many."""
@@ -50,6 +80,7 @@ def apply(ctx: SiloContext, session: JobSession, req: CallRequest) -> CallReply:
     inputs = {
         "iv": lambda: _iv(ctx, session, index),
         "importance": lambda: _importance(ctx, session, index, str(kind)),
+        "dropped": lambda: _dropped(ctx, session, req, values),
     }
     kept = choose(values, columns, inputs)
     ctx.store.save_checkpoint(session.job_id, selection_key(index), {"columns": kept})

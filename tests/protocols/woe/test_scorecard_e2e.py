@@ -1,6 +1,8 @@
 """The credit scorecard end to end over real gRPC with mTLS on the bundled demo data:
-psi -> split -> woe -> select -> lr (scorecard) -> evaluate -> score; parity of the scorecard
-with scikit-learn's logistic regression on the pooled WOE columns; what each silo revealed."""
+psi -> split -> stats -> woe -> select (IV and VIF) -> lr (scorecard) -> evaluate -> score;
+the columns the VIF criterion dropped (decided from the stats step's released matrix, checked
+against the pooled computation) are not used by the scorecard; parity of the scorecard with
+scikit-learn's logistic regression on the pooled WOE columns; what each silo revealed."""
 
 from __future__ import annotations
 
@@ -22,14 +24,24 @@ from fedsilo.silo_node.demo_data import DEMO_DATA_DIR, DEMO_PARTIES
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ACTIVE_POLICY = "release_woe_iv = true\nrelease_woe_table = true\n"
-PASSIVE_POLICY = "release_woe_counts = true\nrelease_feature_names = true\n"
+# the bank does not release its column names: the stats step labels its columns #i
+ACTIVE_POLICY = "release_woe_iv = true\nrelease_woe_table = true\nrelease_statistics = true\n"
+PASSIVE_POLICY = (
+    "release_woe_counts = true\nrelease_feature_names = true\nrelease_statistics = true\n"
+)
 #: the example job's steps (examples/scorecard.toml), run here over the test consortium
 EXAMPLE = tomllib.loads(
     (Path(__file__).resolve().parents[3] / "examples" / "scorecard.toml").read_text()
 )
 STEPS = EXAMPLE["steps"]
 L2 = next(s["l2"] for s in STEPS if s["kind"] == "lr")
+#: index of each step kind in the example (each occurs once)
+AT = {s["kind"]: i for i, s in enumerate(STEPS)}
+SELECT = STEPS[AT["select"]]
+
+
+def _result(record, kind: str) -> dict:
+    return record.result[f"{AT[kind] + 1}:{kind}"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +66,7 @@ def credit(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _woe_state(c: Consortium, party: str, job: str) -> tuple[list[Characteristic], list]:
-    stored = c.nodes[party].ctx.store.load_checkpoint(job, "woe/2")
+    stored = c.nodes[party].ctx.store.load_checkpoint(job, f"woe/{AT['woe']}")
     assert stored is not None
     chars = [Characteristic.from_dict(d) for d in stored["characteristics"]]
     woe = [[np.nan if v is None else v for v in row] for row in stored["woe"]]
@@ -69,16 +81,54 @@ def _aligned(c: Consortium, party: str, alignment: str, cols: list[str]) -> np.n
 def test_scorecard_job_runs_every_step(credit) -> None:
     c, record = credit
     assert record.state == "succeeded", record.error
-    woe = record.result["3:woe"]
+    assert list(AT) == ["psi", "split", "stats", "woe", "select", "lr", "evaluate", "score"]
+    woe = _result(record, "woe")
     assert woe["characteristics"] == {"bank": 6, "bureau": 8, "lender": 9}
     assert woe["released_to_owner"] == {
         "bureau": {"iv": True, "woe": True},
         "lender": {"iv": True, "woe": True},
     }
-    kept = record.result["4:select"]["kept"]
+    kept = _result(record, "select")["kept"]
     assert all(1 <= k["kept"] <= k["of"] for k in kept.values())
-    assert record.result["6:evaluate"]["metrics"]["auc"] > 0.6
-    assert record.result["7:score"]["written"] > 0
+    assert _result(record, "evaluate")["metrics"]["auc"] > 0.6
+    assert _result(record, "score")["written"] > 0
+    stats = _result(record, "stats")
+    assert len(stats["correlation"]["columns"]) == 23 and stats["vif"] is not None
+    assert "bank.#0" in stats["correlation"]["columns"]  # the bank releases no names
+
+
+def test_vif_drops_match_pooled_and_dropped_columns_are_not_used(credit) -> None:
+    c, record = credit
+    job = record.job_id
+    train = STEPS[AT["stats"]]["alignment"]
+    labels, xs = [], []
+    for party in ("bank", "bureau", "lender"):
+        cols = list(DEMO_PARTIES[party][2])
+        xs.append(_aligned(c, party, train, cols))
+        names = [f"#{i}" for i in range(len(cols))] if party == "bank" else cols
+        labels += [f"{party}.{name}" for name in names]
+    pooled = np.corrcoef(np.hstack(xs).T)
+    # the released matrix is the pooled Pearson matrix (the bank's columns by index)
+    released = np.asarray(_result(record, "stats")["correlation"]["matrix"], dtype=np.float64)
+    np.testing.assert_allclose(released, pooled, atol=1e-6)
+    # the standard backward VIF procedure on the pooled columns
+    left, expected = list(range(len(labels))), []
+    while True:
+        values = np.diag(np.linalg.inv(pooled[np.ix_(left, left)]))
+        if values.max() <= SELECT["max_vif"]:
+            break
+        expected.append(labels[left.pop(int(np.argmax(values)))])
+    dropped = _result(record, "select")["dropped"]["max_vif"]
+    assert dropped == expected and dropped, dropped
+    for party in ("bank", "bureau", "lender"):
+        store = c.nodes[party].ctx.store
+        chosen = store.load_checkpoint(job, f"select/{AT['select']}")["columns"]
+        used = store.load_model_part(f"{job}-lr").payload["columns"]
+        assert used == chosen
+        cols = list(DEMO_PARTIES[party][2])
+        mine = [d.split(".", 1)[1] for d in dropped if d.startswith(f"{party}.")]
+        gone = {cols[int(m[1:])] if m.startswith("#") else m for m in mine}
+        assert not gone & set(used), (party, gone, used)
 
 
 def test_scorecard_matches_sklearn_on_pooled_woe_columns(credit) -> None:
@@ -150,3 +200,4 @@ def test_each_silo_ledger_shows_what_it_revealed(credit) -> None:
     bureau = {e.kind for e in c.nodes["bureau"].ctx.ledger.entries(job)}
     assert {"woe.labels", "woe.result"} <= bank
     assert "woe.counts" in bureau and "woe.labels" not in bureau
+    assert {"stats.encrypted_columns", "stats.cross_products"} & bureau

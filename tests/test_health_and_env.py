@@ -63,6 +63,9 @@ def test_health_of_a_silo_and_the_coordinator(
                     else:
                         pb_grpc.SiloServiceStub(channel).Describe(pb.DescribeRequest(), timeout=10)
                 assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, party
+        # each refusal is one line of the (in-process) silo's log, with the caller's name
+        logged = capsys.readouterr().err
+        assert "request refused" in logged and "caller=bureau" in logged, logged
         # the coordinator service
         text = coord.read_text().replace(
             'name = "coordinator"\n', f'name = "coordinator"\nlisten = "0.0.0.0:{free_port()}"\n'

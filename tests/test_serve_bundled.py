@@ -3,6 +3,7 @@ bundled demo data, one on SQLite and one on PostgreSQL, and the coordinator reac
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -74,11 +75,21 @@ def test_two_silos_serve_bundled_data_and_the_coordinator_describes_them(
             "[tls]\ninsecure_plaintext = true\n"
             + "".join(f'[silos.{p}]\naddress = "{a}"\n' for p, a in addresses.items())
         )
-        described = _cli("silo", "describe", "--config", str(coordinator))
+        described = _cli("silo", "describe", "--json", "--config", str(coordinator))
         assert described.returncode == 0, described.stderr
-        assert "bank (" in described.stdout and "health SERVING" in described.stdout
-        assert "dataset 'customers': 28200 rows, 6 features, label 'default'" in described.stdout
-        assert "dataset 'customers': 28500 rows, 8 features" in described.stdout
+        silos = {s["party"]: s for s in json.loads(described.stdout)["silos"]}
+        assert {p: s["health"] for p, s in silos.items()} == {
+            "bank": "SERVING",
+            "bureau": "SERVING",
+        }
+        got = {
+            p: [(d["name"], d["rows"], len(d["features"]), d["label"]) for d in s["datasets"]]
+            for p, s in silos.items()
+        }
+        assert got == {
+            "bank": [("customers", 28200, 6, "default")],
+            "bureau": [("customers", 28500, 8, None)],
+        }
     finally:
         for proc in procs.values():
             proc.terminate()
